@@ -1,0 +1,182 @@
+import { createPublicKey, randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import type { Algorithm } from "jsonwebtoken";
+import { z } from "zod";
+
+/** How tokens are verified: a shared secret (HS*) or a public key (RS*, PS*, ES*). */
+export type VerificationKey =
+  | { kind: "secret"; secret: string; generated: boolean }
+  | { kind: "public"; pem: string; keyType: "rsa" | "ec" };
+
+export interface AuthConfig {
+  key: VerificationKey;
+  /** Only these algorithms are accepted; `none` never is. */
+  algorithms: readonly Algorithm[];
+  issuer: string | null;
+  audience: readonly string[] | null;
+  /** The claim that names the socket's site. */
+  siteClaim: string;
+  /** How long a socket may stay unauthenticated in the `authenticate` event flow. */
+  timeoutMs: number;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  nodeId: string;
+  production: boolean;
+  /** null: a single node with Socket.IO's in-memory adapter and no Redis. */
+  redisUrl: string | null;
+  /** null: every origin may connect. */
+  corsOrigins: readonly string[] | null;
+  auth: AuthConfig;
+  /** Dev-only endpoints (token minting, test publishing) are served. */
+  devTools: boolean;
+  publicDir: string;
+  /** Things the operator should know at start-up that do not stop it. */
+  warnings: readonly string[];
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+}
+
+/** A configuration value the gateway cannot use; the message names the variable. */
+export class ConfigError extends Error {
+  readonly code = "config_invalid";
+  constructor(
+    readonly variable: string,
+    detail: string,
+  ) {
+    super(`${variable}: ${detail}`);
+    this.name = "ConfigError";
+  }
+}
+
+const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"] as const;
+const RSA_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] as const;
+const EC_ALGORITHMS_BY_CURVE: Record<string, Algorithm> = { prime256v1: "ES256", secp384r1: "ES384", secp521r1: "ES512" };
+const DEFAULT_PUBLIC_DIR = fileURLToPath(new URL("../../../public", import.meta.url));
+
+const list = z
+  .string()
+  .transform((value) => value.split(",").map((item) => item.trim()).filter((item) => item.length > 0));
+const optionalText = z
+  .string()
+  .trim()
+  .transform((value) => (value === "" ? undefined : value))
+  .optional();
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const envSchema = z.object({
+  PORT: integer(0, 65535).default(3000),
+  HOST: optionalText.default("0.0.0.0"),
+  NODE_ID: optionalText,
+  NODE_ENV: optionalText,
+  REDIS_URL: optionalText.pipe(z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).optional()),
+  JWT_SECRET: optionalText,
+  JWT_PUBLIC_KEY: optionalText,
+  JWT_ALGORITHMS: list.optional(),
+  JWT_ISSUER: optionalText,
+  JWT_AUDIENCE: list.optional(),
+  JWT_SITE_CLAIM: optionalText.default("site"),
+  AUTH_TIMEOUT_MS: integer(100, 600_000).default(5000),
+  CORS_ORIGINS: list.optional(),
+  DEV_TOKENS: z.enum(["0", "1", "true", "false", ""]).optional(),
+  PUBLIC_DIR: optionalText,
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+/**
+ * Parses and validates the gateway configuration from environment variables, once, at start-up.
+ * Nothing else in the gateway reads `process.env`.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Readonly<Config> {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(String(issue?.path[0] ?? "environment"), issue?.message ?? "invalid");
+  }
+  const vars = parsed.data;
+  const production = vars.NODE_ENV === "production";
+  const key = verificationKey(vars.JWT_SECRET, vars.JWT_PUBLIC_KEY, production);
+  const algorithms = allowedAlgorithms(key, vars.JWT_ALGORITHMS);
+  const corsOrigins = vars.CORS_ORIGINS && !vars.CORS_ORIGINS.includes("*") ? vars.CORS_ORIGINS : null;
+  for (const origin of corsOrigins ?? []) {
+    if (!/^https?:\/\/[^/]+$/.test(origin)) throw new ConfigError("CORS_ORIGINS", `${origin} is not an origin such as https://app.example.com`);
+  }
+  const devTokensAsked = vars.DEV_TOKENS === "1" || vars.DEV_TOKENS === "true";
+  if (devTokensAsked && production) throw new ConfigError("DEV_TOKENS", "dev tokens are never served with NODE_ENV=production");
+  if (vars.JWT_SITE_CLAIM && ["sub", "iss", "aud", "exp", "nbf", "iat"].includes(vars.JWT_SITE_CLAIM)) {
+    throw new ConfigError("JWT_SITE_CLAIM", `${vars.JWT_SITE_CLAIM} is a registered claim, not a site`);
+  }
+  const warnings: string[] = [];
+  if (key.kind === "secret" && !key.generated && Buffer.byteLength(key.secret) < 32) {
+    warnings.push("JWT_SECRET is shorter than 32 bytes; HS256 wants at least 256 bits of secret");
+  }
+  return Object.freeze({
+    warnings: Object.freeze(warnings),
+    port: vars.PORT,
+    host: vars.HOST,
+    nodeId: vars.NODE_ID ?? `node-${randomBytes(3).toString("hex")}`,
+    production,
+    redisUrl: vars.REDIS_URL ?? null,
+    corsOrigins: corsOrigins ? Object.freeze([...corsOrigins]) : null,
+    auth: Object.freeze({
+      key,
+      algorithms: Object.freeze([...algorithms]),
+      issuer: vars.JWT_ISSUER ?? null,
+      audience: vars.JWT_AUDIENCE && vars.JWT_AUDIENCE.length > 0 ? Object.freeze([...vars.JWT_AUDIENCE]) : null,
+      siteClaim: vars.JWT_SITE_CLAIM,
+      timeoutMs: vars.AUTH_TIMEOUT_MS,
+    }),
+    devTools: !production && (devTokensAsked || (key.kind === "secret" && key.generated)),
+    publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,
+    logLevel: vars.LOG_LEVEL,
+  });
+}
+
+function verificationKey(secret: string | undefined, publicKey: string | undefined, production: boolean): VerificationKey {
+  if (secret && publicKey) throw new ConfigError("JWT_PUBLIC_KEY", "set JWT_SECRET or JWT_PUBLIC_KEY, not both");
+  if (secret) {
+    return { kind: "secret", secret, generated: false };
+  }
+  if (publicKey) {
+    // Env files often carry a PEM on one line with literal \n sequences.
+    const pem = publicKey.replace(/\\n/g, "\n");
+    let keyType: string | undefined;
+    try {
+      keyType = createPublicKey(pem).asymmetricKeyType;
+    } catch {
+      throw new ConfigError("JWT_PUBLIC_KEY", "is not a PEM public key (-----BEGIN PUBLIC KEY-----)");
+    }
+    if (keyType !== "rsa" && keyType !== "ec") throw new ConfigError("JWT_PUBLIC_KEY", `${keyType} keys are not supported; use an RSA or EC key`);
+    return { kind: "public", pem, keyType };
+  }
+  if (production) throw new ConfigError("JWT_SECRET", "NODE_ENV=production needs JWT_SECRET or JWT_PUBLIC_KEY");
+  return { kind: "secret", secret: randomBytes(32).toString("base64url"), generated: true };
+}
+
+function allowedAlgorithms(key: VerificationKey, asked: string[] | undefined): Algorithm[] {
+  const fitting: readonly string[] =
+    key.kind === "secret" ? HMAC_ALGORITHMS : key.keyType === "rsa" ? RSA_ALGORITHMS : Object.values(EC_ALGORITHMS_BY_CURVE);
+  if (!asked || asked.length === 0) {
+    if (key.kind === "public" && key.keyType === "ec") {
+      const curve = createPublicKey(key.pem).asymmetricKeyDetails?.namedCurve ?? "";
+      const algorithm = EC_ALGORITHMS_BY_CURVE[curve];
+      if (!algorithm) throw new ConfigError("JWT_PUBLIC_KEY", `EC curve ${curve} is not supported (P-256, P-384, P-521)`);
+      return [algorithm];
+    }
+    return [...fitting] as Algorithm[];
+  }
+  for (const algorithm of asked) {
+    // Pinning an algorithm of the other family is how HS/RS key confusion starts: refuse it here.
+    if (!fitting.includes(algorithm)) {
+      throw new ConfigError("JWT_ALGORITHMS", `${algorithm} does not fit a ${key.kind === "secret" ? "JWT_SECRET" : `${key.keyType} JWT_PUBLIC_KEY`} (allowed: ${fitting.join(", ")})`);
+    }
+  }
+  return asked as Algorithm[];
+}

@@ -1,0 +1,24 @@
+import { type ErrorBody, type ErrorCode, errorBody } from "@switchboard/protocol";
+import { AuthError, type AuthFailure } from "./auth.js";
+
+const AUTH_CODES: Record<AuthFailure, ErrorCode> = {
+  missing: "token_missing",
+  malformed: "token_malformed",
+  bad_signature: "token_invalid_signature",
+  expired: "token_expired",
+  not_yet_valid: "token_not_yet_valid",
+  algorithm_not_allowed: "token_algorithm_not_allowed",
+  claims_invalid: "token_claims_invalid",
+};
+
+/**
+ * Maps any failure to the `{ code, message }` a client sees. Auth failures keep their detail
+ * (it names the claim or algorithm at fault); anything unknown becomes `internal_error`.
+ */
+export function toWireError(err: unknown): ErrorBody {
+  if (err instanceof AuthError) {
+    const code = AUTH_CODES[err.failure];
+    return errorBody(code, `${errorBody(code).message} (${err.message})`);
+  }
+  return errorBody("internal_error");
+}

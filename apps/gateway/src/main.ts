@@ -1,0 +1,58 @@
+import { ConfigError, loadConfig } from "./config.js";
+import { createGateway } from "./server.js";
+
+// Process entry: config → start → signals.
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`switchboard: config_invalid: ${err.message}\n`);
+  process.exit(1);
+}
+
+const gateway = await createGateway(config);
+const { logger } = gateway;
+for (const warning of config.warnings) logger.warn(warning);
+if (config.auth.key.kind === "secret" && config.auth.key.generated) {
+  logger.warn(
+    "NO JWT_SECRET OR JWT_PUBLIC_KEY SET: this node generated a random development secret. Tokens from any other system will be refused. Set JWT_SECRET or JWT_PUBLIC_KEY (NODE_ENV=production requires one).",
+  );
+}
+if (config.devTools) logger.warn("development endpoints are on: POST /dev/token mints tokens for anyone; never expose this node");
+
+try {
+  const url = await gateway.start();
+  logger.info(
+    { node: config.nodeId, mode: gateway.broker.mode, algorithms: config.auth.algorithms },
+    config.redisUrl === null
+      ? `single node, in-memory adapter (no REDIS_URL): switchboard listening on ${url}`
+      : `cluster node via Redis ${redactedUrl(config.redisUrl)}: switchboard listening on ${url}`,
+  );
+} catch (err) {
+  logger.fatal({ err }, "could not start");
+  await gateway.close().catch(() => {});
+  process.exit(1);
+}
+
+let stopping = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    gateway.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  });
+}
+
+function redactedUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = "***";
+  return parsed.toString();
+}

@@ -1,0 +1,67 @@
+import { generateKeyPairSync } from "node:crypto";
+import jwt from "jsonwebtoken";
+import { describe, expect, it } from "vitest";
+import { AuthError, createTokenVerifier } from "../src/auth.js";
+import { loadConfig } from "../src/config.js";
+import { toWireError } from "../src/errors.js";
+
+const SECRET = "k".repeat(40);
+const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const rsaPublicPem = rsa.publicKey.export({ type: "spki", format: "pem" }).toString();
+const rsaPrivatePem = rsa.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+
+const hsVerifier = createTokenVerifier(loadConfig({ JWT_SECRET: SECRET, JWT_ISSUER: "issuer", JWT_AUDIENCE: "sb" }).auth);
+const rsVerifier = createTokenVerifier(loadConfig({ JWT_PUBLIC_KEY: rsaPublicPem }).auth);
+const good = (claims: object, options: jwt.SignOptions = {}) => jwt.sign(claims, SECRET, { issuer: "issuer", audience: "sb", expiresIn: 60, ...options });
+
+function codeOf(verify: () => unknown): string {
+  try {
+    verify();
+  } catch (err) {
+    expect(err).toBeInstanceOf(AuthError);
+    return toWireError(err).code;
+  }
+  throw new Error("expected a refusal");
+}
+
+describe("token verification", () => {
+  it("returns the user and normalised site", () => {
+    expect(hsVerifier.verify(good({ sub: "u1", site: "Example.COM:8080" }))).toEqual({ user: "u1", site: "example.com" });
+    expect(hsVerifier.verify(good({ sub: 17 }))).toEqual({ user: "17", site: null });
+  });
+
+  it.each([
+    ["token_missing", () => hsVerifier.verify(undefined)],
+    ["token_missing", () => hsVerifier.verify("")],
+    ["token_malformed", () => hsVerifier.verify("not.a.jwt")],
+    ["token_malformed", () => hsVerifier.verify(12)],
+    ["token_invalid_signature", () => hsVerifier.verify(jwt.sign({ sub: "u" }, "another-secret-another-secret-xx", { issuer: "issuer", audience: "sb" }))],
+    ["token_expired", () => hsVerifier.verify(jwt.sign({ sub: "u", exp: Math.floor(Date.now() / 1000) - 60 }, SECRET, { issuer: "issuer", audience: "sb" }))],
+    ["token_not_yet_valid", () => hsVerifier.verify(good({ sub: "u" }, { notBefore: 3600 }))],
+    ["token_algorithm_not_allowed", () => hsVerifier.verify(jwt.sign({ sub: "u" }, rsaPrivatePem, { algorithm: "RS256", issuer: "issuer", audience: "sb" }))],
+    ["token_claims_invalid", () => hsVerifier.verify(good({ name: "no sub" }))],
+    ["token_claims_invalid", () => hsVerifier.verify(good({ sub: "u" }, { issuer: "someone-else" }))],
+    ["token_claims_invalid", () => hsVerifier.verify(good({ sub: "u" }, { audience: "other" }))],
+    ["token_claims_invalid", () => hsVerifier.verify(good({ sub: "u", site: "http://bad/" }))],
+  ])("refuses with %s", (code, verify) => {
+    expect(codeOf(verify)).toBe(code);
+  });
+
+  it("refuses alg none", () => {
+    const unsigned = `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${Buffer.from(JSON.stringify({ sub: "u", iss: "issuer", aud: "sb" })).toString("base64url")}.`;
+    expect(codeOf(() => hsVerifier.verify(unsigned))).toBe("token_algorithm_not_allowed");
+  });
+
+  it("refuses an HS256 token signed with the RSA public key (key confusion)", () => {
+    const forged = jwt.sign({ sub: "admin" }, rsaPublicPem.replace(/\n$/, ""), { algorithm: "HS256" });
+    expect(codeOf(() => rsVerifier.verify(forged))).toBe("token_algorithm_not_allowed");
+  });
+
+  it("accepts RS256 tokens with a public key", () => {
+    expect(rsVerifier.verify(jwt.sign({ sub: "r", site: "a.io" }, rsaPrivatePem, { algorithm: "RS256" }))).toEqual({ user: "r", site: "a.io" });
+  });
+
+  it("maps unknown failures to internal_error", () => {
+    expect(toWireError(new Error("boom")).code).toBe("internal_error");
+  });
+});

@@ -1,0 +1,85 @@
+import { generateKeyPairSync } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
+
+const SECRET = "s".repeat(40);
+const rsaPem = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ type: "spki", format: "pem" }).toString();
+const ecPem = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ type: "spki", format: "pem" }).toString();
+
+function failure(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("config", () => {
+  it("applies the documented defaults", () => {
+    const config = loadConfig({ JWT_SECRET: SECRET });
+    expect(config).toMatchObject({ port: 3000, host: "0.0.0.0", redisUrl: null, corsOrigins: null, devTools: false, logLevel: "info" });
+    expect(config.auth).toMatchObject({ algorithms: ["HS256", "HS384", "HS512"], siteClaim: "site", timeoutMs: 5000, issuer: null, audience: null });
+    expect(config.nodeId).toMatch(/^node-[0-9a-f]{6}$/);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it("reads every variable", () => {
+    const config = loadConfig({
+      PORT: "4001",
+      HOST: "127.0.0.1",
+      NODE_ID: "edge-1",
+      REDIS_URL: "redis://127.0.0.1:6380",
+      JWT_SECRET: SECRET,
+      JWT_ALGORITHMS: "HS512",
+      JWT_ISSUER: "https://auth.example.com",
+      JWT_AUDIENCE: "switchboard, chat",
+      JWT_SITE_CLAIM: "tenant",
+      AUTH_TIMEOUT_MS: "1500",
+      CORS_ORIGINS: "https://app.example.com,http://localhost:5173",
+    });
+    expect(config).toMatchObject({ port: 4001, host: "127.0.0.1", nodeId: "edge-1", redisUrl: "redis://127.0.0.1:6380", corsOrigins: ["https://app.example.com", "http://localhost:5173"] });
+    expect(config.auth).toMatchObject({ algorithms: ["HS512"], issuer: "https://auth.example.com", audience: ["switchboard", "chat"], siteClaim: "tenant", timeoutMs: 1500 });
+  });
+
+  it("generates a development secret without a key outside production, and turns dev tools on", () => {
+    const config = loadConfig({});
+    expect(config.auth.key).toMatchObject({ kind: "secret", generated: true });
+    expect(config.devTools).toBe(true);
+  });
+
+  it("refuses to start in production without a key", () => {
+    expect(failure({ NODE_ENV: "production" }).variable).toBe("JWT_SECRET");
+  });
+
+  it("derives algorithms from a public key and refuses HS algorithms with it", () => {
+    expect(loadConfig({ JWT_PUBLIC_KEY: rsaPem }).auth.algorithms).toEqual(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]);
+    expect(loadConfig({ JWT_PUBLIC_KEY: ecPem.replace(/\n/g, "\\n") }).auth.algorithms).toEqual(["ES384"]);
+    expect(failure({ JWT_PUBLIC_KEY: rsaPem, JWT_ALGORITHMS: "HS256" }).variable).toBe("JWT_ALGORITHMS");
+    expect(failure({ JWT_SECRET: SECRET, JWT_ALGORITHMS: "RS256" }).variable).toBe("JWT_ALGORITHMS");
+    expect(failure({ JWT_SECRET: SECRET, JWT_ALGORITHMS: "none" }).variable).toBe("JWT_ALGORITHMS");
+  });
+
+  it.each([
+    ["PORT", { PORT: "eighty" }],
+    ["PORT", { PORT: "70000" }],
+    ["REDIS_URL", { REDIS_URL: "http://localhost" }],
+    ["AUTH_TIMEOUT_MS", { AUTH_TIMEOUT_MS: "-5" }],
+    ["JWT_PUBLIC_KEY", { JWT_PUBLIC_KEY: "not a pem" }],
+    ["JWT_PUBLIC_KEY", { JWT_PUBLIC_KEY: rsaPem, JWT_SECRET: SECRET }],
+    ["CORS_ORIGINS", { CORS_ORIGINS: "app.example.com" }],
+    ["LOG_LEVEL", { LOG_LEVEL: "loud" }],
+    ["JWT_SITE_CLAIM", { JWT_SITE_CLAIM: "sub" }],
+    ["DEV_TOKENS", { DEV_TOKENS: "1", NODE_ENV: "production", JWT_SECRET: SECRET }],
+  ])("names %s when its value is unusable", (variable, env) => {
+    const error = failure({ JWT_SECRET: SECRET, ...env });
+    expect(error.variable).toBe(variable);
+    expect(error.message.startsWith(`${variable}: `)).toBe(true);
+    expect(error.code).toBe("config_invalid");
+  });
+
+  it("warns about a short secret without refusing it", () => {
+    expect(loadConfig({ JWT_SECRET: "short" }).warnings).toEqual([expect.stringContaining("JWT_SECRET")]);
+  });
+});

@@ -1,0 +1,67 @@
+import { createClient } from "redis";
+
+/**
+ * The part of a Redis client the emitter uses. node-redis (v4, v5) and ioredis clients fit it.
+ * `on` and `listenerCount` let the emitter add an `error` listener where none exists, because an
+ * EventEmitter without one throws and takes the host process down.
+ */
+export interface PublishClient {
+  publish(channel: string, message: Buffer | string): Promise<unknown>;
+  on?(event: "error", listener: (error: Error) => void): unknown;
+  listenerCount?(event: string): number;
+}
+
+/** A Redis connection the emitter opened itself from a URL, and so also closes. */
+export interface OwnedConnection {
+  client: PublishClient;
+  /** Resolves true once the connection is ready, false if it is not ready within `timeoutMs`. */
+  whenReady(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export function openConnection(url: string, onError: (error: Error) => void): OwnedConnection {
+  const client = createClient({
+    url,
+    // A publish while disconnected must fail now with a code, not be replayed minutes later
+    // after the caller has already been told it failed.
+    disableOfflineQueue: true,
+    socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
+  });
+  client.on("error", onError);
+  client.connect().catch(onError);
+  return {
+    client: { publish: (channel, message) => client.publish(channel, message) },
+    whenReady(timeoutMs) {
+      if (client.isReady) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const onReady = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          client.off("ready", onReady);
+          resolve(false);
+        }, timeoutMs);
+        client.once("ready", onReady);
+      });
+    },
+    async close() {
+      try {
+        if (client.isReady) await client.quit();
+        else await client.disconnect();
+      } catch {
+        // Already closed: nothing to release.
+      }
+    },
+  };
+}
+
+/** Where no error listener is given, report each distinct error once rather than on every retry. */
+export function defaultErrorReporter(): (error: Error) => void {
+  let last = "";
+  return (error) => {
+    if (error.message === last) return;
+    last = error.message;
+    console.warn(`[switchboard emitter] redis: ${error.message}`);
+  };
+}

@@ -1,0 +1,68 @@
+import { createServer } from "node:net";
+import { describe, expect, it } from "vitest";
+import { createEmitter } from "../src/index.js";
+
+// A port nothing listens on: bind one, note it, close it.
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return typeof address === "object" && address !== null ? address.port : 1;
+}
+
+describe("emitter without a reachable Redis", () => {
+  it("rejects each publish with redis_unavailable and never throws into the process", async () => {
+    const errors: Error[] = [];
+    const emitter = createEmitter({ redis: `redis://127.0.0.1:${await closedPort()}`, publishTimeoutMs: 300, onError: (err) => errors.push(err) });
+    await expect(emitter.toUser(1).emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable" });
+    await expect(emitter.emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable" });
+    await expect(emitter.publishFrame({ room: "user(1)", data: 1 })).rejects.toMatchObject({ code: "redis_unavailable" });
+    expect(errors.length).toBeGreaterThan(0);
+    await emitter.close();
+  });
+
+  it("rejects with publish_timeout when a given client never confirms", async () => {
+    const emitter = createEmitter({ redis: { publish: () => new Promise(() => {}) }, publishTimeoutMs: 50 });
+    await expect(emitter.toSite("a.com").emit("x", 1)).rejects.toMatchObject({ code: "publish_timeout" });
+  });
+
+  it("maps a client's publish failure to redis_unavailable", async () => {
+    const emitter = createEmitter({ redis: { publish: () => Promise.reject(new Error("The client is closed")) } });
+    await expect(emitter.to("room").emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable", message: expect.stringContaining("The client is closed") });
+  });
+});
+
+describe("emitter input checks", () => {
+  const published: { channel: string; message: Buffer | string }[] = [];
+  const emitter = createEmitter({
+    redis: {
+      publish: async (channel, message) => {
+        published.push({ channel, message });
+        return 2;
+      },
+    },
+  });
+
+  it("resolves with how many subscribers Redis reported", async () => {
+    await expect(emitter.toUser("9").emit("ok", { a: 1 })).resolves.toEqual({ subscribers: 2 });
+    expect(published.at(-1)?.channel).toBe("socket.io#/#user(9)#");
+  });
+
+  it("refuses reserved and empty event names with invalid_event", async () => {
+    await expect(emitter.toUser(1).emit("disconnect", 1)).rejects.toMatchObject({ code: "invalid_event" });
+    await expect(emitter.emit("", 1)).rejects.toMatchObject({ code: "invalid_event" });
+  });
+
+  it("refuses bad user ids, hosts and rooms with invalid_room", async () => {
+    await expect(emitter.toUser("").emit("x", 1)).rejects.toMatchObject({ code: "invalid_room" });
+    await expect(emitter.toSite("not a host").emit("x", 1)).rejects.toMatchObject({ code: "invalid_room" });
+    await expect(emitter.to("").emit("x", 1)).rejects.toMatchObject({ code: "invalid_room" });
+  });
+
+  it("rejects with emitter_closed after close()", async () => {
+    const closing = createEmitter({ redis: { publish: async () => 1 } });
+    await closing.close();
+    await expect(closing.emit("x", 1)).rejects.toMatchObject({ code: "emitter_closed" });
+  });
+});

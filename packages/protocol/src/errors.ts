@@ -1,0 +1,119 @@
+/**
+ * The one registry of error codes that clients, publishers and operators can see.
+ * A code is never reused or renamed once published; `docs/errors.md` documents each
+ * one and a test keeps the two in step.
+ */
+export const ERRORS = {
+  token_missing: {
+    audience: "client",
+    message: "No token was given: send it in the handshake (auth.token or Authorization: Bearer) or in the authenticate event.",
+  },
+  token_malformed: {
+    audience: "client",
+    message: "The token is not a well-formed JWT.",
+  },
+  token_invalid_signature: {
+    audience: "client",
+    message: "The token signature does not match the configured key.",
+  },
+  token_expired: {
+    audience: "client",
+    message: "The token has expired (exp is in the past).",
+  },
+  token_not_yet_valid: {
+    audience: "client",
+    message: "The token is not valid yet (nbf is in the future).",
+  },
+  token_algorithm_not_allowed: {
+    audience: "client",
+    message: "The token is signed with an algorithm this server does not accept.",
+  },
+  token_claims_invalid: {
+    audience: "client",
+    message: "The token claims are not acceptable (missing sub, wrong iss or aud, or a bad site).",
+  },
+  auth_timeout: {
+    audience: "client",
+    message: "The socket did not authenticate in time.",
+  },
+  origin_not_allowed: {
+    audience: "client",
+    message: "The request Origin is not in CORS_ORIGINS.",
+  },
+  kicked: {
+    audience: "client",
+    message: "The server disconnected this user.",
+  },
+  internal_error: {
+    audience: "client",
+    message: "The server failed unexpectedly; the failure is logged.",
+  },
+  frame_not_msgpack: {
+    audience: "publisher",
+    message: "A frame on a Switchboard channel could not be decoded as MessagePack; it was dropped.",
+  },
+  frame_invalid: {
+    audience: "publisher",
+    message: "A frame decoded but does not have a documented shape; it was dropped.",
+  },
+  invalid_room: {
+    audience: "publisher",
+    message: "A room, user id or site host is empty or not a string.",
+  },
+  invalid_event: {
+    audience: "publisher",
+    message: "The event name is empty, not a string, or reserved by Socket.IO.",
+  },
+  redis_unavailable: {
+    audience: "publisher",
+    message: "Redis could not be reached; the message was not published.",
+  },
+  publish_timeout: {
+    audience: "publisher",
+    message: "Redis did not confirm the publish in time; the message may not have been published.",
+  },
+  emitter_closed: {
+    audience: "publisher",
+    message: "The emitter was closed; nothing more can be published with it.",
+  },
+  config_invalid: {
+    audience: "operator",
+    message: "A configuration variable has a value the gateway cannot use.",
+  },
+} as const satisfies Record<string, { audience: ErrorAudience; message: string }>;
+
+/** Who sees an error: a connecting client, a publishing service, or the operator at start-up. */
+export type ErrorAudience = "client" | "publisher" | "operator";
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The body every error takes on the wire. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
+
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(ERRORS, value);
+}
+
+/** An error that carries a stable code; `message` defaults to the registry text. */
+export class SwitchboardError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string = ERRORS[code].message, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "SwitchboardError";
+    this.code = code;
+  }
+
+  toJSON(): ErrorBody {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function errorBody(code: ErrorCode, message: string = ERRORS[code].message): ErrorBody {
+  return { code, message };
+}

@@ -1,0 +1,52 @@
+import type { ErrorBody } from "./errors.js";
+import type { Identity } from "./claims.js";
+
+/** The event a raw frame is delivered as when it names none. */
+export const DEFAULT_EVENT = "message";
+
+/** Events the gateway itself sends to clients. */
+export const SERVER_EVENTS = {
+  welcome: "welcome",
+  authenticated: "authenticated",
+  unauthorized: "unauthorized",
+  kicked: "kicked",
+} as const;
+
+/** Events clients send to the gateway. */
+export const CLIENT_EVENTS = {
+  authenticate: "authenticate",
+} as const;
+
+/** Names Socket.IO reserves; nobody may publish them. */
+export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
+  "connect",
+  "connect_error",
+  "disconnect",
+  "disconnecting",
+  "newListener",
+  "removeListener",
+]);
+
+export function isPublishableEvent(event: unknown): event is string {
+  return typeof event === "string" && event.length > 0 && !RESERVED_EVENTS.has(event);
+}
+
+export interface WelcomePayload {
+  /** The socket id. */
+  id: string;
+  /** The gateway node the socket is connected to (NODE_ID). */
+  node: string;
+  name: "switchboard";
+  version: string;
+  user: string;
+  site: string | null;
+  rooms: string[];
+}
+
+export type AuthenticatedPayload = Identity;
+export type UnauthorizedPayload = ErrorBody;
+export type KickedPayload = ErrorBody;
+
+export interface AuthenticatePayload {
+  token: string;
+}

@@ -1,0 +1,120 @@
+import { decode, encode } from "@msgpack/msgpack";
+import { DEFAULT_EVENT, isPublishableEvent } from "./events.js";
+import { SwitchboardError } from "./errors.js";
+
+/** The Redis channel every gateway node subscribes to for raw frames. */
+export const RAW_FRAME_CHANNEL = "socket.io#emitter";
+
+/**
+ * A raw frame in the map layout, as any language writes it with a MessagePack library.
+ * `room` is required; `event` defaults to "message"; `except` rooms are left out.
+ * `id` and `ts` identify the message (the encoder fills them in when absent).
+ */
+export interface RawFrame {
+  room: string | string[];
+  data: unknown;
+  event?: string;
+  except?: string | string[];
+  id?: string;
+  ts?: number;
+}
+
+/** What a decoded frame asks a node to do, whichever layout it came in. */
+export interface Delivery {
+  /** Rooms to deliver to; empty means every authenticated socket (legacy array layout only). */
+  rooms: string[];
+  except: string[];
+  event: string;
+  /** The event arguments: `[data]` for the map layout, everything after the event for the array layout. */
+  args: unknown[];
+  layout: "map" | "array";
+  id?: string;
+  ts?: number;
+}
+
+export type DecodeResult =
+  | { ok: true; delivery: Delivery }
+  | { ok: false; code: "frame_not_msgpack" | "frame_invalid"; reason: string };
+
+/** Encodes a map-layout frame, validating it exactly as the gateway will. */
+export function encodeRawFrame(frame: RawFrame): Uint8Array {
+  const checked = checkMapFrame({ ...frame, id: frame.id ?? newMessageId(), ts: frame.ts ?? Date.now() });
+  if (typeof checked === "string") {
+    throw new SwitchboardError(checked.startsWith("event") ? "invalid_event" : checked.startsWith("room") || checked.startsWith("except") ? "invalid_room" : "frame_invalid", checked);
+  }
+  const wire: Record<string, unknown> = { room: frame.room, event: checked.event, data: frame.data, id: checked.id, ts: checked.ts };
+  if (checked.except.length > 0) wire.except = frame.except;
+  // `undefined` inside data is left out rather than sent as nil, as JSON would.
+  return encode(wire, { ignoreUndefined: true });
+}
+
+/** Decodes a frame from the raw channel in either documented layout. Never throws. */
+export function decodeRawFrame(bytes: Uint8Array): DecodeResult {
+  let value: unknown;
+  try {
+    value = decode(bytes);
+  } catch (err) {
+    return { ok: false, code: "frame_not_msgpack", reason: err instanceof Error ? err.message : String(err) };
+  }
+  const checked = Array.isArray(value) ? readArrayFrame(value) : isPlainObject(value) ? checkMapFrame(value) : "not a map or an array";
+  return typeof checked === "string" ? { ok: false, code: "frame_invalid", reason: checked } : { ok: true, delivery: checked };
+}
+
+/** A fresh message id (a UUID); every message carries one so that clients can later de-duplicate. */
+export function newMessageId(): string {
+  return globalThis.crypto.randomUUID();
+}
+
+function checkMapFrame(frame: Record<string, unknown>): Delivery | string {
+  if (!("room" in frame)) return "room is missing";
+  const rooms = roomList(frame.room, "room");
+  if (typeof rooms === "string") return rooms;
+  if (rooms.length === 0) return "room is an empty list";
+  if (!("data" in frame)) return "data is missing";
+  const event = frame.event ?? DEFAULT_EVENT;
+  if (!isPublishableEvent(event)) return `event ${JSON.stringify(event)} is not a publishable event name`;
+  const except = frame.except === undefined ? [] : roomList(frame.except, "except");
+  if (typeof except === "string") return except;
+  if (frame.id !== undefined && (typeof frame.id !== "string" || frame.id.length === 0)) return "id must be a non-empty string";
+  if (frame.ts !== undefined && (typeof frame.ts !== "number" || !Number.isFinite(frame.ts))) return "ts must be a number (ms since the epoch)";
+  const delivery: Delivery = { rooms, except, event, args: [frame.data], layout: "map" };
+  if (typeof frame.id === "string") delivery.id = frame.id;
+  if (typeof frame.ts === "number") delivery.ts = frame.ts;
+  return delivery;
+}
+
+/**
+ * Reads an array-layout frame: `[packet, { rooms, flags }]` as the first socket.io-emitter
+ * releases wrote it, or `[uid, packet, { rooms, except, flags }]` as every socket.io Redis
+ * adapter and emitter since writes it. Returns what to deliver, or why the frame is unusable.
+ */
+export function readArrayFrame(frame: unknown[]): Delivery | string {
+  const [packet, opts] = frame.length === 3 && typeof frame[0] === "string" ? [frame[1], frame[2]] : frame.length === 2 ? [frame[0], frame[1]] : [];
+  if (!isPlainObject(packet)) return "array frame: expected [packet, opts] or [uid, packet, opts]";
+  // 5 is BINARY_EVENT, which Socket.IO servers write when an argument holds binary data.
+  if (packet.type !== 2 && packet.type !== 5) return "array frame: packet.type must be 2 (EVENT) or 5 (BINARY_EVENT)";
+  if (packet.nsp !== undefined && packet.nsp !== "/") return `array frame: namespace ${JSON.stringify(packet.nsp)} is not served`;
+  const data = packet.data;
+  if (!Array.isArray(data) || data.length === 0) return "array frame: packet.data must be [event, ...args]";
+  const [event, ...args] = data;
+  if (!isPublishableEvent(event)) return `array frame: event ${JSON.stringify(event)} is not a publishable event name`;
+  if (opts !== undefined && opts !== null && !isPlainObject(opts)) return "array frame: opts must be a map";
+  const rooms = opts?.rooms === undefined || opts.rooms === null ? [] : roomList(opts.rooms, "rooms", true);
+  if (typeof rooms === "string") return `array frame: ${rooms}`;
+  const except = opts?.except === undefined || opts.except === null ? [] : roomList(opts.except, "except", true);
+  if (typeof except === "string") return `array frame: ${except}`;
+  return { rooms, except, event, args, layout: "array" };
+}
+
+function roomList(value: unknown, field: string, listOnly = false): string[] | string {
+  if (typeof value === "string" && !listOnly) return value.length > 0 ? [value] : `${field} is an empty string`;
+  if (!Array.isArray(value)) return `${field} must be ${listOnly ? "a list of strings" : "a string or a list of strings"}`;
+  for (const room of value) {
+    if (typeof room !== "string" || room.length === 0) return `${field} must contain only non-empty strings`;
+  }
+  return value as string[];
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}

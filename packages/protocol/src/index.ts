@@ -1,0 +1,20 @@
+export type { Identity, TokenClaims } from "./claims.js";
+export { ERROR_CODES, ERRORS, SwitchboardError, errorBody, isErrorCode } from "./errors.js";
+export type { ErrorAudience, ErrorBody, ErrorCode } from "./errors.js";
+export {
+  CLIENT_EVENTS,
+  DEFAULT_EVENT,
+  RESERVED_EVENTS,
+  SERVER_EVENTS,
+  isPublishableEvent,
+} from "./events.js";
+export type {
+  AuthenticatePayload,
+  AuthenticatedPayload,
+  KickedPayload,
+  UnauthorizedPayload,
+  WelcomePayload,
+} from "./events.js";
+export { RAW_FRAME_CHANNEL, decodeRawFrame, encodeRawFrame, newMessageId, readArrayFrame } from "./frames.js";
+export type { DecodeResult, Delivery, RawFrame } from "./frames.js";
+export { normaliseSiteHost, siteRoom, userIdOf, userRoom } from "./rooms.js";

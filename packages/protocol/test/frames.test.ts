@@ -1,0 +1,62 @@
+import { decode, encode } from "@msgpack/msgpack";
+import { describe, expect, it } from "vitest";
+import { decodeRawFrame, encodeRawFrame } from "../src/index.js";
+
+describe("raw frame codec", () => {
+  it("round-trips a map frame with defaults filled in", () => {
+    const bytes = encodeRawFrame({ room: "user(1)", data: { text: "hi" } });
+    const wire = decode(bytes) as Record<string, unknown>;
+    expect(wire.event).toBe("message");
+    expect(typeof wire.id).toBe("string");
+    expect(typeof wire.ts).toBe("number");
+    const result = decodeRawFrame(bytes);
+    expect(result).toMatchObject({ ok: true, delivery: { rooms: ["user(1)"], except: [], event: "message", args: [{ text: "hi" }], layout: "map" } });
+  });
+
+  it("accepts a room list and except rooms", () => {
+    const bytes = encode({ room: ["site(a.com)", "user(2)"], except: "user(3)", event: "news", data: [1, 2] });
+    expect(decodeRawFrame(bytes)).toMatchObject({ ok: true, delivery: { rooms: ["site(a.com)", "user(2)"], except: ["user(3)"], event: "news", args: [[1, 2]] } });
+  });
+
+  it("decodes the array layout of the first socket.io-emitter releases", () => {
+    const bytes = encode([{ type: 2, data: ["chat", "a", 1], nsp: "/" }, { rooms: ["user(1)"], flags: {} }]);
+    expect(decodeRawFrame(bytes)).toMatchObject({ ok: true, delivery: { rooms: ["user(1)"], event: "chat", args: ["a", 1], layout: "array" } });
+  });
+
+  it("reads an array frame without rooms as addressed to everyone", () => {
+    const bytes = encode([{ type: 2, data: ["chat", "all"], nsp: "/" }, { flags: {} }]);
+    expect(decodeRawFrame(bytes)).toMatchObject({ ok: true, delivery: { rooms: [], event: "chat", args: ["all"] } });
+  });
+
+  it("decodes the uid-prefixed array layout", () => {
+    const bytes = encode(["php-emitter", { type: 2, data: ["chat", 1], nsp: "/" }, { rooms: ["site(x.org)"], except: [] }]);
+    expect(decodeRawFrame(bytes)).toMatchObject({ ok: true, delivery: { rooms: ["site(x.org)"], args: [1] } });
+  });
+
+  it("reports bytes that are not MessagePack", () => {
+    expect(decodeRawFrame(new TextEncoder().encode("\xc1garbage"))).toMatchObject({ ok: false, code: "frame_not_msgpack" });
+    expect(decodeRawFrame(Uint8Array.of(0x92, 0x01))).toMatchObject({ ok: false, code: "frame_not_msgpack" });
+  });
+
+  it.each([
+    ["a room given as a number", { room: 42, data: 1 }],
+    ["a missing room", { data: 1 }],
+    ["an empty room list", { room: [], data: 1 }],
+    ["a missing data key", { room: "user(1)" }],
+    ["a reserved event", { room: "user(1)", data: 1, event: "disconnect" }],
+    ["an empty event", { room: "user(1)", data: 1, event: "" }],
+    ["except as a number", { room: "user(1)", data: 1, except: 5 }],
+    ["a number", 17],
+    ["an array frame of another namespace", [{ type: 2, data: ["x"], nsp: "/admin" }, { rooms: [] }]],
+    ["an array frame with rooms as a string", [{ type: 2, data: ["x"], nsp: "/" }, { rooms: "user(1)" }]],
+    ["an array frame that is not an event", [{ type: 0, nsp: "/" }, {}]],
+    ["an array frame whose event is not a string", ["uid", { type: 2, data: [7], nsp: "/" }, {}]],
+  ])("rejects %s as frame_invalid", (_name, value) => {
+    expect(decodeRawFrame(encode(value))).toMatchObject({ ok: false, code: "frame_invalid" });
+  });
+
+  it("refuses to encode frames the gateway would drop, with a stable code", () => {
+    expect(() => encodeRawFrame({ room: "", data: 1 })).toThrow(expect.objectContaining({ code: "invalid_room" }));
+    expect(() => encodeRawFrame({ room: "user(1)", data: 1, event: "connect" })).toThrow(expect.objectContaining({ code: "invalid_event" }));
+  });
+});

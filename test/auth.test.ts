@@ -1,0 +1,133 @@
+import { generateKeyPairSync } from "node:crypto";
+import jwt from "jsonwebtoken";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type TestClient, closeAllClients, mintToken, openClient } from "./harness/clients.js";
+import { type GatewayProcess, TEST_SECRET, readCounter, startGateway } from "./harness/gateway.js";
+
+const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const rsaPublic = rsa.publicKey.export({ type: "spki", format: "pem" }).toString();
+const rsaPrivate = rsa.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+const now = () => Math.floor(Date.now() / 1000);
+
+let hs: GatewayProcess;
+let rs: GatewayProcess;
+
+beforeAll(async () => {
+  [hs, rs] = await Promise.all([
+    startGateway({ AUTH_TIMEOUT_MS: "400", CORS_ORIGINS: "https://app.example.com" }),
+    startGateway({ JWT_SECRET: "", JWT_PUBLIC_KEY: rsaPublic, JWT_ISSUER: "https://auth.example.com", JWT_AUDIENCE: "switchboard" }),
+  ]);
+});
+afterAll(async () => {
+  await Promise.all([hs?.stop(), rs?.stop()]);
+});
+afterEach(() => closeAllClients());
+
+async function refusal(client: TestClient): Promise<{ message: string; data: unknown }> {
+  const [err] = (await client.next("connect_error")) as [Error & { data: unknown }];
+  return { message: err.message, data: err.data };
+}
+
+const unsigned = (payload: object) =>
+  `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}.`;
+
+describe("handshake authentication", () => {
+  it("accepts a token in auth.token and in an Authorization: Bearer header", async () => {
+    const viaAuth = openClient(hs.url, { auth: { token: mintToken({ sub: "h1" }) } });
+    expect((await viaAuth.next("welcome"))[0]).toMatchObject({ user: "h1" });
+    const viaHeader = openClient(hs.url, { extraHeaders: { Authorization: `Bearer ${mintToken({ sub: "h2", site: "a.io" })}` } });
+    expect((await viaHeader.next("welcome"))[0]).toMatchObject({ user: "h2", site: "a.io" });
+  });
+
+  it.each([
+    ["token_missing", () => ({ auth: { token: "" } })],
+    ["token_malformed", () => ({ auth: { token: "definitely-not-a-jwt" } })],
+    ["token_malformed", () => ({ extraHeaders: { Authorization: "Basic dXNlcjpwYXNz" } })],
+    ["token_invalid_signature", () => ({ auth: { token: mintToken({ sub: "x" }, {}, "a-different-secret-of-enough-length!!") } })],
+    ["token_expired", () => ({ auth: { token: jwt.sign({ sub: "x", exp: now() - 30 }, TEST_SECRET) } })],
+    ["token_not_yet_valid", () => ({ auth: { token: jwt.sign({ sub: "x", nbf: now() + 3600 }, TEST_SECRET) } })],
+    ["token_algorithm_not_allowed", () => ({ auth: { token: jwt.sign({ sub: "x" }, rsaPrivate, { algorithm: "RS256" }) } })],
+    ["token_algorithm_not_allowed", () => ({ auth: { token: unsigned({ sub: "x" }) } })],
+    ["token_claims_invalid", () => ({ auth: { token: mintToken({ name: "no sub" }) } })],
+    ["token_claims_invalid", () => ({ auth: { token: mintToken({ sub: "x", site: "https://not-a-host/" }) } })],
+  ])("refuses with connect_error %s", async (code, options) => {
+    const client = openClient(hs.url, options());
+    const { message, data } = await refusal(client);
+    expect(message).toBe(code);
+    expect(data).toEqual({ code, message: expect.any(String) });
+    expect(client.count("welcome")).toBe(0);
+  });
+
+  it("counts refusals by code", async () => {
+    const before = await readCounter(hs.url, "switchboard_auth_failures_total", { code: "token_malformed" });
+    await refusal(openClient(hs.url, { auth: { token: "x" } }));
+    expect(await readCounter(hs.url, "switchboard_auth_failures_total", { code: "token_malformed" })).toBe(before + 1);
+  });
+});
+
+describe("public-key tokens", () => {
+  const rsToken = (claims: object, options: jwt.SignOptions = {}) =>
+    jwt.sign(claims, rsaPrivate, { algorithm: "RS256", issuer: "https://auth.example.com", audience: "switchboard", expiresIn: 60, ...options });
+
+  it("accepts RS256 tokens with the configured issuer and audience", async () => {
+    const client = openClient(rs.url, { auth: { token: rsToken({ sub: "r1", site: "Example.org" }) } });
+    expect((await client.next("welcome"))[0]).toMatchObject({ user: "r1", site: "example.org", rooms: ["user(r1)", "site(example.org)"] });
+  });
+
+  it("refuses an HS256 token signed with the public key (key confusion)", async () => {
+    const forged = jwt.sign({ sub: "admin", iss: "https://auth.example.com", aud: "switchboard" }, rsaPublic.trim(), { algorithm: "HS256" });
+    expect((await refusal(openClient(rs.url, { auth: { token: forged } }))).message).toBe("token_algorithm_not_allowed");
+  });
+
+  it("refuses a wrong issuer or audience with token_claims_invalid", async () => {
+    expect((await refusal(openClient(rs.url, { auth: { token: rsToken({ sub: "r" }, { issuer: "https://evil.example" }) } }))).message).toBe("token_claims_invalid");
+    expect((await refusal(openClient(rs.url, { auth: { token: rsToken({ sub: "r" }, { audience: "other" }) } }))).message).toBe("token_claims_invalid");
+  });
+});
+
+describe("the authenticate event flow", () => {
+  it("answers authenticated, then welcome", async () => {
+    const client = openClient(hs.url);
+    await client.next("connect");
+    client.socket.emit("authenticate", { token: mintToken({ sub: "legacy", site: "Legacy.example:8080" }) });
+    expect(await client.next("authenticated")).toEqual([{ user: "legacy", site: "legacy.example" }]);
+    expect((await client.next("welcome"))[0]).toMatchObject({ user: "legacy", rooms: ["user(legacy)", "site(legacy.example)"] });
+    expect(client.received.map((entry) => entry.event)).toEqual(["connect", "authenticated", "welcome"]);
+  });
+
+  it.each([
+    ["token_missing", {}],
+    ["token_malformed", { token: "nope" }],
+    ["token_expired", { token: jwt.sign({ sub: "x", exp: now() - 30 }, TEST_SECRET) }],
+  ])("answers unauthorized %s and disconnects", async (code, payload) => {
+    const client = openClient(hs.url);
+    await client.next("connect");
+    client.socket.emit("authenticate", payload);
+    expect(await client.next("unauthorized")).toEqual([{ code, message: expect.any(String) }]);
+    await client.next("disconnect");
+    expect(client.count("welcome")).toBe(0);
+  });
+
+  it("disconnects a socket that does not authenticate within AUTH_TIMEOUT_MS with auth_timeout", async () => {
+    const client = openClient(hs.url);
+    await client.next("connect");
+    expect(await client.next("unauthorized", () => true, 3000)).toEqual([{ code: "auth_timeout", message: expect.any(String) }]);
+    await client.next("disconnect");
+  });
+});
+
+describe("CORS_ORIGINS", () => {
+  it("refuses a WebSocket upgrade from another origin and accepts a listed one", async () => {
+    const stranger = openClient(hs.url, { extraHeaders: { Origin: "https://evil.example" }, auth: { token: mintToken({ sub: "o" }) } });
+    await stranger.next("connect_error");
+    expect(stranger.count("welcome")).toBe(0);
+    const friend = openClient(hs.url, { extraHeaders: { Origin: "https://app.example.com" }, auth: { token: mintToken({ sub: "o" }) } });
+    await friend.next("welcome");
+  });
+
+  it("answers a polling handshake from another origin with 403 origin_not_allowed", async () => {
+    const response = await fetch(`${hs.url}/socket.io/?EIO=4&transport=polling`, { headers: { Origin: "https://evil.example" } });
+    expect(response.status).toBe(403);
+    expect(await response.json()).toMatchObject({ message: "origin_not_allowed" });
+  });
+});

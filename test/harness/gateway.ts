@@ -1,0 +1,80 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { freePort, waitFor } from "./ports.js";
+import { stopProcess } from "./redis.js";
+
+const MAIN = fileURLToPath(new URL("../../apps/gateway/dist/main.js", import.meta.url));
+export const TEST_SECRET = "switchboard-test-secret-of-at-least-32-bytes";
+
+export interface GatewayProcess {
+  url: string;
+  nodeId: string;
+  child: ChildProcess;
+  /** Every line the node printed so far (stdout and stderr). */
+  lines: string[];
+  stop(): Promise<void>;
+  /** Kills the node at once, as a crash would. */
+  kill(): Promise<void>;
+}
+
+/** Starts one gateway node from the built code as its own OS process and waits until it is healthy. */
+export async function startGateway(env: Record<string, string> = {}, options: { waitHealthy?: boolean } = {}): Promise<GatewayProcess> {
+  const port = await freePort();
+  const nodeId = env.NODE_ID ?? `node-${port}`;
+  const child = spawn(process.execPath, [MAIN], {
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      NODE_ID: nodeId,
+      JWT_SECRET: TEST_SECRET,
+      LOG_LEVEL: "info",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: string[] = [];
+  const collect = (chunk: Buffer) => lines.push(...chunk.toString().split("\n").filter((line) => line.length > 0));
+  child.stdout?.on("data", collect);
+  child.stderr?.on("data", collect);
+  const url = `http://127.0.0.1:${port}`;
+  const gateway: GatewayProcess = {
+    url,
+    nodeId,
+    child,
+    lines,
+    stop: () => stopProcess(child),
+    kill: () => stopProcess(child, "SIGKILL"),
+  };
+  if (options.waitHealthy !== false) {
+    await waitFor(`gateway ${nodeId} to be healthy`, async () => {
+      if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${lines.join("\n")}`);
+      const response = await fetch(`${url}/healthz`);
+      return response.status === 200 ? true : undefined;
+    });
+  }
+  return gateway;
+}
+
+/** Waits for a process to exit by itself and returns its exit code. */
+export function exitCode(child: ChildProcess, timeoutMs = 10_000): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("process did not exit")), timeoutMs);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+}
+
+/** Reads one counter from a node's Prometheus metrics, summing over label sets that match. */
+export async function readCounter(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`))) total += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return total;
+}

@@ -1,0 +1,59 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { closeAllClients, connectUser, openClient } from "./harness/clients.js";
+import { type GatewayProcess, exitCode, startGateway } from "./harness/gateway.js";
+
+describe("a single node without Redis", () => {
+  let node: GatewayProcess;
+  beforeAll(async () => {
+    node = await startGateway({ JWT_SECRET: "" });
+  });
+  afterAll(() => node?.stop());
+  afterEach(() => closeAllClients());
+
+  it("says in its start-up log that it runs on the in-memory adapter, and warns about the generated secret", () => {
+    expect(node.lines.some((line) => line.includes("in-memory adapter"))).toBe(true);
+    expect(node.lines.some((line) => line.includes('"level":40') && line.includes("generated a random development secret"))).toBe(true);
+  });
+
+  it("reports itself healthy in memory mode and serves the demo page", async () => {
+    expect(await (await fetch(`${node.url}/healthz`)).json()).toMatchObject({ status: "ok", mode: "memory", redis: "none", node: node.nodeId });
+    const page = await fetch(`${node.url}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toContain("text/html");
+  });
+
+  it("refuses tokens signed with any other secret", async () => {
+    const client = openClient(node.url, { auth: { token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl" } });
+    const [err] = (await client.next("connect_error")) as [Error];
+    expect(err.message).toBe("token_invalid_signature");
+  });
+});
+
+describe("a single node with a secret", () => {
+  let node: GatewayProcess;
+  beforeAll(async () => {
+    node = await startGateway();
+  });
+  afterAll(() => node?.stop());
+  afterEach(() => closeAllClients());
+
+  it("welcomes a user and keeps serving after a client leaves", async () => {
+    const first = await connectUser(node.url, { sub: "solo" });
+    first.close();
+    const second = await connectUser(node.url, { sub: "solo", site: "solo.example" });
+    expect((await second.next("welcome"))[0]).toMatchObject({ user: "solo", site: "solo.example" });
+  });
+});
+
+describe("start-up configuration errors", () => {
+  it.each([
+    ["PORT", { PORT: "eighty" }],
+    ["REDIS_URL", { REDIS_URL: "localhost:6379" }],
+    ["JWT_SECRET", { NODE_ENV: "production", JWT_SECRET: "" }],
+    ["JWT_ALGORITHMS", { JWT_ALGORITHMS: "RS256" }],
+  ])("stops with exit code 1 and a message naming %s", async (variable, env) => {
+    const node = await startGateway(env, { waitHealthy: false });
+    expect(await exitCode(node.child)).toBe(1);
+    expect(node.lines.join("\n")).toContain(`config_invalid: ${variable}:`);
+  });
+});
