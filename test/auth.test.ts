@@ -116,6 +116,29 @@ describe("the authenticate event flow", () => {
   });
 });
 
+describe("token expiry on a connected socket", () => {
+  const expiringIn = (sub: string, seconds: number) => jwt.sign({ sub, exp: now() + seconds }, TEST_SECRET);
+
+  it("sends token_expiring, accepts a fresh token for the same user, and refuses one for another user", async () => {
+    const client = openClient(hs.url, { auth: { token: expiringIn("exp-user", 3) } });
+    await client.next("welcome");
+    const [notice] = (await client.next("token_expiring")) as [{ expiresAt: number }];
+    expect(notice.expiresAt).toBeGreaterThan(Date.now());
+    const reply = await client.socket.emitWithAck("authenticate", { token: mintToken({ sub: "exp-user" }) });
+    expect(reply).toEqual({ user: "exp-user", site: null });
+    client.socket.emit("authenticate", { token: mintToken({ sub: "someone-else" }) });
+    expect(await client.next("unauthorized")).toEqual([{ code: "token_claims_invalid", message: expect.any(String) }]);
+    await client.next("disconnect");
+  });
+
+  it("disconnects with unauthorized token_expired when the token is not refreshed", async () => {
+    const client = openClient(hs.url, { auth: { token: expiringIn("lapsed", 1) } });
+    await client.next("welcome");
+    expect(await client.next("unauthorized", () => true, 4000)).toEqual([{ code: "token_expired", message: expect.any(String) }]);
+    expect(await client.next("disconnect")).toEqual(["io server disconnect", undefined]);
+  });
+});
+
 describe("CORS_ORIGINS", () => {
   it("refuses a WebSocket upgrade from another origin and accepts a listed one", async () => {
     const stranger = openClient(hs.url, { extraHeaders: { Origin: "https://evil.example" }, auth: { token: mintToken({ sub: "o" }) } });

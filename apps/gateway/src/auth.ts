@@ -23,9 +23,16 @@ export class AuthError extends Error {
   }
 }
 
+/** What a verified token grants: who the socket is, and until when. */
+export interface Session {
+  identity: Identity;
+  /** When the token expires (ms since the epoch); null for a token without `exp`. */
+  expiresAt: number | null;
+}
+
 export interface TokenVerifier {
-  /** Returns who the token names, or throws an AuthError. */
-  verify(token: unknown): Identity;
+  /** Returns who the token names and until when, or throws an AuthError. */
+  verify(token: unknown): Session;
   /** Signs a short-lived token with the node's own secret; only where the node holds one. */
   sign?(claims: { sub: string; site?: string }, expiresInSeconds: number): string;
 }
@@ -39,7 +46,7 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier {
     ...(config.audience ? { audience: [...config.audience] as [string, ...string[]] } : {}),
   };
 
-  function verify(token: unknown): Identity {
+  function verify(token: unknown): Session {
     if (token === undefined || token === null || token === "") throw new AuthError("missing", "no token");
     if (typeof token !== "string") throw new AuthError("malformed", "the token is not a string");
     // The algorithm is checked against the pinned list before any key is used, so `none` and
@@ -58,7 +65,7 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier {
     } catch (err) {
       throw toAuthError(err);
     }
-    return identityOf(claims, config.siteClaim);
+    return { identity: identityOf(claims, config.siteClaim), expiresAt: typeof claims.exp === "number" ? claims.exp * 1000 : null };
   }
 
   const verifier: TokenVerifier = { verify };

@@ -18,6 +18,8 @@ export interface AuthConfig {
   siteClaim: string;
   /** How long a socket may stay unauthenticated in the `authenticate` event flow. */
   timeoutMs: number;
+  /** How long before its token expires a socket is sent `token_expiring`. */
+  refreshNoticeMs: number;
 }
 
 export interface Config {
@@ -30,6 +32,8 @@ export interface Config {
   /** null: every origin may connect. */
   corsOrigins: readonly string[] | null;
   auth: AuthConfig;
+  /** Room patterns clients may subscribe to themselves; empty: none. */
+  subscribeRooms: readonly string[];
   /** Dev-only endpoints (token minting, test publishing) are served. */
   devTools: boolean;
   publicDir: string;
@@ -84,6 +88,8 @@ const envSchema = z.object({
   JWT_AUDIENCE: list.optional(),
   JWT_SITE_CLAIM: optionalText.default("site"),
   AUTH_TIMEOUT_MS: integer(100, 600_000).default(5000),
+  TOKEN_REFRESH_NOTICE_MS: integer(0, 86_400_000).default(60_000),
+  SUBSCRIBE_ROOMS: list.optional(),
   CORS_ORIGINS: list.optional(),
   DEV_TOKENS: z.enum(["0", "1", "true", "false", ""]).optional(),
   PUBLIC_DIR: optionalText,
@@ -110,6 +116,12 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   }
   const devTokensAsked = vars.DEV_TOKENS === "1" || vars.DEV_TOKENS === "true";
   if (devTokensAsked && production) throw new ConfigError("DEV_TOKENS", "dev tokens are never served with NODE_ENV=production");
+  if (devTokensAsked && key.kind !== "secret") throw new ConfigError("DEV_TOKENS", "dev tokens are signed with JWT_SECRET; a public key cannot sign");
+  for (const pattern of vars.SUBSCRIBE_ROOMS ?? []) {
+    if (/^(user|site)\(/.test(pattern)) {
+      throw new ConfigError("SUBSCRIBE_ROOMS", `${pattern}: user() and site() rooms are joined from the token, never by subscription`);
+    }
+  }
   if (vars.JWT_SITE_CLAIM && ["sub", "iss", "aud", "exp", "nbf", "iat"].includes(vars.JWT_SITE_CLAIM)) {
     throw new ConfigError("JWT_SITE_CLAIM", `${vars.JWT_SITE_CLAIM} is a registered claim, not a site`);
   }
@@ -132,7 +144,9 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       audience: vars.JWT_AUDIENCE && vars.JWT_AUDIENCE.length > 0 ? Object.freeze([...vars.JWT_AUDIENCE]) : null,
       siteClaim: vars.JWT_SITE_CLAIM,
       timeoutMs: vars.AUTH_TIMEOUT_MS,
+      refreshNoticeMs: vars.TOKEN_REFRESH_NOTICE_MS,
     }),
+    subscribeRooms: Object.freeze([...(vars.SUBSCRIBE_ROOMS ?? [])]),
     devTools: !production && (devTokensAsked || (key.kind === "secret" && key.generated)),
     publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,
     logLevel: vars.LOG_LEVEL,

@@ -1,3 +1,5 @@
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
 import type { FastifyInstance } from "fastify";
 import type { Broker } from "./broker.js";
@@ -11,7 +13,7 @@ export interface HttpDeps {
   version: string;
 }
 
-/** HTTP routes: health, metrics and the demo page. */
+/** HTTP routes: health, metrics, the demo page and the client bundle. */
 export async function registerHttpRoutes(app: FastifyInstance, deps: HttpDeps): Promise<void> {
   const { config, broker, metrics } = deps;
 
@@ -32,4 +34,10 @@ export async function registerHttpRoutes(app: FastifyInstance, deps: HttpDeps): 
   });
 
   await app.register(fastifyStatic, { root: config.publicDir, index: ["index.html"] });
+  // The browser bundle of @switchboard/client, which the demo page imports.
+  await app.register(fastifyStatic, {
+    root: dirname(fileURLToPath(import.meta.resolve("@switchboard/client/browser"))),
+    prefix: "/vendor/",
+    decorateReply: false,
+  });
 }

@@ -5,6 +5,7 @@ import { Server } from "socket.io";
 import { type TokenVerifier, createTokenVerifier } from "./auth.js";
 import { type Broker, createBroker } from "./broker.js";
 import type { Config } from "./config.js";
+import { registerDevRoutes } from "./dev.js";
 import { registerHttpRoutes } from "./http.js";
 import { type Metrics, createMetrics } from "./metrics.js";
 import { deliverRawFrame } from "./routing.js";
@@ -48,6 +49,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   attachTransport(io, { config, verifier, logger, metrics, version: VERSION });
   await broker.onRawFrame((frame) => deliverRawFrame(io, frame, { logger, metrics }));
   await registerHttpRoutes(app, { config, broker, metrics, version: VERSION });
+  if (config.devTools) await registerDevRoutes(app, { io, verifier, nodeId: config.nodeId });
 
   return {
     app,

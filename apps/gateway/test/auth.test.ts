@@ -26,8 +26,14 @@ function codeOf(verify: () => unknown): string {
 
 describe("token verification", () => {
   it("returns the user and normalised site", () => {
-    expect(hsVerifier.verify(good({ sub: "u1", site: "Example.COM:8080" }))).toEqual({ user: "u1", site: "example.com" });
-    expect(hsVerifier.verify(good({ sub: 17 }))).toEqual({ user: "17", site: null });
+    expect(hsVerifier.verify(good({ sub: "u1", site: "Example.COM:8080" })).identity).toEqual({ user: "u1", site: "example.com" });
+    expect(hsVerifier.verify(good({ sub: 17 })).identity).toEqual({ user: "17", site: null });
+  });
+
+  it("reports when the token expires, or null without exp", () => {
+    const exp = Math.floor(Date.now() / 1000) + 120;
+    expect(hsVerifier.verify(jwt.sign({ sub: "u", exp }, SECRET, { issuer: "issuer", audience: "sb" })).expiresAt).toBe(exp * 1000);
+    expect(hsVerifier.verify(jwt.sign({ sub: "u" }, SECRET, { issuer: "issuer", audience: "sb" })).expiresAt).toBeNull();
   });
 
   it.each([
@@ -58,7 +64,7 @@ describe("token verification", () => {
   });
 
   it("accepts RS256 tokens with a public key", () => {
-    expect(rsVerifier.verify(jwt.sign({ sub: "r", site: "a.io" }, rsaPrivatePem, { algorithm: "RS256" }))).toEqual({ user: "r", site: "a.io" });
+    expect(rsVerifier.verify(jwt.sign({ sub: "r", site: "a.io" }, rsaPrivatePem, { algorithm: "RS256" })).identity).toEqual({ user: "r", site: "a.io" });
   });
 
   it("maps unknown failures to internal_error", () => {

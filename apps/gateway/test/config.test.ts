@@ -20,7 +20,8 @@ describe("config", () => {
   it("applies the documented defaults", () => {
     const config = loadConfig({ JWT_SECRET: SECRET });
     expect(config).toMatchObject({ port: 3000, host: "0.0.0.0", redisUrl: null, corsOrigins: null, devTools: false, logLevel: "info" });
-    expect(config.auth).toMatchObject({ algorithms: ["HS256", "HS384", "HS512"], siteClaim: "site", timeoutMs: 5000, issuer: null, audience: null });
+    expect(config.auth).toMatchObject({ algorithms: ["HS256", "HS384", "HS512"], siteClaim: "site", timeoutMs: 5000, refreshNoticeMs: 60_000, issuer: null, audience: null });
+    expect(config.subscribeRooms).toEqual([]);
     expect(config.nodeId).toMatch(/^node-[0-9a-f]{6}$/);
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -71,6 +72,9 @@ describe("config", () => {
     ["CORS_ORIGINS", { CORS_ORIGINS: "app.example.com" }],
     ["LOG_LEVEL", { LOG_LEVEL: "loud" }],
     ["JWT_SITE_CLAIM", { JWT_SITE_CLAIM: "sub" }],
+    ["SUBSCRIBE_ROOMS", { SUBSCRIBE_ROOMS: "topic(*),user(*)" }],
+    ["TOKEN_REFRESH_NOTICE_MS", { TOKEN_REFRESH_NOTICE_MS: "soon" }],
+    ["DEV_TOKENS", { DEV_TOKENS: "1", JWT_SECRET: "", JWT_PUBLIC_KEY: rsaPem }],
     ["DEV_TOKENS", { DEV_TOKENS: "1", NODE_ENV: "production", JWT_SECRET: SECRET }],
   ])("names %s when its value is unusable", (variable, env) => {
     const error = failure({ JWT_SECRET: SECRET, ...env });

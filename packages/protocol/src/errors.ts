@@ -44,6 +44,18 @@ export const ERRORS = {
     audience: "client",
     message: "The server disconnected this user.",
   },
+  subscription_forbidden: {
+    audience: "client",
+    message: "This socket may not subscribe to that room (SUBSCRIBE_ROOMS), or is not authenticated yet.",
+  },
+  request_timeout: {
+    audience: "client",
+    message: "The server did not answer in time.",
+  },
+  connection_failed: {
+    audience: "client",
+    message: "The server could not be reached, and the client has stopped retrying.",
+  },
   internal_error: {
     audience: "client",
     message: "The server failed unexpectedly; the failure is logged.",
@@ -72,6 +84,10 @@ export const ERRORS = {
     audience: "publisher",
     message: "Redis did not confirm the publish in time; the message may not have been published.",
   },
+  invalid_request: {
+    audience: "publisher",
+    message: "The HTTP request body is missing a field or has one of the wrong type.",
+  },
   emitter_closed: {
     audience: "publisher",
     message: "The emitter was closed; nothing more can be published with it.",
@@ -86,6 +102,9 @@ export const ERRORS = {
 export type ErrorAudience = "client" | "publisher" | "operator";
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/** The codes a connecting client can see. */
+export type ClientErrorCode = { [Code in ErrorCode]: (typeof ERRORS)[Code]["audience"] extends "client" ? Code : never }[ErrorCode];
 
 /** The body every error takes on the wire. */
 export interface ErrorBody {

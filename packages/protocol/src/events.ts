@@ -10,11 +10,15 @@ export const SERVER_EVENTS = {
   authenticated: "authenticated",
   unauthorized: "unauthorized",
   kicked: "kicked",
+  tokenExpiring: "token_expiring",
 } as const;
 
 /** Events clients send to the gateway. */
 export const CLIENT_EVENTS = {
+  /** Authenticates a socket that connected without a token, or replaces the token of one that did. */
   authenticate: "authenticate",
+  subscribe: "subscribe",
+  unsubscribe: "unsubscribe",
 } as const;
 
 /** Names Socket.IO reserves; nobody may publish them. */
@@ -50,3 +54,16 @@ export type KickedPayload = ErrorBody;
 export interface AuthenticatePayload {
   token: string;
 }
+
+/** Sent before the socket's token expires; answer with `authenticate` and a fresh token. */
+export interface TokenExpiringPayload {
+  /** When the current token expires, ms since the epoch. */
+  expiresAt: number;
+}
+
+export interface SubscribePayload {
+  room: string;
+}
+
+/** The acknowledgement of `subscribe` and `unsubscribe`. */
+export type SubscriptionReply = { ok: true; room: string } | { ok: false; error: ErrorBody };

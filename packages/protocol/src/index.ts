@@ -1,6 +1,6 @@
 export type { Identity, TokenClaims } from "./claims.js";
 export { ERROR_CODES, ERRORS, SwitchboardError, errorBody, isErrorCode } from "./errors.js";
-export type { ErrorAudience, ErrorBody, ErrorCode } from "./errors.js";
+export type { ClientErrorCode, ErrorAudience, ErrorBody, ErrorCode } from "./errors.js";
 export {
   CLIENT_EVENTS,
   DEFAULT_EVENT,
@@ -12,6 +12,9 @@ export type {
   AuthenticatePayload,
   AuthenticatedPayload,
   KickedPayload,
+  SubscribePayload,
+  SubscriptionReply,
+  TokenExpiringPayload,
   UnauthorizedPayload,
   WelcomePayload,
 } from "./events.js";

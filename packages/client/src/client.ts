@@ -1,0 +1,340 @@
+import {
+  CLIENT_EVENTS,
+  type ClientErrorCode,
+  ERRORS,
+  type ErrorBody,
+  type KickedPayload,
+  SERVER_EVENTS,
+  type SubscriptionReply,
+  type WelcomePayload,
+  isErrorCode,
+} from "@switchboard/protocol";
+import { type ManagerOptions, type Socket, type SocketOptions, io } from "socket.io-client";
+
+/** An error the client saw, carrying the server's stable code. */
+export class ClientError extends Error {
+  readonly code: ClientErrorCode;
+
+  constructor(code: ClientErrorCode, message: string = ERRORS[code].message) {
+    super(message);
+    this.name = "ClientError";
+    this.code = code;
+  }
+}
+
+export type ConnectionState =
+  | { status: "connecting"; reason?: string }
+  | { status: "connected"; welcome: WelcomePayload }
+  | { status: "disconnected"; reason: string; code?: ClientErrorCode };
+
+/** How the token reaches the server. */
+export type AuthMode = "handshake" | "event";
+
+export type ConnectOptions = {
+  /** The gateway's URL, e.g. `https://rt.example.com`. */
+  url: string;
+  /**
+   * `"handshake"` sends the token in the Socket.IO handshake (it never appears in a URL);
+   * `"event"` connects first and sends the `authenticate` event, for servers that expect it.
+   * @default "handshake"
+   */
+  auth?: AuthMode;
+  /**
+   * How long `subscribe` and `unsubscribe` wait for the server.
+   * @default 10000
+   */
+  requestTimeoutMs?: number;
+  /** socket.io-client options, over the client's defaults (reconnection with backoff, WebSocket first). */
+  socket?: Partial<ManagerOptions & SocketOptions>;
+} & (
+  | { token: string; getToken?: never }
+  /**
+   * Called for the first token, and again whenever the server says the token is expiring or has
+   * expired, so a long-lived session survives token lifetimes.
+   */
+  | { getToken: () => Promise<string> | string; token?: never }
+);
+
+/** Events of the client itself; any other name is an event publishers emit (`message` by default). */
+export interface ClientEvents {
+  state: (state: ConnectionState) => void;
+  welcome: (welcome: WelcomePayload) => void;
+  kicked: (body: KickedPayload) => void;
+  error: (error: ClientError) => void;
+  message: (data: unknown) => void;
+}
+
+type Listener = (...args: never[]) => void;
+
+// Events the client handles itself rather than passing through as application events.
+const PROTOCOL_EVENTS: ReadonlySet<string> = new Set([SERVER_EVENTS.authenticated, SERVER_EVENTS.unauthorized, SERVER_EVENTS.tokenExpiring]);
+
+// Reconnection is socket.io's own: exponential backoff from 1 s to 10 s with jitter.
+const SOCKET_DEFAULTS: Partial<ManagerOptions & SocketOptions> = {
+  transports: ["websocket", "polling"],
+  reconnection: true,
+  reconnectionDelay: 1000,
+  reconnectionDelayMax: 10_000,
+  randomizationFactor: 0.5,
+  timeout: 10_000,
+  autoConnect: false,
+};
+
+function errorFrom(body: unknown, fallback: ClientErrorCode): ClientError {
+  if (typeof body === "object" && body !== null && "code" in body && isErrorCode(body.code)) {
+    const message = "message" in body && typeof body.message === "string" ? body.message : undefined;
+    const code = ERRORS[body.code].audience === "client" ? (body.code as ClientErrorCode) : fallback;
+    return new ClientError(code, message);
+  }
+  return new ClientError(fallback);
+}
+
+export class SwitchboardClient {
+  /** The underlying socket.io-client socket, for what this client does not cover. */
+  readonly socket: Socket;
+  private currentState: ConnectionState = { status: "connecting" };
+  private token: string | null;
+  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly subscriptions = new Set<string>();
+  private readonly requestTimeoutMs: number;
+  private readonly authMode: AuthMode;
+  private readonly getToken: (() => Promise<string> | string) | null;
+  private welcomed = false;
+  private refreshing: Promise<void> | null = null;
+  /** Set when the server closed the session because the token expired: reconnect with a fresh one. */
+  private reconnectWithFreshToken = false;
+  private closed = false;
+
+  constructor(options: ConnectOptions) {
+    this.authMode = options.auth ?? "handshake";
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.token = options.token ?? null;
+    this.getToken = options.getToken ?? null;
+    this.socket = io(options.url, {
+      ...SOCKET_DEFAULTS,
+      ...options.socket,
+      // A function, so every (re)connection sends the newest token.
+      auth: this.authMode === "handshake" ? (send: (auth: object) => void) => send({ token: this.token }) : {},
+    });
+    this.wire();
+    void this.start();
+  }
+
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  /** Listens to a client event or an application event; returns a function that stops listening. */
+  on<Event extends keyof ClientEvents>(event: Event, listener: ClientEvents[Event]): () => void;
+  on(event: string, listener: (...args: unknown[]) => void): () => void;
+  on(event: string, listener: Listener): () => void {
+    let set = this.listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(event, set);
+    }
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /** Resolves with `welcome` once connected; rejects with a ClientError if the session ends first. */
+  ready(): Promise<WelcomePayload> {
+    const state = this.currentState;
+    if (state.status === "connected") return Promise.resolve(state.welcome);
+    if (state.status === "disconnected" && (state.code !== undefined || !this.socket.active)) return Promise.reject(new ClientError(state.code ?? "connection_failed", state.reason));
+    return new Promise((resolve, reject) => {
+      const stop = this.on("state", (next) => {
+        if (next.status === "connected") {
+          stop();
+          resolve(next.welcome);
+        } else if (next.status === "disconnected" && (next.code !== undefined || !this.willReconnect())) {
+          // A state with a code (refused, kicked, expired) is final: the server will not take this session back.
+          stop();
+          reject(new ClientError(next.code ?? "connection_failed", next.reason));
+        }
+      });
+    });
+  }
+
+  /** Joins a room the server's SUBSCRIBE_ROOMS policy allows; kept across reconnections. */
+  async subscribe(room: string): Promise<void> {
+    await this.request(CLIENT_EVENTS.subscribe, room);
+    this.subscriptions.add(room);
+  }
+
+  async unsubscribe(room: string): Promise<void> {
+    this.subscriptions.delete(room);
+    await this.request(CLIENT_EVENTS.unsubscribe, room);
+  }
+
+  /** Disconnects for good. */
+  close(): void {
+    this.closed = true;
+    this.socket.disconnect();
+  }
+
+  private emitLocal(event: string, ...args: unknown[]): void {
+    for (const listener of [...(this.listeners.get(event) ?? [])]) {
+      try {
+        (listener as (...values: unknown[]) => void)(...args);
+      } catch (err) {
+        // A failing listener must not stop the others or the client; report it where a page sees it.
+        setTimeout(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  private setState(state: ConnectionState): void {
+    this.currentState = state;
+    this.emitLocal("state", state);
+  }
+
+  private fail(error: ClientError): void {
+    this.emitLocal("error", error);
+  }
+
+  private willReconnect(): boolean {
+    return !this.closed && (this.socket.active || this.reconnectWithFreshToken || this.refreshing !== null);
+  }
+
+  private async start(): Promise<void> {
+    try {
+      if (this.token === null) await this.refreshToken();
+    } catch {
+      return;
+    }
+    if (!this.closed) this.socket.connect();
+  }
+
+  /** Fetches a fresh token through getToken; at most one fetch at a time. */
+  private refreshToken(): Promise<void> {
+    if (!this.getToken) return Promise.reject(new ClientError("token_expired"));
+    const getToken = this.getToken;
+    this.refreshing ??= (async () => {
+      try {
+        this.token = await getToken();
+      } catch (err) {
+        const error = new ClientError("token_missing", `getToken failed: ${err instanceof Error ? err.message : String(err)}`);
+        this.setState({ status: "disconnected", reason: error.message, code: error.code });
+        this.fail(error);
+        throw error;
+      } finally {
+        this.refreshing = null;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  private async request(event: string, room: string): Promise<void> {
+    let reply: SubscriptionReply;
+    try {
+      reply = (await this.socket.timeout(this.requestTimeoutMs).emitWithAck(event, { room })) as SubscriptionReply;
+    } catch {
+      throw new ClientError("request_timeout");
+    }
+    if (!reply.ok) throw errorFrom(reply.error, "internal_error");
+  }
+
+  private unreachable(detail: string): void {
+    const error = new ClientError("connection_failed", `${ERRORS.connection_failed.message} (${detail})`);
+    this.setState({ status: "disconnected", reason: error.message, code: error.code });
+    this.fail(error);
+  }
+
+  private authenticate(): void {
+    this.socket.emit(CLIENT_EVENTS.authenticate, { token: this.token });
+  }
+
+  private wire(): void {
+    const socket = this.socket;
+
+    socket.on("connect", () => {
+      if (this.authMode === "event") this.authenticate();
+    });
+
+    socket.on("connect_error", (err: Error & { data?: unknown }) => {
+      if (err.data === undefined) {
+        // Not an answer from Switchboard: the server is unreachable. socket.io retries with backoff.
+        if (socket.active && socket.io.reconnection()) this.setState({ status: "connecting", reason: err.message });
+        else this.unreachable(err.message);
+        return;
+      }
+      const error = errorFrom(err.data, "internal_error");
+      if (error.code === "token_expired" && this.getToken) {
+        this.refreshToken().then(
+          () => socket.connect(),
+          () => {},
+        );
+        return;
+      }
+      this.setState({ status: "disconnected", reason: error.message, code: error.code });
+      this.fail(error);
+    });
+
+    socket.io.on("reconnect_failed", () => this.unreachable("gave up reconnecting"));
+
+    socket.on(SERVER_EVENTS.welcome, (welcome: WelcomePayload) => {
+      const returning = this.welcomed;
+      this.welcomed = true;
+      this.setState({ status: "connected", welcome });
+      this.emitLocal("welcome", welcome);
+      // Subscriptions live on the server's socket; a new socket after a reconnection needs them again.
+      if (returning) {
+        for (const room of this.subscriptions) this.request(CLIENT_EVENTS.subscribe, room).catch((error: ClientError) => this.fail(error));
+      }
+    });
+
+    socket.on(SERVER_EVENTS.tokenExpiring, () => {
+      if (!this.getToken) return;
+      this.refreshToken().then(
+        () => this.authenticate(),
+        () => {},
+      );
+    });
+
+    socket.on(SERVER_EVENTS.unauthorized, (body: ErrorBody) => {
+      const error = errorFrom(body, "internal_error");
+      // The server closes the socket next; with getToken an expired session comes back by itself.
+      if (error.code === "token_expired" && this.getToken) {
+        this.reconnectWithFreshToken = true;
+        return;
+      }
+      this.setState({ status: "disconnected", reason: error.message, code: error.code });
+      this.fail(error);
+    });
+
+    socket.on(SERVER_EVENTS.kicked, (body: KickedPayload) => {
+      this.setState({ status: "disconnected", reason: body.message, code: "kicked" });
+      this.emitLocal("kicked", body);
+    });
+
+    socket.on("disconnect", (reason: string) => {
+      if (this.reconnectWithFreshToken) {
+        this.reconnectWithFreshToken = false;
+        this.setState({ status: "connecting", reason: "refreshing an expired token" });
+        this.refreshToken().then(
+          () => socket.connect(),
+          () => {},
+        );
+        return;
+      }
+      const state = this.currentState;
+      // Keep the code of an earlier kick or refusal; socket.io reconnects by itself after network failures.
+      if (state.status === "disconnected") return;
+      if (socket.active) this.setState({ status: "connecting", reason });
+      else this.setState({ status: "disconnected", reason });
+    });
+
+    socket.onAny((event: string, ...args: unknown[]) => {
+      if (PROTOCOL_EVENTS.has(event) || event === SERVER_EVENTS.welcome || event === SERVER_EVENTS.kicked) return;
+      this.emitLocal(event, ...args);
+    });
+  }
+}
+
+/** Connects to a Switchboard gateway. */
+export function connect(options: ConnectOptions): SwitchboardClient {
+  return new SwitchboardClient(options);
+}
