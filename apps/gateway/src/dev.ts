@@ -64,7 +64,7 @@ export async function registerDevRoutes(app: FastifyInstance, deps: DevDeps): Pr
     }
   });
 
-  // Goes through the adapter, so in a cluster the message takes the same Redis path as any other.
+  // Goes through the adapter, so in a cluster the message takes the same Redis path as every other message.
   app.post("/dev/publish", async (request, reply) => {
     try {
       const body = publishBody.parse(request.body ?? {});

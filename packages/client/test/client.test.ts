@@ -1,18 +1,12 @@
-import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { ClientError, connect } from "../src/index.js";
 
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof address === "object" && address !== null ? address.port : 1;
-}
+// Port 1 (tcpmux) has no listener on any ordinary machine: connections to it are refused at once.
+const UNREACHABLE_PORT = 1;
 
 describe("client without a reachable server", () => {
   it("rejects ready() with connection_failed once it stops retrying", async () => {
-    const client = connect({ url: `http://127.0.0.1:${await closedPort()}`, token: "t", socket: { reconnection: false } });
+    const client = connect({ url: `http://127.0.0.1:${UNREACHABLE_PORT}`, token: "t", socket: { reconnection: false } });
     const failure = await client.ready().catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(ClientError);
     expect(failure).toMatchObject({ code: "connection_failed" });
@@ -20,7 +14,7 @@ describe("client without a reachable server", () => {
   });
 
   it("keeps the state at connecting while socket.io retries with backoff", async () => {
-    const client = connect({ url: `http://127.0.0.1:${await closedPort()}`, token: "t", socket: { reconnectionDelay: 50, reconnectionDelayMax: 100 } });
+    const client = connect({ url: `http://127.0.0.1:${UNREACHABLE_PORT}`, token: "t", socket: { reconnectionDelay: 50, reconnectionDelayMax: 100 } });
     const states: string[] = [];
     client.on("state", (state) => states.push(state.status));
     await new Promise((resolve) => setTimeout(resolve, 400));
@@ -31,7 +25,7 @@ describe("client without a reachable server", () => {
 
   it("reports a failing getToken as token_missing", async () => {
     const client = connect({
-      url: `http://127.0.0.1:${await closedPort()}`,
+      url: `http://127.0.0.1:${UNREACHABLE_PORT}`,
       getToken: () => {
         throw new Error("login expired");
       },

@@ -1,20 +1,13 @@
-import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { createEmitter } from "../src/index.js";
 
-// A port nothing listens on: bind one, note it, close it.
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof address === "object" && address !== null ? address.port : 1;
-}
+// Port 1 (tcpmux) has no listener on any ordinary machine: connections to it are refused at once.
+const UNREACHABLE_PORT = 1;
 
 describe("emitter without a reachable Redis", () => {
   it("rejects each publish with redis_unavailable and never throws into the process", async () => {
     const errors: Error[] = [];
-    const emitter = createEmitter({ redis: `redis://127.0.0.1:${await closedPort()}`, publishTimeoutMs: 300, onError: (err) => errors.push(err) });
+    const emitter = createEmitter({ redis: `redis://127.0.0.1:${UNREACHABLE_PORT}`, publishTimeoutMs: 300, onError: (err) => errors.push(err) });
     await expect(emitter.toUser(1).emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable" });
     await expect(emitter.emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable" });
     await expect(emitter.publishFrame({ room: "user(1)", data: 1 })).rejects.toMatchObject({ code: "redis_unavailable" });

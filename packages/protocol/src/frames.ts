@@ -6,7 +6,7 @@ import { SwitchboardError } from "./errors.js";
 export const RAW_FRAME_CHANNEL = "socket.io#emitter";
 
 /**
- * A raw frame in the map layout, as any language writes it with a MessagePack library.
+ * A raw frame in the map layout, written by a MessagePack library in whatever language.
  * `room` is required; `event` defaults to "message"; `except` rooms are left out.
  * `id` and `ts` identify the message (the encoder fills them in when absent).
  */
