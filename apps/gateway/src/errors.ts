@@ -17,8 +17,12 @@ const AUTH_CODES: Record<AuthFailure, ErrorCode> = {
  */
 export function toWireError(err: unknown): ErrorBody {
   if (err instanceof AuthError) {
-    const code = AUTH_CODES[err.failure];
-    return errorBody(code, `${errorBody(code).message} (${err.message})`);
+    return detailed(AUTH_CODES[err.failure], err.message);
   }
   return errorBody("internal_error");
+}
+
+/** The registry message for `code`, followed by what exactly went wrong. */
+export function detailed(code: ErrorCode, detail: string): ErrorBody {
+  return errorBody(code, `${errorBody(code).message.replace(/\.$/, "")}: ${detail}.`);
 }

@@ -13,7 +13,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { Server, Socket } from "socket.io";
 import { AuthError, type Session, type TokenVerifier } from "./auth.js";
 import type { Config } from "./config.js";
-import { toWireError } from "./errors.js";
+import { detailed, toWireError } from "./errors.js";
 import type { Metrics } from "./metrics.js";
 import { UNAUTHENTICATED_ROOM, createSubscriptionPolicy, roomsFor } from "./rooms.js";
 
@@ -109,7 +109,7 @@ export function attachTransport(io: Server, deps: TransportDeps): void {
     // Notice first, then expiry; a fresh token from `authenticate` starts both again.
     const watchExpiry = (expiresAt: number | null) => {
       if (expiresAt === null) return clearTimeout(timer);
-      const expire = () => reject(errorBody("token_expired", `${errorBody("token_expired").message} (not refreshed in time)`));
+      const expire = () => reject(detailed("token_expired", "not refreshed in time"));
       const noticeAt = expiresAt - config.auth.refreshNoticeMs;
       schedule(noticeAt, () => {
         const notice: TokenExpiringPayload = { expiresAt };
@@ -172,7 +172,7 @@ export function attachTransport(io: Server, deps: TransportDeps): void {
         reply = { ok: true, room };
       } else {
         const why = identity ? `${JSON.stringify(room)} is not a room this socket may subscribe to` : "authenticate first";
-        reply = { ok: false, error: errorBody("subscription_forbidden", `${errorBody("subscription_forbidden").message} (${why})`) };
+        reply = { ok: false, error: detailed("subscription_forbidden", why) };
       }
       ackOf(rest)?.(reply);
     });
@@ -182,7 +182,7 @@ export function attachTransport(io: Server, deps: TransportDeps): void {
       // Only rooms the socket subscribed to itself can be left; its user and site rooms stay.
       if (typeof room === "string" && subscriptions.delete(room)) socket.leave(room);
       const reply: SubscriptionReply =
-        typeof room === "string" ? { ok: true, room } : { ok: false, error: errorBody("subscription_forbidden", "unsubscribe needs { room }") };
+        typeof room === "string" ? { ok: true, room } : { ok: false, error: detailed("subscription_forbidden", "unsubscribe needs { room }") };
       ackOf(rest)?.(reply);
     });
 
