@@ -1,12 +1,12 @@
 import { RedisAdapter } from "@socket.io/redis-adapter";
-import { RAW_FRAME_CHANNEL, readArrayFrame } from "@switchboard/protocol";
+import { RAW_FRAME_CHANNEL, arrayFrameProblem } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import { decode as decodeMsgpack, encode as encodeMsgpack } from "notepack.io";
 import { createClient } from "redis";
 import { Adapter, type BroadcastOptions } from "socket.io-adapter";
 import type { Namespace } from "socket.io";
 import type { Metrics } from "./metrics.js";
-import { excludeUnauthenticated } from "./rooms.js";
+import { exceptUnauthenticated } from "./rooms.js";
 
 /** The Socket.IO adapter class for a namespace (Socket.IO calls it with `new`). */
 export type AdapterFactory = typeof Adapter;
@@ -114,14 +114,14 @@ export function createBroker(redisUrl: string | null, deps: BrokerDeps): Broker 
 /** The in-memory adapter of a single node, keeping unauthenticated sockets out of broadcasts. */
 class LocalAdapter extends Adapter {
   override broadcast(packet: unknown, opts: BroadcastOptions): void {
-    super.broadcast(packet, { ...opts, except: excludeUnauthenticated(new Set(opts.except)) as Set<string> });
+    super.broadcast(packet, { ...opts, except: exceptUnauthenticated(opts.except) });
   }
 }
 
 /** The Redis adapter, keeping unauthenticated sockets out of broadcasts that start on this node. */
 class ClusterAdapter extends RedisAdapter {
   override broadcast(packet: unknown, opts: BroadcastOptions): void {
-    super.broadcast(packet, { ...opts, except: excludeUnauthenticated(new Set(opts.except)) as Set<string> });
+    super.broadcast(packet, { ...opts, except: exceptUnauthenticated(opts.except) });
   }
 }
 
@@ -143,20 +143,20 @@ function guardedParser(drop: (channel: string, reason: "frame_not_msgpack" | "fr
         throw new DroppedFrame();
       }
       if (Array.isArray(value)) {
-        const read = value.length === 3 ? readArrayFrame(value) : "expected [uid, packet, opts]";
-        if (typeof read === "string") {
-          drop("adapter", "frame_invalid", read);
+        const problem = value.length === 3 ? arrayFrameProblem(value) : "expected [uid, packet, opts]";
+        if (problem !== null) {
+          drop("adapter", "frame_invalid", problem);
           throw new DroppedFrame();
         }
-        const opts = (value[2] ?? {}) as { except?: string[] };
+        const opts = (value[2] ?? {}) as { except?: Iterable<string> };
         value[2] = opts;
-        opts.except = excludeUnauthenticated(opts.except) as string[];
+        opts.except = exceptUnauthenticated(opts.except);
         return value;
       }
       if (typeof value === "object" && value !== null) {
         // A request or response between nodes; the adapter checks its type itself.
-        const opts = (value as { opts?: { except?: string[] } }).opts;
-        if (typeof opts === "object" && opts !== null) opts.except = excludeUnauthenticated(Array.isArray(opts.except) ? opts.except : undefined) as string[];
+        const opts = (value as { opts?: { except?: unknown } }).opts;
+        if (typeof opts === "object" && opts !== null) opts.except = exceptUnauthenticated(Array.isArray(opts.except) ? opts.except : undefined);
         return value;
       }
       drop("adapter", "frame_invalid", "not an array or a map");

@@ -13,12 +13,9 @@ export function roomsFor(identity: Identity): string[] {
   return identity.site === null ? [userRoom(identity.user)] : [userRoom(identity.user), siteRoom(identity.site)];
 }
 
-/** Adds the unauthenticated room to a broadcast's exceptions, in place. */
-export function excludeUnauthenticated(except: Set<string> | string[] | undefined): Set<string> | string[] {
-  if (except === undefined) return [UNAUTHENTICATED_ROOM];
-  if (Array.isArray(except)) except.push(UNAUTHENTICATED_ROOM);
-  else except.add(UNAUTHENTICATED_ROOM);
-  return except;
+/** A broadcast's exceptions plus the unauthenticated room, as the adapter takes them. */
+export function exceptUnauthenticated(except: Iterable<string> | undefined): Set<string> {
+  return new Set(except).add(UNAUTHENTICATED_ROOM);
 }
 
 const MAX_ROOM_LENGTH = 200;

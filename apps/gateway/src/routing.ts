@@ -2,7 +2,6 @@ import { RAW_FRAME_CHANNEL, decodeRawFrame } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import type { Server } from "socket.io";
 import type { Metrics } from "./metrics.js";
-import { UNAUTHENTICATED_ROOM } from "./rooms.js";
 
 export interface RoutingDeps {
   logger: FastifyBaseLogger;
@@ -22,8 +21,6 @@ export function deliverRawFrame(io: Server, frame: Uint8Array, deps: RoutingDeps
   }
   const { rooms, except, event, args, layout } = result.delivery;
   deps.metrics.framesDelivered.inc({ channel: RAW_FRAME_CHANNEL, layout });
-  io.local
-    .to(rooms)
-    .except([...except, UNAUTHENTICATED_ROOM])
-    .emit(event, ...args);
+  // The adapter leaves unauthenticated sockets out of this broadcast, as out of every other.
+  io.local.to(rooms).except(except).emit(event, ...args);
 }

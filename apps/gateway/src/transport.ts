@@ -45,14 +45,10 @@ function handshakeCredential(socket: Socket): HandshakeCredential {
   return match ? { token: match[1] } : { malformed: "the Authorization header is not 'Bearer <token>'" };
 }
 
-function tokenOf(payload: unknown): unknown {
+/** The named field of an event payload, or the payload itself when a client sent a bare string. */
+function fieldOf(payload: unknown, field: "token" | "room"): unknown {
   if (typeof payload === "string") return payload;
-  return typeof payload === "object" && payload !== null && "token" in payload ? payload.token : undefined;
-}
-
-function roomOf(payload: unknown): unknown {
-  if (typeof payload === "string") return payload;
-  return typeof payload === "object" && payload !== null && "room" in payload ? payload.room : undefined;
+  return typeof payload === "object" && payload !== null && field in payload ? (payload as Record<string, unknown>)[field] : undefined;
 }
 
 function ackOf(args: unknown[]): ((reply: unknown) => void) | undefined {
@@ -144,7 +140,7 @@ export function attachTransport(io: Server, deps: TransportDeps): void {
       const ack = ackOf(rest);
       let session: Session;
       try {
-        session = verifier.verify(tokenOf(payload));
+        session = verifier.verify(fieldOf(payload, "token"));
         // A fresh token must name the same user and site: rooms are not moved mid-connection.
         if (identity && (session.identity.user !== identity.user || session.identity.site !== identity.site)) {
           throw new AuthError("claims_invalid", "a refreshed token must name the same user and site");
@@ -164,7 +160,7 @@ export function attachTransport(io: Server, deps: TransportDeps): void {
     });
 
     socket.on(CLIENT_EVENTS.subscribe, (payload: unknown, ...rest: unknown[]) => {
-      const room = roomOf(payload);
+      const room = fieldOf(payload, "room");
       let reply: SubscriptionReply;
       if (identity && maySubscribe(identity, room)) {
         socket.join(room);
@@ -178,7 +174,7 @@ export function attachTransport(io: Server, deps: TransportDeps): void {
     });
 
     socket.on(CLIENT_EVENTS.unsubscribe, (payload: unknown, ...rest: unknown[]) => {
-      const room = roomOf(payload);
+      const room = fieldOf(payload, "room");
       // Only rooms the socket subscribed to itself can be left; its user and site rooms stay.
       if (typeof room === "string" && subscriptions.delete(room)) socket.leave(room);
       const reply: SubscriptionReply =

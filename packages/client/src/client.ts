@@ -227,6 +227,11 @@ export class SwitchboardClient {
     return this.refreshing;
   }
 
+  /** Refreshes the token, then acts; a failed refresh has already been reported through state and error. */
+  private refreshThen(action: () => void): void {
+    this.refreshToken().then(action, () => {});
+  }
+
   private async request(event: string, room: string): Promise<void> {
     let reply: SubscriptionReply;
     try {
@@ -263,10 +268,7 @@ export class SwitchboardClient {
       }
       const error = errorFrom(err.data, "internal_error");
       if (error.code === "token_expired" && this.getToken) {
-        this.refreshToken().then(
-          () => socket.connect(),
-          () => {},
-        );
+        this.refreshThen(() => socket.connect());
         return;
       }
       this.setState({ status: "disconnected", reason: error.message, code: error.code });
@@ -288,10 +290,7 @@ export class SwitchboardClient {
 
     socket.on(SERVER_EVENTS.tokenExpiring, () => {
       if (!this.getToken) return;
-      this.refreshToken().then(
-        () => this.authenticate(),
-        () => {},
-      );
+      this.refreshThen(() => this.authenticate());
     });
 
     socket.on(SERVER_EVENTS.unauthorized, (body: ErrorBody) => {
@@ -314,10 +313,7 @@ export class SwitchboardClient {
       if (this.reconnectWithFreshToken) {
         this.reconnectWithFreshToken = false;
         this.setState({ status: "connecting", reason: "refreshing an expired token" });
-        this.refreshToken().then(
-          () => socket.connect(),
-          () => {},
-        );
+        this.refreshThen(() => socket.connect());
         return;
       }
       const state = this.currentState;

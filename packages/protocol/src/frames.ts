@@ -83,12 +83,15 @@ function checkMapFrame(frame: Record<string, unknown>): Delivery | string {
   return delivery;
 }
 
-/**
- * Reads an array-layout frame: `[packet, { rooms, flags }]` as the first socket.io-emitter
- * releases wrote it, or `[uid, packet, { rooms, except, flags }]` as every socket.io Redis
- * adapter and emitter since writes it. Returns what to deliver, or why the frame is unusable.
- */
-export function readArrayFrame(frame: unknown[]): Delivery | string {
+interface ArrayFrameParts {
+  event: string;
+  data: unknown[];
+  rooms: string[];
+  except: string[];
+}
+
+// The one check of the array layout, shared by the raw channel and the adapter guard.
+function checkArrayFrame(frame: unknown[]): ArrayFrameParts | string {
   const [packet, opts] = frame.length === 3 && typeof frame[0] === "string" ? [frame[1], frame[2]] : frame.length === 2 ? [frame[0], frame[1]] : [];
   if (!isPlainObject(packet)) return "array frame: expected [packet, opts] or [uid, packet, opts]";
   // 5 is BINARY_EVENT, which Socket.IO servers write when an argument holds binary data.
@@ -96,14 +99,31 @@ export function readArrayFrame(frame: unknown[]): Delivery | string {
   if (packet.nsp !== undefined && packet.nsp !== "/") return `array frame: namespace ${JSON.stringify(packet.nsp)} is not served`;
   const data = packet.data;
   if (!Array.isArray(data) || data.length === 0) return "array frame: packet.data must be [event, ...args]";
-  const [event, ...args] = data;
+  const event = data[0];
   if (!isPublishableEvent(event)) return `array frame: event ${JSON.stringify(event)} is not a publishable event name`;
   if (opts !== undefined && opts !== null && !isPlainObject(opts)) return "array frame: opts must be a map";
   const rooms = opts?.rooms === undefined || opts.rooms === null ? [] : roomList(opts.rooms, "rooms", true);
   if (typeof rooms === "string") return `array frame: ${rooms}`;
   const except = opts?.except === undefined || opts.except === null ? [] : roomList(opts.except, "except", true);
   if (typeof except === "string") return `array frame: ${except}`;
-  return { rooms, except, event, args, layout: "array" };
+  return { event, data, rooms, except };
+}
+
+/**
+ * Reads an array-layout frame: `[packet, { rooms, flags }]` as the first socket.io-emitter
+ * releases wrote it, or `[uid, packet, { rooms, except, flags }]` as every socket.io Redis
+ * adapter and emitter since writes it. Returns what to deliver, or why the frame is unusable.
+ */
+export function readArrayFrame(frame: unknown[]): Delivery | string {
+  const parts = checkArrayFrame(frame);
+  if (typeof parts === "string") return parts;
+  return { rooms: parts.rooms, except: parts.except, event: parts.event, args: parts.data.slice(1), layout: "array" };
+}
+
+/** Why an array-layout frame is unusable, or null; checks without building a delivery. */
+export function arrayFrameProblem(frame: unknown[]): string | null {
+  const parts = checkArrayFrame(frame);
+  return typeof parts === "string" ? parts : null;
 }
 
 function roomList(value: unknown, field: string, listOnly = false): string[] | string {

@@ -18,6 +18,6 @@ export type {
   UnauthorizedPayload,
   WelcomePayload,
 } from "./events.js";
-export { RAW_FRAME_CHANNEL, decodeRawFrame, encodeRawFrame, newMessageId, readArrayFrame } from "./frames.js";
+export { RAW_FRAME_CHANNEL, arrayFrameProblem, decodeRawFrame, encodeRawFrame, newMessageId, readArrayFrame } from "./frames.js";
 export type { DecodeResult, Delivery, RawFrame } from "./frames.js";
 export { normaliseSiteHost, siteRoom, userIdOf, userRoom } from "./rooms.js";
