@@ -157,8 +157,10 @@ describe("bad frames", () => {
     expect(await client.next("message")).toEqual(["good"]);
     expect(await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter" })).toBe(before + 3);
     expect(await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" })).toBeGreaterThanOrEqual(1);
+    // The first frame of each kind is logged in full; repeats of a kind are summarised (see "a flood of bad frames").
     const warnings = cluster.nodes[0]!.lines.filter((line) => line.includes('"dropped a frame"') && line.includes("socket.io#emitter"));
-    expect(warnings.length).toBeGreaterThanOrEqual(3);
+    expect(warnings.some((line) => line.includes('"code":"frame_not_msgpack"'))).toBe(true);
+    expect(warnings.some((line) => line.includes('"code":"frame_invalid"'))).toBe(true);
   });
 
   it("survives garbage on the adapter's channels and keeps delivering", async () => {

@@ -1,3 +1,4 @@
+import { type KeyObject, createPublicKey, createSecretKey } from "node:crypto";
 import type { Identity } from "@switchboard/protocol";
 import { normaliseSiteHost, userIdOf } from "@switchboard/protocol";
 import jwt from "jsonwebtoken";
@@ -7,6 +8,7 @@ import type { AuthConfig } from "./config.js";
 export type AuthFailure =
   | "missing"
   | "malformed"
+  | "too_large"
   | "bad_signature"
   | "expired"
   | "not_yet_valid"
@@ -38,7 +40,9 @@ export interface TokenVerifier {
 }
 
 export function createTokenVerifier(config: AuthConfig): TokenVerifier {
-  const key = config.key.kind === "secret" ? config.key.secret : config.key.pem;
+  // A key object made once: handed a string, jsonwebtoken tries to parse it as a public key on
+  // every verification before falling back to a secret, which costs more than the HMAC itself.
+  const key: KeyObject = config.key.kind === "secret" ? createSecretKey(Buffer.from(config.key.secret)) : createPublicKey(config.key.pem);
   const options: jwt.VerifyOptions & { complete: false } = {
     algorithms: [...config.algorithms],
     complete: false,
@@ -49,13 +53,14 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier {
   function verify(token: unknown): Session {
     if (token === undefined || token === null || token === "") throw new AuthError("missing", "no token");
     if (typeof token !== "string") throw new AuthError("malformed", "the token is not a string");
+    // Checked before anything is decoded, so an oversized token costs nothing.
+    if (token.length > config.maxTokenBytes) throw new AuthError("too_large", `the token is longer than JWT_MAX_BYTES (${config.maxTokenBytes} bytes)`);
+    const header = decodedHeader(token);
     // The algorithm is checked against the pinned list before any key is used, so `none` and
     // an HS token presented to an RS key never reach signature verification.
-    const decoded = jwt.decode(token, { complete: true });
-    if (!decoded || typeof decoded.payload === "string") throw new AuthError("malformed", "not a JWT with a JSON payload");
-    const algorithm = decoded.header.alg;
+    const algorithm = header.alg;
     if (!(config.algorithms as readonly string[]).includes(algorithm)) {
-      throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm} is not accepted`);
+      throw new AuthError("algorithm_not_allowed", `algorithm ${typeof algorithm === "string" ? algorithm.slice(0, 20) : "(none)"} is not accepted`);
     }
     let claims: jwt.JwtPayload;
     try {
@@ -70,10 +75,9 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier {
 
   const verifier: TokenVerifier = { verify };
   if (config.key.kind === "secret") {
-    const secret = config.key.secret;
     const algorithm = config.algorithms[0] ?? "HS256";
     verifier.sign = (claims, expiresInSeconds) =>
-      jwt.sign(claims, secret, {
+      jwt.sign(claims, key, {
         algorithm,
         expiresIn: expiresInSeconds,
         ...(config.issuer ? { issuer: config.issuer } : {}),
@@ -81,6 +85,27 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier {
       });
   }
   return verifier;
+}
+
+/**
+ * The token's header, once the token has the shape of a signed JWT with a JSON payload.
+ * RFC 7515 §4.1.11: a `crit` header names extensions the verifier must understand; this server
+ * implements none, so any `crit` refuses the token.
+ */
+function decodedHeader(token: string): jwt.JwtHeader {
+  let decoded: jwt.Jwt | null;
+  try {
+    decoded = jwt.decode(token, { complete: true });
+  } catch {
+    // jws throws on a payload that claims to be JSON (typ: JWT) and is not.
+    decoded = null;
+  }
+  if (!decoded || typeof decoded.payload === "string" || typeof decoded.payload !== "object" || decoded.payload === null) {
+    throw new AuthError("malformed", "not a JWT with a JSON payload");
+  }
+  const header = decoded.header as jwt.JwtHeader & { crit?: unknown };
+  if (header.crit !== undefined) throw new AuthError("malformed", "the crit header names extensions this server does not implement");
+  return header;
 }
 
 function identityOf(claims: jwt.JwtPayload, siteClaim: string): Identity {
@@ -105,7 +130,8 @@ function toAuthError(err: unknown): AuthError {
     const message = err.message;
     if (message === "invalid signature") return new AuthError("bad_signature", message);
     if (message.startsWith("jwt issuer invalid") || message.startsWith("jwt audience invalid")) return new AuthError("claims_invalid", message);
-    if (message === "invalid algorithm" || message === "jwt signature is required") return new AuthError("algorithm_not_allowed", message);
+    if (message === "jwt signature is required") return new AuthError("bad_signature", "the token has no signature");
+    if (message === "invalid algorithm") return new AuthError("algorithm_not_allowed", message);
     return new AuthError("malformed", message);
   }
   return new AuthError("malformed", err instanceof Error ? err.message : String(err));

@@ -1,11 +1,10 @@
 import { RedisAdapter } from "@socket.io/redis-adapter";
-import { RAW_FRAME_CHANNEL, arrayFrameProblem } from "@switchboard/protocol";
+import { RAW_FRAME_CHANNEL, SwitchboardError } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
-import { decode as decodeMsgpack, encode as encodeMsgpack } from "notepack.io";
 import { createClient } from "redis";
 import { Adapter, type BroadcastOptions } from "socket.io-adapter";
 import type { Namespace } from "socket.io";
-import type { Metrics } from "./metrics.js";
+import { type DropFrame, type GuardLimits, createAdapterGuard } from "./adapter-guard.js";
 import { exceptUnauthenticated } from "./rooms.js";
 
 /** The Socket.IO adapter class for a namespace (Socket.IO calls it with `new`). */
@@ -15,8 +14,17 @@ export type AdapterFactory = typeof Adapter;
 export interface Broker {
   mode: "redis" | "memory";
   adapter: AdapterFactory;
-  /** Calls `handler` with each frame published on the raw channel (never in memory mode). */
+  /**
+   * Calls `handler` with each frame published on the raw channel, on every node (in memory mode,
+   * each frame given to `publishRaw`). Frames over FRAME_MAX_BYTES are dropped before it.
+   */
   onRawFrame(handler: (frame: Buffer) => void): Promise<void>;
+  /**
+   * Publishes an encoded raw frame to every node and resolves once Redis took it. Rejects with
+   * `redis_unavailable` while Redis is down and `publish_timeout` when it does not confirm in time,
+   * so nobody is told a message was sent when it was not.
+   */
+  publishRaw(frame: Uint8Array): Promise<void>;
   /** True when Redis is connected and subscribed (always true in memory mode). */
   ready(): boolean;
   close(): Promise<void>;
@@ -24,26 +32,42 @@ export interface Broker {
 
 export interface BrokerDeps {
   logger: FastifyBaseLogger;
-  metrics: Metrics;
+  limits: GuardLimits;
+  dropFrame: DropFrame;
 }
 
 type RedisClient = ReturnType<typeof createClient>;
-type BufferListener = (message: Buffer, channel: Buffer) => unknown;
 
-/** Thrown by the guarded parser for a frame it has already logged and counted. */
-class DroppedFrame extends Error {}
+/** How long a publish waits for Redis to confirm it. */
+const PUBLISH_TIMEOUT_MS = 5000;
+/** How long closing waits for Redis to acknowledge QUIT before dropping the connection. */
+const QUIT_TIMEOUT_MS = 2000;
 
 export function createBroker(redisUrl: string | null, deps: BrokerDeps): Broker {
-  if (redisUrl === null) {
-    return {
-      mode: "memory",
-      adapter: LocalAdapter,
-      onRawFrame: async () => {},
-      ready: () => true,
-      close: async () => {},
-    };
-  }
-  const { logger, metrics } = deps;
+  return redisUrl === null ? createMemoryBroker(deps) : createRedisBroker(redisUrl, deps);
+}
+
+function createMemoryBroker(deps: BrokerDeps): Broker {
+  let handler: ((frame: Buffer) => void) | null = null;
+  return {
+    mode: "memory",
+    adapter: LocalAdapter,
+    async onRawFrame(next) {
+      handler = next;
+    },
+    // One node is the whole cluster: the frame takes the same delivery path as one from Redis.
+    async publishRaw(frame) {
+      const bytes = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+      if (bytes.length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
+      handler?.(bytes);
+    },
+    ready: () => true,
+    close: async () => {},
+  };
+}
+
+function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
+  const { logger, limits, dropFrame } = deps;
   const pub = createClient({ url: redisUrl, socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) } });
   const sub = pub.duplicate();
   const reported = new Map<string, string>();
@@ -64,51 +88,74 @@ export function createBroker(redisUrl: string | null, deps: BrokerDeps): Broker 
   pub.connect().catch(() => {});
   sub.connect().catch(() => {});
 
-  const drop = (channel: string, reason: "frame_not_msgpack" | "frame_invalid", detail: string): void => {
-    metrics.framesDropped.inc({ channel, reason });
-    logger.warn({ channel, code: reason, detail }, "dropped a frame");
-  };
-
-  const parser = guardedParser(drop);
-  const guardedSub = new GuardedSubscriber(
-    sub,
-    (err) => {
-      if (!(err instanceof DroppedFrame)) drop("adapter", "frame_invalid", err instanceof Error ? err.message : String(err));
-    },
-    (message) => {
-      const problem = requestProblem(message);
-      if (problem !== null) drop("adapter", problem.code, problem.detail);
-      return problem === null;
-    },
-  );
+  const guard = createAdapterGuard(limits, dropFrame);
+  const guardedSub = guard.guard(sub);
   let rawSubscribed = false;
 
   return {
     mode: "redis",
     adapter: class extends ClusterAdapter {
       constructor(nsp: Namespace) {
-        super(nsp, pub, guardedSub, { parser });
+        super(nsp, pub, guardedSub, { parser: guard.parser });
       }
     },
     async onRawFrame(handler) {
       await sub.subscribe(
         RAW_FRAME_CHANNEL,
         (message: Buffer) => {
+          if (message.length > limits.frameMaxBytes) {
+            dropFrame(RAW_FRAME_CHANNEL, "frame_too_large", `${message.length} bytes is more than FRAME_MAX_BYTES (${limits.frameMaxBytes})`);
+            return;
+          }
           try {
             handler(message);
           } catch (err) {
-            logger.error({ err }, "raw frame handler failed");
+            // The handler checks what it decodes; anything still thrown is reported as a drop, never into the Redis client.
+            dropFrame(RAW_FRAME_CHANNEL, "frame_invalid", err instanceof Error ? err.message : String(err));
           }
         },
         true,
       );
       rawSubscribed = true;
     },
+    async publishRaw(frame) {
+      if (frame.byteLength > limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
+      // The offline queue would replay this minutes later, after the caller was told it failed.
+      if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
+      await publishWithin(pub, RAW_FRAME_CHANNEL, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+    },
     ready: () => pub.isReady && sub.isReady && rawSubscribed,
     async close() {
-      await Promise.allSettled([pub.isOpen ? pub.quit() : pub.disconnect(), sub.isOpen ? sub.quit() : sub.disconnect()]);
+      await Promise.allSettled([closeClient(pub), closeClient(sub)]);
     },
   };
+}
+
+async function publishWithin(client: RedisClient, channel: string, message: Buffer): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SwitchboardError("publish_timeout")), PUBLISH_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([client.publish(channel, message), timeout]);
+  } catch (err) {
+    if (err instanceof SwitchboardError) throw err;
+    throw new SwitchboardError("redis_unavailable", undefined, { cause: err });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function closeClient(client: RedisClient): Promise<void> {
+  if (!client.isOpen) return;
+  if (!client.isReady) return client.disconnect();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+  });
+  await Promise.race([client.quit().then(() => {}), late]);
+  clearTimeout(timer);
+  if (client.isOpen) await client.disconnect().catch(() => {});
 }
 
 /** The in-memory adapter of a single node, keeping unauthenticated sockets out of broadcasts. */
@@ -123,146 +170,4 @@ class ClusterAdapter extends RedisAdapter {
   override broadcast(packet: unknown, opts: BroadcastOptions): void {
     super.broadcast(packet, { ...opts, except: exceptUnauthenticated(opts.except) });
   }
-}
-
-/**
- * The adapter's parser, with the checks the stock adapter lacks: it decodes a broadcast without
- * try/catch and trusts its shape, so one bad frame would throw inside the Redis client. Here a
- * frame that is not MessagePack or not `[uid, packet, opts]` is logged, counted and dropped, and
- * every broadcast from another node or an emitter leaves unauthenticated sockets out.
- */
-function guardedParser(drop: (channel: string, reason: "frame_not_msgpack" | "frame_invalid", detail: string) => void) {
-  return {
-    encode: (value: unknown): Buffer => encodeMsgpack(value),
-    decode(message: Buffer): unknown {
-      let value: unknown;
-      try {
-        value = decodeMsgpack(message);
-      } catch (err) {
-        drop("adapter", "frame_not_msgpack", err instanceof Error ? err.message : String(err));
-        throw new DroppedFrame();
-      }
-      if (Array.isArray(value)) {
-        const problem = value.length === 3 ? arrayFrameProblem(value) : "expected [uid, packet, opts]";
-        if (problem !== null) {
-          drop("adapter", "frame_invalid", problem);
-          throw new DroppedFrame();
-        }
-        const opts = (value[2] ?? {}) as { except?: Iterable<string> };
-        value[2] = opts;
-        opts.except = exceptUnauthenticated(opts.except);
-        return value;
-      }
-      if (typeof value === "object" && value !== null) {
-        // A request or response between nodes; the adapter checks its type itself.
-        const opts = (value as { opts?: { except?: unknown } }).opts;
-        if (typeof opts === "object" && opts !== null) opts.except = exceptUnauthenticated(Array.isArray(opts.except) ? opts.except : undefined);
-        return value;
-      }
-      drop("adapter", "frame_invalid", "not an array or a map");
-      throw new DroppedFrame();
-    },
-  };
-}
-
-/**
- * Hands the adapter a subscriber whose listeners cannot throw into the Redis client: an error
- * there would break the client's reply parser and every later message on the connection.
- */
-class GuardedSubscriber {
-  private readonly guarded = new WeakMap<BufferListener, BufferListener>();
-
-  constructor(
-    private readonly client: RedisClient,
-    private readonly onFailure: (err: unknown) => void,
-    private readonly acceptRequest: (message: Buffer) => boolean,
-  ) {}
-
-  /** The adapter's broadcast channels: the guarded parser checks each frame as it decodes it. */
-  pSubscribe(patterns: string | string[], listener: BufferListener, bufferMode: true): Promise<void> {
-    return this.client.pSubscribe(patterns, this.guard(listener), bufferMode);
-  }
-
-  /**
-   * The adapter's request and response channels. Its handler there is async and its promise is
-   * dropped, so a failure could not be caught afterwards: the shape is checked before it runs.
-   */
-  subscribe(channels: string | string[], listener: BufferListener, bufferMode: true): Promise<void> {
-    return this.client.subscribe(channels, this.guard(listener, this.acceptRequest), bufferMode);
-  }
-
-  pUnsubscribe(patterns: string | string[], listener: BufferListener, bufferMode: true): Promise<void> {
-    return this.client.pUnsubscribe(patterns, this.guarded.get(listener), bufferMode);
-  }
-
-  unsubscribe(channels: string | string[], listener: BufferListener, bufferMode: true): Promise<void> {
-    return this.client.unsubscribe(channels, this.guarded.get(listener), bufferMode);
-  }
-
-  on(event: "error", listener: (err: Error) => void): this {
-    this.client.on(event, listener);
-    return this;
-  }
-
-  off(event: "error", listener: (err: Error) => void): this {
-    this.client.off(event, listener);
-    return this;
-  }
-
-  listenerCount(event: string): number {
-    return this.client.listenerCount(event);
-  }
-
-  private guard(listener: BufferListener, accept: (message: Buffer) => boolean = () => true): BufferListener {
-    let wrapped = this.guarded.get(listener);
-    if (!wrapped) {
-      wrapped = (message, channel) => {
-        try {
-          if (!accept(message)) return;
-          const result = listener(message, channel);
-          // The request handler is async: its failures arrive as rejections.
-          if (result instanceof Promise) result.catch(this.onFailure);
-        } catch (err) {
-          this.onFailure(err);
-        }
-      };
-      this.guarded.set(listener, wrapped);
-    }
-    return wrapped;
-  }
-}
-
-// Request types of @socket.io/redis-adapter 8 whose handlers read `opts` without checking it.
-const REQUESTS_NEEDING_OPTS = new Set([5, 7]);
-const REQUESTS_WITH_OPTIONAL_OPTS = new Set([2, 3, 4]);
-const SERVER_SIDE_EMIT = 6;
-// Namespace events a server-side emit must never fire: they would call connection handlers with a fake socket.
-const NAMESPACE_EVENTS = new Set(["connect", "connection", "disconnect", "disconnecting", "new_namespace", "newListener", "removeListener"]);
-
-/** Why a message on the adapter's request or response channel cannot be handed to the adapter. */
-function requestProblem(message: Buffer): { code: "frame_not_msgpack" | "frame_invalid"; detail: string } | null {
-  let value: unknown;
-  try {
-    // The adapter reads a message that starts with "{" as JSON and anything else as MessagePack.
-    value = message[0] === 0x7b ? JSON.parse(message.toString()) : decodeMsgpack(message);
-  } catch (err) {
-    return { code: "frame_not_msgpack", detail: err instanceof Error ? err.message : String(err) };
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return { code: "frame_invalid", detail: "a request must be a map" };
-  const request = value as { type?: unknown; opts?: unknown; data?: unknown };
-  const optsProblem = (required: boolean): string | null => {
-    if (request.opts === undefined || request.opts === null) return required ? "opts is missing" : null;
-    if (typeof request.opts !== "object" || Array.isArray(request.opts)) return "opts must be a map";
-    const { rooms, except } = request.opts as { rooms?: unknown; except?: unknown };
-    for (const list of [rooms, except]) if (list !== undefined && list !== null && !Array.isArray(list)) return "opts.rooms and opts.except must be lists";
-    return null;
-  };
-  let problem: string | null = null;
-  if (typeof request.type === "number" && REQUESTS_NEEDING_OPTS.has(request.type)) problem = optsProblem(true);
-  else if (typeof request.type === "number" && REQUESTS_WITH_OPTIONAL_OPTS.has(request.type)) problem = optsProblem(false);
-  else if (request.type === SERVER_SIDE_EMIT) {
-    const data = request.data;
-    if (!Array.isArray(data) || typeof data[0] !== "string" || NAMESPACE_EVENTS.has(data[0])) problem = "a server-side emit needs data [event, ...args] with a non-reserved event";
-  }
-  return problem === null ? null : { code: "frame_invalid", detail: problem };
 }

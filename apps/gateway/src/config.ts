@@ -1,6 +1,7 @@
 import { createPublicKey, randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import type { Algorithm } from "jsonwebtoken";
+import proxyAddr from "proxy-addr";
 import { z } from "zod";
 
 /** How tokens are verified: a shared secret (HS*) or a public key (RS*, PS*, ES*). */
@@ -20,6 +21,49 @@ export interface AuthConfig {
   timeoutMs: number;
   /** How long before its token expires a socket is sent `token_expiring`. */
   refreshNoticeMs: number;
+  /** Longer tokens are refused as `token_malformed` before they are decoded. */
+  maxTokenBytes: number;
+}
+
+/**
+ * What one client, address, user or publisher may cost this node. For the admission limits
+ * (connections per address, per node, per user) 0 turns the limit off.
+ */
+export interface Limits {
+  /** Largest message a client may send; a larger one closes its connection. */
+  clientMaxMessageBytes: number;
+  /** How deeply client payloads and frame data may nest. */
+  payloadMaxDepth: number;
+  /** Event points a socket may spend per second (`authenticate` costs 10, other events 1). */
+  clientEventRate: number;
+  /** Rooms a socket may subscribe to, besides its own user and site rooms. */
+  clientMaxRooms: number;
+  /** Bytes that may wait to be written to one client before it is dropped as a slow consumer. */
+  clientMaxBufferBytes: number;
+  /** New connections per client address per second. */
+  ipConnectionsPerSecond: number;
+  /** Concurrent connections per client address on this node. */
+  ipMaxConnections: number;
+  /** Concurrent connections on this node. */
+  maxConnections: number;
+  /** Concurrent authenticated sockets per user on this node. */
+  userMaxSockets: number;
+  /** Largest frame accepted from Redis; larger ones are dropped before they are decoded. */
+  frameMaxBytes: number;
+  /** Largest HTTP request body. */
+  httpMaxBodyBytes: number;
+}
+
+export interface HttpConfig {
+  /** How long a client may take to send a request's headers. */
+  headersTimeoutMs: number;
+  /** How long a client may take to send a whole request. */
+  requestTimeoutMs: number;
+  /**
+   * Which proxies' X-Forwarded-For headers name the client address: false (none), a hop count,
+   * or addresses, CIDR ranges and proxy-addr names such as `loopback`.
+   */
+  trustProxy: false | number | readonly string[];
 }
 
 export interface Config {
@@ -36,6 +80,10 @@ export interface Config {
   subscribeRooms: readonly string[];
   /** Dev-only endpoints (token minting, test publishing) are served. */
   devTools: boolean;
+  limits: Limits;
+  http: HttpConfig;
+  /** How long a stopping node waits for its connections to finish before it closes them. */
+  drainTimeoutMs: number;
   publicDir: string;
   /** Things the operator should know at start-up that do not stop it. */
   warnings: readonly string[];
@@ -75,11 +123,16 @@ const integer = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
 
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const GIB_LIMIT = 1024 * MIB;
+
 const envSchema = z.object({
   PORT: integer(0, 65535).default(3000),
   HOST: optionalText.default("0.0.0.0"),
   NODE_ID: optionalText,
-  NODE_ENV: optionalText,
+  // Only exact spellings: a typo such as "prod" must not quietly leave development endpoints on.
+  NODE_ENV: optionalText.pipe(z.enum(["production", "development", "test"], { error: "must be production, development or test" }).optional()),
   REDIS_URL: optionalText.pipe(z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).optional()),
   JWT_SECRET: optionalText,
   JWT_PUBLIC_KEY: optionalText,
@@ -94,6 +147,22 @@ const envSchema = z.object({
   DEV_TOKENS: z.enum(["0", "1", "true", "false", ""]).optional(),
   PUBLIC_DIR: optionalText,
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  JWT_MAX_BYTES: integer(256, MIB).default(8 * KIB),
+  CLIENT_MAX_MESSAGE_BYTES: integer(KIB, 100 * MIB).default(64 * KIB),
+  PAYLOAD_MAX_DEPTH: integer(1, 1000).default(32),
+  CLIENT_EVENT_RATE: integer(10, 1_000_000).default(50),
+  CLIENT_MAX_ROOMS: integer(0, 1_000_000).default(100),
+  CLIENT_MAX_BUFFER_BYTES: integer(16 * KIB, GIB_LIMIT).default(MIB),
+  IP_CONNECTIONS_PER_SECOND: integer(0, 1_000_000).default(50),
+  IP_MAX_CONNECTIONS: integer(0, 10_000_000).default(1000),
+  MAX_CONNECTIONS: integer(0, 10_000_000).default(25_000),
+  USER_MAX_SOCKETS: integer(0, 1_000_000).default(50),
+  FRAME_MAX_BYTES: integer(KIB, 512 * MIB).default(MIB),
+  API_MAX_BODY_BYTES: integer(KIB, 100 * MIB).default(64 * KIB),
+  HTTP_HEADERS_TIMEOUT_MS: integer(1000, 600_000).default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: integer(1000, 3_600_000).default(30_000),
+  TRUST_PROXY: optionalText,
+  DRAIN_TIMEOUT_MS: integer(0, 600_000).default(10_000),
 });
 
 /**
@@ -145,12 +214,50 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       siteClaim: vars.JWT_SITE_CLAIM,
       timeoutMs: vars.AUTH_TIMEOUT_MS,
       refreshNoticeMs: vars.TOKEN_REFRESH_NOTICE_MS,
+      maxTokenBytes: vars.JWT_MAX_BYTES,
     }),
     subscribeRooms: Object.freeze([...(vars.SUBSCRIBE_ROOMS ?? [])]),
     devTools: !production && (devTokensAsked || (key.kind === "secret" && key.generated)),
+    limits: Object.freeze({
+      clientMaxMessageBytes: vars.CLIENT_MAX_MESSAGE_BYTES,
+      payloadMaxDepth: vars.PAYLOAD_MAX_DEPTH,
+      clientEventRate: vars.CLIENT_EVENT_RATE,
+      clientMaxRooms: vars.CLIENT_MAX_ROOMS,
+      clientMaxBufferBytes: vars.CLIENT_MAX_BUFFER_BYTES,
+      ipConnectionsPerSecond: vars.IP_CONNECTIONS_PER_SECOND,
+      ipMaxConnections: vars.IP_MAX_CONNECTIONS,
+      maxConnections: vars.MAX_CONNECTIONS,
+      userMaxSockets: vars.USER_MAX_SOCKETS,
+      frameMaxBytes: vars.FRAME_MAX_BYTES,
+      httpMaxBodyBytes: vars.API_MAX_BODY_BYTES,
+    }),
+    http: Object.freeze({
+      headersTimeoutMs: vars.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: Math.max(vars.HTTP_REQUEST_TIMEOUT_MS, vars.HTTP_HEADERS_TIMEOUT_MS),
+      trustProxy: trustProxy(vars.TRUST_PROXY),
+    }),
+    drainTimeoutMs: vars.DRAIN_TIMEOUT_MS,
     publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,
     logLevel: vars.LOG_LEVEL,
   });
+}
+
+/**
+ * TRUST_PROXY: unset or `false` trusts no proxy; a whole number trusts that many hops; anything
+ * else is a comma-separated list of addresses, CIDR ranges or proxy-addr names (`loopback`,
+ * `linklocal`, `uniquelocal`). `true` is refused: trusting every hop lets any client choose its address.
+ */
+function trustProxy(value: string | undefined): HttpConfig["trustProxy"] {
+  if (value === undefined || value === "false" || value === "0") return false;
+  if (/^\d+$/.test(value)) return Number(value);
+  if (value === "true") throw new ConfigError("TRUST_PROXY", "true would let any client choose its address; list the proxies' addresses or give a hop count");
+  const entries = value.split(",").map((entry) => entry.trim()).filter((entry) => entry.length > 0);
+  try {
+    proxyAddr.compile(entries);
+  } catch (err) {
+    throw new ConfigError("TRUST_PROXY", err instanceof Error ? err.message : String(err));
+  }
+  return Object.freeze(entries);
 }
 
 function verificationKey(secret: string | undefined, publicKey: string | undefined, production: boolean): VerificationKey {

@@ -1,9 +1,10 @@
-import { type ErrorBody, type ErrorCode, errorBody } from "@switchboard/protocol";
+import { type ErrorBody, type ErrorCode, SwitchboardError, errorBody } from "@switchboard/protocol";
 import { AuthError, type AuthFailure } from "./auth.js";
 
 const AUTH_CODES: Record<AuthFailure, ErrorCode> = {
   missing: "token_missing",
   malformed: "token_malformed",
+  too_large: "token_malformed",
   bad_signature: "token_invalid_signature",
   expired: "token_expired",
   not_yet_valid: "token_not_yet_valid",
@@ -16,13 +17,26 @@ const AUTH_CODES: Record<AuthFailure, ErrorCode> = {
  * (it names the claim or algorithm at fault); anything unknown becomes `internal_error`.
  */
 export function toWireError(err: unknown): ErrorBody {
-  if (err instanceof AuthError) {
-    return detailed(AUTH_CODES[err.failure], err.message);
-  }
+  if (err instanceof AuthError) return detailed(AUTH_CODES[err.failure], err.message);
+  if (err instanceof SwitchboardError) return err.toJSON();
   return errorBody("internal_error");
 }
 
 /** The registry message for `code`, followed by what exactly went wrong. */
 export function detailed(code: ErrorCode, detail: string): ErrorBody {
   return errorBody(code, `${errorBody(code).message.replace(/\.$/, "")}: ${detail}.`);
+}
+
+// The HTTP status of each code an HTTP route can answer with; any other code is a 400.
+const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
+  not_found: 404,
+  payload_too_large: 413,
+  frame_too_large: 413,
+  redis_unavailable: 503,
+  publish_timeout: 504,
+  internal_error: 500,
+};
+
+export function httpStatusOf(code: ErrorCode): number {
+  return HTTP_STATUS[code] ?? 400;
 }

@@ -1,16 +1,74 @@
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
-import type { FastifyInstance } from "fastify";
+import { type ErrorBody, SwitchboardError, errorBody } from "@switchboard/protocol";
+import type { FastifyError, FastifyInstance } from "fastify";
+import { z } from "zod";
 import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
+import { detailed, httpStatusOf } from "./errors.js";
 import type { Metrics } from "./metrics.js";
 
 export interface HttpDeps {
-  config: Pick<Config, "nodeId" | "publicDir">;
+  config: Pick<Config, "nodeId" | "publicDir" | "limits">;
   broker: Broker;
   metrics: Metrics;
   version: string;
+}
+
+// Probes and scrapes run every few seconds; at info they would drown everything else.
+const QUIET_PATHS = new Set(["/healthz", "/readyz", "/metrics"]);
+
+/** The path of a request URL without its query string, which may carry a token. */
+export function pathOf(url: string): string {
+  const at = url.indexOf("?");
+  return at === -1 ? url : url.slice(0, at);
+}
+
+/**
+ * Routes throw; this one handler turns every failure into `{ code, message }` with its status:
+ * SwitchboardErrors keep their code, fastify's own body errors (not JSON, empty, too large, wrong
+ * content type) and schema failures become `invalid_request` / `payload_too_large`, anything else
+ * `internal_error` with the detail in the log only.
+ */
+export function registerErrorHandling(app: FastifyInstance, metrics: Metrics): void {
+  app.setErrorHandler((error: FastifyError | SwitchboardError | z.ZodError, request, reply) => {
+    let status: number;
+    let body: ErrorBody;
+    if (error instanceof SwitchboardError) {
+      body = error.toJSON();
+      status = httpStatusOf(body.code);
+    } else if (error instanceof z.ZodError) {
+      const issue = error.issues[0];
+      body = detailed("invalid_request", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}`);
+      status = 400;
+    } else if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      metrics.limitHits.inc({ kind: "http_body_size" });
+      body = errorBody("payload_too_large");
+      status = 413;
+    } else if (error.validation || (typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 500)) {
+      // Not JSON, an empty JSON body, an unsupported content type, a schema failure: the client's mistake.
+      body = detailed("invalid_request", error.message.replace(/\.$/, ""));
+      status = error.statusCode === 415 ? 415 : 400;
+    } else {
+      request.log.error({ err: error, path: pathOf(request.url) }, "request failed");
+      body = errorBody("internal_error");
+      status = 500;
+    }
+    return reply.code(status).send(body);
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send(detailed("not_found", `${request.method} ${pathOf(request.url).slice(0, 100)}`)),
+  );
+
+  app.addHook("onResponse", (request, reply, done) => {
+    const path = pathOf(request.url);
+    const line = { method: request.method, path: path.slice(0, 200), status: reply.statusCode, ms: Math.round(reply.elapsedTime) };
+    if (QUIET_PATHS.has(path)) request.log.debug(line, "request");
+    else request.log.info(line, "request");
+    done();
+  });
 }
 
 /** HTTP routes: health, metrics, the demo page and the client bundle. */

@@ -40,7 +40,12 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down");
+    logger.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, "shutting down");
+    // A backstop: whatever still holds the process after the drain and Redis's goodbye is not waited for.
+    setTimeout(() => {
+      logger.warn("shutdown did not finish in time; exiting");
+      process.exit(0);
+    }, config.drainTimeoutMs + 5000).unref();
     gateway.close().then(
       () => process.exit(0),
       (err: unknown) => {

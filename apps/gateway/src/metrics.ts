@@ -1,5 +1,23 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 
+/** Each limit a client, address, user or publisher can run into; the label of `switchboard_limit_hits_total`. */
+export const LIMIT_KINDS = [
+  "message_size",
+  "token_size",
+  "payload_depth",
+  "event_rate",
+  "event_rate_disconnect",
+  "rooms_per_socket",
+  "slow_consumer",
+  "ip_connection_rate",
+  "ip_connections",
+  "node_connections",
+  "user_sockets",
+  "frame_size",
+  "http_body_size",
+] as const;
+export type LimitKind = (typeof LIMIT_KINDS)[number];
+
 /** The gateway's Prometheus metrics, on a registry of its own (no process-wide singletons). */
 export interface Metrics {
   registry: Registry;
@@ -7,12 +25,21 @@ export interface Metrics {
   authFailures: Counter<"code">;
   framesDelivered: Counter<"channel" | "layout">;
   framesDropped: Counter<"channel" | "reason">;
+  limitHits: Counter<"kind">;
 }
 
 export function createMetrics(nodeId: string): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ node: nodeId });
   collectDefaultMetrics({ register: registry, prefix: "switchboard_" });
+  const limitHits = new Counter({
+    name: "switchboard_limit_hits_total",
+    help: "Times a client, address, user or publisher ran into a limit, by kind",
+    labelNames: ["kind"],
+    registers: [registry],
+  });
+  // Every kind is present from the start, at zero, so an alert can tell "none yet" from "not exported".
+  for (const kind of LIMIT_KINDS) limitHits.inc({ kind }, 0);
   return {
     registry,
     connectedSockets: new Gauge({
@@ -38,5 +65,6 @@ export function createMetrics(nodeId: string): Metrics {
       labelNames: ["channel", "reason"],
       registers: [registry],
     }),
+    limitHits,
   };
 }

@@ -1,15 +1,19 @@
 import { readFileSync } from "node:fs";
+import { type Server as HttpServer, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
-import { Server } from "socket.io";
+import type { Server } from "socket.io";
 import { type TokenVerifier, createTokenVerifier } from "./auth.js";
+import { proxyTrust } from "./admission.js";
 import { type Broker, createBroker } from "./broker.js";
 import type { Config } from "./config.js";
 import { registerDevRoutes } from "./dev.js";
-import { registerHttpRoutes } from "./http.js";
+import { createDropReporter } from "./drops.js";
+import { pathOf, registerErrorHandling, registerHttpRoutes } from "./http.js";
+import { createThrottledWarnings } from "./log-throttle.js";
 import { type Metrics, createMetrics } from "./metrics.js";
-import { deliverRawFrame } from "./routing.js";
-import { attachTransport } from "./transport.js";
+import { deliverRawFrame } from "./raw-frames.js";
+import { createTransport } from "./transport.js";
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
@@ -22,34 +26,70 @@ export interface Gateway {
   logger: FastifyBaseLogger;
   /** Listens on the configured host and port; resolves to the bound URL. */
   start(): Promise<string>;
+  /**
+   * Stops the node: no new connections, every socket disconnected, HTTP connections finished or,
+   * after DRAIN_TIMEOUT_MS, cut; then Redis is closed. Resolves within the drain timeout plus
+   * the few seconds Redis may take to acknowledge.
+   */
   close(): Promise<void>;
 }
 
 /** Assembles one gateway node from its parts: HTTP, Socket.IO transport, auth and the broker. */
 export async function createGateway(config: Readonly<Config>): Promise<Gateway> {
-  const app = Fastify({ logger: { level: config.logLevel, base: { node: config.nodeId } } });
+  const trust = proxyTrust(config.http.trustProxy);
+  const app = Fastify<HttpServer>({
+    logger: {
+      level: config.logLevel,
+      base: { node: config.nodeId },
+      // Whatever logs a request logs its path only: query strings may carry tokens.
+      serializers: { req: (request: { method: string; url: string }) => ({ method: request.method, path: pathOf(request.url) }) },
+    },
+    // Requests are logged once, on response, by registerErrorHandling.
+    disableRequestLogging: true,
+    bodyLimit: config.limits.httpMaxBodyBytes,
+    trustProxy: trust ?? false,
+    // Node's own defaults leave a client that sends one header line every few seconds connected forever.
+    serverFactory: (handler) =>
+      createServer(
+        { headersTimeout: config.http.headersTimeoutMs, requestTimeout: config.http.requestTimeoutMs, connectionsCheckingInterval: 1000 },
+        handler,
+      ),
+  });
   const logger = app.log;
   const metrics = createMetrics(config.nodeId);
+  const warnings = createThrottledWarnings(logger);
+  const dropFrame = createDropReporter({ metrics, warnings, logger });
   const verifier = createTokenVerifier(config.auth);
-  const broker = createBroker(config.redisUrl, { logger, metrics });
-  const allowedOrigins = config.corsOrigins === null ? null : new Set(config.corsOrigins);
+  const broker = createBroker(config.redisUrl, { logger, dropFrame, limits: config.limits });
 
-  const io = new Server(app.server, {
-    adapter: broker.adapter,
-    cors: { origin: allowedOrigins === null ? true : [...allowedOrigins] },
-    // Browsers do not apply CORS to WebSocket upgrades, so the origin is checked here for both transports.
-    allowRequest: (request, callback) => {
-      const origin = request.headers.origin;
-      if (allowedOrigins === null || origin === undefined || allowedOrigins.has(origin)) return callback(null, true);
-      metrics.authFailures.inc({ code: "origin_not_allowed" });
-      callback("origin_not_allowed", false);
-    },
-  });
-
-  attachTransport(io, { config, verifier, logger, metrics, version: VERSION });
-  await broker.onRawFrame((frame) => deliverRawFrame(io, frame, { logger, metrics }));
+  const transport = createTransport(app.server, { config, verifier, logger, warnings, metrics, version: VERSION, adapter: broker.adapter });
+  const { io } = transport;
+  const payloadMaxDepth = config.limits.payloadMaxDepth;
+  await broker.onRawFrame((frame) => deliverRawFrame(io, frame, { metrics, dropFrame, payloadMaxDepth }));
+  registerErrorHandling(app, metrics);
   await registerHttpRoutes(app, { config, broker, metrics, version: VERSION });
-  if (config.devTools) await registerDevRoutes(app, { io, verifier, nodeId: config.nodeId });
+  if (config.devTools) await registerDevRoutes(app, { io, broker, verifier, nodeId: config.nodeId, payloadMaxDepth });
+
+  let closing: Promise<void> | null = null;
+  async function close(): Promise<void> {
+    const force = setTimeout(() => {
+      // Whatever is still open at the deadline is cut: half-sent requests, WebSockets whose peer
+      // does not answer the close handshake.
+      transport.dropAll();
+      app.server.closeAllConnections();
+    }, config.drainTimeoutMs);
+    try {
+      // Only this node's sockets: io.disconnectSockets would ask every node through Redis.
+      io.local.disconnectSockets(true);
+      io.engine.close();
+      app.server.closeIdleConnections();
+      await app.close();
+    } finally {
+      clearTimeout(force);
+      warnings.close();
+      await broker.close();
+    }
+  }
 
   return {
     app,
@@ -63,10 +103,9 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
       const address = app.server.address() as AddressInfo;
       return `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
     },
-    async close() {
-      await new Promise<void>((resolve) => io.close(() => resolve()));
-      await app.close();
-      await broker.close();
+    close() {
+      closing ??= close();
+      return closing;
     },
   };
 }

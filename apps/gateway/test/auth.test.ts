@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from "node:crypto";
+import { createHmac, generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { describe, expect, it } from "vitest";
 import { AuthError, createTokenVerifier } from "../src/auth.js";
@@ -65,6 +65,40 @@ describe("token verification", () => {
 
   it("accepts RS256 tokens with a public key", () => {
     expect(rsVerifier.verify(jwt.sign({ sub: "r", site: "a.io" }, rsaPrivatePem, { algorithm: "RS256" })).identity).toEqual({ user: "r", site: "a.io" });
+  });
+
+  const b64 = (value: unknown) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+  const hmac = (input: string) => createHmac("sha256", SECRET).update(input).digest("base64url");
+  /** A token signed with the right secret whose header and payload are exactly as given. */
+  const handMade = (header: object, payload: string | object) => {
+    const input = `${b64(header)}.${b64(payload)}`;
+    return `${input}.${hmac(input)}`;
+  };
+
+  it("refuses a crit header naming any extension with token_malformed (RFC 7515 4.1.11)", () => {
+    const token = handMade({ alg: "HS256", typ: "JWT", crit: ["exp-ext"], "exp-ext": 1 }, { sub: "u", iss: "issuer", aud: "sb" });
+    expect(codeOf(() => hsVerifier.verify(token))).toBe("token_malformed");
+  });
+
+  it("refuses a payload that is not JSON with token_malformed, not internal_error", () => {
+    expect(codeOf(() => hsVerifier.verify(handMade({ alg: "HS256", typ: "JWT" }, "this is { not json")))).toBe("token_malformed");
+    expect(codeOf(() => hsVerifier.verify(handMade({ alg: "HS256" }, "plain text")))).toBe("token_malformed");
+  });
+
+  it("refuses a token whose signature was stripped as a signature failure", () => {
+    const signed = good({ sub: "u" });
+    expect(codeOf(() => hsVerifier.verify(signed.slice(0, signed.lastIndexOf(".") + 1)))).toBe("token_invalid_signature");
+  });
+
+  it("refuses a token longer than JWT_MAX_BYTES before decoding it, and accepts one just under", () => {
+    const small = createTokenVerifier(loadConfig({ JWT_SECRET: SECRET, JWT_MAX_BYTES: "512" }).auth);
+    const padded = (length: number) => {
+      const base = good({ sub: "u", pad: "" });
+      return good({ sub: "u", pad: "x".repeat(Math.max(0, Math.floor(((length - base.length) * 3) / 4))) });
+    };
+    expect(small.verify(padded(500)).identity.user).toBe("u");
+    expect(codeOf(() => small.verify(padded(600)))).toBe("token_malformed");
+    expect(codeOf(() => hsVerifier.verify("x".repeat(700_000)))).toBe("token_malformed");
   });
 
   it("maps unknown failures to internal_error", () => {

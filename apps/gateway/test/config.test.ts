@@ -87,3 +87,43 @@ describe("config", () => {
     expect(loadConfig({ JWT_SECRET: "short" }).warnings).toEqual([expect.stringContaining("JWT_SECRET")]);
   });
 });
+
+describe("config of limits and operations", () => {
+  const LIMIT_VARIABLES = [
+    "JWT_MAX_BYTES",
+    "CLIENT_MAX_MESSAGE_BYTES",
+    "PAYLOAD_MAX_DEPTH",
+    "CLIENT_EVENT_RATE",
+    "CLIENT_MAX_ROOMS",
+    "CLIENT_MAX_BUFFER_BYTES",
+    "IP_CONNECTIONS_PER_SECOND",
+    "IP_MAX_CONNECTIONS",
+    "MAX_CONNECTIONS",
+    "USER_MAX_SOCKETS",
+    "FRAME_MAX_BYTES",
+    "API_MAX_BODY_BYTES",
+    "HTTP_HEADERS_TIMEOUT_MS",
+    "HTTP_REQUEST_TIMEOUT_MS",
+    "DRAIN_TIMEOUT_MS",
+  ];
+
+  it.each(LIMIT_VARIABLES.flatMap((variable) => ["abc", "-1", "1.5", "9".repeat(400), "0x10"].map((value) => [variable, value])))(
+    "refuses %s=%j naming the variable",
+    (variable, value) => {
+      expect(failure({ JWT_SECRET: SECRET, [variable]: value }).variable).toBe(variable);
+    },
+  );
+
+  it("refuses NODE_ENV spellings other than production, development and test", () => {
+    for (const value of ["prod", "Production", "PRODUCTION", "staging", "dev"]) expect(failure({ JWT_SECRET: SECRET, NODE_ENV: value }).variable).toBe("NODE_ENV");
+    for (const value of ["production", "development", "test", ""]) expect(() => loadConfig({ JWT_SECRET: SECRET, NODE_ENV: value })).not.toThrow();
+  });
+
+  it("reads TRUST_PROXY as a hop count or a list of addresses, and refuses true and garbage", () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).http.trustProxy).toBe(false);
+    expect(loadConfig({ JWT_SECRET: SECRET, TRUST_PROXY: "1" }).http.trustProxy).toBe(1);
+    expect(loadConfig({ JWT_SECRET: SECRET, TRUST_PROXY: "loopback, 10.0.0.0/8" }).http.trustProxy).toEqual(["loopback", "10.0.0.0/8"]);
+    expect(failure({ JWT_SECRET: SECRET, TRUST_PROXY: "true" }).variable).toBe("TRUST_PROXY");
+    expect(failure({ JWT_SECRET: SECRET, TRUST_PROXY: "not-an-address" }).variable).toBe("TRUST_PROXY");
+  });
+});

@@ -6,6 +6,7 @@ import {
   SwitchboardError,
   encodeRawFrame,
   isPublishableEvent,
+  preview,
   siteRoom,
   userRoom,
 } from "@switchboard/protocol";
@@ -147,14 +148,14 @@ export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
 
 function checkEvent(event: unknown): void {
   if (!isPublishableEvent(event)) {
-    throw new SwitchboardError("invalid_event", `Not a publishable event name: ${JSON.stringify(event)}`);
+    throw new SwitchboardError("invalid_event", `Not a publishable event name: ${preview(event)}`);
   }
 }
 
 function checkRooms(rooms: unknown[]): void {
   for (const room of rooms) {
     if (typeof room !== "string" || room.length === 0) {
-      throw new SwitchboardError("invalid_room", `Not a room name: ${JSON.stringify(room)}`);
+      throw new SwitchboardError("invalid_room", `Not a room name: ${preview(room)}`);
     }
   }
 }

@@ -48,6 +48,46 @@ export const ERRORS = {
     audience: "client",
     message: "This socket may not subscribe to that room (SUBSCRIBE_ROOMS), or is not authenticated yet.",
   },
+  payload_invalid: {
+    audience: "client",
+    message: "The event's payload does not have the documented shape: a field is missing, of the wrong type, too long, or nested too deeply.",
+  },
+  event_unknown: {
+    audience: "client",
+    message: "The server handles no client event of that name.",
+  },
+  rate_limited: {
+    audience: "client",
+    message: "This socket sent events faster than CLIENT_EVENT_RATE allows; the event was not processed.",
+  },
+  too_many_rooms: {
+    audience: "client",
+    message: "This socket already holds CLIENT_MAX_ROOMS subscribed rooms.",
+  },
+  slow_consumer: {
+    audience: "client",
+    message: "The socket did not read its messages fast enough (more than CLIENT_MAX_BUFFER_BYTES waited for it) and was disconnected.",
+  },
+  message_too_large: {
+    audience: "client",
+    message: "A message from the client was larger than CLIENT_MAX_MESSAGE_BYTES; the connection was closed.",
+  },
+  connection_rate_limited: {
+    audience: "client",
+    message: "Too many connections from this address in the last second (IP_CONNECTIONS_PER_SECOND); retry later.",
+  },
+  ip_connection_limit: {
+    audience: "client",
+    message: "This address already holds IP_MAX_CONNECTIONS connections to this node.",
+  },
+  node_connection_limit: {
+    audience: "client",
+    message: "This node already holds MAX_CONNECTIONS connections; retry, possibly on another node.",
+  },
+  user_connection_limit: {
+    audience: "client",
+    message: "This user already holds USER_MAX_SOCKETS sockets on this node.",
+  },
   request_timeout: {
     audience: "client",
     message: "The server did not answer in time.",
@@ -76,6 +116,10 @@ export const ERRORS = {
     audience: "publisher",
     message: "The event name is empty, not a string, or reserved by Socket.IO.",
   },
+  frame_too_large: {
+    audience: "publisher",
+    message: "A frame was larger than FRAME_MAX_BYTES; it was dropped without being decoded.",
+  },
   redis_unavailable: {
     audience: "publisher",
     message: "Redis could not be reached; the message was not published.",
@@ -86,7 +130,15 @@ export const ERRORS = {
   },
   invalid_request: {
     audience: "publisher",
-    message: "The HTTP request body is missing a field or has one of the wrong type.",
+    message: "The HTTP request body is not JSON, or is missing a field, or has one of the wrong type.",
+  },
+  payload_too_large: {
+    audience: "publisher",
+    message: "The HTTP request body is larger than the endpoint accepts.",
+  },
+  not_found: {
+    audience: "publisher",
+    message: "There is no such HTTP endpoint on this node.",
   },
   emitter_closed: {
     audience: "publisher",

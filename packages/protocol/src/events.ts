@@ -11,6 +11,8 @@ export const SERVER_EVENTS = {
   unauthorized: "unauthorized",
   kicked: "kicked",
   tokenExpiring: "token_expiring",
+  /** A client event the server refused without an acknowledgement to answer through. */
+  error: "error",
 } as const;
 
 /** Events clients send to the gateway. */
@@ -59,6 +61,15 @@ export interface AuthenticatePayload {
 export interface TokenExpiringPayload {
   /** When the current token expires, ms since the epoch. */
   expiresAt: number;
+}
+
+/**
+ * Sent for a client event that was refused (bad payload, rate limit) when the client asked for no
+ * acknowledgement; with an acknowledgement the same error comes back in it instead.
+ */
+export interface EventErrorPayload extends ErrorBody {
+  /** The name of the refused event, when it had one. */
+  event?: string;
 }
 
 export interface SubscribePayload {

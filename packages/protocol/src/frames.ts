@@ -1,6 +1,7 @@
 import { decode, encode } from "@msgpack/msgpack";
 import { DEFAULT_EVENT, isPublishableEvent } from "./events.js";
 import { SwitchboardError } from "./errors.js";
+import { DEFAULT_MAX_DEPTH, nestsDeeperThan, preview } from "./untrusted.js";
 
 /** The Redis channel every gateway node subscribes to for raw frames. */
 export const RAW_FRAME_CHANNEL = "socket.io#emitter";
@@ -36,9 +37,18 @@ export type DecodeResult =
   | { ok: true; delivery: Delivery }
   | { ok: false; code: "frame_not_msgpack" | "frame_invalid"; reason: string };
 
+/** Limits applied when checking a frame. */
+export interface FrameLimits {
+  /**
+   * How deeply the event arguments may nest; deeper frames are refused as `frame_invalid`.
+   * @default 32
+   */
+  maxDepth?: number;
+}
+
 /** Encodes a map-layout frame, validating it exactly as the gateway will. */
-export function encodeRawFrame(frame: RawFrame): Uint8Array {
-  const checked = checkMapFrame({ ...frame, id: frame.id ?? newMessageId(), ts: frame.ts ?? Date.now() });
+export function encodeRawFrame(frame: RawFrame, limits: FrameLimits = {}): Uint8Array {
+  const checked = checkMapFrame({ ...frame, id: frame.id ?? newMessageId(), ts: frame.ts ?? Date.now() }, limits);
   if (typeof checked === "string") {
     throw new SwitchboardError(checked.startsWith("event") ? "invalid_event" : checked.startsWith("room") || checked.startsWith("except") ? "invalid_room" : "frame_invalid", checked);
   }
@@ -49,14 +59,14 @@ export function encodeRawFrame(frame: RawFrame): Uint8Array {
 }
 
 /** Decodes a frame from the raw channel in either documented layout. Never throws. */
-export function decodeRawFrame(bytes: Uint8Array): DecodeResult {
+export function decodeRawFrame(bytes: Uint8Array, limits: FrameLimits = {}): DecodeResult {
   let value: unknown;
   try {
     value = decode(bytes);
   } catch (err) {
     return { ok: false, code: "frame_not_msgpack", reason: err instanceof Error ? err.message : String(err) };
   }
-  const checked = Array.isArray(value) ? readArrayFrame(value) : isPlainObject(value) ? checkMapFrame(value) : "not a map or an array";
+  const checked = Array.isArray(value) ? readArrayFrame(value, limits) : isPlainObject(value) ? checkMapFrame(value, limits) : "not a map or an array";
   return typeof checked === "string" ? { ok: false, code: "frame_invalid", reason: checked } : { ok: true, delivery: checked };
 }
 
@@ -65,14 +75,16 @@ export function newMessageId(): string {
   return globalThis.crypto.randomUUID();
 }
 
-function checkMapFrame(frame: Record<string, unknown>): Delivery | string {
+function checkMapFrame(frame: Record<string, unknown>, limits: FrameLimits): Delivery | string {
   if (!("room" in frame)) return "room is missing";
   const rooms = roomList(frame.room, "room");
   if (typeof rooms === "string") return rooms;
   if (rooms.length === 0) return "room is an empty list";
   if (!("data" in frame)) return "data is missing";
   const event = frame.event ?? DEFAULT_EVENT;
-  if (!isPublishableEvent(event)) return `event ${JSON.stringify(event)} is not a publishable event name`;
+  if (!isPublishableEvent(event)) return `event ${preview(event)} is not a publishable event name`;
+  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+  if (nestsDeeperThan(frame.data, maxDepth)) return `data is nested deeper than ${maxDepth} levels`;
   const except = frame.except === undefined ? [] : roomList(frame.except, "except");
   if (typeof except === "string") return except;
   if (frame.id !== undefined && (typeof frame.id !== "string" || frame.id.length === 0)) return "id must be a non-empty string";
@@ -91,16 +103,19 @@ interface ArrayFrameParts {
 }
 
 // The one check of the array layout, shared by the raw channel and the adapter guard.
-function checkArrayFrame(frame: unknown[]): ArrayFrameParts | string {
+function checkArrayFrame(frame: unknown[], limits: FrameLimits): ArrayFrameParts | string {
   const [packet, opts] = frame.length === 3 && typeof frame[0] === "string" ? [frame[1], frame[2]] : frame.length === 2 ? [frame[0], frame[1]] : [];
   if (!isPlainObject(packet)) return "array frame: expected [packet, opts] or [uid, packet, opts]";
   // 5 is BINARY_EVENT, which Socket.IO servers write when an argument holds binary data.
   if (packet.type !== 2 && packet.type !== 5) return "array frame: packet.type must be 2 (EVENT) or 5 (BINARY_EVENT)";
-  if (packet.nsp !== undefined && packet.nsp !== "/") return `array frame: namespace ${JSON.stringify(packet.nsp)} is not served`;
+  if (packet.nsp !== undefined && packet.nsp !== "/") return `array frame: namespace ${preview(packet.nsp)} is not served`;
   const data = packet.data;
   if (!Array.isArray(data) || data.length === 0) return "array frame: packet.data must be [event, ...args]";
   const event = data[0];
-  if (!isPublishableEvent(event)) return `array frame: event ${JSON.stringify(event)} is not a publishable event name`;
+  if (!isPublishableEvent(event)) return `array frame: event ${preview(event)} is not a publishable event name`;
+  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+  // packet.data is [event, ...args]: the arguments may nest maxDepth levels below it.
+  if (nestsDeeperThan(data, maxDepth + 1)) return `array frame: data is nested deeper than ${maxDepth} levels`;
   if (opts !== undefined && opts !== null && !isPlainObject(opts)) return "array frame: opts must be a map";
   const rooms = opts?.rooms === undefined || opts.rooms === null ? [] : roomList(opts.rooms, "rooms", true);
   if (typeof rooms === "string") return `array frame: ${rooms}`;
@@ -114,15 +129,15 @@ function checkArrayFrame(frame: unknown[]): ArrayFrameParts | string {
  * releases wrote it, or `[uid, packet, { rooms, except, flags }]` as every socket.io Redis
  * adapter and emitter since writes it. Returns what to deliver, or why the frame is unusable.
  */
-export function readArrayFrame(frame: unknown[]): Delivery | string {
-  const parts = checkArrayFrame(frame);
+export function readArrayFrame(frame: unknown[], limits: FrameLimits = {}): Delivery | string {
+  const parts = checkArrayFrame(frame, limits);
   if (typeof parts === "string") return parts;
   return { rooms: parts.rooms, except: parts.except, event: parts.event, args: parts.data.slice(1), layout: "array" };
 }
 
 /** Why an array-layout frame is unusable, or null; checks without building a delivery. */
-export function arrayFrameProblem(frame: unknown[]): string | null {
-  const parts = checkArrayFrame(frame);
+export function arrayFrameProblem(frame: unknown[], limits: FrameLimits = {}): string | null {
+  const parts = checkArrayFrame(frame, limits);
   return typeof parts === "string" ? parts : null;
 }
 

@@ -11,6 +11,7 @@ export {
 export type {
   AuthenticatePayload,
   AuthenticatedPayload,
+  EventErrorPayload,
   KickedPayload,
   SubscribePayload,
   SubscriptionReply,
@@ -19,5 +20,6 @@ export type {
   WelcomePayload,
 } from "./events.js";
 export { RAW_FRAME_CHANNEL, arrayFrameProblem, decodeRawFrame, encodeRawFrame, newMessageId, readArrayFrame } from "./frames.js";
-export type { DecodeResult, Delivery, RawFrame } from "./frames.js";
+export type { DecodeResult, Delivery, FrameLimits, RawFrame } from "./frames.js";
 export { normaliseSiteHost, siteRoom, userIdOf, userRoom } from "./rooms.js";
+export { DEFAULT_MAX_DEPTH, nestsDeeperThan, preview } from "./untrusted.js";

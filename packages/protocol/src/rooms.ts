@@ -1,4 +1,5 @@
 import { SwitchboardError } from "./errors.js";
+import { preview } from "./untrusted.js";
 
 /** The room every socket of one user joins. */
 export function userRoom(userId: string | number): string {
@@ -9,7 +10,7 @@ export function userRoom(userId: string | number): string {
 export function siteRoom(host: string): string {
   const normalised = normaliseSiteHost(host);
   if (normalised === null) {
-    throw new SwitchboardError("invalid_room", `Not a site host: ${JSON.stringify(host)}`);
+    throw new SwitchboardError("invalid_room", `Not a site host: ${preview(host)}`);
   }
   return `site(${normalised})`;
 }
@@ -21,7 +22,7 @@ export function siteRoom(host: string): string {
 export function userIdOf(userId: unknown): string {
   if (typeof userId === "string" && userId.length > 0 && userId.length <= MAX_ID_LENGTH) return userId;
   if (typeof userId === "number" && Number.isSafeInteger(userId)) return String(userId);
-  throw new SwitchboardError("invalid_room", `Not a user id: ${JSON.stringify(userId)}`);
+  throw new SwitchboardError("invalid_room", `Not a user id: ${preview(userId)}`);
 }
 
 const MAX_ID_LENGTH = 256;

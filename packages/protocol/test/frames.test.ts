@@ -60,3 +60,26 @@ describe("raw frame codec", () => {
     expect(() => encodeRawFrame({ room: "user(1)", data: 1, event: "connect" })).toThrow(expect.objectContaining({ code: "invalid_event" }));
   });
 });
+
+describe("frame limits", () => {
+  const deep = (levels: number) => {
+    let value: unknown = "leaf";
+    for (let level = 0; level < levels; level++) value = { next: value };
+    return value;
+  };
+
+  it("refuses data nested deeper than the limit in both layouts, and accepts it at the limit", () => {
+    expect(decodeRawFrame(encode({ room: "user(1)", data: deep(32) }))).toMatchObject({ ok: true });
+    expect(decodeRawFrame(encode({ room: "user(1)", data: deep(33) }))).toMatchObject({ ok: false, code: "frame_invalid", reason: expect.stringContaining("nested deeper") });
+    expect(decodeRawFrame(encode([{ type: 2, data: ["e", deep(33)], nsp: "/" }, { rooms: ["user(1)"] }]))).toMatchObject({ ok: false, code: "frame_invalid" });
+    expect(decodeRawFrame(encode({ room: "user(1)", data: deep(5) }), { maxDepth: 4 })).toMatchObject({ ok: false, code: "frame_invalid" });
+  });
+
+  it("quotes at most a few dozen characters of a bad event name", () => {
+    const result = decodeRawFrame(encode({ room: "user(1)", event: "connect".padEnd(100_000, "x"), data: 1 }));
+    expect(result).toMatchObject({ ok: true });
+    const reserved = decodeRawFrame(encode({ room: "user(1)", event: { huge: "x".repeat(100_000) }, data: 1 }));
+    expect(reserved.ok).toBe(false);
+    if (!reserved.ok) expect(reserved.reason.length).toBeLessThan(200);
+  });
+});

@@ -1,22 +1,22 @@
 import { RAW_FRAME_CHANNEL, decodeRawFrame } from "@switchboard/protocol";
-import type { FastifyBaseLogger } from "fastify";
 import type { Server } from "socket.io";
+import type { DropFrame } from "./adapter-guard.js";
 import type { Metrics } from "./metrics.js";
 
-export interface RoutingDeps {
-  logger: FastifyBaseLogger;
+export interface RawFrameDeps {
   metrics: Metrics;
+  dropFrame: DropFrame;
+  payloadMaxDepth: number;
 }
 
 /**
  * Delivers one raw frame to this node's own sockets. Every node receives every raw frame and
  * delivers locally, so each target socket in the cluster gets it exactly once.
  */
-export function deliverRawFrame(io: Server, frame: Uint8Array, deps: RoutingDeps): void {
-  const result = decodeRawFrame(frame);
+export function deliverRawFrame(io: Server, frame: Uint8Array, deps: RawFrameDeps): void {
+  const result = decodeRawFrame(frame, { maxDepth: deps.payloadMaxDepth });
   if (!result.ok) {
-    deps.metrics.framesDropped.inc({ channel: RAW_FRAME_CHANNEL, reason: result.code });
-    deps.logger.warn({ channel: RAW_FRAME_CHANNEL, code: result.code, detail: result.reason }, "dropped a frame");
+    deps.dropFrame(RAW_FRAME_CHANNEL, result.code, result.reason);
     return;
   }
   const { rooms, except, event, args, layout } = result.delivery;

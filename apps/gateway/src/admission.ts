@@ -1,0 +1,162 @@
+import { type IncomingMessage, ServerResponse, STATUS_CODES } from "node:http";
+import { type ErrorCode, errorBody } from "@switchboard/protocol";
+import proxyAddr from "proxy-addr";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import type { HttpConfig, Limits } from "./config.js";
+import type { LimitKind, Metrics } from "./metrics.js";
+
+/**
+ * Who may open a connection to this node, decided on the engine.io handshake before anything is
+ * allocated for it: the Origin (CORS_ORIGINS), new connections per address per second, concurrent
+ * connections per address, and concurrent connections on the node. A refused handshake is answered
+ * with the same status and `{ code, message }` body on HTTP long-polling and on a WebSocket upgrade.
+ * The counts are this node's own: a balancer spreading one address over n nodes allows n times as many.
+ */
+export interface Admission {
+  /** An engine.io middleware (`io.engine.use`). */
+  middleware(req: IncomingMessage, res: ServerResponse | object, next: (err?: Error) => void): void;
+  /** Called with each engine.io connection that was opened, to count it until it closes. */
+  opened(request: IncomingMessage, onClose: (listener: () => void) => void): void;
+  /** Called when a handshake that was let through failed before it became a connection. */
+  failed(request: IncomingMessage): void;
+  /** The client address the limits apply to (X-Forwarded-For only from TRUST_PROXY). */
+  addressOf(request: IncomingMessage): string;
+}
+
+export interface AdmissionDeps {
+  limits: Pick<Limits, "ipConnectionsPerSecond" | "ipMaxConnections" | "maxConnections" | "clientMaxMessageBytes">;
+  http: Pick<HttpConfig, "trustProxy">;
+  corsOrigins: readonly string[] | null;
+  metrics: Metrics;
+  /** The node's current engine.io connection count. */
+  connectionCount(): number;
+}
+
+interface Refusal {
+  status: number;
+  code: ErrorCode;
+  kind: LimitKind | null;
+}
+
+export function createAdmission(deps: AdmissionDeps): Admission {
+  const { limits, metrics } = deps;
+  const allowedOrigins = deps.corsOrigins === null ? null : new Set(deps.corsOrigins);
+  const trust = proxyTrust(deps.http.trustProxy);
+  const rate = limits.ipConnectionsPerSecond > 0 ? new RateLimiterMemory({ points: limits.ipConnectionsPerSecond, duration: 1, keyPrefix: "" }) : null;
+  const perAddress = new Map<string, number>();
+  // Handshakes let through whose connection does not exist yet: counted, so a burst cannot overshoot.
+  const pending = new Map<IncomingMessage, { address: string; abandoned: () => void }>();
+
+  const addressOf = (request: IncomingMessage): string => (trust === null ? (request.socket.remoteAddress ?? "unknown") : proxyAddr(request, trust));
+
+  const release = (address: string) => {
+    const count = (perAddress.get(address) ?? 1) - 1;
+    if (count <= 0) perAddress.delete(address);
+    else perAddress.set(address, count);
+  };
+
+  /** The limits that need no waiting: checked just before the connection is counted. */
+  const countedRefusal = (address: string): Refusal | null => {
+    if (limits.maxConnections > 0 && deps.connectionCount() + pending.size >= limits.maxConnections) {
+      return { status: 503, code: "node_connection_limit", kind: "node_connections" };
+    }
+    if (limits.ipMaxConnections > 0 && (perAddress.get(address) ?? 0) >= limits.ipMaxConnections) {
+      return { status: 429, code: "ip_connection_limit", kind: "ip_connections" };
+    }
+    return null;
+  };
+
+  const admit = (request: IncomingMessage, address: string, res: ServerResponse | object, next: () => void) => {
+    const refusal = countedRefusal(address);
+    if (refusal) return refuse(request, res, refusal);
+    perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
+    // A handshake that never completes (the client went away mid-upgrade) gives its place back.
+    const abandoned = () => admission.failed(request);
+    pending.set(request, { address, abandoned });
+    request.socket.once("close", abandoned);
+    next();
+  };
+
+  const refuse = (request: IncomingMessage, res: ServerResponse | object, refusal: Refusal) => {
+    if (refusal.kind) metrics.limitHits.inc({ kind: refusal.kind });
+    if (refusal.code === "origin_not_allowed") metrics.authFailures.inc({ code: refusal.code });
+    answer(request, res, refusal.status, refusal.code);
+  };
+
+  const take = (request: IncomingMessage) => {
+    const entry = pending.get(request);
+    if (!entry) return undefined;
+    pending.delete(request);
+    request.socket.off("close", entry.abandoned);
+    return entry;
+  };
+
+  const admission: Admission = {
+    middleware(request, res, next) {
+      const query = queryOf(request);
+      // Requests of an existing session (long-polling, the upgrade to WebSocket) were admitted with it.
+      if (query.has("sid")) {
+        // A long-polling POST over the message limit is answered 413 by engine.io; it is counted here.
+        if (request.method === "POST" && Number(request.headers["content-length"] ?? 0) > limits.clientMaxMessageBytes) {
+          metrics.limitHits.inc({ kind: "message_size" });
+        }
+        return next();
+      }
+      const origin = request.headers.origin;
+      // Browsers do not apply CORS to WebSocket upgrades, so the origin is checked here for both transports.
+      if (allowedOrigins !== null && origin !== undefined && !allowedOrigins.has(origin)) {
+        return refuse(request, res, { status: 403, code: "origin_not_allowed", kind: null });
+      }
+      const address = addressOf(request);
+      if (!rate) return admit(request, address, res, next);
+      rate.consume(address).then(
+        () => admit(request, address, res, next),
+        (rejection: unknown) => {
+          if (rejection instanceof RateLimiterRes) return refuse(request, res, { status: 429, code: "connection_rate_limited", kind: "ip_connection_rate" });
+          next(rejection instanceof Error ? rejection : new Error(String(rejection)));
+        },
+      );
+    },
+    opened(request, onClose) {
+      const entry = take(request);
+      if (entry) onClose(() => release(entry.address));
+    },
+    failed(request) {
+      const entry = take(request);
+      if (entry) release(entry.address);
+    },
+    addressOf,
+  };
+  return admission;
+}
+
+/** Which proxy hops may name the client address (TRUST_PROXY), for fastify and for handshakes alike; null: none. */
+export function proxyTrust(trustProxy: HttpConfig["trustProxy"]): ((address: string, hop: number) => boolean) | null {
+  if (trustProxy === false) return null;
+  if (typeof trustProxy === "number") return (_address, hop) => hop < trustProxy;
+  return proxyAddr.compile([...trustProxy]);
+}
+
+function queryOf(request: IncomingMessage): URLSearchParams {
+  const url = request.url ?? "";
+  const at = url.indexOf("?");
+  return new URLSearchParams(at === -1 ? "" : url.slice(at + 1));
+}
+
+/** Answers a refused handshake: an HTTP response for long-polling, raw HTTP on the socket of an upgrade. */
+function answer(request: IncomingMessage, res: ServerResponse | object, status: number, code: ErrorCode): void {
+  const body = JSON.stringify(errorBody(code));
+  if (res instanceof ServerResponse) {
+    if (res.headersSent) return void res.end();
+    res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body), Connection: "close" });
+    res.end(body);
+    return;
+  }
+  const socket = request.socket;
+  if (socket.writable) {
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroySoon();
+}

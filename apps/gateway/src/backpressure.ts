@@ -1,0 +1,61 @@
+/**
+ * What waits to be written to one client. engine.io queues a client's packets while its transport
+ * is busy writing, and a client that stops reading keeps it busy forever: without a bound the queue
+ * grows with everything published to the client's rooms.
+ */
+
+/** The part of an engine.io packet that takes memory while it waits. */
+interface QueuedPacket {
+  data?: string | Uint8Array;
+}
+
+/** The events of an engine.io connection that the watch listens to. */
+export interface OutboundConnection {
+  on(event: "packetCreate", listener: (packet: QueuedPacket) => void): unknown;
+  on(event: "flush", listener: (packets: QueuedPacket[]) => void): unknown;
+  transport: unknown;
+}
+
+/**
+ * Calls `onOverflow` once when the bytes queued for a connection, plus those its WebSocket has
+ * handed to the kernel but not yet written, exceed `limitBytes`. Counting is O(1) per packet:
+ * bytes are added when a packet is queued and taken off when engine.io flushes it to the transport.
+ */
+export function watchOutboundBuffer(connection: OutboundConnection, limitBytes: number, onOverflow: () => void): void {
+  let queued = 0;
+  let overflowed = false;
+  connection.on("packetCreate", (packet) => {
+    queued += sizeOf(packet);
+    if (overflowed || queued + transportBuffered(connection.transport) <= limitBytes) return;
+    overflowed = true;
+    onOverflow();
+  });
+  connection.on("flush", (packets) => {
+    for (const packet of packets) queued -= sizeOf(packet);
+  });
+}
+
+function sizeOf(packet: QueuedPacket): number {
+  const data = packet.data;
+  // String length, not UTF-8 bytes: measuring bytes would cost a pass over every message.
+  return data === undefined ? 1 : typeof data === "string" ? data.length : data.byteLength;
+}
+
+/** Bytes a WebSocket transport has accepted but the peer has not read yet (ws's `bufferedAmount`). */
+function transportBuffered(transport: unknown): number {
+  if (typeof transport !== "object" || transport === null || !("socket" in transport)) return 0;
+  const socket = transport.socket;
+  if (typeof socket !== "object" || socket === null || !("bufferedAmount" in socket)) return 0;
+  return typeof socket.bufferedAmount === "number" ? socket.bufferedAmount : 0;
+}
+
+/** Drops a connection at once, freeing what it buffered: a WebSocket is terminated, not closed politely. */
+export function dropConnection(connection: { transport: unknown; close(discard?: boolean): unknown }): void {
+  const transport = connection.transport;
+  connection.close(true);
+  if (typeof transport === "object" && transport !== null && "socket" in transport) {
+    const socket = transport.socket;
+    // A polite WebSocket close waits up to 30 s for a peer that is not reading; terminate does not.
+    if (typeof socket === "object" && socket !== null && "terminate" in socket && typeof socket.terminate === "function") socket.terminate();
+  }
+}

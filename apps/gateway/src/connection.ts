@@ -1,0 +1,314 @@
+import {
+  type AuthenticatedPayload,
+  type ErrorBody,
+  type EventErrorPayload,
+  type Identity,
+  SERVER_EVENTS,
+  type SubscriptionReply,
+  type TokenExpiringPayload,
+  type WelcomePayload,
+  errorBody,
+  preview,
+} from "@switchboard/protocol";
+import type { FastifyBaseLogger } from "fastify";
+import { type RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import type { Socket } from "socket.io";
+import { AuthError, type Session, type TokenVerifier } from "./auth.js";
+import type { Config } from "./config.js";
+import { detailed, toWireError } from "./errors.js";
+import type { Metrics } from "./metrics.js";
+import { type ClientEventName, type ClientEventSchemas, type ClientPayload, EVENT_COST, isClientEventName, parsePayload } from "./payloads.js";
+import { UNAUTHENTICATED_ROOM, reservedRoomProblem, roomsFor } from "./rooms.js";
+
+/** How many authenticated sockets each user holds on this node (USER_MAX_SOCKETS). */
+export class UserSockets {
+  private readonly counts = new Map<string, number>();
+
+  constructor(private readonly max: number) {}
+
+  /** True when the user may not open another socket here; 0 as the maximum means no limit. */
+  full(user: string): boolean {
+    return this.max > 0 && (this.counts.get(user) ?? 0) >= this.max;
+  }
+
+  add(user: string): void {
+    this.counts.set(user, (this.counts.get(user) ?? 0) + 1);
+  }
+
+  remove(user: string): void {
+    const count = (this.counts.get(user) ?? 1) - 1;
+    if (count <= 0) this.counts.delete(user);
+    else this.counts.set(user, count);
+  }
+}
+
+/** What every connection on a node shares. */
+export interface ConnectionContext {
+  config: Pick<Config, "nodeId" | "auth" | "limits">;
+  verifier: TokenVerifier;
+  logger: FastifyBaseLogger;
+  metrics: Metrics;
+  version: string;
+  maySubscribe: (identity: Identity, room: string) => boolean;
+  schemas: ClientEventSchemas;
+  /** Event points per socket per second (CLIENT_EVENT_RATE). */
+  eventRate: RateLimiterMemory;
+  /** Refused events per socket per 10 s before the socket is disconnected. */
+  strikes: RateLimiterMemory;
+  users: UserSockets;
+}
+
+type Ack = (reply: unknown) => void;
+type Handlers = { [Event in ClientEventName]: (payload: ClientPayload<Event>, ack: Ack | undefined) => void };
+
+// setTimeout cannot wait longer than this; longer waits are taken in steps.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * One client socket: who it is, what it subscribed to, and its timers (authentication timeout,
+ * expiry notice, expiry). Every event the client sends goes through `dispatch`, which checks its
+ * rate, nesting and schema before the one handler for that event sees it.
+ */
+export class Connection {
+  private identity: Identity | null = null;
+  private readonly subscriptions = new Set<string>();
+  private readonly authTimeout = new Timer();
+  private readonly expiryNotice = new Timer();
+  private readonly expiry = new Timer();
+
+  private readonly handlers: Handlers = {
+    authenticate: (payload, ack) => this.authenticate(payload.token, ack),
+    subscribe: (payload, ack) => ack?.(this.subscribe(payload.room)),
+    unsubscribe: (payload, ack) => ack?.(this.unsubscribe(payload.room)),
+  };
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly ctx: ConnectionContext,
+  ) {
+    // Events are handled here, never by listeners on the socket: nothing reaches a handler unchecked.
+    socket.use((packet) => this.dispatch(packet));
+    socket.once("disconnect", () => this.closed());
+  }
+
+  /** Admits a socket whose handshake carried a valid token, or waits for `authenticate`. */
+  start(session: Session | undefined): void {
+    if (session) {
+      this.admit(session);
+      return;
+    }
+    // Joined before any await, so no broadcast can reach the socket before it authenticates.
+    this.socket.join(UNAUTHENTICATED_ROOM);
+    this.authTimeout.at(Date.now() + this.ctx.config.auth.timeoutMs, () => this.reject(errorBody("auth_timeout")));
+  }
+
+  private dispatch(packet: unknown[]): void {
+    const [event, ...args] = packet;
+    const ack = typeof args[args.length - 1] === "function" ? (args.pop() as Ack) : undefined;
+    const known = isClientEventName(event, this.ctx.schemas);
+    this.ctx.eventRate.consume(this.socket.id, known ? EVENT_COST[event] : 1).then(
+      () => this.handle(event, args, ack),
+      (rejection: unknown) => this.rateLimited(event, ack, rejection),
+    );
+  }
+
+  private handle(event: unknown, args: unknown[], ack: Ack | undefined): void {
+    if (!this.socket.connected) return;
+    if (!isClientEventName(event, this.ctx.schemas)) {
+      this.refuse(event, ack, detailed("event_unknown", `${preview(event)} is not an event this server handles`));
+      return;
+    }
+    const parsed = parsePayload(this.ctx.schemas, event, args, this.ctx.config.limits.payloadMaxDepth);
+    if (!parsed.ok) {
+      if (parsed.tooDeep) this.ctx.metrics.limitHits.inc({ kind: "payload_depth" });
+      this.refuse(event, ack, parsed.error);
+      return;
+    }
+    try {
+      // The payload was produced by this event's own schema.
+      (this.handlers[event] as (payload: unknown, ack: Ack | undefined) => void)(parsed.payload, ack);
+    } catch (err) {
+      this.ctx.logger.error({ err, event, socket: this.socket.id }, "client event handler failed");
+      this.refuse(event, ack, errorBody("internal_error"));
+    }
+  }
+
+  private rateLimited(event: unknown, ack: Ack | undefined, rejection: unknown): void {
+    if (!(rejection instanceof RateLimiterRes)) {
+      this.ctx.logger.error({ err: rejection }, "event rate limiter failed");
+      return;
+    }
+    if (!this.socket.connected) return;
+    this.ctx.metrics.limitHits.inc({ kind: "event_rate" });
+    this.refuse(event, ack, detailed("rate_limited", `more than ${this.ctx.config.limits.clientEventRate} event points in one second`));
+    // Sustained excess is abuse, not a burst: the socket goes.
+    this.ctx.strikes.consume(this.socket.id).catch(() => {
+      if (!this.socket.connected) return;
+      this.ctx.metrics.limitHits.inc({ kind: "event_rate_disconnect" });
+      this.ctx.logger.warn({ code: "rate_limited", socket: this.socket.id, user: this.identity?.user }, "disconnected a socket that kept exceeding CLIENT_EVENT_RATE");
+      this.socket.disconnect(true);
+    });
+  }
+
+  /** Answers a refused event: in its acknowledgement when it asked for one, else with an `error` event. */
+  private refuse(event: unknown, ack: Ack | undefined, error: ErrorBody): void {
+    if (ack) {
+      ack({ ok: false, error });
+      return;
+    }
+    const payload: EventErrorPayload = typeof event === "string" ? { ...error, event: event.slice(0, 64) } : error;
+    this.socket.emit(SERVER_EVENTS.error, payload);
+  }
+
+  private authenticate(token: unknown, ack: Ack | undefined): void {
+    let session: Session;
+    try {
+      session = this.ctx.verifier.verify(token);
+      // A fresh token must name the same user and site: rooms are not moved mid-connection.
+      if (this.identity && (session.identity.user !== this.identity.user || session.identity.site !== this.identity.site)) {
+        throw new AuthError("claims_invalid", "a refreshed token must name the same user and site");
+      }
+    } catch (err) {
+      if (!(err instanceof AuthError)) this.ctx.logger.error({ err }, "event authentication failed unexpectedly");
+      else if (err.failure === "too_large") this.ctx.metrics.limitHits.inc({ kind: "token_size" });
+      const body = toWireError(err);
+      ack?.(body);
+      this.reject(body);
+      return;
+    }
+    const authenticated: AuthenticatedPayload = { user: session.identity.user, site: session.identity.site };
+    if (this.identity) {
+      this.socket.emit(SERVER_EVENTS.authenticated, authenticated);
+      ack?.(authenticated);
+      this.watchExpiry(session.expiresAt);
+      return;
+    }
+    if (this.ctx.users.full(session.identity.user)) {
+      this.refuseUserLimit(ack);
+      return;
+    }
+    this.socket.emit(SERVER_EVENTS.authenticated, authenticated);
+    ack?.(authenticated);
+    this.admit(session);
+  }
+
+  private subscribe(room: string): SubscriptionReply {
+    const identity = this.identity;
+    if (!identity) return { ok: false, error: detailed("subscription_forbidden", "authenticate first") };
+    if (this.subscriptions.has(room)) return { ok: true, room };
+    if (!this.ctx.maySubscribe(identity, room)) {
+      const reserved = reservedRoomProblem(room);
+      return { ok: false, error: detailed("subscription_forbidden", reserved ?? `${preview(room)} is not a room this socket may subscribe to`) };
+    }
+    if (this.subscriptions.size >= this.ctx.config.limits.clientMaxRooms) {
+      this.ctx.metrics.limitHits.inc({ kind: "rooms_per_socket" });
+      return { ok: false, error: detailed("too_many_rooms", `this socket holds ${this.subscriptions.size} rooms`) };
+    }
+    this.socket.join(room);
+    this.subscriptions.add(room);
+    return { ok: true, room };
+  }
+
+  private unsubscribe(room: string): SubscriptionReply {
+    // A socket's user, site and own rooms are not subscriptions: leaving them is refused, not pretended.
+    const reserved = reservedRoomProblem(room);
+    if (reserved !== null) return { ok: false, error: detailed("subscription_forbidden", reserved) };
+    if (this.subscriptions.delete(room)) this.socket.leave(room);
+    return { ok: true, room };
+  }
+
+  private admit(session: Session): void {
+    const identity = session.identity;
+    if (this.ctx.users.full(identity.user)) {
+      this.refuseUserLimit(undefined);
+      return;
+    }
+    this.authTimeout.clear();
+    this.identity = identity;
+    this.ctx.users.add(identity.user);
+    this.ctx.metrics.connectedSockets.inc();
+    this.socket.leave(UNAUTHENTICATED_ROOM);
+    const rooms = roomsFor(identity);
+    this.socket.join(rooms);
+    this.forgetCredentials();
+    const welcome: WelcomePayload = {
+      id: this.socket.id,
+      node: this.ctx.config.nodeId,
+      name: "switchboard",
+      version: this.ctx.version,
+      user: identity.user,
+      site: identity.site,
+      rooms,
+    };
+    this.socket.emit(SERVER_EVENTS.welcome, welcome);
+    this.watchExpiry(session.expiresAt);
+  }
+
+  private refuseUserLimit(ack: Ack | undefined): void {
+    this.ctx.metrics.limitHits.inc({ kind: "user_sockets" });
+    const body = errorBody("user_connection_limit");
+    ack?.(body);
+    this.reject(body);
+  }
+
+  /**
+   * The handshake is kept for the socket's life and is what a FETCH_SOCKETS request over Redis
+   * publishes: the token and cookies are dropped from it once they have been used.
+   */
+  private forgetCredentials(): void {
+    const handshake = this.socket.handshake;
+    handshake.auth = {};
+    delete handshake.headers.authorization;
+    delete handshake.headers.cookie;
+    delete handshake.query.token;
+  }
+
+  /** Notice first, then expiry; a fresh token from `authenticate` starts both again. */
+  private watchExpiry(expiresAt: number | null): void {
+    this.expiryNotice.clear();
+    this.expiry.clear();
+    if (expiresAt === null) return;
+    const notice: TokenExpiringPayload = { expiresAt };
+    this.expiryNotice.at(expiresAt - this.ctx.config.auth.refreshNoticeMs, () => this.socket.emit(SERVER_EVENTS.tokenExpiring, notice));
+    this.expiry.at(expiresAt, () => this.reject(detailed("token_expired", "not refreshed in time")));
+  }
+
+  private reject(body: ErrorBody): void {
+    this.clearTimers();
+    this.ctx.metrics.authFailures.inc({ code: body.code });
+    this.socket.emit(SERVER_EVENTS.unauthorized, body);
+    this.socket.disconnect(true);
+  }
+
+  private clearTimers(): void {
+    this.authTimeout.clear();
+    this.expiryNotice.clear();
+    this.expiry.clear();
+  }
+
+  private closed(): void {
+    this.clearTimers();
+    if (this.identity) {
+      this.ctx.users.remove(this.identity.user);
+      this.ctx.metrics.connectedSockets.dec();
+    }
+    this.ctx.eventRate.delete(this.socket.id).catch(() => {});
+    this.ctx.strikes.delete(this.socket.id).catch(() => {});
+  }
+}
+
+/** A timer for a moment in time, however far away (setTimeout alone stops at 24.8 days). */
+class Timer {
+  private handle: NodeJS.Timeout | undefined;
+
+  at(time: number, action: () => void): void {
+    this.clear();
+    const wait = time - Date.now();
+    this.handle = wait > MAX_TIMER_MS ? setTimeout(() => this.at(time, action), MAX_TIMER_MS) : setTimeout(action, Math.max(0, wait));
+  }
+
+  clear(): void {
+    clearTimeout(this.handle);
+    this.handle = undefined;
+  }
+}

@@ -1,0 +1,52 @@
+import { CLIENT_EVENTS, type ErrorBody, nestsDeeperThan } from "@switchboard/protocol";
+import { z } from "zod";
+import { detailed } from "./errors.js";
+import { MAX_ROOM_LENGTH } from "./rooms.js";
+
+/**
+ * The schemas of the events clients send. Every payload is checked here before any handler
+ * sees it; a handler receives only what its schema produced. A payload is an object with the
+ * named field or, as the first releases accepted, the bare value.
+ */
+export function clientEventSchemas() {
+  const room = z.string().min(1).max(MAX_ROOM_LENGTH);
+  return {
+    // The token is classified by the verifier (missing, not a string, too long, malformed), which
+    // knows the precise code for each; the schema only finds it.
+    [CLIENT_EVENTS.authenticate]: z.unknown().transform((value) => ({
+      token: typeof value === "object" && value !== null && !Array.isArray(value) ? (value as { token?: unknown }).token : value,
+    })),
+    [CLIENT_EVENTS.subscribe]: z.union([z.object({ room }), room]).transform((value) => (typeof value === "string" ? { room: value } : value)),
+    [CLIENT_EVENTS.unsubscribe]: z.union([z.object({ room }), room]).transform((value) => (typeof value === "string" ? { room: value } : value)),
+  } as const;
+}
+
+export type ClientEventSchemas = ReturnType<typeof clientEventSchemas>;
+export type ClientEventName = keyof ClientEventSchemas;
+export type ClientPayload<Event extends ClientEventName> = z.infer<ClientEventSchemas[Event]>;
+
+/** What a client event costs against CLIENT_EVENT_RATE: verifying a token is the expensive one. */
+export const EVENT_COST: Record<ClientEventName, number> = {
+  [CLIENT_EVENTS.authenticate]: 10,
+  [CLIENT_EVENTS.subscribe]: 1,
+  [CLIENT_EVENTS.unsubscribe]: 1,
+};
+
+export function isClientEventName(event: unknown, schemas: ClientEventSchemas): event is ClientEventName {
+  return typeof event === "string" && Object.hasOwn(schemas, event);
+}
+
+/** Checks one event's arguments: the depth of everything, then the first argument by its schema. */
+export function parsePayload<Event extends ClientEventName>(
+  schemas: ClientEventSchemas,
+  event: Event,
+  args: readonly unknown[],
+  maxDepth: number,
+): { ok: true; payload: ClientPayload<Event> } | { ok: false; error: ErrorBody; tooDeep?: true } {
+  if (nestsDeeperThan(args, maxDepth + 1)) return { ok: false, error: detailed("payload_invalid", `the payload is nested deeper than ${maxDepth} levels`), tooDeep: true };
+  const result = schemas[event].safeParse(args[0]);
+  if (result.success) return { ok: true, payload: result.data as ClientPayload<Event> };
+  const issue = result.error.issues[0];
+  const where = issue && issue.path.length > 0 ? issue.path.join(".") : "payload";
+  return { ok: false, error: detailed("payload_invalid", `${where}: ${issue?.message ?? "invalid"}`) };
+}
