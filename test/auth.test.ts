@@ -1,9 +1,9 @@
 import { generateKeyPairSync } from "node:crypto";
-import { connect } from "node:net";
 import jwt from "jsonwebtoken";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type TestClient, closeAllClients, mintToken, openClient } from "./harness/clients.js";
 import { type GatewayProcess, TEST_SECRET, readCounter, startGateway } from "./harness/gateway.js";
+import { rawUpgrade } from "./harness/raw.js";
 
 const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const rsaPublic = rsa.publicKey.export({ type: "spki", format: "pem" }).toString();
@@ -153,21 +153,8 @@ describe("CORS_ORIGINS", () => {
     const response = await fetch(`${hs.url}/socket.io/?EIO=4&transport=polling`, { headers: { Origin: "https://evil.example" } });
     expect(response.status).toBe(403);
     expect(await response.json()).toEqual({ code: "origin_not_allowed", message: expect.any(String) });
-    const upgrade = await rawUpgrade(hs.url, "https://evil.example");
+    const upgrade = await rawUpgrade(hs.url, { Origin: "https://evil.example" });
     expect(upgrade.status).toBe(403);
     expect(JSON.parse(upgrade.body)).toEqual({ code: "origin_not_allowed", message: expect.any(String) });
   });
 });
-
-/** A WebSocket upgrade request written by hand, to read the status and body of a refusal. */
-async function rawUpgrade(url: string, origin: string): Promise<{ status: number; body: string }> {
-  const { port } = new URL(url);
-  const socket = connect(Number(port), "127.0.0.1");
-  socket.write(
-    `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: ${origin}\r\n\r\n`,
-  );
-  let text = "";
-  for await (const chunk of socket) text += String(chunk);
-  const [head = "", body = ""] = text.split("\r\n\r\n");
-  return { status: Number(head.split(" ")[1]), body };
-}

@@ -143,6 +143,18 @@ describe("@switchboard/client", () => {
     await expect(client.subscribe("user(someone-else)")).rejects.toBeInstanceOf(ClientError);
   });
 
+  it("reports an event the server refused as a typed error, and stays connected", async () => {
+    const client = open({ url, token: mintToken({ sub: "c-refused" }) });
+    await client.ready();
+    const error = nextEvent(client, "error");
+    // Sent past the client's own methods, without an acknowledgement: the server answers with `error`.
+    client.socket.emit("subscribe", { room: ["not", "a", "room"] });
+    const [err] = (await error) as [ClientError];
+    expect(err).toBeInstanceOf(ClientError);
+    expect(err.code).toBe("payload_invalid");
+    expect(client.state.status).toBe("connected");
+  });
+
   it("emits kicked and ends in the kicked state", async () => {
     const client = open({ url, token: mintToken({ sub: "kickee" }) });
     await client.ready();

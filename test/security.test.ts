@@ -1,11 +1,13 @@
+import { createHmac } from "node:crypto";
 import { connect as tcpConnect } from "node:net";
+import { encode } from "@msgpack/msgpack";
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser, mintToken, openClient } from "./harness/clients.js";
 import { type Cluster, startCluster } from "./harness/cluster.js";
-import { exitCode, readCounter, startGateway } from "./harness/gateway.js";
+import { TEST_SECRET, exitCode, readCounter, startGateway } from "./harness/gateway.js";
 import { sleep, waitFor } from "./harness/ports.js";
-import { closeAllRaw, openRawAuthenticated } from "./harness/raw.js";
+import { closeAllRaw, openRaw, openRawAuthenticated } from "./harness/raw.js";
 
 let cluster: Cluster;
 let emitter: SwitchboardEmitter;
@@ -146,5 +148,208 @@ describe("an unauthenticated socket", () => {
     expect((await authed.next("json-everyone"))[0]).toBe(1);
     await sleep(200);
     expect(waiting.received.map((entry) => entry.event)).toEqual(["connect"]);
+  });
+});
+
+describe("tokens, end to end", () => {
+  const b64 = (value: unknown) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+  const signed = (header: object, payload: unknown) => {
+    const input = `${b64(header)}.${b64(payload)}`;
+    return `${input}.${createHmac("sha256", TEST_SECRET).update(input).digest("base64url")}`;
+  };
+  const refusal = async (token: string) => {
+    const client = openClient(a, { auth: { token } });
+    const [err] = (await client.next("connect_error")) as [Error & { data: { code: string } }];
+    return err.data.code;
+  };
+
+  it("refuses an unknown crit extension, a non-JSON payload and a stripped signature with their codes, logging no error", async () => {
+    const linesBefore = cluster.nodes[0]!.lines.length;
+    expect(await refusal(signed({ alg: "HS256", typ: "JWT", crit: ["b64"], b64: false }, { sub: "c" }))).toBe("token_malformed");
+    expect(await refusal(signed({ alg: "HS256", typ: "JWT" }, "{not json"))).toBe("token_malformed");
+    const good = mintToken({ sub: "s" });
+    expect(await refusal(good.slice(0, good.lastIndexOf(".") + 1))).toBe("token_invalid_signature");
+    expect(cluster.nodes[0]!.lines.slice(linesBefore).filter((line) => line.includes('"level":50'))).toEqual([]);
+  });
+});
+
+describe("connections that do not authenticate", () => {
+  it("a refused handshake closes its transport at once, not after Socket.IO's 45 s connect timeout", async () => {
+    const raw = await openRaw(a);
+    raw.send(`40${JSON.stringify({ token: "not-a-token" })}`);
+    expect(await raw.next((message) => message.startsWith("44"))).toContain("token_malformed");
+    const code = await Promise.race([raw.closed, sleep(3000).then(() => -1)]);
+    expect(code).not.toBe(-1);
+  });
+
+  it("a thousand CONNECT attempts on one WebSocket are answered by closing it", async () => {
+    const raw = await openRaw(a);
+    const before = await readCounter(a, "switchboard_auth_failures_total", { code: "token_invalid_signature" });
+    const forged = mintToken({ sub: "x" }, {}, "a-different-secret-of-enough-length!!");
+    for (let attempt = 0; attempt < 1000; attempt++) raw.send(`40${JSON.stringify({ token: forged })}`);
+    const code = await Promise.race([raw.closed, sleep(3000).then(() => -1)]);
+    expect(code).not.toBe(-1);
+    // One verification; the rest were refused without verifying again.
+    expect((await readCounter(a, "switchboard_auth_failures_total", { code: "token_invalid_signature" })) - before).toBeLessThan(1000);
+  });
+
+  it("an engine.io connection that never joins the namespace is closed after AUTH_TIMEOUT_MS", async () => {
+    const node = await startGateway({ AUTH_TIMEOUT_MS: "500" });
+    try {
+      const idle = await openRaw(node.url);
+      const code = await Promise.race([idle.closed, sleep(3000).then(() => -1)]);
+      expect(code).not.toBe(-1);
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
+describe("floods and echoes", () => {
+  it("a flood of authenticate events is rate limited and the socket dropped, while its neighbours are served", async () => {
+    const neighbour = await connectUser(a, { sub: "neighbour" });
+    const raw = await openRawAuthenticated(a, mintToken({ sub: "auth-flooder" }));
+    const token = JSON.stringify({ token: mintToken({ sub: "auth-flooder" }) });
+    for (let index = 0; index < 2000; index++) raw.send(`42["authenticate",${token}]`);
+    await raw.next((message) => message.includes('"rate_limited"'));
+    expect(await Promise.race([raw.closed, sleep(5000).then(() => -1)])).not.toBe(-1);
+    expect(await neighbour.socket.emitWithAck("subscribe", { room: "topic(still-served)" })).toEqual({ ok: true, room: "topic(still-served)" });
+  });
+
+  it("a refused room name is quoted by at most a few dozen characters", async () => {
+    const client = await connectUser(a, { sub: "echo" });
+    const reply = await client.socket.emitWithAck("subscribe", { room: "r".repeat(60_000) });
+    expect(reply).toMatchObject({ ok: false, error: { code: "payload_invalid" } });
+    expect(JSON.stringify(reply).length).toBeLessThan(500);
+    const forbidden = await client.socket.emitWithAck("subscribe", { room: `nope(${"n".repeat(190)})` });
+    expect(forbidden).toMatchObject({ ok: false, error: { code: "subscription_forbidden" } });
+    expect(JSON.stringify(forbidden).length).toBeLessThan(500);
+  });
+
+  it("unsubscribing from a user or site room is refused and the socket stays in it", async () => {
+    const client = await connectUser(a, { sub: "stays", site: "stays.example" });
+    for (const room of ["user(stays)", "user(bob)", "site(stays.example)", client.socket.id as string]) {
+      expect(await client.socket.emitWithAck("unsubscribe", { room })).toMatchObject({ ok: false, error: { code: "subscription_forbidden" } });
+    }
+    await emitter.toUser("stays").emit("still-here", 1);
+    expect(await client.next("still-here")).toEqual([1]);
+  });
+});
+
+describe("the Redis side", () => {
+  it("a JSON BROADCAST request for the reserved event connect is dropped and its target stays connected", async () => {
+    const target = await connectUser(a, { sub: "connect-target" });
+    const before = await readCounter(a, "switchboard_frames_dropped_total", { channel: "adapter" });
+    await cluster.publisher.publish(
+      "socket.io-request#/#",
+      JSON.stringify({ type: 7, requestId: "c1", uid: "x", packet: { type: 2, data: ["connect"], nsp: "/" }, opts: { rooms: ["user(connect-target)"], except: [] } }),
+    );
+    await waitFor("the drop", async () => ((await readCounter(a, "switchboard_frames_dropped_total", { channel: "adapter" })) > before ? true : undefined));
+    await emitter.toUser("connect-target").emit("after", 1);
+    expect(await target.next("after")).toEqual([1]);
+    expect(target.count("disconnect")).toBe(0);
+  });
+
+  it("answers a fetchSockets request without tokens, Authorization headers or cookies", async () => {
+    const token = mintToken({ sub: "fetched" });
+    const client = openClient(b, { auth: { token }, extraHeaders: { Cookie: "session=secret-cookie" } });
+    await client.next("welcome");
+    const viaHeader = openClient(b, { extraHeaders: { Authorization: `Bearer ${mintToken({ sub: "fetched" })}` } });
+    await viaHeader.next("welcome");
+    const listener = cluster.publisher.duplicate();
+    await listener.connect();
+    const responses: string[] = [];
+    await listener.subscribe("socket.io-response#/#", (message) => responses.push(message));
+    try {
+      await cluster.publisher.publish("socket.io-request#/#", JSON.stringify({ type: 5, uid: "probe", requestId: "fetch-1", opts: { rooms: ["user(fetched)"], except: [] } }));
+      // Each node answers; the one holding the sockets names them.
+      const response = await waitFor("the fetch response of node b", () => responses.find((entry) => entry.includes("fetch-1") && entry.includes("user(fetched)")));
+      expect(response).toContain("user(fetched)");
+      expect(response).not.toContain(token.split(".")[2]);
+      expect(response.toLowerCase()).not.toContain("authorization");
+      expect(response).not.toContain("secret-cookie");
+    } finally {
+      await listener.quit();
+    }
+  });
+
+  it("two thousand bad frames cost a few log lines, every one of them counted", async () => {
+    const node = cluster.nodes[0]!;
+    const before = await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" });
+    const linesBefore = node.lines.length;
+    await Promise.all(Array.from({ length: 2000 }, () => cluster.publisher.publish("socket.io#emitter", Buffer.from([0xc1]))));
+    await waitFor("every drop counted", async () =>
+      (await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" })) === before + 2000 ? true : undefined,
+    );
+    expect(node.lines.slice(linesBefore).filter((line) => line.includes("dropped a frame")).length).toBeLessThanOrEqual(2);
+  });
+
+  it("a frame whose event is a 50,000-key map writes a short log line", async () => {
+    const node = cluster.nodes[0]!;
+    const linesBefore = node.lines.length;
+    const event = Object.fromEntries(Array.from({ length: 50_000 }, (_, index) => [`k${index}`, index]));
+    // A distinct reason from the other tests' drops, so its first line is logged in full.
+    await cluster.publisher.publish("socket.io#/#", Buffer.from(encode(["x", { type: 2, data: [event], nsp: "/" }, { rooms: [] }])));
+    await cluster.publisher.publish("socket.io#emitter", Buffer.from(encode({ room: "user(x)", event, data: 1 })));
+    await sleep(300);
+    for (const line of node.lines.slice(linesBefore)) expect(line.length).toBeLessThan(2000);
+  });
+});
+
+describe("HTTP", () => {
+  it("answers bad bodies and unknown paths with { code, message }", async () => {
+    const node = await startGateway({ JWT_SECRET: "" });
+    try {
+      const post = (body: string, type = "application/json") => fetch(`${node.url}/dev/publish`, { method: "POST", headers: { "content-type": type }, body });
+      for (const [response, status, code] of [
+        [await post("{not json"), 400, "invalid_request"],
+        [await post(""), 400, "invalid_request"],
+        [await post("room=x", "application/x-www-form-urlencoded"), 415, "invalid_request"],
+        [await post(JSON.stringify({ room: 5, data: 1 })), 400, "invalid_request"],
+        [await post(JSON.stringify({ room: "user(1)", event: "connect", data: 1 })), 400, "invalid_event"],
+        [await fetch(`${node.url}/no/such/path`), 404, "not_found"],
+      ] as const) {
+        expect(response.status).toBe(status);
+        expect(await response.json()).toEqual({ code, message: expect.any(String) });
+      }
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("never writes a query string to the log", async () => {
+    const node = await startGateway({ LOG_LEVEL: "debug" });
+    try {
+      await fetch(`${node.url}/healthz?token=SECRET-IN-QUERY`);
+      await fetch(`${node.url}/nothing-here?access_token=SECRET-IN-QUERY`);
+      await waitFor("the request lines", () => (node.lines.some((line) => line.includes('"path":"/nothing-here"')) ? true : undefined));
+      expect(node.lines.filter((line) => line.includes("SECRET-IN-QUERY"))).toEqual([]);
+      // Probes are logged at debug, not info.
+      expect(node.lines.find((line) => line.includes('"path":"/healthz"'))).toContain('"level":20');
+    } finally {
+      await node.stop();
+    }
+  });
+
+  it("refuses an unknown NODE_ENV rather than serving development endpoints", async () => {
+    const node = await startGateway({ NODE_ENV: "prod", JWT_SECRET: "" }, { waitHealthy: false });
+    expect(await exitCode(node.child)).toBe(1);
+    expect(node.lines.join("\n")).toContain("config_invalid: NODE_ENV:");
+  });
+
+  it("answers /dev/publish with 503 redis_unavailable while Redis is down, never 202", async () => {
+    const single = await startCluster(1, { DEV_TOKENS: "1" });
+    try {
+      const publish = () =>
+        fetch(`${single.nodes[0]!.url}/dev/publish`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ room: "user(1)", data: 1 }) });
+      expect((await publish()).status).toBe(202);
+      await single.redis.stop();
+      await waitFor("the node to notice", async () => ((await fetch(`${single.nodes[0]!.url}/healthz`)).status === 503 ? true : undefined));
+      const response = await publish();
+      expect(response.status).toBe(503);
+      expect(await response.json()).toEqual({ code: "redis_unavailable", message: expect.any(String) });
+    } finally {
+      await single.close();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import WebSocket from "ws";
 
 /**
@@ -10,7 +11,8 @@ export interface RawSocket {
   messages: string[];
   /** Resolves with the first message (received or still to come) that `match` accepts. */
   next(match: (message: string) => boolean, timeoutMs?: number): Promise<string>;
-  send(text: string): void;
+  /** Sends a text message, or a binary one (an engine.io binary packet). */
+  send(data: string | Uint8Array): void;
   /** Resolves when the server closes the connection, with the WebSocket close code. */
   closed: Promise<number>;
   close(): void;
@@ -60,7 +62,7 @@ export async function openRaw(url: string, options: { answerPings?: boolean; hea
         });
       });
     },
-    send: (text) => ws.send(text),
+    send: (data) => ws.send(data),
     closed,
     close: () => ws.terminate(),
   };
@@ -79,4 +81,27 @@ export async function openRawAuthenticated(url: string, token: string, options: 
 export function closeAllRaw(): void {
   for (const ws of sockets) ws.terminate();
   sockets.clear();
+}
+
+/** A WebSocket upgrade request written by hand, to read the status and body of a refusal. */
+export async function rawUpgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const { port } = new URL(url);
+  const socket = connect(Number(port), "127.0.0.1");
+  const extra = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join("");
+  socket.write(
+    `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
+  );
+  let text = "";
+  for await (const chunk of socket) {
+    text += String(chunk);
+    // An accepted upgrade stays open: its 101 head is all there is to read.
+    if (text.startsWith("HTTP/1.1 101") && text.includes("\r\n\r\n")) {
+      socket.destroy();
+      break;
+    }
+  }
+  const [head = "", body = ""] = text.split("\r\n\r\n");
+  return { status: Number(head.split(" ")[1]), body };
 }

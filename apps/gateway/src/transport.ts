@@ -154,8 +154,10 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
   };
 }
 
-/** ws closes a connection whose message exceeds maxPayload with this error code. */
+/**
+ * ws closes a connection whose message exceeds maxPayload (code 1009); engine.io reports it as a
+ * transport error wrapping ws's RangeError, of which only the text survives.
+ */
 function isMessageTooLarge(description: unknown): boolean {
-  const cause = typeof description === "object" && description !== null && "description" in description ? description.description : undefined;
-  return typeof cause === "object" && cause !== null && "code" in cause && cause.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH";
+  return description instanceof Error && description.message.includes("Max payload size exceeded");
 }

@@ -3,6 +3,7 @@ import {
   type ClientErrorCode,
   ERRORS,
   type ErrorBody,
+  type EventErrorPayload,
   type KickedPayload,
   SERVER_EVENTS,
   type SubscriptionReply,
@@ -67,7 +68,14 @@ export interface ClientEvents {
 type Listener = (...args: never[]) => void;
 
 // Events the client handles itself rather than passing through as application events.
-const PROTOCOL_EVENTS: ReadonlySet<string> = new Set([SERVER_EVENTS.authenticated, SERVER_EVENTS.unauthorized, SERVER_EVENTS.tokenExpiring]);
+const PROTOCOL_EVENTS: ReadonlySet<string> = new Set([
+  SERVER_EVENTS.authenticated,
+  SERVER_EVENTS.unauthorized,
+  SERVER_EVENTS.tokenExpiring,
+  SERVER_EVENTS.welcome,
+  SERVER_EVENTS.kicked,
+  SERVER_EVENTS.error,
+]);
 
 // Reconnection is socket.io's own: exponential backoff from 1 s to 10 s with jitter.
 const SOCKET_DEFAULTS: Partial<ManagerOptions & SocketOptions> = {
@@ -79,6 +87,9 @@ const SOCKET_DEFAULTS: Partial<ManagerOptions & SocketOptions> = {
   timeout: 10_000,
   autoConnect: false,
 };
+
+// How often a subscription refused as rate_limited is tried again after a reconnection.
+const RESUBSCRIBE_ATTEMPTS = 5;
 
 function errorFrom(body: unknown, fallback: ClientErrorCode): ClientError {
   if (typeof body === "object" && body !== null && "code" in body && isErrorCode(body.code)) {
@@ -242,6 +253,28 @@ export class SwitchboardClient {
     if (!reply.ok) throw errorFrom(reply.error, "internal_error");
   }
 
+  /**
+   * Joins the subscriptions again on a new socket, one at a time: the server limits events per
+   * second (CLIENT_EVENT_RATE), so a refused one waits a second and is tried again.
+   */
+  private async resubscribe(): Promise<void> {
+    for (const room of [...this.subscriptions]) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.request(CLIENT_EVENTS.subscribe, room);
+          break;
+        } catch (error) {
+          const clientError = error instanceof ClientError ? error : new ClientError("internal_error");
+          if (clientError.code !== "rate_limited" || attempt >= RESUBSCRIBE_ATTEMPTS) {
+            this.fail(clientError);
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      }
+    }
+  }
+
   private unreachable(detail: string): void {
     const error = new ClientError("connection_failed", `${ERRORS.connection_failed.message} (${detail})`);
     this.setState({ status: "disconnected", reason: error.message, code: error.code });
@@ -283,9 +316,7 @@ export class SwitchboardClient {
       this.setState({ status: "connected", welcome });
       this.emitLocal("welcome", welcome);
       // Subscriptions live on the server's socket; a new socket after a reconnection needs them again.
-      if (returning) {
-        for (const room of this.subscriptions) this.request(CLIENT_EVENTS.subscribe, room).catch((error: ClientError) => this.fail(error));
-      }
+      if (returning) void this.resubscribe();
     });
 
     socket.on(SERVER_EVENTS.tokenExpiring, () => {
@@ -323,8 +354,11 @@ export class SwitchboardClient {
       else this.setState({ status: "disconnected", reason });
     });
 
+    // The server refused an event sent without an acknowledgement (rate, shape): the session goes on.
+    socket.on(SERVER_EVENTS.error, (body: EventErrorPayload) => this.fail(errorFrom(body, "internal_error")));
+
     socket.onAny((event: string, ...args: unknown[]) => {
-      if (PROTOCOL_EVENTS.has(event) || event === SERVER_EVENTS.welcome || event === SERVER_EVENTS.kicked) return;
+      if (PROTOCOL_EVENTS.has(event)) return;
       this.emitLocal(event, ...args);
     });
   }

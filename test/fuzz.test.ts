@@ -1,0 +1,206 @@
+import { encode } from "@msgpack/msgpack";
+import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeAllClients, connectUser, mintToken } from "./harness/clients.js";
+import { type Cluster, startCluster } from "./harness/cluster.js";
+import { readCounter } from "./harness/gateway.js";
+import { sleep } from "./harness/ports.js";
+import { type RawSocket, closeAllRaw, openRaw, openRawAuthenticated } from "./harness/raw.js";
+
+/**
+ * Thousands of random and mutated client packets and Redis frames against a two-node cluster,
+ * bounded in count and time. Every value comes from fast-check with one seed, printed first:
+ * FUZZ_SEED=<seed> npm test replays a failing run.
+ */
+const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const CLIENT_PACKETS = 3000;
+const POLLING_BODIES = 300;
+const REDIS_FRAMES = 3000;
+const SEND_BUDGET_MS = 15_000;
+const MIB = 1024 * 1024;
+
+let cluster: Cluster;
+let emitter: SwitchboardEmitter;
+
+beforeAll(async () => {
+  // Admission limits are off: the fuzzer opens many connections from one address on purpose.
+  cluster = await startCluster(2, { SUBSCRIBE_ROOMS: "*", IP_CONNECTIONS_PER_SECOND: "0", IP_MAX_CONNECTIONS: "0" });
+  emitter = createEmitter({ redis: cluster.redis.url });
+});
+afterAll(async () => {
+  closeAllClients();
+  closeAllRaw();
+  await emitter?.close();
+  await cluster?.close();
+});
+
+const EVENTS = ["authenticate", "subscribe", "unsubscribe", "connect", "disconnect", "error", "welcome", "__proto__", "constructor", "newListener"];
+const VALID_PACKETS = [
+  '42["subscribe",{"room":"topic(a)"}]',
+  '421["unsubscribe",{"room":"topic(a)"}]',
+  `42["authenticate",{"token":"${mintToken({ sub: "fuzz" })}"}]`,
+  "40{}",
+  "41",
+  "3",
+];
+
+/** Deeply nested JSON written as text, since building it as a value would need the stack the fuzzer attacks. */
+const deepText = fc.tuple(fc.constantFrom("[", '{"a":'), fc.integer({ min: 10, max: 20_000 })).map(([open, depth]) =>
+  open === "[" ? `${"[".repeat(depth)}${"]".repeat(depth)}` : `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`,
+);
+const payloadText = fc.oneof(
+  fc.jsonValue({ maxDepth: 6 }).map((value) => JSON.stringify(value) ?? "null"),
+  deepText,
+  fc.integer({ min: 1000, max: 60_000 }).map((length) => JSON.stringify("x".repeat(length))),
+  fc.string({ maxLength: 200 }),
+);
+const mutated = (valid: readonly string[]) =>
+  fc.tuple(fc.constantFrom(...valid), fc.array(fc.tuple(fc.nat(), fc.string({ minLength: 0, maxLength: 3 })), { maxLength: 4 })).map(([text, edits]) =>
+    edits.reduce((current, [at, insert]) => {
+      const position = current.length === 0 ? 0 : at % current.length;
+      return current.slice(0, position) + insert + current.slice(position + (insert.length === 0 ? 1 : 0));
+    }, text),
+  );
+const clientPacket: fc.Arbitrary<string | Uint8Array> = fc.oneof(
+  // A binary WebSocket message: an attachment nobody announced, or random bytes.
+  fc.uint8Array({ maxLength: 2000 }),
+  // An event with a random name, payload and sometimes an ack id.
+  fc.tuple(fc.oneof(fc.constantFrom(...EVENTS), fc.string({ maxLength: 30 })), payloadText, fc.option(fc.nat({ max: 999 }))).map(
+    ([event, payload, ack]) => `42${ack ?? ""}[${JSON.stringify(event)},${payload}]`,
+  ),
+  // Any engine.io and socket.io packet type, namespace and attachment count.
+  fc.tuple(fc.constantFrom("0", "1", "2", "3", "4", "5", "6", "7", "x"), fc.constantFrom("0", "1", "2", "3", "4", "5", "6", "9"), fc.constantFrom("", "1-", "/x,", "/,", "99999999999-"), payloadText).map(
+    ([engine, socketIo, prefix, payload]) => `${engine}${socketIo}${prefix}${payload}`,
+  ),
+  mutated(VALID_PACKETS),
+  fc.string({ maxLength: 500 }),
+);
+
+const anyValue = fc.oneof(fc.jsonValue({ maxDepth: 4 }), fc.constantFrom(null, "", 5, [], {}, "user(fz)", ["user(fz)"], "x".repeat(5000)));
+const requestFrame = fc.record(
+  {
+    type: fc.oneof(fc.integer({ min: -1, max: 12 }), anyValue),
+    uid: anyValue,
+    requestId: fc.oneof(fc.string({ maxLength: 8 }), anyValue),
+    rooms: anyValue,
+    room: anyValue,
+    sid: anyValue,
+    close: anyValue,
+    data: fc.oneof(anyValue, fc.tuple(fc.constantFrom(...EVENTS), anyValue)),
+    packet: fc.oneof(anyValue, fc.record({ type: fc.integer({ min: 0, max: 6 }), data: fc.oneof(anyValue, fc.tuple(fc.constantFrom(...EVENTS), anyValue)), nsp: fc.constantFrom("/", "/x", 5) })),
+    opts: fc.oneof(anyValue, fc.record({ rooms: anyValue, except: anyValue, flags: anyValue })),
+    sockets: anyValue,
+    clientCount: anyValue,
+  },
+  { requiredKeys: [] },
+);
+const broadcastFrame = fc.tuple(
+  fc.oneof(fc.string({ maxLength: 8 }), anyValue),
+  fc.oneof(anyValue, fc.record({ type: fc.oneof(fc.integer({ min: 0, max: 6 }), anyValue), data: fc.oneof(anyValue, fc.tuple(fc.constantFrom(...EVENTS), anyValue)), nsp: fc.constantFrom("/", "/x", undefined) })),
+  fc.oneof(anyValue, fc.record({ rooms: anyValue, except: anyValue, flags: anyValue })),
+);
+const rawFrame = fc.record({ room: anyValue, event: fc.oneof(fc.constantFrom(...EVENTS), anyValue), data: anyValue, except: anyValue, id: anyValue, ts: anyValue }, { requiredKeys: [] });
+const CHANNELS = ["socket.io#emitter", "socket.io#/#", "socket.io#/#user(fz)#", "socket.io-request#/#", "socket.io-response#/#"] as const;
+const redisMessage = fc.tuple(
+  fc.constantFrom(...CHANNELS),
+  fc.oneof(
+    fc.oneof(requestFrame, broadcastFrame, rawFrame).map((value) => Buffer.from(encode(value, { ignoreUndefined: true }))),
+    fc.oneof(requestFrame, rawFrame).map((value) => Buffer.from(JSON.stringify(value) ?? "null")),
+    fc.uint8Array({ maxLength: 300 }).map((value) => Buffer.from(value)),
+    fc.tuple(fc.oneof(requestFrame, broadcastFrame, rawFrame), fc.nat(), fc.nat({ max: 255 })).map(([value, at, byte]) => {
+      const buffer = Buffer.from(encode(value, { ignoreUndefined: true }));
+      if (buffer.length > 0) buffer[at % buffer.length] = byte;
+      return buffer;
+    }),
+    deepText.map((text) => Buffer.from(text)),
+  ),
+);
+
+async function rss(url: string): Promise<number> {
+  return readCounter(url, "switchboard_process_resident_memory_bytes");
+}
+
+describe("fuzzing", () => {
+  it(`both nodes survive random and mutated client packets and Redis frames, keep delivering, and do not grow without bound (seed ${SEED})`, async () => {
+    console.log(`fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED})`);
+    const urls = cluster.nodes.map((node) => node.url);
+    const rssBefore = await Promise.all(urls.map(rss));
+    const packets = fc.sample(clientPacket, { seed: SEED, numRuns: CLIENT_PACKETS });
+    const frames = fc.sample(redisMessage, { seed: SEED + 1, numRuns: REDIS_FRAMES });
+    const pollingBodies = fc.sample(fc.oneof(clientPacket.filter((packet): packet is string => typeof packet === "string"), fc.string({ maxLength: 300 }).map((text) => `${text.length}:${text}`)), {
+      seed: SEED + 2,
+      numRuns: POLLING_BODIES,
+    });
+    const deadline = Date.now() + SEND_BUDGET_MS;
+
+    // Twenty connections, half authenticated; one the server closes (garbage closes it) is replaced, within the time budget.
+    let reopened = 0;
+    let sent = 0;
+    const open = async (index: number): Promise<RawSocket> => {
+      const url = urls[index % urls.length] as string;
+      return index % 2 === 0 ? openRawAuthenticated(url, mintToken({ sub: `fz-${index}` })) : openRaw(url);
+    };
+    const sockets = await Promise.all(Array.from({ length: 20 }, (_, index) => open(index)));
+    const sendClients = async () => {
+      for (const [index, packet] of packets.entries()) {
+        if (Date.now() > deadline) break;
+        const slot = index % sockets.length;
+        let socket = sockets[slot] as RawSocket;
+        if (socket.ws.readyState !== socket.ws.OPEN) {
+          reopened++;
+          socket = await open(slot).catch(() => socket);
+          sockets[slot] = socket;
+        }
+        if (socket.ws.readyState === socket.ws.OPEN) {
+          socket.send(packet);
+          sent++;
+        }
+        if (index % 50 === 0) await sleep(1);
+      }
+    };
+    const sendFrames = async () => {
+      for (const [index, [channel, message]] of frames.entries()) {
+        if (Date.now() > deadline) break;
+        await cluster.publisher.publish(channel, message);
+        if (index % 50 === 0) await sleep(1);
+      }
+    };
+    // HTTP long-polling: random bodies POSTed to a real session, a new session whenever the server ends one.
+    let polled = 0;
+    const sendPolling = async () => {
+      let sid: string | null = null;
+      for (const body of pollingBodies) {
+        if (Date.now() > deadline) break;
+        const url = urls[polled % urls.length] as string;
+        if (sid === null) {
+          const open = await (await fetch(`${url}/socket.io/?EIO=4&transport=polling`)).text();
+          sid = (/"sid":"([^"]+)"/.exec(open) ?? [])[1] ?? null;
+          if (sid === null) continue;
+        }
+        const response = await fetch(`${url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: "POST", body, headers: { "content-type": "text/plain" } });
+        await response.arrayBuffer();
+        polled++;
+        if (response.status !== 200) sid = null;
+      }
+    };
+    await Promise.all([sendClients(), sendFrames(), sendPolling()]);
+    for (const socket of sockets) socket.close();
+    await sleep(500);
+    const dropped = await Promise.all(urls.map((url) => readCounter(url, "switchboard_frames_dropped_total")));
+    console.log(`fuzz: ${sent} WebSocket packets sent over ${reopened} reconnections, ${polled} polling bodies; Redis frames dropped per node: ${dropped.join(", ")}`);
+    expect(sent, "most client packets reached a node").toBeGreaterThan(CLIENT_PACKETS / 2);
+    expect(Math.min(...dropped), "each node checked and dropped frames").toBeGreaterThan(REDIS_FRAMES / 4);
+
+    for (const node of cluster.nodes) expect(node.child.exitCode, `${node.nodeId} exited:\n${node.lines.slice(-5).join("\n")}`).toBeNull();
+    const onA = await connectUser(urls[0] as string, { sub: "after-fuzz" });
+    const onB = await connectUser(urls[1] as string, { sub: "after-fuzz" });
+    await emitter.toUser("after-fuzz").emit("survived", SEED);
+    expect(await onA.next("survived")).toEqual([SEED]);
+    expect(await onB.next("survived")).toEqual([SEED]);
+    const rssAfter = await Promise.all(urls.map(rss));
+    for (const [index, after] of rssAfter.entries()) expect(after - (rssBefore[index] ?? 0), `RSS growth of node ${index}`).toBeLessThan(150 * MIB);
+    // No uncaught failure was logged on either node.
+    for (const node of cluster.nodes) expect(node.lines.filter((line) => /"level":(50|60)/.test(line)).slice(0, 3)).toEqual([]);
+  }, 90_000);
+});
