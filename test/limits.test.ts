@@ -189,6 +189,19 @@ describe("admission limits", () => {
     expect(await hits(target, "ip_connection_rate")).toBe(refused.length);
   });
 
+  it("IP_CONNECTIONS_PER_SECOND is counted in Redis, shared by the nodes, and admission goes on while Redis is down", async () => {
+    const shared = await startCluster(2, { IP_CONNECTIONS_PER_SECOND: "100" });
+    try {
+      expect((await handshake(shared.nodes[0]!.url)).status).toBe(200);
+      const keys = await shared.publisher.keys("switchboard:rate:connections*");
+      expect(keys).toEqual(["switchboard:rate:connections:127.0.0.1"]);
+      await shared.redis.stop();
+      expect((await handshake(shared.nodes[1]!.url)).status).toBe(200);
+    } finally {
+      await shared.close();
+    }
+  });
+
   it("IP_MAX_CONNECTIONS: one address past the limit is refused 429 ip_connection_limit on both transports, until one closes", async () => {
     node = await startGateway({ IP_MAX_CONNECTIONS: "2", IP_CONNECTIONS_PER_SECOND: "0" });
     const first = await openRaw(node.url);

@@ -1,7 +1,7 @@
 import { type IncomingMessage, ServerResponse, STATUS_CODES } from "node:http";
 import { type ErrorCode, errorBody } from "@switchboard/protocol";
 import proxyAddr from "proxy-addr";
-import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { type RateLimiterAbstract, RateLimiterRes } from "rate-limiter-flexible";
 import type { HttpConfig, Limits } from "./config.js";
 import type { LimitKind, Metrics } from "./metrics.js";
 
@@ -10,7 +10,8 @@ import type { LimitKind, Metrics } from "./metrics.js";
  * allocated for it: the Origin (CORS_ORIGINS), new connections per address per second, concurrent
  * connections per address, and concurrent connections on the node. A refused handshake is answered
  * with the same status and `{ code, message }` body on HTTP long-polling and on a WebSocket upgrade.
- * The counts are this node's own: a balancer spreading one address over n nodes allows n times as many.
+ * The rate of new connections per address is counted across the cluster (in Redis); concurrent
+ * connections per address and per node are this node's own.
  */
 export interface Admission {
   /** An engine.io middleware (`io.engine.use`). */
@@ -30,6 +31,8 @@ export interface AdmissionDeps {
   metrics: Metrics;
   /** The node's current engine.io connection count. */
   connectionCount(): number;
+  /** Makes the counter of new connections per address (the broker's, so it is cluster-wide). */
+  rateLimiter(points: number): RateLimiterAbstract;
 }
 
 interface Refusal {
@@ -42,7 +45,7 @@ export function createAdmission(deps: AdmissionDeps): Admission {
   const { limits, metrics } = deps;
   const allowedOrigins = deps.corsOrigins === null ? null : new Set(deps.corsOrigins);
   const trust = proxyTrust(deps.http.trustProxy);
-  const rate = limits.ipConnectionsPerSecond > 0 ? new RateLimiterMemory({ points: limits.ipConnectionsPerSecond, duration: 1, keyPrefix: "" }) : null;
+  const rate = limits.ipConnectionsPerSecond > 0 ? deps.rateLimiter(limits.ipConnectionsPerSecond) : null;
   const perAddress = new Map<string, number>();
   // Handshakes let through whose connection does not exist yet: counted, so a burst cannot overshoot.
   const pending = new Map<IncomingMessage, { address: string; abandoned: () => void }>();

@@ -1,6 +1,7 @@
 import { RedisAdapter } from "@socket.io/redis-adapter";
 import { RAW_FRAME_CHANNEL, SwitchboardError } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
+import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from "rate-limiter-flexible";
 import { createClient } from "redis";
 import { Adapter, type BroadcastOptions } from "socket.io-adapter";
 import type { Namespace } from "socket.io";
@@ -25,9 +26,22 @@ export interface Broker {
    * so nobody is told a message was sent when it was not.
    */
   publishRaw(frame: Uint8Array): Promise<void>;
+  /**
+   * A counter of `points` per `durationSeconds` per key, shared by every node: kept in Redis, and
+   * in this node's memory while Redis is away (so admission never waits for Redis). In memory
+   * mode it is this node's own.
+   */
+  createRateLimiter(options: RateLimiterOptions): RateLimiterAbstract;
   /** True when Redis is connected and subscribed (always true in memory mode). */
   ready(): boolean;
   close(): Promise<void>;
+}
+
+export interface RateLimiterOptions {
+  points: number;
+  durationSeconds: number;
+  /** Names the counter in Redis: `switchboard:rate:<name>:<key>`. */
+  name: string;
 }
 
 export interface BrokerDeps {
@@ -61,9 +75,14 @@ function createMemoryBroker(deps: BrokerDeps): Broker {
       if (bytes.length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
       handler?.(bytes);
     },
+    createRateLimiter: (options) => memoryRateLimiter(options),
     ready: () => true,
     close: async () => {},
   };
+}
+
+function memoryRateLimiter(options: RateLimiterOptions): RateLimiterMemory {
+  return new RateLimiterMemory({ points: options.points, duration: options.durationSeconds, keyPrefix: options.name });
 }
 
 function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
@@ -124,6 +143,16 @@ function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
       if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
       await publishWithin(pub, RAW_FRAME_CHANNEL, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
     },
+    createRateLimiter: (options) =>
+      new RateLimiterRedis({
+        storeClient: pub,
+        useRedisPackage: true,
+        points: options.points,
+        duration: options.durationSeconds,
+        keyPrefix: `switchboard:rate:${options.name}`,
+        rejectIfRedisNotReady: true,
+        insuranceLimiter: memoryRateLimiter(options),
+      }),
     ready: () => pub.isReady && sub.isReady && rawSubscribed,
     async close() {
       await Promise.allSettled([closeClient(pub), closeClient(sub)]);

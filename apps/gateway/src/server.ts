@@ -62,7 +62,16 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const verifier = createTokenVerifier(config.auth);
   const broker = createBroker(config.redisUrl, { logger, dropFrame, limits: config.limits });
 
-  const transport = createTransport(app.server, { config, verifier, logger, warnings, metrics, version: VERSION, adapter: broker.adapter });
+  const transport = createTransport(app.server, {
+    config,
+    verifier,
+    logger,
+    warnings,
+    metrics,
+    version: VERSION,
+    adapter: broker.adapter,
+    createRateLimiter: (options) => broker.createRateLimiter(options),
+  });
   const { io } = transport;
   const payloadMaxDepth = config.limits.payloadMaxDepth;
   await broker.onRawFrame((frame) => deliverRawFrame(io, frame, { metrics, dropFrame, payloadMaxDepth }));

@@ -7,6 +7,7 @@ import type { Adapter } from "socket.io-adapter";
 import { createAdmission } from "./admission.js";
 import { AuthError, type Session, type TokenVerifier } from "./auth.js";
 import { dropConnection, watchOutboundBuffer } from "./backpressure.js";
+import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
 import { Connection, type ConnectionContext, UserSockets } from "./connection.js";
 import { toWireError } from "./errors.js";
@@ -23,6 +24,8 @@ export interface TransportDeps {
   metrics: Metrics;
   version: string;
   adapter: typeof Adapter;
+  /** The broker's shared counters (see Broker.createRateLimiter). */
+  createRateLimiter: Broker["createRateLimiter"];
 }
 
 interface SocketData {
@@ -73,6 +76,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     corsOrigins: config.corsOrigins,
     metrics,
     connectionCount: () => io.engine.clientsCount,
+    rateLimiter: (points) => deps.createRateLimiter({ name: "connections", points, durationSeconds: 1 }),
   });
   io.engine.use(admission.middleware);
   io.engine.on("connection_error", (error: { req: IncomingMessage }) => admission.failed(error.req));
