@@ -39,7 +39,8 @@ const NAMESPACE_EVENTS: ReadonlySet<string> = new Set(["connect", "connection", 
 const FRAMING_DEPTH = 4;
 const ADAPTER_CHANNEL = "adapter";
 
-type Checked = { ok: true; value: unknown } | { ok: false; reason: DropReason; detail: string };
+type Refused = { ok: false; reason: DropReason; detail: string };
+type Checked = { ok: true; value: unknown } | Refused;
 type RedisMessageListener = (message: Buffer, channel: Buffer) => unknown;
 
 /** The subscriber calls the adapter makes on a node-redis v4 client. */
@@ -159,12 +160,20 @@ function checkBroadcast(message: Buffer, limits: GuardLimits): Checked {
   return { ok: true, value };
 }
 
-function checkRequest(message: Buffer, limits: GuardLimits): Checked {
+/** A request or response: within the size limit, MessagePack or JSON, a map, not nested too deeply. */
+function decodeMap(message: Buffer, limits: GuardLimits, what: "request" | "response"): { ok: true; value: Record<string, unknown> } | Refused {
   const decoded = tooLarge(message, limits) ?? decodeMessage(message, true);
   if (!decoded.ok) return decoded;
+  const value = decoded.value;
+  if (!isMap(value)) return invalid(`a ${what} must be a map, not ${preview(value)}`);
+  if (nestsDeeperThan(value, limits.payloadMaxDepth + FRAMING_DEPTH)) return invalid(`the ${what} is nested too deeply`);
+  return { ok: true, value };
+}
+
+function checkRequest(message: Buffer, limits: GuardLimits): Checked {
+  const decoded = decodeMap(message, limits, "request");
+  if (!decoded.ok) return decoded;
   const request = decoded.value;
-  if (!isMap(request)) return invalid(`a request must be a map, not ${preview(request)}`);
-  if (nestsDeeperThan(request, limits.payloadMaxDepth + FRAMING_DEPTH)) return invalid("the request is nested too deeply");
   const problem = requestProblem(request, limits);
   if (problem !== null) return invalid(`request type ${preview(request.type)}: ${problem}`);
   if (request.type === RequestType.BROADCAST || (request.type === RequestType.REMOTE_JOIN && isMap(request.opts))) {
@@ -209,11 +218,9 @@ function requestProblem(request: Record<string, unknown>, limits: GuardLimits): 
 }
 
 function checkResponse(message: Buffer, limits: GuardLimits): Checked {
-  const decoded = tooLarge(message, limits) ?? decodeMessage(message, true);
+  const decoded = decodeMap(message, limits, "response");
   if (!decoded.ok) return decoded;
   const response = decoded.value;
-  if (!isMap(response)) return invalid(`a response must be a map, not ${preview(response)}`);
-  if (nestsDeeperThan(response, limits.payloadMaxDepth + FRAMING_DEPTH)) return invalid("the response is nested too deeply");
   const problem =
     requestId(response) ??
     optionalArray(response.sockets, "sockets") ??
@@ -257,7 +264,7 @@ function isMap(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }
 
-function invalid(detail: string): Checked {
+function invalid(detail: string): Refused {
   return { ok: false, reason: "frame_invalid", detail };
 }
 
