@@ -202,6 +202,6 @@ describe("a node failure", () => {
     await cluster.publisher.publish("socket.io#emitter", bytes(encode({ room: "user(survivor)", event: "raw-after-crash", data: 2 })));
     expect(await survivor.next("after-crash")).toEqual([1]);
     expect(await survivor.next("raw-after-crash")).toEqual([2]);
-    await waitFor("a healthy survivor", async () => ((await fetch(`${a}/healthz`)).status === 200 ? true : undefined));
+    await waitFor("a ready survivor", async () => ((await fetch(`${a}/readyz`)).status === 200 ? true : undefined));
   });
 });

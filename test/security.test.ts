@@ -332,7 +332,7 @@ describe("HTTP", () => {
   });
 
   it("refuses an unknown NODE_ENV rather than serving development endpoints", async () => {
-    const node = await startGateway({ NODE_ENV: "prod", JWT_SECRET: "" }, { waitHealthy: false });
+    const node = await startGateway({ NODE_ENV: "prod", JWT_SECRET: "" }, { wait: "nothing" });
     expect(await exitCode(node.child)).toBe(1);
     expect(node.lines.join("\n")).toContain("config_invalid: NODE_ENV:");
   });
@@ -344,7 +344,7 @@ describe("HTTP", () => {
         fetch(`${single.nodes[0]!.url}/dev/publish`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ room: "user(1)", data: 1 }) });
       expect((await publish()).status).toBe(202);
       await single.redis.stop();
-      await waitFor("the node to notice", async () => ((await fetch(`${single.nodes[0]!.url}/healthz`)).status === 503 ? true : undefined));
+      await waitFor("the node to notice", async () => ((await fetch(`${single.nodes[0]!.url}/readyz`)).status === 503 ? true : undefined));
       const response = await publish();
       expect(response.status).toBe(503);
       expect(await response.json()).toEqual({ code: "redis_unavailable", message: expect.any(String) });

@@ -52,7 +52,7 @@ describe("start-up configuration errors", () => {
     ["JWT_SECRET", { NODE_ENV: "production", JWT_SECRET: "" }],
     ["JWT_ALGORITHMS", { JWT_ALGORITHMS: "RS256" }],
   ])("stops with exit code 1 and a message naming %s", async (variable, env) => {
-    const node = await startGateway(env, { waitHealthy: false });
+    const node = await startGateway(env, { wait: "nothing" });
     expect(await exitCode(node.child)).toBe(1);
     expect(node.lines.join("\n")).toContain(`config_invalid: ${variable}:`);
   });

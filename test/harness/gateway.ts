@@ -17,8 +17,12 @@ export interface GatewayProcess {
   kill(): Promise<void>;
 }
 
-/** Starts one gateway node from the built code as its own OS process and waits until it is healthy. */
-export async function startGateway(env: Record<string, string> = {}, options: { waitHealthy?: boolean } = {}): Promise<GatewayProcess> {
+/**
+ * Starts one gateway node from the built code as its own OS process and waits until it is ready
+ * (`/readyz` 200: listening, and with Redis, connected and subscribed). `wait: "alive"` waits only
+ * for `/healthz`; `wait: "nothing"` returns at once.
+ */
+export async function startGateway(env: Record<string, string> = {}, options: { wait?: "ready" | "alive" | "nothing" } = {}): Promise<GatewayProcess> {
   const port = await freePort();
   const nodeId = env.NODE_ID ?? `node-${port}`;
   const child = spawn(process.execPath, [MAIN], {
@@ -46,10 +50,11 @@ export async function startGateway(env: Record<string, string> = {}, options: { 
     stop: () => stopProcess(child),
     kill: () => stopProcess(child, "SIGKILL"),
   };
-  if (options.waitHealthy !== false) {
-    await waitFor(`gateway ${nodeId} to be healthy`, async () => {
+  const wait = options.wait ?? "ready";
+  if (wait !== "nothing") {
+    await waitFor(`gateway ${nodeId} to be ${wait}`, async () => {
       if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${lines.join("\n")}`);
-      const response = await fetch(`${url}/healthz`);
+      const response = await fetch(`${url}/${wait === "ready" ? "readyz" : "healthz"}`);
       return response.status === 200 ? true : undefined;
     });
   }

@@ -7,9 +7,9 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** Starts a throw-away redis-server on a free loopback port, with nothing persisted. */
-export async function startRedis(): Promise<RedisServer> {
-  const port = await freePort();
+/** Starts a throw-away redis-server on a free loopback port (or the given one), with nothing persisted. */
+export async function startRedis(port?: number): Promise<RedisServer> {
+  port ??= await freePort();
   const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"], {
     stdio: ["ignore", "pipe", "pipe"],
   });

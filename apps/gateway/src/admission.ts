@@ -31,6 +31,8 @@ export interface AdmissionDeps {
   metrics: Metrics;
   /** The node's current engine.io connection count. */
   connectionCount(): number;
+  /** True once the node is stopping: every new connection is refused with node_draining. */
+  draining(): boolean;
   /** Makes the counter of new connections per address (the broker's, so it is cluster-wide). */
   rateLimiter(points: number): RateLimiterAbstract;
 }
@@ -105,6 +107,7 @@ export function createAdmission(deps: AdmissionDeps): Admission {
         }
         return next();
       }
+      if (deps.draining()) return refuse(request, res, { status: 503, code: "node_draining", kind: null });
       const origin = request.headers.origin;
       // Browsers do not apply CORS to WebSocket upgrades, so the origin is checked here for both transports.
       if (allowedOrigins !== null && origin !== undefined && !allowedOrigins.has(origin)) {

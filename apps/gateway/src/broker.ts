@@ -1,30 +1,34 @@
-import { RedisAdapter } from "@socket.io/redis-adapter";
-import { RAW_FRAME_CHANNEL, SwitchboardError } from "@switchboard/protocol";
+import type { SwitchboardError } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
-import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from "rate-limiter-flexible";
-import { createClient } from "redis";
-import { Adapter, type BroadcastOptions } from "socket.io-adapter";
-import type { Namespace } from "socket.io";
-import { type DropFrame, type GuardLimits, createAdapterGuard } from "./adapter-guard.js";
-import { exceptUnauthenticated } from "./rooms.js";
+import type { RateLimiterAbstract } from "rate-limiter-flexible";
+import type { Adapter } from "socket.io-adapter";
+import type { DropFrame, GuardLimits } from "./adapter-guard.js";
+import { createMemoryBroker } from "./broker-memory.js";
+import { createRedisBroker } from "./broker-redis.js";
+import type { Metrics } from "./metrics.js";
 
 /** The Socket.IO adapter class for a namespace (Socket.IO calls it with `new`). */
 export type AdapterFactory = typeof Adapter;
 
-/** Everything the gateway does with Redis, behind one small interface. */
+/**
+ * The broker: everything a node does with Redis, behind one contract, with one implementation per
+ * mode — `memory` (one node, no Redis) and `redis` (classic pub/sub through @socket.io/redis-adapter).
+ *
+ * - `adapter` delivers Socket.IO broadcasts to every node's sockets, each socket once.
+ * - `onRawFrame` / `publishRaw` carry raw frames: every node receives every frame.
+ * - `publishRaw` resolves only once Redis took the frame; otherwise it rejects with a
+ *   {@link SwitchboardError} (`redis_unavailable`, `publish_timeout`, `frame_too_large`), so
+ *   nobody is told a message was sent when it was not.
+ * - Nothing waits for Redis to be up: a node starts, serves its own sockets and answers
+ *   `ready() === false` while Redis is away, and catches up by itself when it returns.
+ * - Delivery is at-most-once: what is published while Redis is away is refused, not queued.
+ */
 export interface Broker {
   mode: "redis" | "memory";
   adapter: AdapterFactory;
-  /**
-   * Calls `handler` with each frame published on the raw channel, on every node (in memory mode,
-   * each frame given to `publishRaw`). Frames over FRAME_MAX_BYTES are dropped before it.
-   */
-  onRawFrame(handler: (frame: Buffer) => void): Promise<void>;
-  /**
-   * Publishes an encoded raw frame to every node and resolves once Redis took it. Rejects with
-   * `redis_unavailable` while Redis is down and `publish_timeout` when it does not confirm in time,
-   * so nobody is told a message was sent when it was not.
-   */
+  /** Calls `handler` with each raw frame, on every node. Frames over FRAME_MAX_BYTES are dropped before it. */
+  onRawFrame(handler: (frame: Buffer) => void): void;
+  /** Publishes an encoded raw frame to every node; resolves once Redis took it. */
   publishRaw(frame: Uint8Array): Promise<void>;
   /**
    * A counter of `points` per `durationSeconds` per key, shared by every node: kept in Redis, and
@@ -32,8 +36,10 @@ export interface Broker {
    * mode it is this node's own.
    */
   createRateLimiter(options: RateLimiterOptions): RateLimiterAbstract;
-  /** True when Redis is connected and subscribed (always true in memory mode). */
+  /** True when the node can serve the whole cluster: Redis connected and every subscription held. */
   ready(): boolean;
+  /** Whether Redis is there: `none` in memory mode. */
+  redisState(): "none" | "ready" | "unavailable";
   close(): Promise<void>;
 }
 
@@ -46,157 +52,14 @@ export interface RateLimiterOptions {
 
 export interface BrokerDeps {
   logger: FastifyBaseLogger;
+  metrics: Metrics;
   limits: GuardLimits;
   dropFrame: DropFrame;
+  nodeId: string;
+  /** How often the node checks that its subscriber still receives (0: never). */
+  probeIntervalMs: number;
 }
-
-type RedisClient = ReturnType<typeof createClient>;
-
-/** How long a publish waits for Redis to confirm it. */
-const PUBLISH_TIMEOUT_MS = 5000;
-/** How long closing waits for Redis to acknowledge QUIT before dropping the connection. */
-const QUIT_TIMEOUT_MS = 2000;
 
 export function createBroker(redisUrl: string | null, deps: BrokerDeps): Broker {
   return redisUrl === null ? createMemoryBroker(deps) : createRedisBroker(redisUrl, deps);
-}
-
-function createMemoryBroker(deps: BrokerDeps): Broker {
-  let handler: ((frame: Buffer) => void) | null = null;
-  return {
-    mode: "memory",
-    adapter: LocalAdapter,
-    async onRawFrame(next) {
-      handler = next;
-    },
-    // One node is the whole cluster: the frame takes the same delivery path as one from Redis.
-    async publishRaw(frame) {
-      const bytes = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-      if (bytes.length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
-      handler?.(bytes);
-    },
-    createRateLimiter: (options) => memoryRateLimiter(options),
-    ready: () => true,
-    close: async () => {},
-  };
-}
-
-function memoryRateLimiter(options: RateLimiterOptions): RateLimiterMemory {
-  return new RateLimiterMemory({ points: options.points, duration: options.durationSeconds, keyPrefix: options.name });
-}
-
-function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
-  const { logger, limits, dropFrame } = deps;
-  const pub = createClient({ url: redisUrl, socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) } });
-  const sub = pub.duplicate();
-  const reported = new Map<string, string>();
-  for (const [role, client] of [["publisher", pub], ["subscriber", sub]] as const) {
-    client.on("error", (err: Error) => {
-      // node-redis reports every failed reconnect; log each distinct failure once.
-      if (reported.get(role) === err.message) return;
-      reported.set(role, err.message);
-      logger.warn({ role, err: err.message }, "redis connection error");
-    });
-    client.on("ready", () => {
-      reported.delete(role);
-      logger.info({ role }, "redis ready");
-    });
-  }
-  // Connection attempts go on in the background: the node serves its local sockets while Redis
-  // is away, and commands issued meanwhile (the adapter's subscriptions) are sent once it is back.
-  pub.connect().catch(() => {});
-  sub.connect().catch(() => {});
-
-  const guard = createAdapterGuard(limits, dropFrame);
-  const guardedSub = guard.guard(sub);
-  let rawSubscribed = false;
-
-  return {
-    mode: "redis",
-    adapter: class extends ClusterAdapter {
-      constructor(nsp: Namespace) {
-        super(nsp, pub, guardedSub, { parser: guard.parser });
-      }
-    },
-    async onRawFrame(handler) {
-      await sub.subscribe(
-        RAW_FRAME_CHANNEL,
-        (message: Buffer) => {
-          if (message.length > limits.frameMaxBytes) {
-            dropFrame(RAW_FRAME_CHANNEL, "frame_too_large", `${message.length} bytes is more than FRAME_MAX_BYTES (${limits.frameMaxBytes})`);
-            return;
-          }
-          try {
-            handler(message);
-          } catch (err) {
-            // The handler checks what it decodes; anything still thrown is reported as a drop, never into the Redis client.
-            dropFrame(RAW_FRAME_CHANNEL, "frame_invalid", err instanceof Error ? err.message : String(err));
-          }
-        },
-        true,
-      );
-      rawSubscribed = true;
-    },
-    async publishRaw(frame) {
-      if (frame.byteLength > limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
-      // The offline queue would replay this minutes later, after the caller was told it failed.
-      if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
-      await publishWithin(pub, RAW_FRAME_CHANNEL, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
-    },
-    createRateLimiter: (options) =>
-      new RateLimiterRedis({
-        storeClient: pub,
-        useRedisPackage: true,
-        points: options.points,
-        duration: options.durationSeconds,
-        keyPrefix: `switchboard:rate:${options.name}`,
-        rejectIfRedisNotReady: true,
-        insuranceLimiter: memoryRateLimiter(options),
-      }),
-    ready: () => pub.isReady && sub.isReady && rawSubscribed,
-    async close() {
-      await Promise.allSettled([closeClient(pub), closeClient(sub)]);
-    },
-  };
-}
-
-async function publishWithin(client: RedisClient, channel: string, message: Buffer): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new SwitchboardError("publish_timeout")), PUBLISH_TIMEOUT_MS);
-  });
-  try {
-    await Promise.race([client.publish(channel, message), timeout]);
-  } catch (err) {
-    if (err instanceof SwitchboardError) throw err;
-    throw new SwitchboardError("redis_unavailable", undefined, { cause: err });
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function closeClient(client: RedisClient): Promise<void> {
-  if (!client.isOpen) return;
-  if (!client.isReady) return client.disconnect();
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
-  });
-  await Promise.race([client.quit().then(() => {}), late]);
-  clearTimeout(timer);
-  if (client.isOpen) await client.disconnect().catch(() => {});
-}
-
-/** The in-memory adapter of a single node, keeping unauthenticated sockets out of broadcasts. */
-class LocalAdapter extends Adapter {
-  override broadcast(packet: unknown, opts: BroadcastOptions): void {
-    super.broadcast(packet, { ...opts, except: exceptUnauthenticated(opts.except) });
-  }
-}
-
-/** The Redis adapter, keeping unauthenticated sockets out of broadcasts that start on this node. */
-class ClusterAdapter extends RedisAdapter {
-  override broadcast(packet: unknown, opts: BroadcastOptions): void {
-    super.broadcast(packet, { ...opts, except: exceptUnauthenticated(opts.except) });
-  }
 }

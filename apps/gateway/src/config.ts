@@ -84,6 +84,8 @@ export interface Config {
   http: HttpConfig;
   /** How long a stopping node waits for its connections to finish before it closes them. */
   drainTimeoutMs: number;
+  /** How often the node checks that its Redis subscriber still receives; 0: never. */
+  subscriberProbeMs: number;
   publicDir: string;
   /** Things the operator should know at start-up that do not stop it. */
   warnings: readonly string[];
@@ -163,6 +165,7 @@ const envSchema = z.object({
   HTTP_REQUEST_TIMEOUT_MS: integer(1000, 3_600_000).default(30_000),
   TRUST_PROXY: optionalText,
   DRAIN_TIMEOUT_MS: integer(0, 600_000).default(10_000),
+  SUBSCRIBER_PROBE_MS: integer(0, 3_600_000).default(5000),
 });
 
 /**
@@ -237,6 +240,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       trustProxy: trustProxy(vars.TRUST_PROXY),
     }),
     drainTimeoutMs: vars.DRAIN_TIMEOUT_MS,
+    subscriberProbeMs: vars.SUBSCRIBER_PROBE_MS,
     publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,
     logLevel: vars.LOG_LEVEL,
   });

@@ -14,6 +14,8 @@ export interface HttpDeps {
   broker: Broker;
   metrics: Metrics;
   version: string;
+  /** True from the moment the node starts stopping. */
+  draining(): boolean;
 }
 
 // Probes and scrapes run every few seconds; at info they would drown everything else.
@@ -75,16 +77,22 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics): v
 export async function registerHttpRoutes(app: FastifyInstance, deps: HttpDeps): Promise<void> {
   const { config, broker, metrics } = deps;
 
-  // 200 when the node can serve the whole cluster; 503 while its Redis connection is down.
-  app.get("/healthz", async (_request, reply) => {
-    const ready = broker.ready();
-    return reply.code(ready ? 200 : 503).send({
-      status: ready ? "ok" : "degraded",
-      node: config.nodeId,
-      version: deps.version,
-      mode: broker.mode,
-      redis: broker.mode === "memory" ? "none" : ready ? "ready" : "unavailable",
-    });
+  // Liveness: the process answers. A node without Redis is alive, and restarting it would not help.
+  app.get("/healthz", async () => ({
+    status: "ok",
+    node: config.nodeId,
+    version: deps.version,
+    mode: broker.mode,
+    redis: broker.redisState(),
+    draining: deps.draining(),
+  }));
+
+  // Readiness: send this node new clients. 503 while Redis is away (it could not reach the rest of
+  // the cluster) and from the moment it starts stopping.
+  app.get("/readyz", async (_request, reply) => {
+    if (deps.draining()) return reply.code(503).send(errorBody("node_draining"));
+    if (!broker.ready()) return reply.code(503).send(errorBody("redis_unavailable"));
+    return { status: "ready", node: config.nodeId };
   });
 
   app.get("/metrics", async (_request, reply) => {

@@ -26,6 +26,9 @@ export interface Metrics {
   framesDelivered: Counter<"channel" | "layout">;
   framesDropped: Counter<"channel" | "reason">;
   limitHits: Counter<"kind">;
+  redisConnected: Gauge<"role">;
+  subscriberRecreations: Counter;
+  publishFailures: Counter;
 }
 
 export function createMetrics(nodeId: string): Metrics {
@@ -66,5 +69,21 @@ export function createMetrics(nodeId: string): Metrics {
       registers: [registry],
     }),
     limitHits,
+    redisConnected: new Gauge({
+      name: "switchboard_redis_connected",
+      help: "1 while this node's Redis connection of that role is ready, else 0 (absent in memory mode)",
+      labelNames: ["role"],
+      registers: [registry],
+    }),
+    subscriberRecreations: new Counter({
+      name: "switchboard_redis_subscriber_recreations_total",
+      help: "Times the Redis subscriber was replaced because it stopped receiving this node's probes",
+      registers: [registry],
+    }),
+    publishFailures: new Counter({
+      name: "switchboard_redis_publish_failures_total",
+      help: "Broadcasts this node could not hand to Redis (Redis unavailable); its own sockets still got them",
+      registers: [registry],
+    }),
   };
 }

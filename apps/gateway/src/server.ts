@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { type Server as HttpServer, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Server } from "socket.io";
 import { type TokenVerifier, createTokenVerifier } from "./auth.js";
 import { proxyTrust } from "./admission.js";
@@ -45,7 +45,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
       serializers: { req: (request: { method: string; url: string }) => ({ method: request.method, path: pathOf(request.url) }) },
     },
     // Requests are logged once, on response, by registerErrorHandling.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.limits.httpMaxBodyBytes,
     trustProxy: trust ?? false,
     // Node's own defaults leave a client that sends one header line every few seconds connected forever.
@@ -60,7 +60,15 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const warnings = createThrottledWarnings(logger);
   const dropFrame = createDropReporter({ metrics, warnings, logger });
   const verifier = createTokenVerifier(config.auth);
-  const broker = createBroker(config.redisUrl, { logger, dropFrame, limits: config.limits });
+  const broker = createBroker(config.redisUrl, {
+    logger,
+    metrics,
+    dropFrame,
+    limits: config.limits,
+    nodeId: config.nodeId,
+    probeIntervalMs: config.subscriberProbeMs,
+  });
+  let draining = false;
 
   const transport = createTransport(app.server, {
     config,
@@ -71,16 +79,18 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     version: VERSION,
     adapter: broker.adapter,
     createRateLimiter: (options) => broker.createRateLimiter(options),
+    draining: () => draining,
   });
   const { io } = transport;
   const payloadMaxDepth = config.limits.payloadMaxDepth;
-  await broker.onRawFrame((frame) => deliverRawFrame(io, frame, { metrics, dropFrame, payloadMaxDepth }));
+  broker.onRawFrame((frame) => deliverRawFrame(io, frame, { metrics, dropFrame, payloadMaxDepth }));
   registerErrorHandling(app, metrics);
-  await registerHttpRoutes(app, { config, broker, metrics, version: VERSION });
+  await registerHttpRoutes(app, { config, broker, metrics, version: VERSION, draining: () => draining });
   if (config.devTools) await registerDevRoutes(app, { io, broker, verifier, nodeId: config.nodeId, payloadMaxDepth });
 
   let closing: Promise<void> | null = null;
   async function close(): Promise<void> {
+    draining = true;
     const force = setTimeout(() => {
       // Whatever is still open at the deadline is cut: half-sent requests, WebSockets whose peer
       // does not answer the close handshake.

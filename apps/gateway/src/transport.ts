@@ -26,6 +26,8 @@ export interface TransportDeps {
   adapter: typeof Adapter;
   /** The broker's shared counters (see Broker.createRateLimiter). */
   createRateLimiter: Broker["createRateLimiter"];
+  /** True once the node is stopping. */
+  draining(): boolean;
 }
 
 interface SocketData {
@@ -76,6 +78,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     corsOrigins: config.corsOrigins,
     metrics,
     connectionCount: () => io.engine.clientsCount,
+    draining: deps.draining,
     rateLimiter: (points) => deps.createRateLimiter({ name: "connections", points, durationSeconds: 1 }),
   });
   io.engine.use(admission.middleware);

@@ -84,6 +84,10 @@ export const ERRORS = {
     audience: "client",
     message: "This node already holds MAX_CONNECTIONS connections; retry, possibly on another node.",
   },
+  node_draining: {
+    audience: "client",
+    message: "This node is shutting down and takes no new connections; connect to another node.",
+  },
   user_connection_limit: {
     audience: "client",
     message: "This user already holds USER_MAX_SOCKETS sockets on this node.",

@@ -1,0 +1,38 @@
+import { SwitchboardError } from "@switchboard/protocol";
+import { RateLimiterMemory } from "rate-limiter-flexible";
+import { Adapter, type BroadcastOptions } from "socket.io-adapter";
+import type { Broker, BrokerDeps, RateLimiterOptions } from "./broker.js";
+import { exceptUnauthenticated } from "./rooms.js";
+
+/** One node is the whole cluster: Socket.IO's in-memory adapter, raw frames delivered in process. */
+export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
+  let handler: ((frame: Buffer) => void) | null = null;
+  return {
+    mode: "memory",
+    adapter: LocalAdapter,
+    onRawFrame(next) {
+      handler = next;
+    },
+    // The frame takes the same delivery path as one from Redis.
+    async publishRaw(frame) {
+      const bytes = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+      if (bytes.length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
+      handler?.(bytes);
+    },
+    createRateLimiter: memoryRateLimiter,
+    ready: () => true,
+    redisState: () => "none",
+    close: async () => {},
+  };
+}
+
+export function memoryRateLimiter(options: RateLimiterOptions): RateLimiterMemory {
+  return new RateLimiterMemory({ points: options.points, duration: options.durationSeconds, keyPrefix: options.name });
+}
+
+/** The in-memory adapter of a single node, keeping unauthenticated sockets out of broadcasts. */
+class LocalAdapter extends Adapter {
+  override broadcast(packet: unknown, opts: BroadcastOptions): void {
+    super.broadcast(packet, { ...opts, except: exceptUnauthenticated(opts.except) });
+  }
+}

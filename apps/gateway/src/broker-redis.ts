@@ -1,0 +1,227 @@
+import { RedisAdapter } from "@socket.io/redis-adapter";
+import { RAW_FRAME_CHANNEL, SwitchboardError } from "@switchboard/protocol";
+import { RateLimiterRedis } from "rate-limiter-flexible";
+import { createClient } from "redis";
+import type { Namespace } from "socket.io";
+import type { BroadcastOptions } from "socket.io-adapter";
+import { createAdapterGuard } from "./adapter-guard.js";
+import { memoryRateLimiter } from "./broker-memory.js";
+import type { Broker, BrokerDeps } from "./broker.js";
+import { type RedisClient, ResilientSubscriber } from "./redis-subscriber.js";
+import { exceptUnauthenticated } from "./rooms.js";
+
+/** How long a publish waits for Redis to confirm it. */
+const PUBLISH_TIMEOUT_MS = 5000;
+/** How long closing waits for Redis to acknowledge QUIT before dropping the connection. */
+const QUIT_TIMEOUT_MS = 2000;
+/** The longest wait between reconnection attempts: a Redis that returns is used again within a second. */
+const RECONNECT_MAX_DELAY_MS = 1000;
+/** Probes in a row that the subscriber may miss before it is replaced. */
+export const PROBE_MISSES = 3;
+
+/** Classic Redis pub/sub: @socket.io/redis-adapter behind the adapter guard, and the raw channel. */
+export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
+  const { logger, metrics, limits, dropFrame, nodeId } = deps;
+  const options = { url: redisUrl, socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, RECONNECT_MAX_DELAY_MS) } };
+  // No offline queue: a publish while Redis is away fails at once instead of piling up in memory
+  // and being replayed minutes later, after its caller was told it failed.
+  const pub = createClient({ ...options, disableOfflineQueue: true });
+  const connection = watchConnection(deps);
+  connection.watch(pub, "publisher");
+  pub.connect().catch(() => {});
+
+  const sub = new ResilientSubscriber(
+    () => {
+      const client = createClient(options);
+      connection.watch(client, "subscriber");
+      return client;
+    },
+    (err) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "redis subscription failed"),
+  );
+  connection.setSubscriber(() => sub.current);
+
+  const guard = createAdapterGuard(limits, dropFrame);
+  const guardedSub = guard.guard(sub);
+  const adapterPublisher = publisherForAdapter(pub, (err) => {
+    metrics.publishFailures.inc();
+    deps.logger.debug({ err: err.message }, "a broadcast could not be handed to Redis");
+  });
+  const probe = deps.probeIntervalMs > 0 ? startProbe(pub, sub, deps) : null;
+
+  return {
+    mode: "redis",
+    adapter: class extends ClusterAdapter {
+      constructor(nsp: Namespace) {
+        super(nsp, adapterPublisher, guardedSub, { parser: guard.parser });
+      }
+    },
+    onRawFrame(handler) {
+      sub.subscribe(RAW_FRAME_CHANNEL, (message: Buffer) => {
+        if (message.length > limits.frameMaxBytes) {
+          dropFrame(RAW_FRAME_CHANNEL, "frame_too_large", `${message.length} bytes is more than FRAME_MAX_BYTES (${limits.frameMaxBytes})`);
+          return;
+        }
+        try {
+          handler(message);
+        } catch (err) {
+          // The handler checks what it decodes; anything still thrown is reported as a drop, never into the Redis client.
+          dropFrame(RAW_FRAME_CHANNEL, "frame_invalid", err instanceof Error ? err.message : String(err));
+        }
+      });
+    },
+    async publishRaw(frame) {
+      if (frame.byteLength > limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
+      if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
+      await publishWithin(pub, RAW_FRAME_CHANNEL, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+    },
+    createRateLimiter: (rate) =>
+      new RateLimiterRedis({
+        storeClient: pub,
+        useRedisPackage: true,
+        points: rate.points,
+        duration: rate.durationSeconds,
+        keyPrefix: `switchboard:rate:${rate.name}`,
+        rejectIfRedisNotReady: true,
+        insuranceLimiter: memoryRateLimiter(rate),
+      }),
+    ready: () => pub.isReady && sub.isReady(),
+    redisState: () => (pub.isReady && sub.isReady() ? "ready" : "unavailable"),
+    async close() {
+      probe?.stop();
+      connection.stop();
+      await Promise.allSettled([closeClient(pub), sub.close()]);
+    },
+  };
+
+  function startProbe(publisher: RedisClient, subscriber: ResilientSubscriber, { probeIntervalMs }: BrokerDeps) {
+    // Each node publishes numbered probes on its own channel and checks its subscriber receives them:
+    // a connection can stay up at TCP level and deliver nothing (Centrifugo issue 1189).
+    const channel = `switchboard:probe:${nodeId}`;
+    let sent = 0;
+    let received = 0;
+    subscriber.subscribe(channel, (message: Buffer) => {
+      received = Math.max(received, Number(message.toString()) || 0);
+    });
+    const timer = setInterval(() => {
+      if (!publisher.isReady || !subscriber.isReady()) return;
+      if (sent - received >= PROBE_MISSES) {
+        metrics.subscriberRecreations.inc();
+        logger.warn({ missedProbes: sent - received, intervalMs: probeIntervalMs }, "the redis subscriber received none of its probes; replaced it");
+        received = sent;
+        subscriber.replace();
+        return;
+      }
+      const next = sent + 1;
+      publisher.publish(channel, String(next)).then(
+        () => {
+          sent = Math.max(sent, next);
+        },
+        () => {},
+      );
+    }, probeIntervalMs);
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
+  }
+}
+
+/**
+ * Follows both connections and reports an outage once, with its cause, rather than on every retry;
+ * and its end, with how long it lasted. Also keeps `switchboard_redis_connected{role}`.
+ */
+function watchConnection({ logger, metrics }: BrokerDeps) {
+  let state: "starting" | "up" | "down" = "starting";
+  let downSince = 0;
+  let cause = "";
+  let publisher: RedisClient | null = null;
+  let subscriber: () => RedisClient | null = () => null;
+  let stopped = false;
+
+  const update = () => {
+    if (stopped) return;
+    const pubReady = publisher?.isReady === true;
+    const subReady = subscriber()?.isReady === true;
+    metrics.redisConnected.set({ role: "publisher" }, pubReady ? 1 : 0);
+    metrics.redisConnected.set({ role: "subscriber" }, subReady ? 1 : 0);
+    if (pubReady && subReady) {
+      if (state === "down") logger.info({ downForMs: Date.now() - downSince }, "redis is available again");
+      else if (state === "starting") logger.info("redis ready");
+      state = "up";
+    } else if (state !== "down" && cause !== "") {
+      logger.warn({ cause }, state === "starting" ? "redis is not available yet; retrying in the background" : "redis is unavailable; retrying in the background");
+      state = "down";
+      downSince = Date.now();
+    }
+  };
+
+  return {
+    watch(client: RedisClient, role: "publisher" | "subscriber") {
+      if (role === "publisher") publisher = client;
+      client.on("error", (err: Error) => {
+        cause = err.message;
+        update();
+      });
+      for (const event of ["ready", "end", "reconnecting"] as const) client.on(event, update);
+    },
+    setSubscriber(current: () => RedisClient) {
+      subscriber = current;
+    },
+    stop() {
+      stopped = true;
+    },
+  };
+}
+
+/**
+ * The publisher as the adapter sees it: its broadcasts are fire-and-forget, so a publish that fails
+ * while Redis is away must be caught here (it would end the process as an unhandled rejection).
+ * The adapter also calls sendCommand (PUBSUB NUMSUB) and checks that the subscribe methods exist.
+ */
+function publisherForAdapter(pub: RedisClient, onFailure: (err: Error) => void) {
+  return {
+    publish: (channel: string, message: Buffer | string) =>
+      pub.publish(channel, message).catch((err: unknown) => {
+        onFailure(err instanceof Error ? err : new Error(String(err)));
+        return 0;
+      }),
+    sendCommand: (args: string[]) => pub.sendCommand(args),
+    pSubscribe: () => Promise.reject(new Error("the publisher does not subscribe")),
+    sSubscribe: () => Promise.reject(new Error("the publisher does not subscribe")),
+    on: (event: "error", listener: (err: Error) => void) => pub.on(event, listener),
+    off: (event: "error", listener: (err: Error) => void) => pub.off(event, listener),
+    listenerCount: (event: string) => pub.listenerCount(event),
+  };
+}
+
+async function publishWithin(client: RedisClient, channel: string, message: Buffer): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SwitchboardError("publish_timeout")), PUBLISH_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([client.publish(channel, message), timeout]);
+  } catch (err) {
+    if (err instanceof SwitchboardError) throw err;
+    throw new SwitchboardError("redis_unavailable", undefined, { cause: err });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function closeClient(client: RedisClient): Promise<void> {
+  if (!client.isOpen) return;
+  if (!client.isReady) return client.disconnect();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+  });
+  await Promise.race([client.quit().then(() => {}), late]);
+  clearTimeout(timer);
+  if (client.isOpen) await client.disconnect().catch(() => {});
+}
+
+/** The Redis adapter, keeping unauthenticated sockets out of broadcasts that start on this node. */
+class ClusterAdapter extends RedisAdapter {
+  override broadcast(packet: unknown, opts: BroadcastOptions): void {
+    super.broadcast(packet, { ...opts, except: exceptUnauthenticated(opts.except) });
+  }
+}
