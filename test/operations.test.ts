@@ -1,8 +1,9 @@
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
 import { afterEach, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser } from "./harness/clients.js";
-import { type GatewayProcess, startGateway } from "./harness/gateway.js";
+import { type GatewayProcess, readCounter, startGateway } from "./harness/gateway.js";
 import { freePort, sleep, waitFor } from "./harness/ports.js";
+import { startProxy } from "./harness/proxy.js";
 import { type RedisServer, startRedis } from "./harness/redis.js";
 
 const stoppers: (() => Promise<unknown>)[] = [];
@@ -82,5 +83,31 @@ describe("a Redis restart while nodes run", () => {
       expect(linesWith(gateway, "redis is unavailable")).toHaveLength(1);
       expect(linesWith(gateway, "redis is available again")).toHaveLength(1);
     }
+  });
+});
+
+describe("a subscriber that goes silent", () => {
+  it("is noticed by its missed probes and replaced, and delivery resumes", async () => {
+    const server = await redis();
+    const proxy = await startProxy(server.port);
+    stoppers.push(() => proxy.close());
+    const gateway = await node({ REDIS_URL: proxy.url, SUBSCRIBER_PROBE_MS: "200" });
+    const client = await connectUser(gateway.url, { sub: "listener" });
+    const emitter = emitterFor(server.url);
+    await emitter.toUser("listener").emit("before", 1);
+    expect(await client.next("before")).toEqual([1]);
+    expect(await readCounter(gateway.url, "switchboard_redis_subscriber_recreations_total")).toBe(0);
+
+    proxy.silenceSubscribers();
+    // Redis still counts the silent subscription, so a publisher sees nothing wrong.
+    expect((await emitter.toUser("listener").emit("lost", 1)).subscribers).toBeGreaterThanOrEqual(1);
+    await waitFor("the subscriber to be replaced", async () =>
+      (await readCounter(gateway.url, "switchboard_redis_subscriber_recreations_total")) >= 1 ? true : undefined,
+    );
+    expect(linesWith(gateway, "received none of its probes")).toHaveLength(1);
+    await waitFor("the node to be ready again", async () => ((await readyz(gateway.url)).status === 200 ? true : undefined));
+    await emitter.toUser("listener").emit("after", 2);
+    expect(await client.next("after")).toEqual([2]);
+    expect(client.socket.connected).toBe(true);
   });
 });
