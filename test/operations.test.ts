@@ -1,7 +1,8 @@
+import { type ConnectionState, connect } from "@switchboard/client";
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
 import { afterEach, describe, expect, it } from "vitest";
-import { closeAllClients, connectUser } from "./harness/clients.js";
-import { type GatewayProcess, readCounter, startGateway } from "./harness/gateway.js";
+import { closeAllClients, connectUser, mintToken, openClient } from "./harness/clients.js";
+import { type GatewayProcess, exitCode, readCounter, startGateway } from "./harness/gateway.js";
 import { freePort, sleep, waitFor } from "./harness/ports.js";
 import { startProxy } from "./harness/proxy.js";
 import { type RedisServer, startRedis } from "./harness/redis.js";
@@ -109,5 +110,68 @@ describe("a subscriber that goes silent", () => {
     await emitter.toUser("listener").emit("after", 2);
     expect(await client.next("after")).toEqual([2]);
     expect(client.socket.connected).toBe(true);
+  });
+});
+
+describe("graceful drain", () => {
+  it("SIGTERM with 500 clients: refuses new ones at once, asks each to reconnect spread over DRAIN_SPREAD_MS, and exits 0 within DRAIN_TIMEOUT_MS", async () => {
+    const drainTimeoutMs = 8000;
+    const spreadMs = 2000;
+    const gateway = await node({
+      DRAIN_TIMEOUT_MS: String(drainTimeoutMs),
+      DRAIN_SPREAD_MS: String(spreadMs),
+      IP_CONNECTIONS_PER_SECOND: "0",
+      IP_MAX_CONNECTIONS: "0",
+    });
+    const hints: { at: number; retryAfterMs: number }[] = [];
+    const clients = [];
+    for (let batch = 0; batch < 10; batch++) {
+      const opened = Array.from({ length: 50 }, (_, index) => {
+        const client = openClient(gateway.url, { auth: { token: mintToken({ sub: `drained-${batch}-${index}` }) } });
+        client.socket.on("reconnect", (hint: { retryAfterMs: number }) => hints.push({ at: Date.now(), retryAfterMs: hint.retryAfterMs }));
+        return client;
+      });
+      await Promise.all(opened.map((client) => client.next("welcome", () => true, 10_000)));
+      clients.push(...opened);
+    }
+    expect(clients).toHaveLength(500);
+
+    const stopping = Date.now();
+    gateway.child.kill("SIGTERM");
+    await waitFor("readyz to say draining", async () => ((await readyz(gateway.url)).body.code === "node_draining" ? true : undefined), 1000);
+    const refused = await fetch(`${gateway.url}/socket.io/?EIO=4&transport=polling`);
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toEqual({ code: "node_draining", message: expect.any(String) });
+
+    expect(await exitCode(gateway.child, drainTimeoutMs + 5000)).toBe(0);
+    const drainedInMs = Date.now() - stopping;
+    console.log(`drained 500 clients in ${drainedInMs} ms (spread ${spreadMs} ms, timeout ${drainTimeoutMs} ms)`);
+    expect(drainedInMs).toBeLessThan(drainTimeoutMs);
+    expect(hints).toHaveLength(500);
+    for (const hint of hints) expect(hint.retryAfterMs).toBeGreaterThanOrEqual(0);
+    for (const hint of hints) expect(hint.retryAfterMs).toBeLessThanOrEqual(1000);
+    // Spread, not all at once: the last hint left well after the first.
+    const times = hints.map((hint) => hint.at);
+    expect(Math.max(...times) - Math.min(...times)).toBeGreaterThan(spreadMs / 2);
+    for (const client of clients) expect(client.socket.connected).toBe(false);
+  }, 60_000);
+});
+
+describe("the client SDK and a stopping node", () => {
+  it("leaves on the reconnect hint and comes back by itself, to the node that took over", async () => {
+    const port = await freePort();
+    const first = await node({ PORT: String(port), NODE_ID: "stopping", DRAIN_TIMEOUT_MS: "3000", DRAIN_SPREAD_MS: "0" });
+    const client = connect({ url: first.url, token: mintToken({ sub: "follower" }), socket: { reconnectionDelay: 200, reconnectionDelayMax: 500 } });
+    stoppers.push(async () => client.close());
+    const states: ConnectionState[] = [];
+    client.on("state", (state) => states.push(state));
+    expect((await client.ready()).node).toBe("stopping");
+    first.child.kill("SIGTERM");
+    await waitFor("the hint to be followed", () => (states.some((state) => state.status === "connecting" && state.reason === "the server asked to reconnect") ? true : undefined));
+    expect(await exitCode(first.child)).toBe(0);
+    await node({ PORT: String(port), NODE_ID: "successor" });
+    const welcome = await waitFor("the client to be back", () => (client.state.status === "connected" ? client.state.welcome : undefined));
+    expect(welcome.node).toBe("successor");
+    expect(states.some((state) => state.status === "disconnected")).toBe(false);
   });
 });

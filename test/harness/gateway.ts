@@ -23,7 +23,7 @@ export interface GatewayProcess {
  * for `/healthz`; `wait: "nothing"` returns at once.
  */
 export async function startGateway(env: Record<string, string> = {}, options: { wait?: "ready" | "alive" | "nothing" } = {}): Promise<GatewayProcess> {
-  const port = await freePort();
+  const port = env.PORT ? Number(env.PORT) : await freePort();
   const nodeId = env.NODE_ID ?? `node-${port}`;
   const child = spawn(process.execPath, [MAIN], {
     env: {

@@ -84,6 +84,8 @@ export interface Config {
   http: HttpConfig;
   /** How long a stopping node waits for its connections to finish before it closes them. */
   drainTimeoutMs: number;
+  /** Over how long a stopping node spreads its `reconnect` events. */
+  drainSpreadMs: number;
   /** How often the node checks that its Redis subscriber still receives; 0: never. */
   subscriberProbeMs: number;
   publicDir: string;
@@ -165,6 +167,7 @@ const envSchema = z.object({
   HTTP_REQUEST_TIMEOUT_MS: integer(1000, 3_600_000).default(30_000),
   TRUST_PROXY: optionalText,
   DRAIN_TIMEOUT_MS: integer(0, 600_000).default(10_000),
+  DRAIN_SPREAD_MS: integer(0, 600_000).optional(),
   SUBSCRIBER_PROBE_MS: integer(0, 3_600_000).default(5000),
 });
 
@@ -197,6 +200,9 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   if (vars.JWT_SITE_CLAIM && ["sub", "iss", "aud", "exp", "nbf", "iat"].includes(vars.JWT_SITE_CLAIM)) {
     throw new ConfigError("JWT_SITE_CLAIM", `${vars.JWT_SITE_CLAIM} is a registered claim, not a site`);
   }
+  // By default half the drain timeout (5 s of the default 10 s), leaving the rest for clients to go.
+  const drainSpreadMs = vars.DRAIN_SPREAD_MS ?? Math.min(5000, Math.floor(vars.DRAIN_TIMEOUT_MS / 2));
+  if (drainSpreadMs > vars.DRAIN_TIMEOUT_MS) throw new ConfigError("DRAIN_SPREAD_MS", `must not be longer than DRAIN_TIMEOUT_MS (${vars.DRAIN_TIMEOUT_MS})`);
   const warnings: string[] = [];
   if (key.kind === "secret" && !key.generated && Buffer.byteLength(key.secret) < 32) {
     warnings.push("JWT_SECRET is shorter than 32 bytes; HS256 wants at least 256 bits of secret");
@@ -240,6 +246,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       trustProxy: trustProxy(vars.TRUST_PROXY),
     }),
     drainTimeoutMs: vars.DRAIN_TIMEOUT_MS,
+    drainSpreadMs,
     subscriberProbeMs: vars.SUBSCRIBER_PROBE_MS,
     publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,
     logLevel: vars.LOG_LEVEL,

@@ -90,16 +90,17 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
 
   let closing: Promise<void> | null = null;
   async function close(): Promise<void> {
+    // From here /readyz answers 503 and new connections are refused with node_draining.
     draining = true;
+    const deadline = Date.now() + config.drainTimeoutMs;
     const force = setTimeout(() => {
       // Whatever is still open at the deadline is cut: half-sent requests, WebSockets whose peer
-      // does not answer the close handshake.
+      // does not answer the close handshake, clients that did not leave.
       transport.dropAll();
       app.server.closeAllConnections();
     }, config.drainTimeoutMs);
     try {
-      // Only this node's sockets: io.disconnectSockets would ask every node through Redis.
-      io.local.disconnectSockets(true);
+      await transport.drain(config.drainSpreadMs, deadline);
       io.engine.close();
       app.server.closeIdleConnections();
       await app.close();

@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server as HttpServer } from "node:http";
-import { type ErrorBody, errorBody } from "@switchboard/protocol";
+import { type ErrorBody, type ReconnectPayload, SERVER_EVENTS, errorBody } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Server, type Socket } from "socket.io";
@@ -52,9 +52,18 @@ function handshakeCredential(socket: Socket): HandshakeCredential {
 
 export interface Transport {
   io: Server;
+  /**
+   * Tells every socket to reconnect elsewhere (`reconnect` `{ retryAfterMs }`), spread evenly over
+   * `spreadMs`, closing each socket's transport right after its event; resolves once every socket
+   * has gone, or at `deadline` (ms since the epoch), whichever comes first.
+   */
+  drain(spreadMs: number, deadline: number): Promise<void>;
   /** Cuts every engine.io connection at once, freeing what each buffered. */
   dropAll(): void;
 }
+
+/** The most a drained client is asked to wait before reconnecting: jitter on top of the spread. */
+const RECONNECT_JITTER_MS = 1000;
 
 /**
  * Creates the Socket.IO server and wires admission, authentication and per-socket limits into it.
@@ -155,6 +164,23 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
   io.on("connection", (socket) => new Connection(socket, context).start((socket.data as SocketData).session));
   return {
     io,
+    async drain(spreadMs, deadline) {
+      const sockets = [...io.of("/").sockets.values()];
+      const gone = Promise.all(sockets.map((socket) => (socket.connected ? new Promise<void>((resolve) => socket.once("disconnect", () => resolve())) : undefined)));
+      const timers = sockets.map((socket, index) =>
+        setTimeout(() => {
+          if (!socket.connected) return;
+          const hint: ReconnectPayload = { retryAfterMs: Math.floor(Math.random() * RECONNECT_JITTER_MS) };
+          socket.emit(SERVER_EVENTS.reconnect, hint);
+          // The transport, not the socket: a closed transport is what every Socket.IO client reconnects after by itself.
+          socket.conn.close();
+        }, Math.floor((index * spreadMs) / Math.max(1, sockets.length))),
+      );
+      let waited: NodeJS.Timeout | undefined;
+      await Promise.race([gone, new Promise<void>((resolve) => (waited = setTimeout(resolve, Math.max(0, deadline - Date.now()))))]);
+      clearTimeout(waited);
+      for (const timer of timers) clearTimeout(timer);
+    },
     dropAll() {
       for (const connection of [...open]) dropConnection(connection);
     },

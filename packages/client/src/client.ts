@@ -5,6 +5,7 @@ import {
   type ErrorBody,
   type EventErrorPayload,
   type KickedPayload,
+  type ReconnectPayload,
   SERVER_EVENTS,
   type SubscriptionReply,
   type WelcomePayload,
@@ -75,7 +76,11 @@ const PROTOCOL_EVENTS: ReadonlySet<string> = new Set([
   SERVER_EVENTS.welcome,
   SERVER_EVENTS.kicked,
   SERVER_EVENTS.error,
+  SERVER_EVENTS.reconnect,
 ]);
+
+// A reconnection hint above this is not taken at its word.
+const MAX_RECONNECT_HINT_MS = 60_000;
 
 // Reconnection is socket.io's own: exponential backoff from 1 s to 10 s with jitter.
 const SOCKET_DEFAULTS: Partial<ManagerOptions & SocketOptions> = {
@@ -114,6 +119,8 @@ export class SwitchboardClient {
   private refreshing: Promise<void> | null = null;
   /** Set when the server closed the session because the token expired: reconnect with a fresh one. */
   private reconnectWithFreshToken = false;
+  /** Set while waiting out a stopping node's `reconnect` hint. */
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private closed = false;
 
   constructor(options: ConnectOptions) {
@@ -181,6 +188,8 @@ export class SwitchboardClient {
   /** Disconnects for good. */
   close(): void {
     this.closed = true;
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
     this.socket.disconnect();
   }
 
@@ -207,7 +216,7 @@ export class SwitchboardClient {
   }
 
   private willReconnect(): boolean {
-    return !this.closed && (this.socket.active || this.reconnectWithFreshToken || this.refreshing !== null);
+    return !this.closed && (this.socket.active || this.reconnectWithFreshToken || this.refreshing !== null || this.reconnectTimer !== null);
   }
 
   private async start(): Promise<void> {
@@ -350,8 +359,24 @@ export class SwitchboardClient {
       const state = this.currentState;
       // Keep the code of an earlier kick or refusal; socket.io reconnects by itself after network failures.
       if (state.status === "disconnected") return;
+      // Left on a stopping node's request: the reconnection is already scheduled.
+      if (this.reconnectTimer !== null) return;
       if (socket.active) this.setState({ status: "connecting", reason });
       else this.setState({ status: "disconnected", reason });
+    });
+
+    // A stopping node asks its clients to go, spread over time: leave now, come back (through the
+    // balancer, to another node) after the hint, rather than all at once when it closes.
+    socket.on(SERVER_EVENTS.reconnect, (hint: ReconnectPayload) => {
+      const asked = typeof hint?.retryAfterMs === "number" && Number.isFinite(hint.retryAfterMs) ? hint.retryAfterMs : 1000;
+      const wait = Math.min(Math.max(0, asked), MAX_RECONNECT_HINT_MS);
+      this.setState({ status: "connecting", reason: "the server asked to reconnect" });
+      if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = null;
+        if (!this.closed) socket.connect();
+      }, wait);
+      socket.disconnect();
     });
 
     // The server refused an event sent without an acknowledgement (rate, shape): the session goes on.

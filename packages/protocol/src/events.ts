@@ -13,6 +13,8 @@ export const SERVER_EVENTS = {
   tokenExpiring: "token_expiring",
   /** A client event the server refused without an acknowledgement to answer through. */
   error: "error",
+  /** The node is stopping: reconnect (through the balancer, to another node) after `retryAfterMs`. */
+  reconnect: "reconnect",
 } as const;
 
 /** Events clients send to the gateway. */
@@ -70,6 +72,15 @@ export interface TokenExpiringPayload {
 export interface EventErrorPayload extends ErrorBody {
   /** The name of the refused event, when it had one. */
   event?: string;
+}
+
+/**
+ * Sent by a stopping node before it closes the socket's connection. The node spreads these over
+ * DRAIN_SPREAD_MS so its clients do not all land on the other nodes at once.
+ */
+export interface ReconnectPayload {
+  /** How long to wait before reconnecting, in ms (a small random delay). */
+  retryAfterMs: number;
 }
 
 export interface SubscribePayload {

@@ -13,6 +13,7 @@ export type {
   AuthenticatedPayload,
   EventErrorPayload,
   KickedPayload,
+  ReconnectPayload,
   SubscribePayload,
   SubscriptionReply,
   TokenExpiringPayload,
