@@ -15,6 +15,19 @@ describe("a single node without Redis", () => {
     expect(node.lines.some((line) => line.includes('"level":40') && line.includes("generated a random development secret"))).toBe(true);
   });
 
+  it("with its development endpoints on and no HOST, listens on 127.0.0.1 and says so, with each key once on its start-up line", async () => {
+    const local = await startGateway({ JWT_SECRET: "", HOST: "" });
+    try {
+      expect(local.lines.some((line) => line.includes("listens on 127.0.0.1 only; set HOST"))).toBe(true);
+      const start = local.lines.find((line) => line.includes("switchboard listening on")) ?? "";
+      expect(start).toContain('"url":"http://127.0.0.1:');
+      const keys = [...start.matchAll(/"([a-zA-Z]+)":/g)].map((match) => match[1]);
+      expect(keys.length).toBe(new Set(keys).size);
+    } finally {
+      await local.stop();
+    }
+  });
+
   it("reports itself healthy in memory mode and serves the demo page", async () => {
     expect(await (await fetch(`${node.url}/healthz`)).json()).toMatchObject({ status: "ok", mode: "memory", redis: "none", node: node.nodeId });
     const page = await fetch(`${node.url}/`);

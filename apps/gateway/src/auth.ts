@@ -70,7 +70,7 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier {
     } catch (err) {
       throw toAuthError(err);
     }
-    return { identity: identityOf(claims, config.siteClaim), expiresAt: typeof claims.exp === "number" ? claims.exp * 1000 : null };
+    return { identity: identityOf(claims, config.siteClaim), expiresAt: lifetimeOf(claims, config) };
   }
 
   const verifier: TokenVerifier = { verify };
@@ -106,6 +106,22 @@ function decodedHeader(token: string): jwt.JwtHeader {
   const header = decoded.header as jwt.JwtHeader & { crit?: unknown };
   if (header.crit !== undefined) throw new AuthError("malformed", "the crit header names extensions this server does not implement");
   return header;
+}
+
+/** When the token expires (ms since the epoch), once JWT_REQUIRE_EXP and JWT_MAX_TTL_SECONDS are satisfied. */
+function lifetimeOf(claims: jwt.JwtPayload, config: AuthConfig): number | null {
+  const exp = typeof claims.exp === "number" ? claims.exp : null;
+  if (exp === null) {
+    if (config.requireExp || config.maxTtlSeconds !== null) throw new AuthError("claims_invalid", "the token has no exp, and this server requires one");
+    return null;
+  }
+  if (config.maxTtlSeconds !== null) {
+    const from = typeof claims.iat === "number" ? claims.iat : Math.floor(Date.now() / 1000);
+    if (exp - from > config.maxTtlSeconds) {
+      throw new AuthError("claims_invalid", `the token lives ${exp - from} s, longer than JWT_MAX_TTL_SECONDS (${config.maxTtlSeconds} s)`);
+    }
+  }
+  return exp * 1000;
 }
 
 function identityOf(claims: jwt.JwtPayload, siteClaim: string): Identity {

@@ -23,6 +23,10 @@ export interface AuthConfig {
   refreshNoticeMs: number;
   /** Longer tokens are refused as `token_malformed` before they are decoded. */
   maxTokenBytes: number;
+  /** A token without `exp` is refused (`token_claims_invalid`). */
+  requireExp: boolean;
+  /** When set, a token must have `exp`, and `exp - iat` (or `exp - now` without `iat`) may not exceed it, in seconds. */
+  maxTtlSeconds: number | null;
 }
 
 /**
@@ -68,7 +72,10 @@ export interface HttpConfig {
 
 export interface Config {
   port: number;
+  /** Where to listen: HOST, or 127.0.0.1 while the development endpoints are on, else 0.0.0.0. */
   host: string;
+  /** True when HOST was not set and the node chose 127.0.0.1 because the development endpoints are on. */
+  loopbackForDevTools: boolean;
   nodeId: string;
   production: boolean;
   /** null: a single node with Socket.IO's in-memory adapter and no Redis. */
@@ -133,7 +140,7 @@ const GIB_LIMIT = 1024 * MIB;
 
 const envSchema = z.object({
   PORT: integer(0, 65535).default(3000),
-  HOST: optionalText.default("0.0.0.0"),
+  HOST: optionalText,
   NODE_ID: optionalText,
   // Only exact spellings: a typo such as "prod" must not quietly leave development endpoints on.
   NODE_ENV: optionalText.pipe(z.enum(["production", "development", "test"], { error: "must be production, development or test" }).optional()),
@@ -152,6 +159,8 @@ const envSchema = z.object({
   PUBLIC_DIR: optionalText,
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   JWT_MAX_BYTES: integer(256, MIB).default(8 * KIB),
+  JWT_REQUIRE_EXP: z.enum(["0", "1", "true", "false", ""]).optional(),
+  JWT_MAX_TTL_SECONDS: integer(1, 10 * 365 * 86_400).optional(),
   CLIENT_MAX_MESSAGE_BYTES: integer(KIB, 100 * MIB).default(64 * KIB),
   PAYLOAD_MAX_DEPTH: integer(1, 1000).default(32),
   CLIENT_EVENT_RATE: integer(10, 1_000_000).default(50),
@@ -190,6 +199,9 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     if (!/^https?:\/\/[^/]+$/.test(origin)) throw new ConfigError("CORS_ORIGINS", `${origin} is not an origin such as https://app.example.com`);
   }
   const devTokensAsked = vars.DEV_TOKENS === "1" || vars.DEV_TOKENS === "true";
+  const devTools = !production && (devTokensAsked || (key.kind === "secret" && key.generated));
+  // Unset means the default for the mode: required in production, not elsewhere.
+  const requireExp = vars.JWT_REQUIRE_EXP === undefined || vars.JWT_REQUIRE_EXP === "" ? production : vars.JWT_REQUIRE_EXP === "1" || vars.JWT_REQUIRE_EXP === "true";
   if (devTokensAsked && production) throw new ConfigError("DEV_TOKENS", "dev tokens are never served with NODE_ENV=production");
   if (devTokensAsked && key.kind !== "secret") throw new ConfigError("DEV_TOKENS", "dev tokens are signed with JWT_SECRET; a public key cannot sign");
   for (const pattern of vars.SUBSCRIBE_ROOMS ?? []) {
@@ -210,7 +222,9 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   return Object.freeze({
     warnings: Object.freeze(warnings),
     port: vars.PORT,
-    host: vars.HOST,
+    // Development endpoints mint tokens for anyone: unless told otherwise, only this machine reaches them.
+    host: vars.HOST ?? (devTools ? "127.0.0.1" : "0.0.0.0"),
+    loopbackForDevTools: vars.HOST === undefined && devTools,
     nodeId: vars.NODE_ID ?? `node-${randomBytes(3).toString("hex")}`,
     production,
     redisUrl: vars.REDIS_URL ?? null,
@@ -224,9 +238,11 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       timeoutMs: vars.AUTH_TIMEOUT_MS,
       refreshNoticeMs: vars.TOKEN_REFRESH_NOTICE_MS,
       maxTokenBytes: vars.JWT_MAX_BYTES,
+      requireExp,
+      maxTtlSeconds: vars.JWT_MAX_TTL_SECONDS ?? null,
     }),
     subscribeRooms: Object.freeze([...(vars.SUBSCRIBE_ROOMS ?? [])]),
-    devTools: !production && (devTokensAsked || (key.kind === "secret" && key.generated)),
+    devTools,
     limits: Object.freeze({
       clientMaxMessageBytes: vars.CLIENT_MAX_MESSAGE_BYTES,
       payloadMaxDepth: vars.PAYLOAD_MAX_DEPTH,

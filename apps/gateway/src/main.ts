@@ -19,12 +19,18 @@ if (config.auth.key.kind === "secret" && config.auth.key.generated) {
     "NO JWT_SECRET OR JWT_PUBLIC_KEY SET: this node generated a random development secret. Tokens from any other system will be refused. Set JWT_SECRET or JWT_PUBLIC_KEY (NODE_ENV=production requires one).",
   );
 }
-if (config.devTools) logger.warn("development endpoints are on: POST /dev/token mints tokens for anyone; never expose this node");
+if (config.devTools) {
+  logger.warn(
+    config.loopbackForDevTools
+      ? "development endpoints are on: POST /dev/token mints tokens for anyone, so this node listens on 127.0.0.1 only; set HOST to listen elsewhere"
+      : "development endpoints are on: POST /dev/token mints tokens for anyone; never expose this node",
+  );
+}
 
 try {
   const url = await gateway.start();
   logger.info(
-    { node: config.nodeId, mode: gateway.broker.mode, algorithms: config.auth.algorithms },
+    { mode: gateway.broker.mode, algorithms: config.auth.algorithms, url },
     config.redisUrl === null
       ? `single node, in-memory adapter (no REDIS_URL): switchboard listening on ${url}`
       : `cluster node via Redis ${redactedUrl(config.redisUrl)}: switchboard listening on ${url}`,

@@ -101,6 +101,18 @@ describe("token verification", () => {
     expect(codeOf(() => hsVerifier.verify("x".repeat(700_000)))).toBe("token_malformed");
   });
 
+  it("refuses a token without exp when JWT_REQUIRE_EXP is on, and one living longer than JWT_MAX_TTL_SECONDS", () => {
+    const strict = createTokenVerifier(loadConfig({ JWT_SECRET: SECRET, JWT_REQUIRE_EXP: "1" }).auth);
+    expect(codeOf(() => strict.verify(jwt.sign({ sub: "u" }, SECRET)))).toBe("token_claims_invalid");
+    expect(strict.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 60 })).expiresAt).toBeGreaterThan(Date.now());
+    const capped = createTokenVerifier(loadConfig({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "3600" }).auth);
+    expect(capped.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 3600 })).identity.user).toBe("u");
+    expect(codeOf(() => capped.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 3601 })))).toBe("token_claims_invalid");
+    expect(codeOf(() => capped.verify(jwt.sign({ sub: "u" }, SECRET)))).toBe("token_claims_invalid");
+    // Without iat, what is left of its life counts.
+    expect(codeOf(() => capped.verify(jwt.sign({ sub: "u", exp: Math.floor(Date.now() / 1000) + 7200 }, SECRET, { noTimestamp: true })))).toBe("token_claims_invalid");
+  });
+
   it("maps unknown failures to internal_error", () => {
     expect(toWireError(new Error("boom")).code).toBe("internal_error");
   });

@@ -127,3 +127,29 @@ describe("config of limits and operations", () => {
     expect(failure({ JWT_SECRET: SECRET, TRUST_PROXY: "not-an-address" }).variable).toBe("TRUST_PROXY");
   });
 });
+
+describe("safe defaults", () => {
+  it("listens on 127.0.0.1 while development endpoints are on and HOST is unset, on 0.0.0.0 otherwise", () => {
+    expect(loadConfig({})).toMatchObject({ devTools: true, host: "127.0.0.1", loopbackForDevTools: true });
+    expect(loadConfig({ HOST: "0.0.0.0" })).toMatchObject({ devTools: true, host: "0.0.0.0", loopbackForDevTools: false });
+    expect(loadConfig({ JWT_SECRET: SECRET })).toMatchObject({ devTools: false, host: "0.0.0.0", loopbackForDevTools: false });
+    expect(loadConfig({ JWT_SECRET: SECRET, DEV_TOKENS: "1" })).toMatchObject({ devTools: true, host: "127.0.0.1" });
+  });
+
+  it("requires exp in production unless JWT_REQUIRE_EXP says otherwise, and reads JWT_MAX_TTL_SECONDS", () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).auth).toMatchObject({ requireExp: false, maxTtlSeconds: null });
+    expect(loadConfig({ JWT_SECRET: SECRET, NODE_ENV: "production" }).auth.requireExp).toBe(true);
+    expect(loadConfig({ JWT_SECRET: SECRET, NODE_ENV: "production", JWT_REQUIRE_EXP: "0" }).auth.requireExp).toBe(false);
+    expect(loadConfig({ JWT_SECRET: SECRET, JWT_REQUIRE_EXP: "true" }).auth.requireExp).toBe(true);
+    expect(loadConfig({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "3600" }).auth.maxTtlSeconds).toBe(3600);
+    expect(failure({ JWT_SECRET: SECRET, JWT_REQUIRE_EXP: "yes" }).variable).toBe("JWT_REQUIRE_EXP");
+    expect(failure({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "0" }).variable).toBe("JWT_MAX_TTL_SECONDS");
+    expect(failure({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "soon" }).variable).toBe("JWT_MAX_TTL_SECONDS");
+  });
+
+  it("refuses DRAIN_SPREAD_MS longer than DRAIN_TIMEOUT_MS and defaults it to half of it, at most 5 s", () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).drainSpreadMs).toBe(5000);
+    expect(loadConfig({ JWT_SECRET: SECRET, DRAIN_TIMEOUT_MS: "3000" }).drainSpreadMs).toBe(1500);
+    expect(failure({ JWT_SECRET: SECRET, DRAIN_TIMEOUT_MS: "3000", DRAIN_SPREAD_MS: "4000" }).variable).toBe("DRAIN_SPREAD_MS");
+  });
+});
