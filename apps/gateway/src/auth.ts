@@ -1,29 +1,13 @@
-import { type KeyObject, createPublicKey, createSecretKey } from "node:crypto";
 import type { Identity } from "@switchboard/protocol";
 import { normaliseSiteHost, userIdOf } from "@switchboard/protocol";
+import type { FastifyBaseLogger } from "fastify";
+import { errors as joseErrors, jwtVerify } from "jose";
 import jwt from "jsonwebtoken";
 import type { AuthConfig } from "./config.js";
+import { AuthError } from "./errors.js";
+import { type Keyring, type ResolvedKey, createKeyring } from "./keys.js";
 
-/** Why a token was refused, in the auth module's own terms; the transport maps these to wire codes. */
-export type AuthFailure =
-  | "missing"
-  | "malformed"
-  | "too_large"
-  | "bad_signature"
-  | "expired"
-  | "not_yet_valid"
-  | "algorithm_not_allowed"
-  | "claims_invalid";
-
-export class AuthError extends Error {
-  constructor(
-    readonly failure: AuthFailure,
-    detail: string,
-  ) {
-    super(detail);
-    this.name = "AuthError";
-  }
-}
+export { AuthError, type AuthFailure } from "./errors.js";
 
 /** What a verified token grants: who the socket is, and until when. */
 export interface Session {
@@ -33,24 +17,24 @@ export interface Session {
 }
 
 export interface TokenVerifier {
-  /** Returns who the token names and until when, or throws an AuthError. */
-  verify(token: unknown): Session;
+  /** Resolves to who the token names and until when, or rejects with an AuthError. */
+  verify(token: unknown): Promise<Session>;
   /** Signs a short-lived token with the node's own secret; only where the node holds one. */
   sign?(claims: { sub: string; site?: string }, expiresInSeconds: number): string;
+  /** Re-reads the key file (JWT_KEYS=@file) or refetches JWT_JWKS_URL; says what happened. */
+  reloadKeys(): string;
+  close(): void;
 }
 
-export function createTokenVerifier(config: AuthConfig): TokenVerifier {
-  // A key object made once: handed a string, jsonwebtoken tries to parse it as a public key on
-  // every verification before falling back to a secret, which costs more than the HMAC itself.
-  const key: KeyObject = config.key.kind === "secret" ? createSecretKey(Buffer.from(config.key.secret)) : createPublicKey(config.key.pem);
-  const options: jwt.VerifyOptions & { complete: false } = {
-    algorithms: [...config.algorithms],
-    complete: false,
-    ...(config.issuer ? { issuer: config.issuer } : {}),
-    ...(config.audience ? { audience: [...config.audience] as [string, ...string[]] } : {}),
-  };
+// jsonwebtoken verifies these; EdDSA, which it does not implement, goes to jose.
+const JOSE_ONLY_ALGORITHMS: ReadonlySet<string> = new Set(["EdDSA", "Ed25519"]);
 
-  function verify(token: unknown): Session {
+export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyBaseLogger }): TokenVerifier {
+  const keyring: Keyring = createKeyring(config.key, deps);
+  const allowed: ReadonlySet<string> = new Set(config.algorithms);
+  const audience = config.audience ? ([...config.audience] as [string, ...string[]]) : undefined;
+
+  async function verify(token: unknown): Promise<Session> {
     if (token === undefined || token === null || token === "") throw new AuthError("missing", "no token");
     if (typeof token !== "string") throw new AuthError("malformed", "the token is not a string");
     // Checked before anything is decoded, so an oversized token costs nothing.
@@ -58,26 +42,49 @@ export function createTokenVerifier(config: AuthConfig): TokenVerifier {
     const header = decodedHeader(token);
     // The algorithm is checked against the pinned list before any key is used, so `none` and
     // an HS token presented to an RS key never reach signature verification.
-    const algorithm = header.alg;
-    if (!(config.algorithms as readonly string[]).includes(algorithm)) {
-      throw new AuthError("algorithm_not_allowed", `algorithm ${typeof algorithm === "string" ? algorithm.slice(0, 20) : "(none)"} is not accepted`);
-    }
-    let claims: jwt.JwtPayload;
-    try {
-      const verified = jwt.verify(token, key, options);
-      if (typeof verified === "string") throw new AuthError("malformed", "the payload is not a JSON object");
-      claims = verified;
-    } catch (err) {
-      throw toAuthError(err);
-    }
+    const algorithm = typeof header.alg === "string" ? header.alg : "(none)";
+    if (!allowed.has(algorithm)) throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm.slice(0, 20)} is not accepted`);
+    const found = keyring.keyFor({ alg: algorithm, kid: header.kid });
+    const key: ResolvedKey = found instanceof Promise ? await found : found;
+    if (!key.algorithms.includes(algorithm)) throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm} does not fit the key that verifies this token`);
+    const claims = JOSE_ONLY_ALGORITHMS.has(algorithm) ? await verifyWithJose(token, key, algorithm) : verifyWithJsonwebtoken(token, key, algorithm);
     return { identity: identityOf(claims, config.siteClaim), expiresAt: lifetimeOf(claims, config) };
   }
 
-  const verifier: TokenVerifier = { verify };
+  function verifyWithJsonwebtoken(token: string, key: ResolvedKey, algorithm: string): jwt.JwtPayload {
+    try {
+      const verified = jwt.verify(token, key.key, {
+        algorithms: [algorithm as jwt.Algorithm],
+        complete: false,
+        ...(config.issuer ? { issuer: config.issuer } : {}),
+        ...(audience ? { audience } : {}),
+      });
+      if (typeof verified === "string") throw new AuthError("malformed", "the payload is not a JSON object");
+      return verified;
+    } catch (err) {
+      throw fromJsonwebtoken(err);
+    }
+  }
+
+  async function verifyWithJose(token: string, key: ResolvedKey, algorithm: string): Promise<jwt.JwtPayload> {
+    try {
+      const { payload } = await jwtVerify(token, key.key, {
+        algorithms: [algorithm],
+        ...(config.issuer ? { issuer: config.issuer } : {}),
+        ...(audience ? { audience } : {}),
+      });
+      return payload;
+    } catch (err) {
+      throw fromJose(err);
+    }
+  }
+
+  const verifier: TokenVerifier = { verify, reloadKeys: () => keyring.reload(), close: () => keyring.close() };
   if (config.key.kind === "secret") {
-    const algorithm = config.algorithms[0] ?? "HS256";
+    const secret = config.key.secret;
+    const algorithm = (config.algorithms[0] ?? "HS256") as jwt.Algorithm;
     verifier.sign = (claims, expiresInSeconds) =>
-      jwt.sign(claims, key, {
+      jwt.sign(claims, secret, {
         algorithm,
         expiresIn: expiresInSeconds,
         ...(config.issuer ? { issuer: config.issuer } : {}),
@@ -100,9 +107,7 @@ function decodedHeader(token: string): jwt.JwtHeader {
     // jws throws on a payload that claims to be JSON (typ: JWT) and is not.
     decoded = null;
   }
-  if (!decoded || typeof decoded.payload === "string" || typeof decoded.payload !== "object" || decoded.payload === null) {
-    throw new AuthError("malformed", "not a JWT with a JSON payload");
-  }
+  if (!decoded || typeof decoded.payload !== "object" || decoded.payload === null) throw new AuthError("malformed", "not a JWT with a JSON payload");
   const header = decoded.header as jwt.JwtHeader & { crit?: unknown };
   if (header.crit !== undefined) throw new AuthError("malformed", "the crit header names extensions this server does not implement");
   return header;
@@ -138,17 +143,26 @@ function identityOf(claims: jwt.JwtPayload, siteClaim: string): Identity {
   return { user, site };
 }
 
-function toAuthError(err: unknown): AuthError {
+function fromJsonwebtoken(err: unknown): AuthError {
   if (err instanceof AuthError) return err;
   if (err instanceof jwt.TokenExpiredError) return new AuthError("expired", err.message);
   if (err instanceof jwt.NotBeforeError) return new AuthError("not_yet_valid", err.message);
   if (err instanceof jwt.JsonWebTokenError) {
     const message = err.message;
     if (message === "invalid signature") return new AuthError("bad_signature", message);
-    if (message.startsWith("jwt issuer invalid") || message.startsWith("jwt audience invalid")) return new AuthError("claims_invalid", message);
     if (message === "jwt signature is required") return new AuthError("bad_signature", "the token has no signature");
+    if (message.startsWith("jwt issuer invalid") || message.startsWith("jwt audience invalid")) return new AuthError("claims_invalid", message);
     if (message === "invalid algorithm") return new AuthError("algorithm_not_allowed", message);
     return new AuthError("malformed", message);
   }
+  return new AuthError("malformed", err instanceof Error ? err.message : String(err));
+}
+
+function fromJose(err: unknown): AuthError {
+  if (err instanceof AuthError) return err;
+  if (err instanceof joseErrors.JWTExpired) return new AuthError("expired", err.message);
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return new AuthError(err.claim === "nbf" ? "not_yet_valid" : "claims_invalid", err.message);
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new AuthError("bad_signature", "invalid signature");
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return new AuthError("algorithm_not_allowed", err.message);
   return new AuthError("malformed", err instanceof Error ? err.message : String(err));
 }

@@ -1,18 +1,33 @@
 import { createPublicKey, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { Algorithm } from "jsonwebtoken";
 import proxyAddr from "proxy-addr";
 import { z } from "zod";
 
-/** How tokens are verified: a shared secret (HS*) or a public key (RS*, PS*, ES*). */
+/** One verification key of a key set: a shared secret or a public key, and what it can verify. */
+export interface KeyEntry {
+  type: "secret" | "rsa" | "ec" | "ed25519";
+  /** The secret, or the PEM of the public key. */
+  material: string;
+  /** The algorithms a token verified with this key may use. */
+  algorithms: readonly string[];
+}
+
+/**
+ * Where verification keys come from: one shared secret (HS*), one public key (RS*, PS*, ES*,
+ * EdDSA), a set of keys chosen by the token's `kid` (JWT_KEYS, reloadable from a file), or a JSON
+ * Web Key Set fetched from a URL (JWT_JWKS_URL).
+ */
 export type VerificationKey =
   | { kind: "secret"; secret: string; generated: boolean }
-  | { kind: "public"; pem: string; keyType: "rsa" | "ec" };
+  | { kind: "public"; pem: string; keyType: "rsa" | "ec" | "ed25519" }
+  | { kind: "keySet"; file: string | null; keys: ReadonlyMap<string, KeyEntry> }
+  | { kind: "jwks"; url: string; cooldownMs: number; refreshMs: number };
 
 export interface AuthConfig {
   key: VerificationKey;
   /** Only these algorithms are accepted; `none` never is. */
-  algorithms: readonly Algorithm[];
+  algorithms: readonly string[];
   issuer: string | null;
   audience: readonly string[] | null;
   /** The claim that names the socket's site. */
@@ -115,7 +130,11 @@ export class ConfigError extends Error {
 
 const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"] as const;
 const RSA_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] as const;
-const EC_ALGORITHMS_BY_CURVE: Record<string, Algorithm> = { prime256v1: "ES256", secp384r1: "ES384", secp521r1: "ES512" };
+const EC_ALGORITHMS_BY_CURVE: Record<string, string> = { prime256v1: "ES256", secp384r1: "ES384", secp521r1: "ES512" };
+// RFC 8037 names it EdDSA; RFC 9864 gives Ed25519 its own name.
+const ED25519_ALGORITHMS = ["EdDSA", "Ed25519"] as const;
+/** What a JSON Web Key Set may verify: asymmetric keys only, so a public key can never act as an HMAC secret. */
+const JWKS_ALGORITHMS = [...RSA_ALGORITHMS, "ES256", "ES384", "ES512", ...ED25519_ALGORITHMS] as const;
 const DEFAULT_PUBLIC_DIR = fileURLToPath(new URL("../../../public", import.meta.url));
 
 const list = z
@@ -147,6 +166,10 @@ const envSchema = z.object({
   REDIS_URL: optionalText.pipe(z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).optional()),
   JWT_SECRET: optionalText,
   JWT_PUBLIC_KEY: optionalText,
+  JWT_KEYS: optionalText,
+  JWT_JWKS_URL: optionalText.pipe(z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional()),
+  JWT_JWKS_COOLDOWN_MS: integer(0, 3_600_000).default(30_000),
+  JWT_JWKS_REFRESH_MS: integer(1000, 86_400_000).default(600_000),
   JWT_ALGORITHMS: list.optional(),
   JWT_ISSUER: optionalText,
   JWT_AUDIENCE: list.optional(),
@@ -192,7 +215,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   }
   const vars = parsed.data;
   const production = vars.NODE_ENV === "production";
-  const key = verificationKey(vars.JWT_SECRET, vars.JWT_PUBLIC_KEY, production);
+  const key = verificationKey(vars, production);
   const algorithms = allowedAlgorithms(key, vars.JWT_ALGORITHMS);
   const corsOrigins = vars.CORS_ORIGINS && !vars.CORS_ORIGINS.includes("*") ? vars.CORS_ORIGINS : null;
   for (const origin of corsOrigins ?? []) {
@@ -203,7 +226,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   // Unset means the default for the mode: required in production, not elsewhere.
   const requireExp = vars.JWT_REQUIRE_EXP === undefined || vars.JWT_REQUIRE_EXP === "" ? production : vars.JWT_REQUIRE_EXP === "1" || vars.JWT_REQUIRE_EXP === "true";
   if (devTokensAsked && production) throw new ConfigError("DEV_TOKENS", "dev tokens are never served with NODE_ENV=production");
-  if (devTokensAsked && key.kind !== "secret") throw new ConfigError("DEV_TOKENS", "dev tokens are signed with JWT_SECRET; a public key cannot sign");
+  if (devTokensAsked && key.kind !== "secret") throw new ConfigError("DEV_TOKENS", "dev tokens are signed with JWT_SECRET; set it rather than a public key, JWT_KEYS or JWT_JWKS_URL");
   for (const pattern of vars.SUBSCRIBE_ROOMS ?? []) {
     if (/^(user|site)\(/.test(pattern)) {
       throw new ConfigError("SUBSCRIBE_ROOMS", `${pattern}: user() and site() rooms are joined from the token, never by subscription`);
@@ -287,44 +310,98 @@ function trustProxy(value: string | undefined): HttpConfig["trustProxy"] {
   return Object.freeze(entries);
 }
 
-function verificationKey(secret: string | undefined, publicKey: string | undefined, production: boolean): VerificationKey {
-  if (secret && publicKey) throw new ConfigError("JWT_PUBLIC_KEY", "set JWT_SECRET or JWT_PUBLIC_KEY, not both");
-  if (secret) {
-    return { kind: "secret", secret, generated: false };
+function verificationKey(vars: z.infer<typeof envSchema>, production: boolean): VerificationKey {
+  const given = (["JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_KEYS", "JWT_JWKS_URL"] as const).filter((name) => vars[name] !== undefined);
+  if (given.length > 1) throw new ConfigError(given[1] ?? "JWT_SECRET", `set one of JWT_SECRET, JWT_PUBLIC_KEY, JWT_KEYS and JWT_JWKS_URL, not ${given.join(" and ")}`);
+  if (vars.JWT_SECRET) return { kind: "secret", secret: vars.JWT_SECRET, generated: false };
+  if (vars.JWT_PUBLIC_KEY) {
+    const entry = keyEntry(vars.JWT_PUBLIC_KEY, "JWT_PUBLIC_KEY", "public");
+    if (entry.type === "secret") throw new ConfigError("JWT_PUBLIC_KEY", "is not a PEM public key (-----BEGIN PUBLIC KEY-----)");
+    return { kind: "public", pem: entry.material, keyType: entry.type };
   }
-  if (publicKey) {
-    // Env files often carry a PEM on one line with literal \n sequences.
-    const pem = publicKey.replace(/\\n/g, "\n");
-    let keyType: string | undefined;
-    try {
-      keyType = createPublicKey(pem).asymmetricKeyType;
-    } catch {
-      throw new ConfigError("JWT_PUBLIC_KEY", "is not a PEM public key (-----BEGIN PUBLIC KEY-----)");
-    }
-    if (keyType !== "rsa" && keyType !== "ec") throw new ConfigError("JWT_PUBLIC_KEY", `${keyType} keys are not supported; use an RSA or EC key`);
-    return { kind: "public", pem, keyType };
+  if (vars.JWT_KEYS) {
+    const file = vars.JWT_KEYS.startsWith("@") ? vars.JWT_KEYS.slice(1) : null;
+    return { kind: "keySet", file, keys: file === null ? parseKeySet(vars.JWT_KEYS, "JWT_KEYS") : readKeySetFile(file) };
   }
-  if (production) throw new ConfigError("JWT_SECRET", "NODE_ENV=production needs JWT_SECRET or JWT_PUBLIC_KEY");
+  if (vars.JWT_JWKS_URL) return { kind: "jwks", url: vars.JWT_JWKS_URL, cooldownMs: vars.JWT_JWKS_COOLDOWN_MS, refreshMs: vars.JWT_JWKS_REFRESH_MS };
+  if (production) throw new ConfigError("JWT_SECRET", "NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY, JWT_KEYS or JWT_JWKS_URL");
   return { kind: "secret", secret: randomBytes(32).toString("base64url"), generated: true };
 }
 
-function allowedAlgorithms(key: VerificationKey, asked: string[] | undefined): Algorithm[] {
-  const fitting: readonly string[] =
-    key.kind === "secret" ? HMAC_ALGORITHMS : key.keyType === "rsa" ? RSA_ALGORITHMS : Object.values(EC_ALGORITHMS_BY_CURVE);
-  if (!asked || asked.length === 0) {
-    if (key.kind === "public" && key.keyType === "ec") {
-      const curve = createPublicKey(key.pem).asymmetricKeyDetails?.namedCurve ?? "";
-      const algorithm = EC_ALGORITHMS_BY_CURVE[curve];
-      if (!algorithm) throw new ConfigError("JWT_PUBLIC_KEY", `EC curve ${curve} is not supported (P-256, P-384, P-521)`);
-      return [algorithm];
-    }
-    return [...fitting] as Algorithm[];
+/**
+ * Reads a JWT_KEYS file: a JSON object mapping each `kid` to a shared secret or a PEM public key.
+ * Used at start-up and again on SIGHUP; errors name the variable and the key at fault.
+ */
+export function readKeySetFile(path: string): ReadonlyMap<string, KeyEntry> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError("JWT_KEYS", `cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`);
   }
+  return parseKeySet(text, "JWT_KEYS", path);
+}
+
+function parseKeySet(text: string, variable: string, file?: string): ReadonlyMap<string, KeyEntry> {
+  const where = file === undefined ? "" : ` (${file})`;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ConfigError(variable, `is not JSON${where}: give { "<kid>": "<secret or PEM>", ... } or @path/to/file.json`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new ConfigError(variable, `must be a JSON object of kid to key${where}`);
+  const entries = Object.entries(value);
+  if (entries.length === 0) throw new ConfigError(variable, `holds no key${where}`);
+  const keys = new Map<string, KeyEntry>();
+  for (const [kid, material] of entries) {
+    if (kid.length === 0 || kid.length > 200) throw new ConfigError(variable, `kid ${JSON.stringify(kid.slice(0, 40))} must be 1 to 200 characters${where}`);
+    if (typeof material !== "string" || material.length === 0) throw new ConfigError(variable, `the key of kid ${kid} must be a secret or a PEM string${where}`);
+    keys.set(kid, keyEntry(material, `${variable} kid ${kid}${where}`, "either"));
+  }
+  return keys;
+}
+
+/** Classifies key material as a shared secret or a public key, with the algorithms that fit it. */
+function keyEntry(raw: string, where: string, expect: "public" | "either"): KeyEntry {
+  // Env files often carry a PEM on one line with literal \n sequences.
+  const material = raw.includes("-----BEGIN") ? raw.replace(/\\n/g, "\n") : raw;
+  if (!material.includes("-----BEGIN")) {
+    if (expect === "public") throw new ConfigError(where, "is not a PEM public key (-----BEGIN PUBLIC KEY-----)");
+    return { type: "secret", material, algorithms: HMAC_ALGORITHMS };
+  }
+  let key: ReturnType<typeof createPublicKey>;
+  try {
+    key = createPublicKey(material);
+  } catch {
+    throw new ConfigError(where, "is not a PEM public key (-----BEGIN PUBLIC KEY-----)");
+  }
+  const type = key.asymmetricKeyType;
+  if (type === "rsa") return { type, material, algorithms: RSA_ALGORITHMS };
+  if (type === "ed25519") return { type, material, algorithms: ED25519_ALGORITHMS };
+  if (type === "ec") {
+    const curve = key.asymmetricKeyDetails?.namedCurve ?? "";
+    const algorithm = EC_ALGORITHMS_BY_CURVE[curve];
+    if (!algorithm) throw new ConfigError(where, `EC curve ${curve} is not supported (P-256, P-384, P-521)`);
+    return { type, material, algorithms: [algorithm] };
+  }
+  throw new ConfigError(where, `${type} keys are not supported; use an RSA, EC or Ed25519 key`);
+}
+
+/** Every algorithm some configured key can verify; JWT_ALGORITHMS may only narrow it. */
+function allowedAlgorithms(key: VerificationKey, asked: string[] | undefined): string[] {
+  const fitting: readonly string[] =
+    key.kind === "secret"
+      ? HMAC_ALGORITHMS
+      : key.kind === "public"
+        ? keyEntry(key.pem, "JWT_PUBLIC_KEY", "public").algorithms
+        : key.kind === "keySet"
+          ? [...new Set([...key.keys.values()].flatMap((entry) => entry.algorithms))]
+          : JWKS_ALGORITHMS;
+  if (!asked || asked.length === 0) return [...fitting];
   for (const algorithm of asked) {
     // Pinning an algorithm of the other family is how HS/RS key confusion starts: refuse it here.
-    if (!fitting.includes(algorithm)) {
-      throw new ConfigError("JWT_ALGORITHMS", `${algorithm} does not fit a ${key.kind === "secret" ? "JWT_SECRET" : `${key.keyType} JWT_PUBLIC_KEY`} (allowed: ${fitting.join(", ")})`);
-    }
+    if (!fitting.includes(algorithm)) throw new ConfigError("JWT_ALGORITHMS", `${algorithm} does not fit the configured keys (allowed: ${fitting.join(", ")})`);
   }
-  return asked as Algorithm[];
+  return asked;
 }

@@ -161,19 +161,17 @@ export class Connection {
   }
 
   private authenticate(token: unknown, ack: Ack | undefined): void {
-    let session: Session;
-    try {
-      session = this.ctx.verifier.verify(token);
-      // A fresh token must name the same user and site: rooms are not moved mid-connection.
-      if (this.identity && (session.identity.user !== this.identity.user || session.identity.site !== this.identity.site)) {
-        throw new AuthError("claims_invalid", "a refreshed token must name the same user and site");
-      }
-    } catch (err) {
-      if (!(err instanceof AuthError)) this.ctx.logger.error({ err }, "event authentication failed unexpectedly");
-      else if (err.failure === "too_large") this.ctx.metrics.limitHits.inc({ kind: "token_size" });
-      const body = toWireError(err);
-      ack?.(body);
-      this.reject(body);
+    this.ctx.verifier.verify(token).then(
+      (session) => this.authenticated(session, ack),
+      (err: unknown) => this.authenticationFailed(err, ack),
+    );
+  }
+
+  private authenticated(session: Session, ack: Ack | undefined): void {
+    if (!this.socket.connected) return;
+    // A fresh token must name the same user and site: rooms are not moved mid-connection.
+    if (this.identity && (session.identity.user !== this.identity.user || session.identity.site !== this.identity.site)) {
+      this.authenticationFailed(new AuthError("claims_invalid", "a refreshed token must name the same user and site"), ack);
       return;
     }
     const authenticated: AuthenticatedPayload = { user: session.identity.user, site: session.identity.site };
@@ -190,6 +188,15 @@ export class Connection {
     this.socket.emit(SERVER_EVENTS.authenticated, authenticated);
     ack?.(authenticated);
     this.admit(session);
+  }
+
+  private authenticationFailed(err: unknown, ack: Ack | undefined): void {
+    if (!this.socket.connected) return;
+    if (!(err instanceof AuthError)) this.ctx.logger.error({ err }, "event authentication failed unexpectedly");
+    else if (err.failure === "too_large") this.ctx.metrics.limitHits.inc({ kind: "token_size" });
+    const body = toWireError(err);
+    ack?.(body);
+    this.reject(body);
   }
 
   private subscribe(room: string): SubscriptionReply {

@@ -1,5 +1,26 @@
 import { type ErrorBody, type ErrorCode, SwitchboardError, errorBody } from "@switchboard/protocol";
-import { AuthError, type AuthFailure } from "./auth.js";
+
+/** Why a token was refused, in the auth module's own terms; the transport maps these to wire codes. */
+export type AuthFailure =
+  | "missing"
+  | "malformed"
+  | "too_large"
+  | "bad_signature"
+  | "expired"
+  | "not_yet_valid"
+  | "algorithm_not_allowed"
+  | "claims_invalid"
+  | "keys_unavailable";
+
+export class AuthError extends Error {
+  constructor(
+    readonly failure: AuthFailure,
+    detail: string,
+  ) {
+    super(detail);
+    this.name = "AuthError";
+  }
+}
 
 const AUTH_CODES: Record<AuthFailure, ErrorCode> = {
   missing: "token_missing",
@@ -10,6 +31,7 @@ const AUTH_CODES: Record<AuthFailure, ErrorCode> = {
   not_yet_valid: "token_not_yet_valid",
   algorithm_not_allowed: "token_algorithm_not_allowed",
   claims_invalid: "token_claims_invalid",
+  keys_unavailable: "auth_unavailable",
 };
 
 /**

@@ -41,6 +41,10 @@ try {
   process.exit(1);
 }
 
+// Keys rotate without a restart: SIGHUP re-reads a JWT_KEYS file (or refetches JWT_JWKS_URL);
+// connected sockets keep their sessions.
+process.on("SIGHUP", () => logger.info({ signal: "SIGHUP" }, `verification keys: ${gateway.verifier.reloadKeys()}`));
+
 let stopping = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {

@@ -59,7 +59,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const metrics = createMetrics(config.nodeId);
   const warnings = createThrottledWarnings(logger);
   const dropFrame = createDropReporter({ metrics, warnings, logger });
-  const verifier = createTokenVerifier(config.auth);
+  const verifier = createTokenVerifier(config.auth, { logger });
   const broker = createBroker(config.redisUrl, {
     logger,
     metrics,
@@ -107,6 +107,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     } finally {
       clearTimeout(force);
       warnings.close();
+      verifier.close();
       await broker.close();
     }
   }

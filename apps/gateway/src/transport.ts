@@ -133,20 +133,22 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     if (earlier) return next(Object.assign(new Error(earlier.code), { data: earlier }));
     const credential = handshakeCredential(socket);
     if (credential === null) return next();
-    try {
-      if ("malformed" in credential) throw new AuthError("malformed", credential.malformed);
-      const session = verifier.verify(credential.token);
-      if (users.full(session.identity.user)) {
-        metrics.limitHits.inc({ kind: "user_sockets" });
-        return next(refuse(socket.conn, errorBody("user_connection_limit")));
-      }
-      (socket.data as SocketData).session = session;
-      next();
-    } catch (err) {
-      if (!(err instanceof AuthError)) logger.error({ err }, "handshake authentication failed unexpectedly");
-      if (err instanceof AuthError && err.failure === "too_large") metrics.limitHits.inc({ kind: "token_size" });
-      next(refuse(socket.conn, toWireError(err)));
-    }
+    const verifying = "malformed" in credential ? Promise.reject(new AuthError("malformed", credential.malformed)) : verifier.verify(credential.token);
+    verifying.then(
+      (session) => {
+        if (users.full(session.identity.user)) {
+          metrics.limitHits.inc({ kind: "user_sockets" });
+          return next(refuse(socket.conn, errorBody("user_connection_limit")));
+        }
+        (socket.data as SocketData).session = session;
+        next();
+      },
+      (err: unknown) => {
+        if (!(err instanceof AuthError)) logger.error({ err }, "handshake authentication failed unexpectedly");
+        else if (err.failure === "too_large") metrics.limitHits.inc({ kind: "token_size" });
+        next(refuse(socket.conn, toWireError(err)));
+      },
+    );
   });
 
   const context: ConnectionContext = {

@@ -1,6 +1,7 @@
 import { createHmac, generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { describe, expect, it } from "vitest";
+import type { FastifyBaseLogger } from "fastify";
 import { AuthError, createTokenVerifier } from "../src/auth.js";
 import { loadConfig } from "../src/config.js";
 import { toWireError } from "../src/errors.js";
@@ -10,13 +11,15 @@ const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const rsaPublicPem = rsa.publicKey.export({ type: "spki", format: "pem" }).toString();
 const rsaPrivatePem = rsa.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 
-const hsVerifier = createTokenVerifier(loadConfig({ JWT_SECRET: SECRET, JWT_ISSUER: "issuer", JWT_AUDIENCE: "sb" }).auth);
-const rsVerifier = createTokenVerifier(loadConfig({ JWT_PUBLIC_KEY: rsaPublicPem }).auth);
+const silent = { logger: { info() {}, warn() {}, error() {}, debug() {} } as unknown as FastifyBaseLogger };
+const verifierFor = (env: Record<string, string>) => createTokenVerifier(loadConfig(env).auth, silent);
+const hsVerifier = verifierFor({ JWT_SECRET: SECRET, JWT_ISSUER: "issuer", JWT_AUDIENCE: "sb" });
+const rsVerifier = verifierFor({ JWT_PUBLIC_KEY: rsaPublicPem });
 const good = (claims: object, options: jwt.SignOptions = {}) => jwt.sign(claims, SECRET, { issuer: "issuer", audience: "sb", expiresIn: 60, ...options });
 
-function codeOf(verify: () => unknown): string {
+async function codeOf(verify: () => Promise<unknown>): Promise<string> {
   try {
-    verify();
+    await verify();
   } catch (err) {
     expect(err).toBeInstanceOf(AuthError);
     return toWireError(err).code;
@@ -25,15 +28,15 @@ function codeOf(verify: () => unknown): string {
 }
 
 describe("token verification", () => {
-  it("returns the user and normalised site", () => {
-    expect(hsVerifier.verify(good({ sub: "u1", site: "Example.COM:8080" })).identity).toEqual({ user: "u1", site: "example.com" });
-    expect(hsVerifier.verify(good({ sub: 17 })).identity).toEqual({ user: "17", site: null });
+  it("returns the user and normalised site", async () => {
+    expect((await hsVerifier.verify(good({ sub: "u1", site: "Example.COM:8080" }))).identity).toEqual({ user: "u1", site: "example.com" });
+    expect((await hsVerifier.verify(good({ sub: 17 }))).identity).toEqual({ user: "17", site: null });
   });
 
-  it("reports when the token expires, or null without exp", () => {
+  it("reports when the token expires, or null without exp", async () => {
     const exp = Math.floor(Date.now() / 1000) + 120;
-    expect(hsVerifier.verify(jwt.sign({ sub: "u", exp }, SECRET, { issuer: "issuer", audience: "sb" })).expiresAt).toBe(exp * 1000);
-    expect(hsVerifier.verify(jwt.sign({ sub: "u" }, SECRET, { issuer: "issuer", audience: "sb" })).expiresAt).toBeNull();
+    expect((await hsVerifier.verify(jwt.sign({ sub: "u", exp }, SECRET, { issuer: "issuer", audience: "sb" }))).expiresAt).toBe(exp * 1000);
+    expect((await hsVerifier.verify(jwt.sign({ sub: "u" }, SECRET, { issuer: "issuer", audience: "sb" }))).expiresAt).toBeNull();
   });
 
   it.each([
@@ -49,22 +52,22 @@ describe("token verification", () => {
     ["token_claims_invalid", () => hsVerifier.verify(good({ sub: "u" }, { issuer: "someone-else" }))],
     ["token_claims_invalid", () => hsVerifier.verify(good({ sub: "u" }, { audience: "other" }))],
     ["token_claims_invalid", () => hsVerifier.verify(good({ sub: "u", site: "http://bad/" }))],
-  ])("refuses with %s", (code, verify) => {
-    expect(codeOf(verify)).toBe(code);
+  ])("refuses with %s", async (code, verify) => {
+    expect(await codeOf(verify)).toBe(code);
   });
 
-  it("refuses alg none", () => {
+  it("refuses alg none", async () => {
     const unsigned = `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${Buffer.from(JSON.stringify({ sub: "u", iss: "issuer", aud: "sb" })).toString("base64url")}.`;
-    expect(codeOf(() => hsVerifier.verify(unsigned))).toBe("token_algorithm_not_allowed");
+    expect(await codeOf(() => hsVerifier.verify(unsigned))).toBe("token_algorithm_not_allowed");
   });
 
-  it("refuses an HS256 token signed with the RSA public key (key confusion)", () => {
+  it("refuses an HS256 token signed with the RSA public key (key confusion)", async () => {
     const forged = jwt.sign({ sub: "admin" }, rsaPublicPem.replace(/\n$/, ""), { algorithm: "HS256" });
-    expect(codeOf(() => rsVerifier.verify(forged))).toBe("token_algorithm_not_allowed");
+    expect(await codeOf(() => rsVerifier.verify(forged))).toBe("token_algorithm_not_allowed");
   });
 
-  it("accepts RS256 tokens with a public key", () => {
-    expect(rsVerifier.verify(jwt.sign({ sub: "r", site: "a.io" }, rsaPrivatePem, { algorithm: "RS256" })).identity).toEqual({ user: "r", site: "a.io" });
+  it("accepts RS256 tokens with a public key", async () => {
+    expect((await rsVerifier.verify(jwt.sign({ sub: "r", site: "a.io" }, rsaPrivatePem, { algorithm: "RS256" }))).identity).toEqual({ user: "r", site: "a.io" });
   });
 
   const b64 = (value: unknown) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
@@ -75,45 +78,45 @@ describe("token verification", () => {
     return `${input}.${hmac(input)}`;
   };
 
-  it("refuses a crit header naming any extension with token_malformed (RFC 7515 4.1.11)", () => {
+  it("refuses a crit header naming any extension with token_malformed (RFC 7515 4.1.11)", async () => {
     const token = handMade({ alg: "HS256", typ: "JWT", crit: ["exp-ext"], "exp-ext": 1 }, { sub: "u", iss: "issuer", aud: "sb" });
-    expect(codeOf(() => hsVerifier.verify(token))).toBe("token_malformed");
+    expect(await codeOf(() => hsVerifier.verify(token))).toBe("token_malformed");
   });
 
-  it("refuses a payload that is not JSON with token_malformed, not internal_error", () => {
-    expect(codeOf(() => hsVerifier.verify(handMade({ alg: "HS256", typ: "JWT" }, "this is { not json")))).toBe("token_malformed");
-    expect(codeOf(() => hsVerifier.verify(handMade({ alg: "HS256" }, "plain text")))).toBe("token_malformed");
+  it("refuses a payload that is not JSON with token_malformed, not internal_error", async () => {
+    expect(await codeOf(() => hsVerifier.verify(handMade({ alg: "HS256", typ: "JWT" }, "this is { not json")))).toBe("token_malformed");
+    expect(await codeOf(() => hsVerifier.verify(handMade({ alg: "HS256" }, "plain text")))).toBe("token_malformed");
   });
 
-  it("refuses a token whose signature was stripped as a signature failure", () => {
+  it("refuses a token whose signature was stripped as a signature failure", async () => {
     const signed = good({ sub: "u" });
-    expect(codeOf(() => hsVerifier.verify(signed.slice(0, signed.lastIndexOf(".") + 1)))).toBe("token_invalid_signature");
+    expect(await codeOf(() => hsVerifier.verify(signed.slice(0, signed.lastIndexOf(".") + 1)))).toBe("token_invalid_signature");
   });
 
-  it("refuses a token longer than JWT_MAX_BYTES before decoding it, and accepts one just under", () => {
-    const small = createTokenVerifier(loadConfig({ JWT_SECRET: SECRET, JWT_MAX_BYTES: "512" }).auth);
+  it("refuses a token longer than JWT_MAX_BYTES before decoding it, and accepts one just under", async () => {
+    const small = verifierFor({ JWT_SECRET: SECRET, JWT_MAX_BYTES: "512" });
     const padded = (length: number) => {
       const base = good({ sub: "u", pad: "" });
       return good({ sub: "u", pad: "x".repeat(Math.max(0, Math.floor(((length - base.length) * 3) / 4))) });
     };
-    expect(small.verify(padded(500)).identity.user).toBe("u");
-    expect(codeOf(() => small.verify(padded(600)))).toBe("token_malformed");
-    expect(codeOf(() => hsVerifier.verify("x".repeat(700_000)))).toBe("token_malformed");
+    expect((await small.verify(padded(500))).identity.user).toBe("u");
+    expect(await codeOf(() => small.verify(padded(600)))).toBe("token_malformed");
+    expect(await codeOf(() => hsVerifier.verify("x".repeat(700_000)))).toBe("token_malformed");
   });
 
-  it("refuses a token without exp when JWT_REQUIRE_EXP is on, and one living longer than JWT_MAX_TTL_SECONDS", () => {
-    const strict = createTokenVerifier(loadConfig({ JWT_SECRET: SECRET, JWT_REQUIRE_EXP: "1" }).auth);
-    expect(codeOf(() => strict.verify(jwt.sign({ sub: "u" }, SECRET)))).toBe("token_claims_invalid");
-    expect(strict.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 60 })).expiresAt).toBeGreaterThan(Date.now());
-    const capped = createTokenVerifier(loadConfig({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "3600" }).auth);
-    expect(capped.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 3600 })).identity.user).toBe("u");
-    expect(codeOf(() => capped.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 3601 })))).toBe("token_claims_invalid");
-    expect(codeOf(() => capped.verify(jwt.sign({ sub: "u" }, SECRET)))).toBe("token_claims_invalid");
+  it("refuses a token without exp when JWT_REQUIRE_EXP is on, and one living longer than JWT_MAX_TTL_SECONDS", async () => {
+    const strict = verifierFor({ JWT_SECRET: SECRET, JWT_REQUIRE_EXP: "1" });
+    expect(await codeOf(() => strict.verify(jwt.sign({ sub: "u" }, SECRET)))).toBe("token_claims_invalid");
+    expect((await strict.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 60 }))).expiresAt).toBeGreaterThan(Date.now());
+    const capped = verifierFor({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "3600" });
+    expect((await capped.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 3600 }))).identity.user).toBe("u");
+    expect(await codeOf(() => capped.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 3601 })))).toBe("token_claims_invalid");
+    expect(await codeOf(() => capped.verify(jwt.sign({ sub: "u" }, SECRET)))).toBe("token_claims_invalid");
     // Without iat, what is left of its life counts.
-    expect(codeOf(() => capped.verify(jwt.sign({ sub: "u", exp: Math.floor(Date.now() / 1000) + 7200 }, SECRET, { noTimestamp: true })))).toBe("token_claims_invalid");
+    expect(await codeOf(() => capped.verify(jwt.sign({ sub: "u", exp: Math.floor(Date.now() / 1000) + 7200 }, SECRET, { noTimestamp: true })))).toBe("token_claims_invalid");
   });
 
-  it("maps unknown failures to internal_error", () => {
+  it("maps unknown failures to internal_error", async () => {
     expect(toWireError(new Error("boom")).code).toBe("internal_error");
   });
 });

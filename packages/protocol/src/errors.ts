@@ -32,6 +32,10 @@ export const ERRORS = {
     audience: "client",
     message: "The token claims are not acceptable (missing sub, wrong iss or aud, or a bad site).",
   },
+  auth_unavailable: {
+    audience: "client",
+    message: "The server could not load the keys to verify the token (JWT_JWKS_URL unreachable); retry later.",
+  },
   auth_timeout: {
     audience: "client",
     message: "The socket did not authenticate in time.",
