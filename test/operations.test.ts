@@ -175,3 +175,19 @@ describe("the client SDK and a stopping node", () => {
     expect(states.some((state) => state.status === "disconnected")).toBe(false);
   });
 });
+
+describe("the emitter while Redis is away", () => {
+  it("fails fast with redis_unavailable instead of waiting out its publish timeout, and publishes again once Redis is back", async () => {
+    const server = await redis();
+    const emitter = createEmitter({ redis: server.url, publishTimeoutMs: 30_000, connectWaitMs: 300, onError: () => {} });
+    stoppers.push(() => emitter.close());
+    await emitter.toUser("x").emit("up", 1);
+    await server.stop();
+    const started = Date.now();
+    await expect(emitter.toUser("x").emit("down", 1)).rejects.toMatchObject({ code: "redis_unavailable" });
+    // Far from the 30 s publish timeout: the wait is bounded by connectWaitMs.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await redis(server.port);
+    await waitFor("the emitter to publish again", async () => ((await emitter.toUser("x").emit("back", 1).catch(() => undefined)) ? true : undefined));
+  });
+});

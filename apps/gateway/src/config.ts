@@ -73,6 +73,12 @@ export interface Limits {
   httpMaxBodyBytes: number;
 }
 
+export interface FrameSigningConfig {
+  keys: ReadonlyMap<string, string>;
+  /** How far a signed frame's `ts` may be from this node's clock, either way. */
+  maxAgeMs: number;
+}
+
 export interface HttpConfig {
   /** How long a client may take to send a request's headers. */
   headersTimeoutMs: number;
@@ -110,6 +116,8 @@ export interface Config {
   drainSpreadMs: number;
   /** How often the node checks that its Redis subscriber still receives; 0: never. */
   subscriberProbeMs: number;
+  /** When set, raw frames must be signed with one of these keys (kid to secret); null: signatures are not required. */
+  frameSigning: FrameSigningConfig | null;
   publicDir: string;
   /** Things the operator should know at start-up that do not stop it. */
   warnings: readonly string[];
@@ -201,6 +209,8 @@ const envSchema = z.object({
   DRAIN_TIMEOUT_MS: integer(0, 600_000).default(10_000),
   DRAIN_SPREAD_MS: integer(0, 600_000).optional(),
   SUBSCRIBER_PROBE_MS: integer(0, 3_600_000).default(5000),
+  FRAME_SIGNING_KEYS: optionalText,
+  FRAME_SIGNATURE_MAX_AGE_MS: integer(1000, 86_400_000).default(300_000),
 });
 
 /**
@@ -287,6 +297,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     drainTimeoutMs: vars.DRAIN_TIMEOUT_MS,
     drainSpreadMs,
     subscriberProbeMs: vars.SUBSCRIBER_PROBE_MS,
+    frameSigning: vars.FRAME_SIGNING_KEYS === undefined ? null : Object.freeze({ keys: frameSigningKeys(vars.FRAME_SIGNING_KEYS), maxAgeMs: vars.FRAME_SIGNATURE_MAX_AGE_MS }),
     publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,
     logLevel: vars.LOG_LEVEL,
   });
@@ -326,6 +337,26 @@ function verificationKey(vars: z.infer<typeof envSchema>, production: boolean): 
   if (vars.JWT_JWKS_URL) return { kind: "jwks", url: vars.JWT_JWKS_URL, cooldownMs: vars.JWT_JWKS_COOLDOWN_MS, refreshMs: vars.JWT_JWKS_REFRESH_MS };
   if (production) throw new ConfigError("JWT_SECRET", "NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY, JWT_KEYS or JWT_JWKS_URL");
   return { kind: "secret", secret: randomBytes(32).toString("base64url"), generated: true };
+}
+
+/** FRAME_SIGNING_KEYS: a JSON object of kid to shared secret, each at least 32 bytes. */
+function frameSigningKeys(text: string): ReadonlyMap<string, string> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ConfigError("FRAME_SIGNING_KEYS", 'is not JSON: give { "<kid>": "<secret of 32 bytes or more>", ... }');
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value) || Object.keys(value).length === 0) {
+    throw new ConfigError("FRAME_SIGNING_KEYS", "must be a JSON object of at least one kid to secret");
+  }
+  const keys = new Map<string, string>();
+  for (const [kid, secret] of Object.entries(value)) {
+    if (kid.length === 0 || kid.length > 200) throw new ConfigError("FRAME_SIGNING_KEYS", "each kid must be 1 to 200 characters");
+    if (typeof secret !== "string" || Buffer.byteLength(secret) < 32) throw new ConfigError("FRAME_SIGNING_KEYS", `the secret of kid ${kid} must be a string of 32 bytes or more`);
+    keys.set(kid, secret);
+  }
+  return keys;
 }
 
 /**

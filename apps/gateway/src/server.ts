@@ -83,7 +83,8 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   });
   const { io } = transport;
   const payloadMaxDepth = config.limits.payloadMaxDepth;
-  broker.onRawFrame((frame) => deliverRawFrame(io, frame, { metrics, dropFrame, payloadMaxDepth }));
+  const signing = config.frameSigning;
+  broker.onRawFrame((frame) => deliverRawFrame(io, frame, { metrics, dropFrame, payloadMaxDepth, signing }));
   registerErrorHandling(app, metrics);
   await registerHttpRoutes(app, { config, broker, metrics, version: VERSION, draining: () => draining });
   if (config.devTools) await registerDevRoutes(app, { io, broker, verifier, nodeId: config.nodeId, payloadMaxDepth });

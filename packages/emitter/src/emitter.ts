@@ -1,12 +1,16 @@
+import { createHmac } from "node:crypto";
 import { Emitter } from "@socket.io/redis-emitter";
 import {
   ERRORS,
   RAW_FRAME_CHANNEL,
   SERVER_EVENTS,
   SwitchboardError,
+  encodeEveryoneFrame,
   encodeRawFrame,
+  encodeSignedEnvelope,
   isPublishableEvent,
   preview,
+  signedPayload,
   siteRoom,
   userRoom,
 } from "@switchboard/protocol";
@@ -27,6 +31,21 @@ export interface EmitterOptions {
    * @default 5000
    */
   publishTimeoutMs?: number;
+  /**
+   * How long a publish waits for a connection the emitter opened that is not ready (still
+   * connecting, or reconnecting after Redis went away) before it fails with `redis_unavailable`.
+   * Past it, a publish fails at once instead of waiting out `publishTimeoutMs` for a Redis that is down.
+   * @default 1000
+   */
+  connectWaitMs?: number;
+  /**
+   * Signs every message with this key (a `kid` of the gateway's FRAME_SIGNING_KEYS and its secret).
+   * Messages then go out as signed raw frames on `socket.io#emitter`, the one channel a publisher
+   * restricted by a Redis ACL may write; `disconnectUser`, which needs the adapter's request
+   * channel, is then refused.
+   * @default none: messages go out in the standard socket.io adapter format, unsigned
+   */
+  signingKey?: { kid: string; secret: string };
   /**
    * Receives Redis connection errors. They never throw into the host process.
    * @default a one-line warning on stderr for each distinct error
@@ -63,15 +82,27 @@ export interface SwitchboardEmitter {
 
 export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
   const timeoutMs = options.publishTimeoutMs ?? 5000;
+  const connectWaitMs = Math.min(options.connectWaitMs ?? 1000, timeoutMs);
   const onError = options.onError ?? defaultErrorReporter();
   const owned: OwnedConnection | null = typeof options.redis === "string" ? openConnection(options.redis, onError) : null;
   const client = owned ? owned.client : (options.redis as PublishClient);
   if (!owned && typeof client.on === "function" && client.listenerCount?.("error") === 0) client.on("error", onError);
   let closed = false;
 
+  const signingKey = options.signingKey ?? null;
+  if (signingKey !== null && (typeof signingKey.kid !== "string" || signingKey.kid.length === 0 || typeof signingKey.secret !== "string" || signingKey.secret.length === 0)) {
+    throw new SwitchboardError("invalid_request", "signingKey needs a non-empty kid and secret");
+  }
+
+  /** The raw-channel form of a frame: signed when the emitter holds a key. */
+  function rawMessage(frame: Uint8Array): Buffer {
+    const bytes = signingKey === null ? frame : signFrame(frame, signingKey);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
   async function publish(channel: string, message: Buffer | string): Promise<PublishResult> {
     if (closed) throw new SwitchboardError("emitter_closed");
-    if (owned && !(await owned.whenReady(timeoutMs))) throw new SwitchboardError("redis_unavailable");
+    if (owned && !(await owned.whenReady(connectWaitMs))) throw new SwitchboardError("redis_unavailable");
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new SwitchboardError("publish_timeout")), timeoutMs);
@@ -112,6 +143,10 @@ export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
         const rooms = resolveRooms();
         checkRooms([...rooms, ...exceptRooms]);
         checkEvent(event);
+        if (signingKey !== null) {
+          const frame: RawFrame = exceptRooms.length > 0 ? { room: rooms, event, data, except: exceptRooms } : { room: rooms, event, data };
+          return publish(RAW_FRAME_CHANNEL, rawMessage(encodeRawFrame(frame)));
+        }
         const [result] = await settle(() => socketIoEmitter.to(rooms).except(exceptRooms).emit(event, data));
         return result ?? { subscribers: 0 };
       },
@@ -124,11 +159,13 @@ export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
     to: (room) => target(() => (Array.isArray(room) ? [...room] : [room])),
     async emit(event, data) {
       checkEvent(event);
+      if (signingKey !== null) return publish(RAW_FRAME_CHANNEL, rawMessage(encodeEveryoneFrame(event, data)));
       const [result] = await settle(() => socketIoEmitter.emit(event, data));
       return result ?? { subscribers: 0 };
     },
     async disconnectUser(userId, message = ERRORS.kicked.message) {
       const room = userRoom(userId);
+      if (signingKey !== null) throw new SwitchboardError("invalid_request", "disconnectUser needs the adapter's request channel, which a signing emitter does not use");
       // One connection publishes both in order, so each socket sees `kicked` before it is closed.
       await settle(() => {
         socketIoEmitter.to(room).emit(SERVER_EVENTS.kicked, { code: "kicked", message });
@@ -136,14 +173,20 @@ export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
       });
     },
     async publishFrame(frame) {
-      const bytes = encodeRawFrame(frame);
-      return publish(RAW_FRAME_CHANNEL, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      return publish(RAW_FRAME_CHANNEL, rawMessage(encodeRawFrame(frame)));
     },
     async close() {
       closed = true;
       await owned?.close();
     },
   };
+}
+
+/** Wraps a frame in a signed envelope: HMAC-SHA256 over "<ts>." and the frame's bytes. */
+function signFrame(frame: Uint8Array, key: { kid: string; secret: string }): Uint8Array {
+  const ts = Date.now();
+  const sig = createHmac("sha256", key.secret).update(signedPayload(ts, frame)).digest();
+  return encodeSignedEnvelope({ kid: key.kid, ts, sig, frame });
 }
 
 function checkEvent(event: unknown): void {

@@ -124,6 +124,14 @@ export const ERRORS = {
     audience: "publisher",
     message: "The event name is empty, not a string, or reserved by Socket.IO.",
   },
+  frame_unsigned: {
+    audience: "publisher",
+    message: "The gateway requires signed raw frames (FRAME_SIGNING_KEYS) and this one was not signed; it was dropped.",
+  },
+  frame_signature_invalid: {
+    audience: "publisher",
+    message: "A signed raw frame names an unknown key, has a wrong signature, or is too old or too far ahead; it was dropped.",
+  },
   frame_too_large: {
     audience: "publisher",
     message: "A frame was larger than FRAME_MAX_BYTES; it was dropped without being decoded.",

@@ -58,14 +58,32 @@ export function encodeRawFrame(frame: RawFrame, limits: FrameLimits = {}): Uint8
   return encode(wire, { ignoreUndefined: true });
 }
 
+/**
+ * Encodes a frame to every authenticated socket, which only the array layout can say
+ * (`[packet, { rooms: [] }]`): for publishers that may write nothing but the raw channel.
+ */
+export function encodeEveryoneFrame(event: string, data: unknown): Uint8Array {
+  if (!isPublishableEvent(event)) throw new SwitchboardError("invalid_event", `event ${preview(event)} is not a publishable event name`);
+  return encode([{ type: 2, data: [event, data], nsp: "/" }, { rooms: [], except: [] }], { ignoreUndefined: true });
+}
+
 /** Decodes a frame from the raw channel in either documented layout. Never throws. */
 export function decodeRawFrame(bytes: Uint8Array, limits: FrameLimits = {}): DecodeResult {
-  let value: unknown;
+  const decoded = decodeMsgpack(bytes);
+  return decoded.ok ? readRawFrame(decoded.value, limits) : decoded;
+}
+
+/** Decodes MessagePack without throwing. */
+export function decodeMsgpack(bytes: Uint8Array): { ok: true; value: unknown } | { ok: false; code: "frame_not_msgpack"; reason: string } {
   try {
-    value = decode(bytes);
+    return { ok: true, value: decode(bytes) };
   } catch (err) {
     return { ok: false, code: "frame_not_msgpack", reason: err instanceof Error ? err.message : String(err) };
   }
+}
+
+/** Reads an already decoded frame in either documented layout. Never throws. */
+export function readRawFrame(value: unknown, limits: FrameLimits = {}): DecodeResult {
   const checked = Array.isArray(value) ? readArrayFrame(value, limits) : isPlainObject(value) ? checkMapFrame(value, limits) : "not a map or an array";
   return typeof checked === "string" ? { ok: false, code: "frame_invalid", reason: checked } : { ok: true, delivery: checked };
 }
@@ -152,4 +170,48 @@ function roomList(value: unknown, field: string, listOnly = false): string[] | s
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+/**
+ * A signed raw frame: the frame's own MessagePack bytes, wrapped with who signed them and when.
+ * `sig` is HMAC-SHA256 with the `kid`'s secret over the ASCII decimal `ts`, a ".", then `frame`
+ * (see {@link signedPayload}): the bytes are signed as sent, so no language has to reproduce an encoding.
+ */
+export interface SignedEnvelope {
+  /** Names the key in the gateway's FRAME_SIGNING_KEYS. */
+  kid: string;
+  /** When it was signed, ms since the epoch; too old or too far ahead and it is refused. */
+  ts: number;
+  /** 32 bytes of HMAC-SHA256. */
+  sig: Uint8Array;
+  /** The frame, MessagePack-encoded, in either layout. */
+  frame: Uint8Array;
+}
+
+/** The bytes a signature covers: `<ts>.` followed by the frame's bytes. */
+export function signedPayload(ts: number, frame: Uint8Array): Uint8Array {
+  const prefix = new TextEncoder().encode(`${ts}.`);
+  const payload = new Uint8Array(prefix.length + frame.length);
+  payload.set(prefix);
+  payload.set(frame, prefix.length);
+  return payload;
+}
+
+/** Encodes a signed envelope (the signature is computed by the caller, who holds the secret). */
+export function encodeSignedEnvelope(envelope: SignedEnvelope): Uint8Array {
+  return encode({ kid: envelope.kid, ts: envelope.ts, sig: envelope.sig, frame: envelope.frame });
+}
+
+/**
+ * The signed envelope in a decoded raw frame: null when the frame is not one (it has no `sig`),
+ * a reason when it is one of the wrong shape.
+ */
+export function readSignedEnvelope(value: unknown): SignedEnvelope | null | string {
+  if (!isPlainObject(value) || !("sig" in value)) return null;
+  const { kid, ts, sig, frame } = value;
+  if (typeof kid !== "string" || kid.length === 0 || kid.length > 200) return "signed frame: kid must be a non-empty string";
+  if (typeof ts !== "number" || !Number.isSafeInteger(ts)) return "signed frame: ts must be whole ms since the epoch";
+  if (!(sig instanceof Uint8Array) || sig.length !== 32) return "signed frame: sig must be 32 bytes (binary)";
+  if (!(frame instanceof Uint8Array)) return "signed frame: frame must be the frame's MessagePack bytes (binary)";
+  return { kid, ts, sig, frame };
 }

@@ -20,7 +20,20 @@ export type {
   UnauthorizedPayload,
   WelcomePayload,
 } from "./events.js";
-export { RAW_FRAME_CHANNEL, arrayFrameProblem, decodeRawFrame, encodeRawFrame, newMessageId, readArrayFrame } from "./frames.js";
-export type { DecodeResult, Delivery, FrameLimits, RawFrame } from "./frames.js";
+export {
+  RAW_FRAME_CHANNEL,
+  arrayFrameProblem,
+  decodeMsgpack,
+  decodeRawFrame,
+  encodeEveryoneFrame,
+  encodeRawFrame,
+  encodeSignedEnvelope,
+  newMessageId,
+  readArrayFrame,
+  readRawFrame,
+  readSignedEnvelope,
+  signedPayload,
+} from "./frames.js";
+export type { DecodeResult, Delivery, FrameLimits, RawFrame, SignedEnvelope } from "./frames.js";
 export { normaliseSiteHost, siteRoom, userIdOf, userRoom } from "./rooms.js";
 export { DEFAULT_MAX_DEPTH, nestsDeeperThan, preview } from "./untrusted.js";
