@@ -1,5 +1,5 @@
 import { type IncomingMessage, ServerResponse, STATUS_CODES } from "node:http";
-import { type ErrorCode, errorBody } from "@switchboard/protocol";
+import { type ErrorCode, HANDSHAKE_REFUSAL_HEADER, errorBody } from "@switchboard/protocol";
 import proxyAddr from "proxy-addr";
 import { type RateLimiterAbstract, RateLimiterRes } from "rate-limiter-flexible";
 import type { HttpConfig, Limits } from "./config.js";
@@ -149,20 +149,33 @@ function queryOf(request: IncomingMessage): URLSearchParams {
   return new URLSearchParams(at === -1 ? "" : url.slice(at + 1));
 }
 
-/** Answers a refused handshake: an HTTP response for long-polling, raw HTTP on the socket of an upgrade. */
+/**
+ * Answers a refused handshake: an HTTP response for long-polling, raw HTTP on the socket of an
+ * upgrade. The code is also in a header that any origin may read, so a client whose WebSocket was
+ * refused (browsers show nothing of that response) can learn why with a HEAD request.
+ */
 function answer(request: IncomingMessage, res: ServerResponse | object, status: number, code: ErrorCode): void {
   const body = JSON.stringify(errorBody(code));
+  const headers = {
+    "Content-Type": "application/json",
+    "Content-Length": String(Buffer.byteLength(body)),
+    Connection: "close",
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": HANDSHAKE_REFUSAL_HEADER,
+    [HANDSHAKE_REFUSAL_HEADER]: code,
+  };
   if (res instanceof ServerResponse) {
     if (res.headersSent) return void res.end();
-    res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body), Connection: "close" });
-    res.end(body);
+    res.writeHead(status, headers);
+    res.end(request.method === "HEAD" ? undefined : body);
     return;
   }
   const socket = request.socket;
   if (socket.writable) {
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
+    const head = Object.entries(headers)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join("");
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n${head}\r\n${body}`);
   }
   socket.destroySoon();
 }

@@ -5,6 +5,7 @@ import {
   type ErrorBody,
   type EventErrorPayload,
   type KickedPayload,
+  HANDSHAKE_REFUSAL_HEADER,
   type ReconnectPayload,
   SERVER_EVENTS,
   type SubscriptionReply,
@@ -121,6 +122,11 @@ export class SwitchboardClient {
   private reconnectWithFreshToken = false;
   /** Set while waiting out a stopping node's `reconnect` hint. */
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A probe for why the transport was refused is under way. */
+  private probing = false;
+  /** The last refusal reported, so a retrying client reports each reason once. */
+  private lastRefusal: ClientErrorCode | null = null;
+  private readonly url: string;
   private closed = false;
 
   constructor(options: ConnectOptions) {
@@ -128,6 +134,7 @@ export class SwitchboardClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.token = options.token ?? null;
     this.getToken = options.getToken ?? null;
+    this.url = options.url;
     this.socket = io(options.url, {
       ...SOCKET_DEFAULTS,
       ...options.socket,
@@ -263,6 +270,40 @@ export class SwitchboardClient {
   }
 
   /**
+   * After the transport itself was refused, asks the server why: a browser shows nothing of a
+   * refused WebSocket handshake, but a HEAD request for the handshake URL gets the refusal's code
+   * in a header without opening a session. origin_not_allowed is final; a limit or a stopping node
+   * is reported once while socket.io keeps retrying.
+   */
+  private async explainRefusal(): Promise<void> {
+    if (this.probing || typeof fetch !== "function") return;
+    this.probing = true;
+    try {
+      const options = this.socket.io.opts;
+      // engine.io-client adds the trailing slash the server's path match needs.
+      const url = new URL(`${(options.path ?? "/socket.io").replace(/\/$/, "")}/`, this.url);
+      url.search = "EIO=4&transport=polling";
+      const headers = typeof options.extraHeaders === "object" ? options.extraHeaders : {};
+      const response = await fetch(url, { method: "HEAD", headers, cache: "no-store" });
+      const code = response.headers.get(HANDSHAKE_REFUSAL_HEADER);
+      if (!isErrorCode(code) || ERRORS[code].audience !== "client" || code === this.lastRefusal) return;
+      this.lastRefusal = code as ClientErrorCode;
+      const error = new ClientError(code as ClientErrorCode);
+      if (code === "origin_not_allowed") {
+        this.socket.disconnect();
+        this.setState({ status: "disconnected", reason: error.message, code: error.code });
+      } else {
+        this.setState({ status: "connecting", reason: error.message });
+      }
+      this.fail(error);
+    } catch {
+      // The server is unreachable: socket.io's own retries say so.
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /**
    * Joins the subscriptions again on a new socket, one at a time: the server limits events per
    * second (CLIENT_EVENT_RATE), so a refused one waits a second and is tried again.
    */
@@ -303,6 +344,7 @@ export class SwitchboardClient {
 
     socket.on("connect_error", (err: Error & { data?: unknown }) => {
       if (err.data === undefined) {
+        void this.explainRefusal();
         // Not an answer from Switchboard: the server is unreachable. socket.io retries with backoff.
         if (socket.active && socket.io.reconnection()) this.setState({ status: "connecting", reason: err.message });
         else this.unreachable(err.message);
@@ -320,6 +362,7 @@ export class SwitchboardClient {
     socket.io.on("reconnect_failed", () => this.unreachable("gave up reconnecting"));
 
     socket.on(SERVER_EVENTS.welcome, (welcome: WelcomePayload) => {
+      this.lastRefusal = null;
       const returning = this.welcomed;
       this.welcomed = true;
       this.setState({ status: "connected", welcome });

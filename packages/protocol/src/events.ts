@@ -17,6 +17,13 @@ export const SERVER_EVENTS = {
   reconnect: "reconnect",
 } as const;
 
+/**
+ * The response header naming the code of a refused handshake (`origin_not_allowed`, a connection
+ * limit, `node_draining`). Any origin may read it, and a HEAD request for the handshake URL gets it
+ * without opening a session: the one way a browser can learn why its WebSocket was refused.
+ */
+export const HANDSHAKE_REFUSAL_HEADER = "X-Switchboard-Error";
+
 /** Events clients send to the gateway. */
 export const CLIENT_EVENTS = {
   /** Authenticates a socket that connected without a token, or replaces the token of one that did. */

@@ -4,6 +4,7 @@ export type { ClientErrorCode, ErrorAudience, ErrorBody, ErrorCode } from "./err
 export {
   CLIENT_EVENTS,
   DEFAULT_EVENT,
+  HANDSHAKE_REFUSAL_HEADER,
   RESERVED_EVENTS,
   SERVER_EVENTS,
   isPublishableEvent,
