@@ -59,15 +59,22 @@ export interface AdapterGuard {
   parser: { encode(value: unknown): Buffer; decode(message: Buffer): unknown };
   /** Wraps the subscriber the adapter is given. */
   guard(subscriber: AdapterSubscriber): AdapterSubscriber;
+  /** Names this node's own adapter, whose broadcasts come back from Redis and are not messages to count. */
+  ownUid(uid: string): void;
 }
 
-export function createAdapterGuard(limits: GuardLimits, drop: DropFrame): AdapterGuard {
+/**
+ * @param onMessage called for each broadcast that passed the checks (a message from another node
+ *   or a Redis emitter, on its way to this node's sockets)
+ */
+export function createAdapterGuard(limits: GuardLimits, drop: DropFrame, onMessage: () => void = () => {}): AdapterGuard {
   /**
    * Request and response messages are checked before the adapter sees them; the adapter then gets
    * a placeholder whose first byte is not "{" (so it does not parse JSON itself) and the parser
    * hands back the value already decoded and checked, decoding nothing twice.
    */
   const checkedMessages = new WeakMap<Buffer, unknown>();
+  const ownUids = new Set<string>();
 
   const parser = {
     encode: (value: unknown): Buffer => encodeMsgpack(value),
@@ -78,6 +85,7 @@ export function createAdapterGuard(limits: GuardLimits, drop: DropFrame): Adapte
         drop(ADAPTER_CHANNEL, checked.reason, checked.detail);
         throw new DroppedFrame();
       }
+      if (Array.isArray(checked.value) && !ownUids.has(checked.value[0] as string)) onMessage();
       return checked.value;
     },
   };
@@ -123,7 +131,7 @@ export function createAdapterGuard(limits: GuardLimits, drop: DropFrame): Adapte
     };
   }
 
-  return { parser, guard };
+  return { parser, guard, ownUid: (uid) => ownUids.add(uid) };
 }
 
 /** Thrown by the parser for a frame it has already reported; the adapter's caller catches it. */

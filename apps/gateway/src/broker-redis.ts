@@ -40,7 +40,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
   );
   connection.setSubscriber(() => sub.current);
 
-  const guard = createAdapterGuard(limits, dropFrame);
+  const guard = createAdapterGuard(limits, dropFrame, () => metrics.messagesReceived.inc({ source: "adapter" }));
   const guardedSub = guard.guard(sub);
   const adapterPublisher = publisherForAdapter(pub, (err) => {
     metrics.publishFailures.inc();
@@ -53,6 +53,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
     adapter: class extends ClusterAdapter {
       constructor(nsp: Namespace) {
         super(nsp, adapterPublisher, guardedSub, { parser: guard.parser });
+        guard.ownUid(String(this.uid));
       }
     },
     onRawFrame(handler) {

@@ -18,10 +18,35 @@ export const LIMIT_KINDS = [
 ] as const;
 export type LimitKind = (typeof LIMIT_KINDS)[number];
 
+/** Where a message to this node's sockets came from; the label of `switchboard_messages_received_total`. */
+export const MESSAGE_SOURCES = ["adapter", "raw_frame", "api"] as const;
+export type MessageSource = (typeof MESSAGE_SOURCES)[number];
+
+// Codes a connection can be refused or closed with by authentication; each one is exported from start.
+const AUTH_FAILURE_CODES = [
+  "token_missing",
+  "token_malformed",
+  "token_invalid_signature",
+  "token_expired",
+  "token_not_yet_valid",
+  "token_algorithm_not_allowed",
+  "token_claims_invalid",
+  "auth_timeout",
+  "auth_unavailable",
+  "origin_not_allowed",
+  "user_connection_limit",
+] as const;
+const DROP_CHANNELS = ["socket.io#emitter", "adapter"] as const;
+const DROP_REASONS = ["frame_not_msgpack", "frame_invalid", "frame_too_large", "frame_unsigned", "frame_signature_invalid"] as const;
+
 /** The gateway's Prometheus metrics, on a registry of its own (no process-wide singletons). */
 export interface Metrics {
   registry: Registry;
+  /** Authenticated sockets. */
   connectedSockets: Gauge;
+  /** Open transport connections, authenticated or not. */
+  openConnections: Gauge;
+  messagesReceived: Counter<"source">;
   authFailures: Counter<"code">;
   framesDelivered: Counter<"channel" | "layout">;
   framesDropped: Counter<"channel" | "reason">;
@@ -41,8 +66,29 @@ export function createMetrics(nodeId: string): Metrics {
     labelNames: ["kind"],
     registers: [registry],
   });
-  // Every kind is present from the start, at zero, so an alert can tell "none yet" from "not exported".
+  const authFailures = new Counter({
+    name: "switchboard_auth_failures_total",
+    help: "Connections refused or closed by authentication, by error code",
+    labelNames: ["code"],
+    registers: [registry],
+  });
+  const framesDropped = new Counter({
+    name: "switchboard_frames_dropped_total",
+    help: "Frames dropped because they could not be decoded, had no documented shape, were too large or not signed as required",
+    labelNames: ["channel", "reason"],
+    registers: [registry],
+  });
+  const messagesReceived = new Counter({
+    name: "switchboard_messages_received_total",
+    help: "Messages this node took for delivery to its sockets, by source",
+    labelNames: ["source"],
+    registers: [registry],
+  });
+  // Every label set is present from the start, at zero, so an alert can tell "none yet" from "not exported".
   for (const kind of LIMIT_KINDS) limitHits.inc({ kind }, 0);
+  for (const code of AUTH_FAILURE_CODES) authFailures.inc({ code }, 0);
+  for (const channel of DROP_CHANNELS) for (const reason of DROP_REASONS) framesDropped.inc({ channel, reason }, 0);
+  for (const source of MESSAGE_SOURCES) messagesReceived.inc({ source }, 0);
   return {
     registry,
     connectedSockets: new Gauge({
@@ -50,24 +96,20 @@ export function createMetrics(nodeId: string): Metrics {
       help: "Authenticated sockets connected to this node",
       registers: [registry],
     }),
-    authFailures: new Counter({
-      name: "switchboard_auth_failures_total",
-      help: "Connections refused or closed by authentication, by error code",
-      labelNames: ["code"],
+    openConnections: new Gauge({
+      name: "switchboard_open_connections",
+      help: "Open transport connections to this node, authenticated or not",
       registers: [registry],
     }),
+    messagesReceived,
+    authFailures,
     framesDelivered: new Counter({
       name: "switchboard_frames_delivered_total",
       help: "Raw frames accepted for local delivery",
       labelNames: ["channel", "layout"],
       registers: [registry],
     }),
-    framesDropped: new Counter({
-      name: "switchboard_frames_dropped_total",
-      help: "Frames dropped because they could not be decoded or had no documented shape",
-      labelNames: ["channel", "reason"],
-      registers: [registry],
-    }),
+    framesDropped,
     limitHits,
     redisConnected: new Gauge({
       name: "switchboard_redis_connected",

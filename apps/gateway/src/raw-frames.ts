@@ -35,6 +35,7 @@ export function deliverRawFrame(io: Server, frame: Uint8Array, deps: RawFrameDep
   }
   const { rooms, except, event, args, layout } = result.delivery;
   deps.metrics.framesDelivered.inc({ channel: RAW_FRAME_CHANNEL, layout });
+  deps.metrics.messagesReceived.inc({ source: "raw_frame" });
   // The adapter leaves unauthenticated sockets out of this broadcast, as out of every other.
   io.local.to(rooms).except(except).emit(event, ...args);
 }

@@ -95,7 +95,11 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
   const open = new Set<EngineConnection>();
   io.engine.on("connection", (connection: EngineConnection) => {
     open.add(connection);
-    connection.once("close", () => open.delete(connection));
+    metrics.openConnections.inc();
+    connection.once("close", () => {
+      open.delete(connection);
+      metrics.openConnections.dec();
+    });
     admission.opened(connection.request, (release) => connection.once("close", release));
     watchOutboundBuffer(connection, limits.clientMaxBufferBytes, () => {
       metrics.limitHits.inc({ kind: "slow_consumer" });
