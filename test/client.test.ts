@@ -160,7 +160,7 @@ describe("@switchboard/client", () => {
     await client.ready();
     const kicked = nextEvent(client, "kicked");
     await emitter.disconnectUser("kickee", "bye");
-    expect(await kicked).toEqual([{ code: "kicked", message: "bye" }]);
-    expect(client.state).toMatchObject({ status: "disconnected", code: "kicked" });
+    expect(await kicked).toEqual([{ code: "kicked", message: expect.any(String), reason: "bye" }]);
+    expect(client.state).toMatchObject({ status: "disconnected", code: "kicked", reason: "bye" });
   });
 });

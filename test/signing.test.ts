@@ -45,7 +45,10 @@ describe("FRAME_SIGNING_KEYS", () => {
       expect(await onA.next("everyone")).toEqual([3]);
       expect(await onB.next("everyone")).toEqual([3]);
       expect(onB.count("site-wide")).toBe(0);
-      await expect(emitter.disconnectUser("signed")).rejects.toMatchObject({ code: "invalid_request" });
+      // A kick is a signed control frame too, so a signing emitter can kick.
+      const kicked = await connectUser(cluster.nodes[1]!.url, { sub: "signed-kickee" });
+      await emitter.disconnectUser("signed-kickee", { reason: "signed kick", refuseReconnect: false });
+      expect((await kicked.next("kicked"))[0]).toMatchObject({ code: "kicked", reason: "signed kick" });
     } finally {
       await emitter.close();
     }

@@ -11,7 +11,14 @@ import { UNAUTHENTICATED_ROOM } from "./rooms.js";
  */
 
 /** Why a frame was dropped, as counted in `switchboard_frames_dropped_total{reason}`. */
-export type DropReason = "frame_not_msgpack" | "frame_invalid" | "frame_too_large" | "frame_unsigned" | "frame_signature_invalid";
+export type DropReason =
+  | "frame_not_msgpack"
+  | "frame_invalid"
+  | "frame_too_large"
+  | "frame_unsigned"
+  | "frame_signature_invalid"
+  | "route_unknown"
+  | "route_incomplete";
 export type DropFrame = (channel: string, reason: DropReason, detail: string) => void;
 
 export interface GuardLimits {

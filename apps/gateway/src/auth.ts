@@ -9,12 +9,24 @@ import { type Keyring, type ResolvedKey, createKeyring } from "./keys.js";
 
 export { AuthError, type AuthFailure } from "./errors.js";
 
-/** What a verified token grants: who the socket is, and until when. */
+/** What a verified token grants: who the socket is, until when, and what more it may do. */
 export interface Session {
   identity: Identity;
   /** When the token expires (ms since the epoch); null for a token without `exp`. */
   expiresAt: number | null;
+  /** The token's `jti`, by which it can be revoked alone. */
+  jti?: string;
+  /** Room patterns the token's claims add: `rooms` to join, `publish` to publish to. */
+  grants: Grants;
 }
+
+export interface Grants {
+  rooms: readonly string[];
+  publish: readonly string[];
+}
+
+/** Why a token is refused although it verifies (a kick after it was issued, its jti revoked), or null. */
+export type RevocationCheck = (user: string, iat: number | undefined, jti: string | undefined) => string | null;
 
 export interface TokenVerifier {
   /** Resolves to who the token names and until when, or rejects with an AuthError. */
@@ -29,7 +41,7 @@ export interface TokenVerifier {
 // jsonwebtoken verifies these; EdDSA, which it does not implement, goes to jose.
 const JOSE_ONLY_ALGORITHMS: ReadonlySet<string> = new Set(["EdDSA", "Ed25519"]);
 
-export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyBaseLogger }): TokenVerifier {
+export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyBaseLogger; isRevoked?: RevocationCheck }): TokenVerifier {
   const keyring: Keyring = createKeyring(config.key, deps);
   const allowed: ReadonlySet<string> = new Set(config.algorithms);
   const audience = config.audience ? ([...config.audience] as [string, ...string[]]) : undefined;
@@ -48,7 +60,13 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     const key: ResolvedKey = found instanceof Promise ? await found : found;
     if (!key.algorithms.includes(algorithm)) throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm} does not fit the key that verifies this token`);
     const claims = JOSE_ONLY_ALGORITHMS.has(algorithm) ? await verifyWithJose(token, key, algorithm) : verifyWithJsonwebtoken(token, key, algorithm);
-    return { identity: identityOf(claims, config.siteClaim), expiresAt: lifetimeOf(claims, config) };
+    const identity = identityOf(claims, config.siteClaim);
+    const expiresAt = lifetimeOf(claims, config);
+    const iat = typeof claims.iat === "number" ? claims.iat : undefined;
+    const jti = typeof claims.jti === "string" && claims.jti.length > 0 ? claims.jti : undefined;
+    const revoked = deps.isRevoked?.(identity.user, iat, jti) ?? null;
+    if (revoked !== null) throw new AuthError("revoked", revoked);
+    return { identity, expiresAt, grants: grantsOf(claims), ...(jti !== undefined ? { jti } : {}) };
   }
 
   function verifyWithJsonwebtoken(token: string, key: ResolvedKey, algorithm: string): jwt.JwtPayload {
@@ -127,6 +145,20 @@ function lifetimeOf(claims: jwt.JwtPayload, config: AuthConfig): number | null {
     }
   }
   return exp * 1000;
+}
+
+/** The `rooms` and `publish` claims: lists of room patterns (`*`, `{user}` and `{site}` as in SUBSCRIBE_ROOMS). */
+function grantsOf(claims: jwt.JwtPayload): Grants {
+  const patterns = (name: "rooms" | "publish"): string[] => {
+    const value: unknown = claims[name];
+    if (value === undefined || value === null) return [];
+    const list = typeof value === "string" ? [value] : value;
+    if (!Array.isArray(list) || list.length > 100 || !list.every((item) => typeof item === "string" && item.length > 0 && item.length <= 200)) {
+      throw new AuthError("claims_invalid", `the ${name} claim must be a list of at most 100 room patterns`);
+    }
+    return list;
+  };
+  return { rooms: patterns("rooms"), publish: patterns("publish") };
 }
 
 function identityOf(claims: jwt.JwtPayload, siteClaim: string): Identity {

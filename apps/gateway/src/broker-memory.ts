@@ -3,6 +3,7 @@ import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Adapter, type BroadcastOptions } from "socket.io-adapter";
 import type { Broker, BrokerDeps, RateLimiterOptions } from "./broker.js";
 import { exceptUnauthenticated } from "./rooms.js";
+import { createMemoryState } from "./state-memory.js";
 
 /** One node is the whole cluster: Socket.IO's in-memory adapter, raw frames delivered in process. */
 export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
@@ -20,7 +21,9 @@ export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
       handler?.(bytes);
     },
     createRateLimiter: memoryRateLimiter,
+    state: createMemoryState(),
     ready: () => true,
+    onReady: (listener) => queueMicrotask(listener),
     redisState: () => "none",
     close: async () => {},
   };

@@ -9,6 +9,7 @@ import { memoryRateLimiter } from "./broker-memory.js";
 import type { Broker, BrokerDeps } from "./broker.js";
 import { type RedisClient, ResilientSubscriber } from "./redis-subscriber.js";
 import { exceptUnauthenticated } from "./rooms.js";
+import { createRedisState } from "./state-redis.js";
 
 /** How long a publish waits for Redis to confirm it. */
 const PUBLISH_TIMEOUT_MS = 5000;
@@ -37,8 +38,14 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
       return client;
     },
     (err) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "redis subscription failed"),
+    () => readiness.check(),
   );
   connection.setSubscriber(() => sub.current);
+  // Ready means: commands go through, and every subscription is held.
+  const readiness = watchReadiness(() => pub.isReady && sub.isReady());
+  pub.on("ready", () => readiness.check());
+  pub.on("end", () => readiness.check());
+  pub.on("error", () => readiness.check());
 
   const guard = createAdapterGuard(limits, dropFrame, () => metrics.messagesReceived.inc({ source: "adapter" }));
   const guardedSub = guard.guard(sub);
@@ -85,7 +92,9 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
         rejectIfRedisNotReady: true,
         insuranceLimiter: memoryRateLimiter(rate),
       }),
+    state: createRedisState({ command: (args: string[]) => pub.sendCommand(args) }, () => deps.nodeTtlMs),
     ready: () => pub.isReady && sub.isReady(),
+    onReady: (listener) => readiness.listeners.add(listener),
     redisState: () => (pub.isReady && sub.isReady() ? "ready" : "unavailable"),
     async close() {
       probe?.stop();
@@ -123,6 +132,20 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
     timer.unref();
     return { stop: () => clearInterval(timer) };
   }
+}
+
+/** Calls listeners each time `isReady` turns from false to true; `check` is called on every change. */
+function watchReadiness(isReady: () => boolean) {
+  let ready = false;
+  const listeners = new Set<() => void>();
+  return {
+    listeners,
+    check() {
+      const now = isReady();
+      if (now && !ready) for (const listener of listeners) listener();
+      ready = now;
+    },
+  };
 }
 
 /**

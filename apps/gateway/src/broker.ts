@@ -6,6 +6,7 @@ import type { DropFrame, GuardLimits } from "./adapter-guard.js";
 import { createMemoryBroker } from "./broker-memory.js";
 import { createRedisBroker } from "./broker-redis.js";
 import type { Metrics } from "./metrics.js";
+import type { SharedState } from "./state.js";
 
 /** The Socket.IO adapter class for a namespace (Socket.IO calls it with `new`). */
 export type AdapterFactory = typeof Adapter;
@@ -36,8 +37,16 @@ export interface Broker {
    * mode it is this node's own.
    */
   createRateLimiter(options: RateLimiterOptions): RateLimiterAbstract;
+  /** What nodes share besides messages: revocations, registered routes, presence, live nodes. */
+  state: SharedState;
   /** True when the node can serve the whole cluster: Redis connected and every subscription held. */
   ready(): boolean;
+  /**
+   * Calls `listener` each time the broker becomes ready: at start, after Redis returns, after the
+   * subscriber was replaced. Whatever a node mirrors from the shared state is read again then,
+   * since control frames published meanwhile were missed.
+   */
+  onReady(listener: () => void): void;
   /** Whether Redis is there: `none` in memory mode. */
   redisState(): "none" | "ready" | "unavailable";
   close(): Promise<void>;
@@ -58,6 +67,8 @@ export interface BrokerDeps {
   nodeId: string;
   /** How often the node checks that its subscriber still receives (0: never). */
   probeIntervalMs: number;
+  /** A node whose heartbeat is older than this is gone. */
+  nodeTtlMs: number;
 }
 
 export function createBroker(redisUrl: string | null, deps: BrokerDeps): Broker {

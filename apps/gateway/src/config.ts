@@ -118,6 +118,14 @@ export interface Config {
   subscriberProbeMs: number;
   /** When set, raw frames must be signed with one of these keys (kid to secret); null: signatures are not required. */
   frameSigning: FrameSigningConfig | null;
+  /** Keys of the HTTP server API (`Authorization: Bearer <key>`); null: the API is off and its routes answer 404. */
+  apiKeys: readonly string[] | null;
+  /** EVENT_ROUTES: an event's room when a publish names none; `{user}` and `{site}` come from the publish. */
+  eventRoutes: ReadonlyMap<string, string>;
+  /** Publish `presence` `{ user, online }` to the site's room as users come and go. */
+  presenceEvents: boolean;
+  /** A node silent for this long is gone: the others take its sockets out of presence. It beats every third of it. */
+  presenceNodeTtlMs: number;
   publicDir: string;
   /** Things the operator should know at start-up that do not stop it. */
   warnings: readonly string[];
@@ -210,6 +218,10 @@ const envSchema = z.object({
   DRAIN_SPREAD_MS: integer(0, 600_000).optional(),
   SUBSCRIBER_PROBE_MS: integer(0, 3_600_000).default(5000),
   FRAME_SIGNING_KEYS: optionalText,
+  API_KEYS: list.optional(),
+  EVENT_ROUTES: optionalText,
+  PRESENCE_EVENTS: z.enum(["0", "1", "true", "false", ""]).optional(),
+  PRESENCE_NODE_TTL_MS: integer(1000, 600_000).default(15_000),
   FRAME_SIGNATURE_MAX_AGE_MS: integer(1000, 86_400_000).default(300_000),
 });
 
@@ -248,6 +260,10 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   // By default half the drain timeout (5 s of the default 10 s), leaving the rest for clients to go.
   const drainSpreadMs = vars.DRAIN_SPREAD_MS ?? Math.min(5000, Math.floor(vars.DRAIN_TIMEOUT_MS / 2));
   if (drainSpreadMs > vars.DRAIN_TIMEOUT_MS) throw new ConfigError("DRAIN_SPREAD_MS", `must not be longer than DRAIN_TIMEOUT_MS (${vars.DRAIN_TIMEOUT_MS})`);
+  const apiKeys = vars.API_KEYS && vars.API_KEYS.length > 0 ? vars.API_KEYS : null;
+  for (const apiKey of apiKeys ?? []) {
+    if (apiKey.length < 32) throw new ConfigError("API_KEYS", "each key must be at least 32 characters");
+  }
   const warnings: string[] = [];
   if (key.kind === "secret" && !key.generated && Buffer.byteLength(key.secret) < 32) {
     warnings.push("JWT_SECRET is shorter than 32 bytes; HS256 wants at least 256 bits of secret");
@@ -272,7 +288,9 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       refreshNoticeMs: vars.TOKEN_REFRESH_NOTICE_MS,
       maxTokenBytes: vars.JWT_MAX_BYTES,
       requireExp,
-      maxTtlSeconds: vars.JWT_MAX_TTL_SECONDS ?? null,
+      // A kick is refused for as long as the tokens it outlives could be valid: with the server API,
+      // whose kicks stick, token lifetimes are bounded by default.
+      maxTtlSeconds: vars.JWT_MAX_TTL_SECONDS ?? (apiKeys !== null ? DEFAULT_API_TOKEN_TTL_SECONDS : null),
     }),
     subscribeRooms: Object.freeze([...(vars.SUBSCRIBE_ROOMS ?? [])]),
     devTools,
@@ -297,6 +315,10 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     drainTimeoutMs: vars.DRAIN_TIMEOUT_MS,
     drainSpreadMs,
     subscriberProbeMs: vars.SUBSCRIBER_PROBE_MS,
+    apiKeys: apiKeys === null ? null : Object.freeze([...apiKeys]),
+    eventRoutes: vars.EVENT_ROUTES === undefined ? new Map() : eventRoutes(vars.EVENT_ROUTES),
+    presenceEvents: vars.PRESENCE_EVENTS === "1" || vars.PRESENCE_EVENTS === "true",
+    presenceNodeTtlMs: vars.PRESENCE_NODE_TTL_MS,
     frameSigning: vars.FRAME_SIGNING_KEYS === undefined ? null : Object.freeze({ keys: frameSigningKeys(vars.FRAME_SIGNING_KEYS), maxAgeMs: vars.FRAME_SIGNATURE_MAX_AGE_MS }),
     publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,
     logLevel: vars.LOG_LEVEL,
@@ -337,6 +359,49 @@ function verificationKey(vars: z.infer<typeof envSchema>, production: boolean): 
   if (vars.JWT_JWKS_URL) return { kind: "jwks", url: vars.JWT_JWKS_URL, cooldownMs: vars.JWT_JWKS_COOLDOWN_MS, refreshMs: vars.JWT_JWKS_REFRESH_MS };
   if (production) throw new ConfigError("JWT_SECRET", "NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY, JWT_KEYS or JWT_JWKS_URL");
   return { kind: "secret", secret: randomBytes(32).toString("base64url"), generated: true };
+}
+
+/** The token lifetime JWT_MAX_TTL_SECONDS defaults to when the server API is on. */
+const DEFAULT_API_TOKEN_TTL_SECONDS = 86_400;
+const ROUTE_PLACEHOLDER = /\{([^}]*)\}/g;
+
+/**
+ * EVENT_ROUTES: a JSON object (or @path to one) of event name to room template, whose only
+ * placeholders are {user} and {site}.
+ */
+function eventRoutes(value: string): ReadonlyMap<string, string> {
+  let text = value;
+  if (value.startsWith("@")) {
+    try {
+      text = readFileSync(value.slice(1), "utf8");
+    } catch (err) {
+      throw new ConfigError("EVENT_ROUTES", `cannot read ${value.slice(1)}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ConfigError("EVENT_ROUTES", 'is not JSON: give { "<event>": "<room, with {user} or {site} if needed>", ... } or @path/to/file.json');
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ConfigError("EVENT_ROUTES", "must be a JSON object of event to room");
+  const routes = new Map<string, string>();
+  for (const [event, room] of Object.entries(parsed)) {
+    const problem = routeProblem(event, room);
+    if (problem !== null) throw new ConfigError("EVENT_ROUTES", problem);
+    routes.set(event, room as string);
+  }
+  return routes;
+}
+
+/** Why an event route cannot be used, or null; shared by EVENT_ROUTES and routes registered at run time. */
+export function routeProblem(event: unknown, room: unknown): string | null {
+  if (typeof event !== "string" || event.length === 0 || event.length > 200) return "an event name must be 1 to 200 characters";
+  if (typeof room !== "string" || room.length === 0 || room.length > 200) return `the room of ${event} must be 1 to 200 characters`;
+  for (const [, name] of room.matchAll(ROUTE_PLACEHOLDER)) {
+    if (name !== "user" && name !== "site") return `the room of ${event} has {${name}}: only {user} and {site} can be filled in`;
+  }
+  return null;
 }
 
 /** FRAME_SIGNING_KEYS: a JSON object of kid to shared secret, each at least 32 bytes. */

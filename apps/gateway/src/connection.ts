@@ -1,9 +1,14 @@
 import {
   type AuthenticatedPayload,
+  type ClientToServerEvents,
+  type ConfiguredPayload,
   type ErrorBody,
   type EventErrorPayload,
   type Identity,
+  type PublishReply,
   SERVER_EVENTS,
+  type ServerToClientEvents,
+  SwitchboardError,
   type SubscriptionReply,
   type TokenExpiringPayload,
   type WelcomePayload,
@@ -13,16 +18,37 @@ import {
 import type { FastifyBaseLogger } from "fastify";
 import { type RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import type { Socket } from "socket.io";
-import { AuthError, type Session, type TokenVerifier } from "./auth.js";
+import { AuthError, type Grants, type Session, type TokenVerifier } from "./auth.js";
 import type { Config } from "./config.js";
 import { detailed, toWireError } from "./errors.js";
 import type { Metrics } from "./metrics.js";
+import type { Operations } from "./operations.js";
 import { type ClientEventName, type ClientEventSchemas, type ClientPayload, EVENT_COST, isClientEventName, parsePayload } from "./payloads.js";
-import { UNAUTHENTICATED_ROOM, reservedRoomProblem, roomsFor } from "./rooms.js";
+import type { PresenceTracker } from "./presence.js";
+import {
+  type CompiledPattern,
+  UNAUTHENTICATED_ROOM,
+  compilePatterns,
+  matchesPattern,
+  patternsFor,
+  reservedRoomProblem,
+  roomsFor,
+  unpublishableRoomProblem,
+} from "./rooms.js";
+
+/** What a socket carries for the rest of the gateway. */
+export interface SocketData {
+  /** Set by the handshake middleware when the handshake carried a valid token; then by `authenticate`. */
+  session?: Session;
+}
+
+/** A socket of the typed server: what clients send and what the gateway sends them. */
+export type ClientSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
 /** How many authenticated sockets each user holds on this node (USER_MAX_SOCKETS). */
 export class UserSockets {
   private readonly counts = new Map<string, number>();
+  private sockets = 0;
 
   constructor(private readonly max: number) {}
 
@@ -33,12 +59,19 @@ export class UserSockets {
 
   add(user: string): void {
     this.counts.set(user, (this.counts.get(user) ?? 0) + 1);
+    this.sockets++;
   }
 
   remove(user: string): void {
     const count = (this.counts.get(user) ?? 1) - 1;
     if (count <= 0) this.counts.delete(user);
     else this.counts.set(user, count);
+    this.sockets--;
+  }
+
+  /** Every authenticated socket on this node. */
+  total(): number {
+    return this.sockets;
   }
 }
 
@@ -49,7 +82,11 @@ export interface ConnectionContext {
   logger: FastifyBaseLogger;
   metrics: Metrics;
   version: string;
-  maySubscribe: (identity: Identity, room: string) => boolean;
+  maySubscribe: (identity: Identity, room: string, claimed: readonly CompiledPattern[]) => boolean;
+  /** SUBSCRIBE_ROOMS, for `welcome`. */
+  subscribePatterns: readonly CompiledPattern[];
+  operations: Pick<Operations, "publish" | "targets">;
+  presence: PresenceTracker;
   schemas: ClientEventSchemas;
   /** Event points per socket per second (CLIENT_EVENT_RATE). */
   eventRate: RateLimiterMemory;
@@ -72,6 +109,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class Connection {
   private identity: Identity | null = null;
   private readonly subscriptions = new Set<string>();
+  /** What the token's claims add: rooms it may join, rooms it may publish to. */
+  private claimedRooms: readonly CompiledPattern[] = [];
+  private publishable: readonly CompiledPattern[] = [];
   private readonly authTimeout = new Timer();
   private readonly expiryNotice = new Timer();
   private readonly expiry = new Timer();
@@ -80,10 +120,14 @@ export class Connection {
     authenticate: (payload, ack) => this.authenticate(payload.token, ack),
     subscribe: (payload, ack) => ack?.(this.subscribe(payload.room)),
     unsubscribe: (payload, ack) => ack?.(this.unsubscribe(payload.room)),
+    join: (payload, ack) => ack?.(this.subscribe(payload.room)),
+    leave: (payload, ack) => ack?.(this.unsubscribe(payload.room)),
+    configure: (payload, ack) => this.configure(payload, ack),
+    publish: (payload, ack) => this.publish(payload, ack),
   };
 
   constructor(
-    private readonly socket: Socket,
+    private readonly socket: ClientSocket,
     private readonly ctx: ConnectionContext,
   ) {
     // Events are handled here, never by listeners on the socket: nothing reaches a handler unchecked.
@@ -176,6 +220,8 @@ export class Connection {
     }
     const authenticated: AuthenticatedPayload = { user: session.identity.user, site: session.identity.site };
     if (this.identity) {
+      this.socket.data.session = session;
+      this.grant(session.grants);
       this.socket.emit(SERVER_EVENTS.authenticated, authenticated);
       ack?.(authenticated);
       this.watchExpiry(session.expiresAt);
@@ -203,7 +249,7 @@ export class Connection {
     const identity = this.identity;
     if (!identity) return { ok: false, error: detailed("subscription_forbidden", "authenticate first") };
     if (this.subscriptions.has(room)) return { ok: true, room };
-    if (!this.ctx.maySubscribe(identity, room)) {
+    if (!this.ctx.maySubscribe(identity, room, this.claimedRooms)) {
       const reserved = reservedRoomProblem(room);
       return { ok: false, error: detailed("subscription_forbidden", reserved ?? `${preview(room)} is not a room this socket may subscribe to`) };
     }
@@ -213,6 +259,7 @@ export class Connection {
     }
     this.socket.join(room);
     this.subscriptions.add(room);
+    this.ctx.presence.roomJoined(identity, room);
     return { ok: true, room };
   }
 
@@ -220,8 +267,70 @@ export class Connection {
     // A socket's user, site and own rooms are not subscriptions: leaving them is refused, not pretended.
     const reserved = reservedRoomProblem(room);
     if (reserved !== null) return { ok: false, error: detailed("subscription_forbidden", reserved) };
-    if (this.subscriptions.delete(room)) this.socket.leave(room);
+    if (this.subscriptions.delete(room)) {
+      this.socket.leave(room);
+      if (this.identity) this.ctx.presence.roomLeft(this.identity, room);
+    }
     return { ok: true, room };
+  }
+
+  /** The first brokers' `configure`: joins (true) and leaves (false) several rooms, and says which it holds. */
+  private configure(rooms: Record<string, boolean>, ack: Ack | undefined): void {
+    const refused: ConfiguredPayload["refused"] = [];
+    for (const [room, join] of Object.entries(rooms)) {
+      const reply = join ? this.subscribe(room) : this.unsubscribe(room);
+      if (!reply.ok) refused.push({ room: room.slice(0, 200), error: reply.error });
+    }
+    const configured: ConfiguredPayload = { ok: true, rooms: [...this.subscriptions], refused };
+    this.socket.emit(SERVER_EVENTS.configured, configured);
+    ack?.(configured);
+  }
+
+  /**
+   * A message from the client to rooms its token's `publish` claim allows: the room it names or the
+   * event's route (filled with the socket's own user and site), and each `_in` room. Every target
+   * must be allowed, or nothing is sent. Without the claim nothing a client sends is broadcast.
+   */
+  private publish(payload: ClientPayload<"publish">, ack: Ack | undefined): void {
+    const identity = this.identity;
+    const answer = (reply: PublishReply) => {
+      if (ack) ack(reply);
+      else if (!reply.ok) this.socket.emit(SERVER_EVENTS.error, { ...reply.error, event: "publish" });
+    };
+    if (!identity) {
+      answer({ ok: false, error: detailed("publish_forbidden", "authenticate first") });
+      return;
+    }
+    if (this.publishable.length === 0) {
+      answer({ ok: false, error: detailed("publish_forbidden", "the token has no publish claim") });
+      return;
+    }
+    const publication = {
+      event: payload.event,
+      data: payload.data ?? null,
+      user: identity.user,
+      ...(identity.site !== null ? { site: identity.site } : {}),
+      ...(payload.room !== undefined ? { room: payload.room } : {}),
+      ...(payload._in !== undefined ? { _in: payload._in } : {}),
+    };
+    let rooms: string[];
+    try {
+      rooms = this.ctx.operations.targets(publication);
+    } catch (err) {
+      answer({ ok: false, error: err instanceof SwitchboardError ? err.toJSON() : errorBody("internal_error") });
+      return;
+    }
+    for (const room of rooms) {
+      const problem = unpublishableRoomProblem(room) ?? (matchesPattern(this.publishable, identity, room) ? null : `${preview(room)} is not in the token's publish claim`);
+      if (problem !== null) {
+        answer({ ok: false, error: detailed("publish_forbidden", problem) });
+        return;
+      }
+    }
+    this.ctx.operations.publish({ ...publication, room: rooms }, "client").then(
+      ({ id }) => answer({ ok: true, id }),
+      (err: unknown) => answer({ ok: false, error: err instanceof SwitchboardError ? err.toJSON() : errorBody("internal_error") }),
+    );
   }
 
   private admit(session: Session): void {
@@ -232,8 +341,11 @@ export class Connection {
     }
     this.authTimeout.clear();
     this.identity = identity;
+    this.grant(session.grants);
+    this.socket.data.session = session;
     this.ctx.users.add(identity.user);
     this.ctx.metrics.connectedSockets.inc();
+    this.ctx.presence.socketAdmitted(identity);
     this.socket.leave(UNAUTHENTICATED_ROOM);
     const rooms = roomsFor(identity);
     this.socket.join(rooms);
@@ -246,9 +358,17 @@ export class Connection {
       user: identity.user,
       site: identity.site,
       rooms,
+      joinable: [...patternsFor(this.ctx.subscribePatterns, identity), ...patternsFor(this.claimedRooms, identity)],
+      publishable: patternsFor(this.publishable, identity),
     };
     this.socket.emit(SERVER_EVENTS.welcome, welcome);
     this.watchExpiry(session.expiresAt);
+  }
+
+  /** What the token's claims add; a refreshed token replaces them. */
+  private grant(grants: Grants): void {
+    this.claimedRooms = compilePatterns(grants.rooms);
+    this.publishable = compilePatterns(grants.publish);
   }
 
   private refuseUserLimit(ack: Ack | undefined): void {
@@ -298,6 +418,7 @@ export class Connection {
     if (this.identity) {
       this.ctx.users.remove(this.identity.user);
       this.ctx.metrics.connectedSockets.dec();
+      this.ctx.presence.socketLeft(this.identity, this.subscriptions);
     }
     this.ctx.eventRate.delete(this.socket.id).catch(() => {});
     this.ctx.strikes.delete(this.socket.id).catch(() => {});

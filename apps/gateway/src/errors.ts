@@ -10,6 +10,7 @@ export type AuthFailure =
   | "not_yet_valid"
   | "algorithm_not_allowed"
   | "claims_invalid"
+  | "revoked"
   | "keys_unavailable";
 
 export class AuthError extends Error {
@@ -31,6 +32,7 @@ const AUTH_CODES: Record<AuthFailure, ErrorCode> = {
   not_yet_valid: "token_not_yet_valid",
   algorithm_not_allowed: "token_algorithm_not_allowed",
   claims_invalid: "token_claims_invalid",
+  revoked: "token_revoked",
   keys_unavailable: "auth_unavailable",
 };
 
@@ -51,6 +53,7 @@ export function detailed(code: ErrorCode, detail: string): ErrorBody {
 
 // The HTTP status of each code an HTTP route can answer with; any other code is a 400.
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
+  api_key_invalid: 401,
   not_found: 404,
   payload_too_large: 413,
   frame_too_large: 413,

@@ -48,7 +48,10 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics): v
       metrics.limitHits.inc({ kind: "http_body_size" });
       body = errorBody("payload_too_large");
       status = 413;
-    } else if (error.validation || (typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 500)) {
+    } else if (error.validation) {
+      body = detailed("invalid_request", validationMessage(error));
+      status = 400;
+    } else if (typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 500) {
       // Not JSON, an empty JSON body, an unsupported content type, a schema failure: the client's mistake.
       body = detailed("invalid_request", error.message.replace(/\.$/, ""));
       status = error.statusCode === 415 ? 415 : 400;
@@ -71,6 +74,17 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics): v
     else request.log.info(line, "request");
     done();
   });
+}
+
+/** A schema failure in words that name the field: `body/colour is not a field of this request`. */
+function validationMessage(error: FastifyError): string {
+  const first = error.validation?.[0];
+  if (!first) return error.message.replace(/\.$/, "");
+  const where = `${error.validationContext ?? "body"}${first.instancePath}`;
+  const params = first.params as { additionalProperty?: unknown; missingProperty?: unknown };
+  if (typeof params.additionalProperty === "string") return `${where}/${params.additionalProperty} is not a field of this request`;
+  if (typeof params.missingProperty === "string") return `${where}/${params.missingProperty} is required`;
+  return `${where} ${first.message ?? "is invalid"}`;
 }
 
 /** HTTP routes: health, metrics, the demo page and the client bundle. */

@@ -27,6 +27,12 @@ if (config.devTools) {
   );
 }
 
+logger.info(
+  config.apiKeys === null
+    ? "server API off: no API_KEYS, so /api/v1 and /_notify answer 404"
+    : `server API on: /api/v1 and /_notify take ${config.apiKeys.length} key(s) (Authorization: Bearer)`,
+);
+
 try {
   const url = await gateway.start();
   logger.info(

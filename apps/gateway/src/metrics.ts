@@ -19,7 +19,7 @@ export const LIMIT_KINDS = [
 export type LimitKind = (typeof LIMIT_KINDS)[number];
 
 /** Where a message to this node's sockets came from; the label of `switchboard_messages_received_total`. */
-export const MESSAGE_SOURCES = ["adapter", "raw_frame", "api"] as const;
+export const MESSAGE_SOURCES = ["adapter", "raw_frame", "api", "client"] as const;
 export type MessageSource = (typeof MESSAGE_SOURCES)[number];
 
 // Codes a connection can be refused or closed with by authentication; each one is exported from start.
@@ -37,7 +37,7 @@ const AUTH_FAILURE_CODES = [
   "user_connection_limit",
 ] as const;
 const DROP_CHANNELS = ["socket.io#emitter", "adapter"] as const;
-const DROP_REASONS = ["frame_not_msgpack", "frame_invalid", "frame_too_large", "frame_unsigned", "frame_signature_invalid"] as const;
+const DROP_REASONS = ["frame_not_msgpack", "frame_invalid", "frame_too_large", "frame_unsigned", "frame_signature_invalid", "route_unknown", "route_incomplete"] as const;
 
 /** The gateway's Prometheus metrics, on a registry of its own (no process-wide singletons). */
 export interface Metrics {

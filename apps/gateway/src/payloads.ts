@@ -8,16 +8,31 @@ import { MAX_ROOM_LENGTH } from "./rooms.js";
  * sees it; a handler receives only what its schema produced. A payload is an object with the
  * named field or, as the first releases accepted, the bare value.
  */
+/** How many rooms one `configure` may name. */
+export const MAX_CONFIGURE_ROOMS = 100;
+
 export function clientEventSchemas() {
   const room = z.string().min(1).max(MAX_ROOM_LENGTH);
+  const roomPayload = z.union([z.object({ room }), room]).transform((value) => (typeof value === "string" ? { room: value } : value));
   return {
     // The token is classified by the verifier (missing, not a string, too long, malformed), which
     // knows the precise code for each; the schema only finds it.
     [CLIENT_EVENTS.authenticate]: z.unknown().transform((value) => ({
       token: typeof value === "object" && value !== null && !Array.isArray(value) ? (value as { token?: unknown }).token : value,
     })),
-    [CLIENT_EVENTS.subscribe]: z.union([z.object({ room }), room]).transform((value) => (typeof value === "string" ? { room: value } : value)),
-    [CLIENT_EVENTS.unsubscribe]: z.union([z.object({ room }), room]).transform((value) => (typeof value === "string" ? { room: value } : value)),
+    [CLIENT_EVENTS.subscribe]: roomPayload,
+    [CLIENT_EVENTS.unsubscribe]: roomPayload,
+    [CLIENT_EVENTS.join]: roomPayload,
+    [CLIENT_EVENTS.leave]: roomPayload,
+    [CLIENT_EVENTS.configure]: z
+      .record(room, z.boolean())
+      .refine((rooms) => Object.keys(rooms).length <= MAX_CONFIGURE_ROOMS, `at most ${MAX_CONFIGURE_ROOMS} rooms at once`),
+    [CLIENT_EVENTS.publish]: z.object({
+      room: room.optional(),
+      event: z.string().min(1).max(200),
+      data: z.unknown(),
+      _in: z.union([room, z.array(room).max(20)]).optional(),
+    }),
   } as const;
 }
 
@@ -30,6 +45,12 @@ export const EVENT_COST: Record<ClientEventName, number> = {
   [CLIENT_EVENTS.authenticate]: 10,
   [CLIENT_EVENTS.subscribe]: 1,
   [CLIENT_EVENTS.unsubscribe]: 1,
+  [CLIENT_EVENTS.join]: 1,
+  [CLIENT_EVENTS.leave]: 1,
+  // Up to a hundred rooms at once.
+  [CLIENT_EVENTS.configure]: 5,
+  // A message to every node.
+  [CLIENT_EVENTS.publish]: 2,
 };
 
 export function isClientEventName(event: unknown, schemas: ClientEventSchemas): event is ClientEventName {

@@ -25,6 +25,8 @@ export class ResilientSubscriber implements AdapterSubscriber {
   constructor(
     private readonly createSubscriber: () => RedisClient,
     private readonly onApplyFailure: (err: unknown) => void,
+    /** Called whenever the current client holds every subscription again. */
+    private readonly onApplied: () => void = () => {},
   ) {
     this.client = this.start();
   }
@@ -77,6 +79,7 @@ export class ResilientSubscriber implements AdapterSubscriber {
    */
   replace(): RedisClient {
     const old = this.client;
+    this.onApplied();
     this.client = this.start();
     old.disconnect().catch(() => {});
     return this.client;
@@ -98,7 +101,9 @@ export class ResilientSubscriber implements AdapterSubscriber {
       if (this.client !== client) return;
       this.sendMissing(client).then(
         () => {
-          if (this.client === client) this.applied = true;
+          if (this.client !== client) return;
+          this.applied = true;
+          this.onApplied();
         },
         (err: unknown) => this.onApplyFailure(err),
       );

@@ -33,30 +33,56 @@ export function reservedRoomProblem(room: string): string | null {
   return null;
 }
 
-/** One SUBSCRIBE_ROOMS pattern, split on `*` before any placeholder is filled in. */
-interface CompiledPattern {
+/** One room pattern (SUBSCRIBE_ROOMS, or a token's rooms or publish claim), split on `*` before any placeholder is filled in. */
+export interface CompiledPattern {
+  source: string;
   /** The text between wildcards, still holding `{user}` / `{site}`; one part means no wildcard. */
   parts: string[];
   needsSite: boolean;
 }
 
+export function compilePatterns(patterns: readonly string[]): readonly CompiledPattern[] {
+  return patterns.map((pattern) => ({ source: pattern, parts: pattern.split("*"), needsSite: pattern.includes("{site}") }));
+}
+
 /**
- * Which rooms an authenticated socket may subscribe to, from SUBSCRIBE_ROOMS patterns:
- * `*` matches any run of characters, `{user}` and `{site}` exactly the socket's own user id and site.
- * The pattern is split on `*` first and the placeholders filled in afterwards, so a `*` inside a
- * user id is a literal character, never a wildcard. With no patterns nothing may be subscribed.
+ * True when `room` matches one of the patterns: `*` matches any run of characters, `{user}` and
+ * `{site}` exactly the socket's own user id and site. The pattern is split on `*` first and the
+ * placeholders filled in afterwards, so a `*` inside a user id is a literal character, never a wildcard.
  */
-export function createSubscriptionPolicy(patterns: readonly string[]): (identity: Identity, room: string) => boolean {
-  const compiled: CompiledPattern[] = patterns.map((pattern) => ({ parts: pattern.split("*"), needsSite: pattern.includes("{site}") }));
-  return (identity, room) => {
-    if (room.length === 0 || room.length > MAX_ROOM_LENGTH || reservedRoomProblem(room) !== null) return false;
-    return compiled.some((pattern) => {
-      if (pattern.needsSite && identity.site === null) return false;
-      const site = identity.site ?? "";
-      const parts = pattern.parts.map((part) => part.replaceAll("{user}", identity.user).replaceAll("{site}", site));
-      return globMatches(parts, room);
-    });
-  };
+export function matchesPattern(patterns: readonly CompiledPattern[], identity: Identity, room: string): boolean {
+  if (room.length === 0 || room.length > MAX_ROOM_LENGTH) return false;
+  return patterns.some((pattern) => {
+    if (pattern.needsSite && identity.site === null) return false;
+    const site = identity.site ?? "";
+    return globMatches(
+      pattern.parts.map((part) => part.replaceAll("{user}", identity.user).replaceAll("{site}", site)),
+      room,
+    );
+  });
+}
+
+/** The patterns as this socket may use them, placeholders filled in (for `welcome`). */
+export function patternsFor(patterns: readonly CompiledPattern[], identity: Identity): string[] {
+  return patterns.filter((pattern) => !pattern.needsSite || identity.site !== null).map((pattern) => pattern.source.replaceAll("{user}", identity.user).replaceAll("{site}", identity.site ?? ""));
+}
+
+/** Rooms nobody publishes to from a client: internal rooms and other sockets' own rooms. */
+export function unpublishableRoomProblem(room: string): string | null {
+  if (room.startsWith("switchboard:")) return "internal rooms take no client messages";
+  if (SOCKET_ID_SHAPE.test(room)) return "a name of exactly 20 letters, digits, '-' or '_' is a socket id";
+  return null;
+}
+
+/**
+ * Which rooms an authenticated socket may subscribe to: those matching SUBSCRIBE_ROOMS or its
+ * token's `rooms` claim. With no patterns nothing may be subscribed. `user(…)`, `site(…)`,
+ * internal and socket-id rooms never may, whatever a pattern or claim says.
+ */
+export function createSubscriptionPolicy(patterns: readonly string[]): (identity: Identity, room: string, claimed?: readonly CompiledPattern[]) => boolean {
+  const configured = compilePatterns(patterns);
+  return (identity, room, claimed = []) =>
+    reservedRoomProblem(room) === null && (matchesPattern(configured, identity, room) || matchesPattern(claimed, identity, room));
 }
 
 /** True when `text` is `parts` joined by runs of any characters. */

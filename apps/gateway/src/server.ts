@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { type Server as HttpServer, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { type PresencePayload, siteRoom } from "@switchboard/protocol";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
-import type { Server } from "socket.io";
 import { type TokenVerifier, createTokenVerifier } from "./auth.js";
 import { proxyTrust } from "./admission.js";
 import { type Broker, createBroker } from "./broker.js";
@@ -12,14 +12,22 @@ import { createDropReporter } from "./drops.js";
 import { pathOf, registerErrorHandling, registerHttpRoutes } from "./http.js";
 import { createThrottledWarnings } from "./log-throttle.js";
 import { type Metrics, createMetrics } from "./metrics.js";
-import { deliverRawFrame } from "./raw-frames.js";
-import { createTransport } from "./transport.js";
+import { registerApi } from "./api.js";
+import { EventRoutes } from "./event-routes.js";
+import { createOperations } from "./operations.js";
+import { PresenceTracker } from "./presence.js";
+import { handleRawFrame } from "./raw-frames.js";
+import { RevocationMirror } from "./revocations.js";
+import { type GatewayServer, createTransport } from "./transport.js";
+
+/** How often a node writes its batched presence changes. */
+const PRESENCE_FLUSH_MS = 200;
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 export interface Gateway {
   app: FastifyInstance;
-  io: Server;
+  io: GatewayServer;
   broker: Broker;
   metrics: Metrics;
   verifier: TokenVerifier;
@@ -59,7 +67,8 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const metrics = createMetrics(config.nodeId);
   const warnings = createThrottledWarnings(logger);
   const dropFrame = createDropReporter({ metrics, warnings, logger });
-  const verifier = createTokenVerifier(config.auth, { logger });
+  const revocations = new RevocationMirror(config.auth.maxTtlSeconds === null ? null : config.auth.maxTtlSeconds * 1000);
+  const verifier = createTokenVerifier(config.auth, { logger, isRevoked: (user, iat, jti) => revocations.check(user, iat, jti) });
   const broker = createBroker(config.redisUrl, {
     logger,
     metrics,
@@ -67,6 +76,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     limits: config.limits,
     nodeId: config.nodeId,
     probeIntervalMs: config.subscriberProbeMs,
+    nodeTtlMs: config.presenceNodeTtlMs,
   });
   let draining = false;
 
@@ -82,12 +92,42 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     draining: () => draining,
   });
   const { io } = transport;
+  const routes = new EventRoutes(config.eventRoutes);
+  const operations = createOperations({ io, broker, config, metrics, logger, routes, revocations });
+  const startedAt = Date.now();
+  const presence = new PresenceTracker(config.nodeId, {
+    state: broker.state,
+    logger,
+    info: () => ({ node: config.nodeId, version: VERSION, startedAt, sockets: transport.authenticatedSockets() }),
+    onCrossings: (crossings) => {
+      if (!config.presenceEvents) return;
+      for (const { site, user, online } of crossings) {
+        const payload: PresencePayload = { user, online };
+        operations.publish({ room: siteRoom(site), event: "presence", data: payload }, null).catch((err: unknown) => {
+          logger.debug({ err: err instanceof Error ? err.message : String(err) }, "presence event not published");
+        });
+      }
+    },
+    ready: () => broker.ready(),
+    flushMs: PRESENCE_FLUSH_MS,
+    heartbeatMs: Math.floor(config.presenceNodeTtlMs / 3),
+    nodeTtlMs: config.presenceNodeTtlMs,
+  });
+  // Whenever the broker becomes ready, what this node mirrors or contributes is read and written again:
+  // control frames and presence changes of the time before were lost.
+  broker.onReady(() => {
+    operations.reloadShared().catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not read the shared state"));
+    presence.resync();
+  });
+  presence.start();
+  transport.serve({ operations, presence });
   const payloadMaxDepth = config.limits.payloadMaxDepth;
   const signing = config.frameSigning;
-  broker.onRawFrame((frame) => deliverRawFrame(io, frame, { metrics, dropFrame, payloadMaxDepth, signing }));
+  broker.onRawFrame((frame) => handleRawFrame(frame, { operations, metrics, dropFrame, payloadMaxDepth, signing }));
   registerErrorHandling(app, metrics);
   await registerHttpRoutes(app, { config, broker, metrics, version: VERSION, draining: () => draining });
-  if (config.devTools) await registerDevRoutes(app, { io, broker, verifier, nodeId: config.nodeId, payloadMaxDepth });
+  if (config.apiKeys !== null) await registerApi(app, { keys: config.apiKeys, operations, nodeId: config.nodeId });
+  if (config.devTools) await registerDevRoutes(app, { operations, verifier, nodeId: config.nodeId });
 
   let closing: Promise<void> | null = null;
   async function close(): Promise<void> {
@@ -105,6 +145,8 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
       io.engine.close();
       app.server.closeIdleConnections();
       await app.close();
+      // Its sockets are gone: take them out of cluster-wide presence now rather than after the heartbeat.
+      await presence.stop();
     } finally {
       clearTimeout(force);
       warnings.close();

@@ -1,20 +1,21 @@
 import type { IncomingMessage, Server as HttpServer } from "node:http";
-import { type ErrorBody, type ReconnectPayload, SERVER_EVENTS, errorBody } from "@switchboard/protocol";
+import { type ClientToServerEvents, type ErrorBody, type ReconnectPayload, SERVER_EVENTS, type ServerToClientEvents, errorBody } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Server, type Socket } from "socket.io";
 import type { Adapter } from "socket.io-adapter";
 import { createAdmission } from "./admission.js";
-import { AuthError, type Session, type TokenVerifier } from "./auth.js";
+import { AuthError, type TokenVerifier } from "./auth.js";
 import { dropConnection, watchOutboundBuffer } from "./backpressure.js";
 import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
-import { Connection, type ConnectionContext, UserSockets } from "./connection.js";
+import { type ClientSocket, Connection, type ConnectionContext, type SocketData, UserSockets } from "./connection.js";
 import { toWireError } from "./errors.js";
 import type { ThrottledWarnings } from "./log-throttle.js";
 import type { Metrics } from "./metrics.js";
 import { clientEventSchemas } from "./payloads.js";
-import { createSubscriptionPolicy } from "./rooms.js";
+import type { PresenceTracker } from "./presence.js";
+import { compilePatterns, createSubscriptionPolicy } from "./rooms.js";
 
 export interface TransportDeps {
   config: Pick<Config, "nodeId" | "auth" | "subscribeRooms" | "limits" | "http" | "corsOrigins">;
@@ -30,10 +31,8 @@ export interface TransportDeps {
   draining(): boolean;
 }
 
-interface SocketData {
-  /** Set by the handshake middleware when the handshake carried a valid token. */
-  session?: Session;
-}
+/** The gateway's Socket.IO server, typed by the protocol's event maps. */
+export type GatewayServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
 /** The engine.io connection under a socket, as far as this module uses it. */
 type EngineConnection = Socket["conn"];
@@ -41,7 +40,7 @@ type EngineConnection = Socket["conn"];
 /** What the handshake carried: a token, a malformed credential, or nothing (the event flow). */
 type HandshakeCredential = { token: unknown } | { malformed: string } | null;
 
-function handshakeCredential(socket: Socket): HandshakeCredential {
+function handshakeCredential(socket: ClientSocket): HandshakeCredential {
   const auth: unknown = socket.handshake.auth;
   if (typeof auth === "object" && auth !== null && "token" in auth) return { token: auth.token };
   const header = socket.handshake.headers.authorization;
@@ -51,7 +50,9 @@ function handshakeCredential(socket: Socket): HandshakeCredential {
 }
 
 export interface Transport {
-  io: Server;
+  io: GatewayServer;
+  /** Starts taking sockets; each one becomes a Connection using the node's operations and presence. */
+  serve(core: { operations: ConnectionContext["operations"]; presence: PresenceTracker }): void;
   /**
    * Tells every socket to reconnect elsewhere (`reconnect` `{ retryAfterMs }`), spread evenly over
    * `spreadMs`, closing each socket's transport right after its event; resolves once every socket
@@ -60,6 +61,8 @@ export interface Transport {
   drain(spreadMs: number, deadline: number): Promise<void>;
   /** Cuts every engine.io connection at once, freeing what each buffered. */
   dropAll(): void;
+  /** Authenticated sockets on this node. */
+  authenticatedSockets(): number;
 }
 
 /** The most a drained client is asked to wait before reconnecting: jitter on top of the spread. */
@@ -73,7 +76,7 @@ const RECONNECT_JITTER_MS = 1000;
 export function createTransport(httpServer: HttpServer, deps: TransportDeps): Transport {
   const { config, verifier, logger, metrics } = deps;
   const { limits } = config;
-  const io = new Server(httpServer, {
+  const io: GatewayServer = new Server(httpServer, {
     adapter: deps.adapter,
     cors: { origin: config.corsOrigins === null ? true : [...config.corsOrigins] },
     maxHttpBufferSize: limits.clientMaxMessageBytes,
@@ -144,7 +147,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
           metrics.limitHits.inc({ kind: "user_sockets" });
           return next(refuse(socket.conn, errorBody("user_connection_limit")));
         }
-        (socket.data as SocketData).session = session;
+        socket.data.session = session;
         next();
       },
       (err: unknown) => {
@@ -155,21 +158,25 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     );
   });
 
-  const context: ConnectionContext = {
+  const shared = {
     config,
     verifier,
     logger,
     metrics,
     version: deps.version,
     maySubscribe: createSubscriptionPolicy(config.subscribeRooms),
+    subscribePatterns: compilePatterns(config.subscribeRooms),
     schemas: clientEventSchemas(),
     eventRate: new RateLimiterMemory({ points: limits.clientEventRate, duration: 1, keyPrefix: "" }),
     strikes: new RateLimiterMemory({ points: limits.clientEventRate, duration: 10, keyPrefix: "" }),
     users,
   };
-  io.on("connection", (socket) => new Connection(socket, context).start((socket.data as SocketData).session));
   return {
     io,
+    serve(core) {
+      const context: ConnectionContext = { ...shared, ...core };
+      io.on("connection", (socket) => new Connection(socket, context).start(socket.data.session));
+    },
     async drain(spreadMs, deadline) {
       const sockets = [...io.of("/").sockets.values()];
       const gone = Promise.all(sockets.map((socket) => (socket.connected ? new Promise<void>((resolve) => socket.once("disconnect", () => resolve())) : undefined)));
@@ -187,6 +194,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
       clearTimeout(waited);
       for (const timer of timers) clearTimeout(timer);
     },
+    authenticatedSockets: () => users.total(),
     dropAll() {
       for (const connection of [...open]) dropConnection(connection);
     },

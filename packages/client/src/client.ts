@@ -388,7 +388,7 @@ export class SwitchboardClient {
     });
 
     socket.on(SERVER_EVENTS.kicked, (body: KickedPayload) => {
-      this.setState({ status: "disconnected", reason: body.message, code: "kicked" });
+      this.setState({ status: "disconnected", reason: typeof body.reason === "string" ? body.reason : body.message, code: "kicked" });
       this.emitLocal("kicked", body);
     });
 

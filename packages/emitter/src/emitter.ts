@@ -3,19 +3,24 @@ import { Emitter } from "@socket.io/redis-emitter";
 import {
   ERRORS,
   RAW_FRAME_CHANNEL,
-  SERVER_EVENTS,
   SwitchboardError,
+  allowUser,
   encodeEveryoneFrame,
   encodeRawFrame,
-  encodeSignedEnvelope,
   isPublishableEvent,
+  kickUser,
+  normaliseSiteHost,
   preview,
-  signedPayload,
+  readRoomCount,
+  readSitePresence,
+  readUserPresence,
+  sealFrame,
   siteRoom,
+  userIdOf,
   userRoom,
 } from "@switchboard/protocol";
-import type { RawFrame } from "@switchboard/protocol";
-import { type OwnedConnection, type PublishClient, defaultErrorReporter, openConnection } from "./redis.js";
+import type { ControlTransport, KickOptions, RawFrame, RedisCommander, RoomCount, SitePresence, UserPresence } from "@switchboard/protocol";
+import { type OwnedConnection, type PublishClient, commandRunner, defaultErrorReporter, openConnection } from "./redis.js";
 
 export interface EmitterOptions {
   /** A Redis URL (the emitter opens and closes its own connection) or a connected client. */
@@ -41,8 +46,7 @@ export interface EmitterOptions {
   /**
    * Signs every message with this key (a `kid` of the gateway's FRAME_SIGNING_KEYS and its secret).
    * Messages then go out as signed raw frames on `socket.io#emitter`, the one channel a publisher
-   * restricted by a Redis ACL may write; `disconnectUser`, which needs the adapter's request
-   * channel, is then refused.
+   * restricted by a Redis ACL may write; so do `disconnectUser`'s control frames.
    * @default none: messages go out in the standard socket.io adapter format, unsigned
    */
   signingKey?: { kid: string; secret: string };
@@ -73,7 +77,21 @@ export interface SwitchboardEmitter {
   /** Emits to every authenticated socket on every node. */
   emit(event: string, data?: unknown): Promise<PublishResult>;
   /** Sends `kicked` to each of the user's sockets, then disconnects them. */
-  disconnectUser(userId: string | number, message?: string): Promise<void>;
+  /**
+   * Kicks a user off the cluster: every socket gets `kicked` `{ code: "kicked", message, reason }` and
+   * is disconnected; with `refuseReconnect` (the default) the user's tokens issued at or before the
+   * kick are refused with `token_revoked` on every node for `refuseForSeconds`. The same
+   * implementation as the gateway's `POST /api/v1/users/:id/disconnect`. A string is the reason.
+   */
+  disconnectUser(userId: string | number, options?: string | KickOptions): Promise<void>;
+  /** Lifts a kick's refusal. */
+  allowUser(userId: string | number): Promise<void>;
+  /** Cluster-wide presence, as the gateways keep it in Redis. */
+  presence: {
+    user(userId: string | number): Promise<UserPresence>;
+    site(host: string, page?: { cursor?: string | null; limit?: number }): Promise<SitePresence>;
+    roomCount(room: string): Promise<RoomCount>;
+  };
   /** Publishes a map-layout raw frame on `socket.io#emitter`, as non-Node publishers do. */
   publishFrame(frame: RawFrame): Promise<PublishResult>;
   /** Stops publishing; closes the Redis connection if the emitter opened it. */
@@ -92,6 +110,32 @@ export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
   const signingKey = options.signingKey ?? null;
   if (signingKey !== null && (typeof signingKey.kid !== "string" || signingKey.kid.length === 0 || typeof signingKey.secret !== "string" || signingKey.secret.length === 0)) {
     throw new SwitchboardError("invalid_request", "signingKey needs a non-empty kid and secret");
+  }
+
+  /** Commands beyond publishing (presence, kicks), through the same connection and its checks. */
+  function commander(): RedisCommander {
+    const run = commandRunner(client);
+    if (run === null) throw new SwitchboardError("invalid_request", "this needs a client that runs commands: node-redis (sendCommand) or ioredis (call)");
+    return {
+      async command(args) {
+        if (closed) throw new SwitchboardError("emitter_closed");
+        if (owned && !(await owned.whenReady(connectWaitMs))) throw new SwitchboardError("redis_unavailable");
+        try {
+          return await run(args);
+        } catch (err) {
+          throw new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${errorText(err)})`, { cause: err });
+        }
+      },
+    };
+  }
+
+  function controlTransport(): ControlTransport {
+    const redis = commander();
+    return {
+      setKey: (key, value, ttlMs) => redis.command(["SET", key, value, "PX", String(Math.max(1, Math.round(ttlMs)))]),
+      deleteKey: (key) => redis.command(["DEL", key]),
+      publishFrame: (frame, channel) => publish(channel, rawMessage(frame)),
+    };
   }
 
   /** The raw-channel form of a frame: signed when the emitter holds a key. */
@@ -163,14 +207,20 @@ export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
       const [result] = await settle(() => socketIoEmitter.emit(event, data));
       return result ?? { subscribers: 0 };
     },
-    async disconnectUser(userId, message = ERRORS.kicked.message) {
-      const room = userRoom(userId);
-      if (signingKey !== null) throw new SwitchboardError("invalid_request", "disconnectUser needs the adapter's request channel, which a signing emitter does not use");
-      // One connection publishes both in order, so each socket sees `kicked` before it is closed.
-      await settle(() => {
-        socketIoEmitter.to(room).emit(SERVER_EVENTS.kicked, { code: "kicked", message });
-        socketIoEmitter.in(room).disconnectSockets(true);
-      });
+    async disconnectUser(userId, options = {}) {
+      await kickUser(controlTransport(), userId, typeof options === "string" ? { reason: options } : options);
+    },
+    async allowUser(userId) {
+      await allowUser(controlTransport(), userId);
+    },
+    presence: {
+      user: (userId) => readUserPresence(commander(), userIdOf(userId)),
+      site: (host, page = {}) => {
+        const normalised = normaliseSiteHost(host);
+        if (normalised === null) return Promise.reject(new SwitchboardError("invalid_room", `Not a site host: ${preview(host)}`));
+        return readSitePresence(commander(), normalised, page.cursor ?? null, page.limit ?? 100);
+      },
+      roomCount: (room) => readRoomCount(commander(), room),
     },
     async publishFrame(frame) {
       return publish(RAW_FRAME_CHANNEL, rawMessage(encodeRawFrame(frame)));
@@ -184,9 +234,7 @@ export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
 
 /** Wraps a frame in a signed envelope: HMAC-SHA256 over "<ts>." and the frame's bytes. */
 function signFrame(frame: Uint8Array, key: { kid: string; secret: string }): Uint8Array {
-  const ts = Date.now();
-  const sig = createHmac("sha256", key.secret).update(signedPayload(ts, frame)).digest();
-  return encodeSignedEnvelope({ kid: key.kid, ts, sig, frame });
+  return sealFrame(frame, key.kid, (payload) => createHmac("sha256", key.secret).update(payload).digest());
 }
 
 function checkEvent(event: unknown): void {

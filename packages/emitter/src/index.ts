@@ -10,4 +10,4 @@ export {
   siteRoom,
   userRoom,
 } from "@switchboard/protocol";
-export type { ErrorCode, RawFrame } from "@switchboard/protocol";
+export type { ErrorCode, KickOptions, RawFrame, RoomCount, SitePresence, UserPresence } from "@switchboard/protocol";

@@ -9,6 +9,17 @@ export interface PublishClient {
   publish(channel: string, message: Buffer | string): Promise<unknown>;
   on?(event: "error", listener: (error: Error) => void): unknown;
   listenerCount?(event: string): number;
+  /** node-redis: runs any command; presence and disconnectUser need it (or ioredis's `call`). */
+  sendCommand?(args: string[]): Promise<unknown>;
+  /** ioredis: runs any command. */
+  call?(command: string, ...args: string[]): Promise<unknown>;
+}
+
+/** The client's way to run any command, or null when it has none. */
+export function commandRunner(client: PublishClient): ((args: string[]) => Promise<unknown>) | null {
+  if (typeof client.sendCommand === "function") return (args) => (client.sendCommand as (args: string[]) => Promise<unknown>)(args);
+  if (typeof client.call === "function") return ([command, ...rest]) => (client.call as (command: string, ...args: string[]) => Promise<unknown>)(command ?? "", ...rest);
+  return null;
 }
 
 /** A Redis connection the emitter opened itself from a URL, and so also closes. */
@@ -30,7 +41,7 @@ export function openConnection(url: string, onError: (error: Error) => void): Ow
   client.on("error", onError);
   client.connect().catch(onError);
   return {
-    client: { publish: (channel, message) => client.publish(channel, message) },
+    client: { publish: (channel, message) => client.publish(channel, message), sendCommand: (args) => client.sendCommand(args) },
     whenReady(timeoutMs) {
       if (client.isReady) return Promise.resolve(true);
       return new Promise((resolve) => {

@@ -28,6 +28,14 @@ export const ERRORS = {
     audience: "client",
     message: "The token is signed with an algorithm this server does not accept.",
   },
+  token_revoked: {
+    audience: "client",
+    message: "The token was revoked: its user was kicked after it was issued, or the token itself was revoked.",
+  },
+  publish_forbidden: {
+    audience: "client",
+    message: "The token's publish claim does not allow publishing to that room, or the socket has no publish claim.",
+  },
   token_claims_invalid: {
     audience: "client",
     message: "The token claims are not acceptable (missing sub, wrong iss or aud, or a bad site).",
@@ -123,6 +131,18 @@ export const ERRORS = {
   invalid_event: {
     audience: "publisher",
     message: "The event name is empty, not a string, or reserved by Socket.IO.",
+  },
+  route_unknown: {
+    audience: "publisher",
+    message: "The publish names no room, and its event has no route (EVENT_ROUTES or a registered one).",
+  },
+  route_incomplete: {
+    audience: "publisher",
+    message: "The event's route needs a user or site that the publish does not give.",
+  },
+  api_key_invalid: {
+    audience: "publisher",
+    message: "The server API needs Authorization: Bearer <key> with one of the node's API_KEYS.",
   },
   frame_unsigned: {
     audience: "publisher",

@@ -1,7 +1,7 @@
-import type { ErrorBody } from "./errors.js";
 import type { Identity } from "./claims.js";
+import type { ErrorBody } from "./errors.js";
 
-/** The event a raw frame is delivered as when it names none. */
+/** The event a published message is delivered as when it names none. */
 export const DEFAULT_EVENT = "message";
 
 /** Events the gateway itself sends to clients. */
@@ -15,6 +15,8 @@ export const SERVER_EVENTS = {
   error: "error",
   /** The node is stopping: reconnect (through the balancer, to another node) after `retryAfterMs`. */
   reconnect: "reconnect",
+  /** The answer to `configure`: the rooms the socket holds by asking. */
+  configured: "configured",
 } as const;
 
 /**
@@ -30,9 +32,16 @@ export const CLIENT_EVENTS = {
   authenticate: "authenticate",
   subscribe: "subscribe",
   unsubscribe: "unsubscribe",
+  /** The first brokers' names for subscribe and unsubscribe. */
+  join: "join",
+  leave: "leave",
+  /** Joins and leaves several rooms at once: `{ "<room>": true | false, ... }`. */
+  configure: "configure",
+  /** Publishes to rooms the token's `publish` claim allows. */
+  publish: "publish",
 } as const;
 
-/** Names Socket.IO reserves; nobody may publish them. */
+/** Names Socket.IO reserves, and the events the gateway sends itself: nobody may publish them. */
 export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
   "connect",
   "connect_error",
@@ -40,10 +49,11 @@ export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
   "disconnecting",
   "newListener",
   "removeListener",
+  ...Object.values(SERVER_EVENTS),
 ]);
 
 export function isPublishableEvent(event: unknown): event is string {
-  return typeof event === "string" && event.length > 0 && !RESERVED_EVENTS.has(event);
+  return typeof event === "string" && event.length > 0 && event.length <= 200 && !RESERVED_EVENTS.has(event);
 }
 
 export interface WelcomePayload {
@@ -56,11 +66,20 @@ export interface WelcomePayload {
   user: string;
   site: string | null;
   rooms: string[];
+  /** Room patterns this socket may join (`*` matches any run of characters). */
+  joinable: string[];
+  /** Room patterns this socket may publish to; empty without a `publish` claim. */
+  publishable: string[];
 }
 
 export type AuthenticatedPayload = Identity;
 export type UnauthorizedPayload = ErrorBody;
-export type KickedPayload = ErrorBody;
+
+/** Sent just before the server disconnects the socket on a kick. */
+export interface KickedPayload extends ErrorBody {
+  /** Why, as the kick said. */
+  reason?: string;
+}
 
 export interface AuthenticatePayload {
   token: string;
@@ -94,5 +113,64 @@ export interface SubscribePayload {
   room: string;
 }
 
-/** The acknowledgement of `subscribe` and `unsubscribe`. */
+/** The acknowledgement of `subscribe`, `unsubscribe`, `join` and `leave`. */
 export type SubscriptionReply = { ok: true; room: string } | { ok: false; error: ErrorBody };
+
+/** `configure`: each room to join (true) or leave (false). */
+export type ConfigurePayload = Record<string, boolean>;
+
+/** The answer to `configure` (as its acknowledgement and as the `configured` event). */
+export interface ConfiguredPayload {
+  ok: true;
+  /** Every room the socket now holds by asking. */
+  rooms: string[];
+  /** Rooms of the request that were refused, with why. */
+  refused: { room: string; error: ErrorBody }[];
+}
+
+/** `publish` from a client whose token carries a `publish` claim. */
+export interface ClientPublishPayload {
+  /** Where to; without it, the event's route (EVENT_ROUTES or a registered one). */
+  room?: string;
+  event: string;
+  data: unknown;
+  /** More rooms, each of which the claim must allow. */
+  _in?: string | string[];
+}
+
+export type PublishReply = { ok: true; id: string } | { ok: false; error: ErrorBody };
+
+/** Sent to `site(<host>)` with PRESENCE_EVENTS=1 when a user's first socket connects or last one leaves. */
+export interface PresencePayload {
+  user: string;
+  online: boolean;
+}
+
+/** A refusal of any client event, in its acknowledgement. */
+export interface RefusedReply {
+  ok: false;
+  error: ErrorBody;
+}
+
+/** What the gateway sends to clients: its own events (publishers add their own names). */
+export interface ServerToClientEvents {
+  welcome: (payload: WelcomePayload) => void;
+  authenticated: (payload: AuthenticatedPayload) => void;
+  unauthorized: (payload: UnauthorizedPayload) => void;
+  kicked: (payload: KickedPayload) => void;
+  token_expiring: (payload: TokenExpiringPayload) => void;
+  error: (payload: EventErrorPayload) => void;
+  reconnect: (payload: ReconnectPayload) => void;
+  configured: (payload: ConfiguredPayload) => void;
+}
+
+/** What clients send to the gateway, each with its acknowledgement's reply. */
+export interface ClientToServerEvents {
+  authenticate: (payload: AuthenticatePayload, ack?: (reply: AuthenticatedPayload | ErrorBody | RefusedReply) => void) => void;
+  subscribe: (payload: SubscribePayload, ack?: (reply: SubscriptionReply) => void) => void;
+  unsubscribe: (payload: SubscribePayload, ack?: (reply: SubscriptionReply) => void) => void;
+  join: (payload: SubscribePayload, ack?: (reply: SubscriptionReply) => void) => void;
+  leave: (payload: SubscribePayload, ack?: (reply: SubscriptionReply) => void) => void;
+  configure: (payload: ConfigurePayload, ack?: (reply: ConfiguredPayload | RefusedReply) => void) => void;
+  publish: (payload: ClientPublishPayload, ack?: (reply: PublishReply) => void) => void;
+}

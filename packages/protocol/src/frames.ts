@@ -8,27 +8,36 @@ export const RAW_FRAME_CHANNEL = "socket.io#emitter";
 
 /**
  * A raw frame in the map layout, written by a MessagePack library in whatever language.
- * `room` is required; `event` defaults to "message"; `except` rooms are left out.
- * `id` and `ts` identify the message (the encoder fills them in when absent).
+ * `event` defaults to "message"; `except` rooms are left out; `_in` adds rooms. Without `room`,
+ * the event's route (EVENT_ROUTES, or one registered at run time) names the room, its `{user}`
+ * and `{site}` filled from `user` and `site`. `id` and `ts` identify the message (the encoder
+ * fills them in when absent).
  */
 export interface RawFrame {
-  room: string | string[];
+  room?: string | string[];
   data: unknown;
   event?: string;
   except?: string | string[];
+  _in?: string | string[];
+  user?: string | number;
+  site?: string;
   id?: string;
   ts?: number;
 }
 
 /** What a decoded frame asks a node to do, whichever layout it came in. */
 export interface Delivery {
-  /** Rooms to deliver to; empty means every authenticated socket (legacy array layout only). */
+  /** Rooms to deliver to; in the array layout, empty means every authenticated socket. */
   rooms: string[];
   except: string[];
   event: string;
   /** The event arguments: `[data]` for the map layout, everything after the event for the array layout. */
   args: unknown[];
   layout: "map" | "array";
+  /** Rooms `_in` adds (map layout). */
+  in: string[];
+  /** Map layout without `room`: the event's route decides, its placeholders filled from these. */
+  route: { user?: string; site?: string } | null;
   id?: string;
   ts?: number;
 }
@@ -50,10 +59,14 @@ export interface FrameLimits {
 export function encodeRawFrame(frame: RawFrame, limits: FrameLimits = {}): Uint8Array {
   const checked = checkMapFrame({ ...frame, id: frame.id ?? newMessageId(), ts: frame.ts ?? Date.now() }, limits);
   if (typeof checked === "string") {
-    throw new SwitchboardError(checked.startsWith("event") ? "invalid_event" : checked.startsWith("room") || checked.startsWith("except") ? "invalid_room" : "frame_invalid", checked);
+    throw new SwitchboardError(checked.startsWith("event") ? "invalid_event" : /^(room|except|_in|user|site)/.test(checked) ? "invalid_room" : "frame_invalid", checked);
   }
-  const wire: Record<string, unknown> = { room: frame.room, event: checked.event, data: frame.data, id: checked.id, ts: checked.ts };
+  const wire: Record<string, unknown> = { event: checked.event, data: frame.data, id: checked.id, ts: checked.ts };
+  if (frame.room !== undefined) wire.room = frame.room;
   if (checked.except.length > 0) wire.except = frame.except;
+  if (checked.in.length > 0) wire._in = frame._in;
+  if (checked.route?.user !== undefined) wire.user = checked.route.user;
+  if (checked.route?.site !== undefined) wire.site = checked.route.site;
   // `undefined` inside data is left out rather than sent as nil, as JSON would.
   return encode(wire, { ignoreUndefined: true });
 }
@@ -94,10 +107,10 @@ export function newMessageId(): string {
 }
 
 function checkMapFrame(frame: Record<string, unknown>, limits: FrameLimits): Delivery | string {
-  if (!("room" in frame)) return "room is missing";
-  const rooms = roomList(frame.room, "room");
+  const routed = frame.room === undefined || frame.room === null;
+  const rooms = routed ? [] : roomList(frame.room, "room");
   if (typeof rooms === "string") return rooms;
-  if (rooms.length === 0) return "room is an empty list";
+  if (!routed && rooms.length === 0) return "room is an empty list";
   if (!("data" in frame)) return "data is missing";
   const event = frame.event ?? DEFAULT_EVENT;
   if (!isPublishableEvent(event)) return `event ${preview(event)} is not a publishable event name`;
@@ -105,9 +118,23 @@ function checkMapFrame(frame: Record<string, unknown>, limits: FrameLimits): Del
   if (nestsDeeperThan(frame.data, maxDepth)) return `data is nested deeper than ${maxDepth} levels`;
   const except = frame.except === undefined ? [] : roomList(frame.except, "except");
   if (typeof except === "string") return except;
+  const added = frame._in === undefined || frame._in === null ? [] : roomList(frame._in, "_in");
+  if (typeof added === "string") return added;
   if (frame.id !== undefined && (typeof frame.id !== "string" || frame.id.length === 0)) return "id must be a non-empty string";
   if (frame.ts !== undefined && (typeof frame.ts !== "number" || !Number.isFinite(frame.ts))) return "ts must be a number (ms since the epoch)";
-  const delivery: Delivery = { rooms, except, event, args: [frame.data], layout: "map" };
+  let route: Delivery["route"] = null;
+  if (routed) {
+    route = {};
+    if (frame.user !== undefined) {
+      if ((typeof frame.user !== "string" || frame.user.length === 0) && !Number.isSafeInteger(frame.user)) return "user must be a user id";
+      route.user = String(frame.user);
+    }
+    if (frame.site !== undefined) {
+      if (typeof frame.site !== "string") return "site must be a host";
+      route.site = frame.site;
+    }
+  }
+  const delivery: Delivery = { rooms, except, event, args: [frame.data], layout: "map", in: added, route };
   if (typeof frame.id === "string") delivery.id = frame.id;
   if (typeof frame.ts === "number") delivery.ts = frame.ts;
   return delivery;
@@ -150,7 +177,7 @@ function checkArrayFrame(frame: unknown[], limits: FrameLimits): ArrayFrameParts
 export function readArrayFrame(frame: unknown[], limits: FrameLimits = {}): Delivery | string {
   const parts = checkArrayFrame(frame, limits);
   if (typeof parts === "string") return parts;
-  return { rooms: parts.rooms, except: parts.except, event: parts.event, args: parts.data.slice(1), layout: "array" };
+  return { rooms: parts.rooms, except: parts.except, event: parts.event, args: parts.data.slice(1), layout: "array", in: [], route: null };
 }
 
 /** Why an array-layout frame is unusable, or null; checks without building a delivery. */
@@ -195,6 +222,14 @@ export function signedPayload(ts: number, frame: Uint8Array): Uint8Array {
   payload.set(prefix);
   payload.set(frame, prefix.length);
   return payload;
+}
+
+/**
+ * Seals a frame in a signed envelope. `hmac` computes HMAC-SHA256 with the `kid`'s secret (node:crypto
+ * in Node); it is passed in so that this package stays free of Node's crypto for browsers.
+ */
+export function sealFrame(frame: Uint8Array, kid: string, hmac: (payload: Uint8Array) => Uint8Array, ts: number = Date.now()): Uint8Array {
+  return encodeSignedEnvelope({ kid, ts, sig: hmac(signedPayload(ts, frame)), frame });
 }
 
 /** Encodes a signed envelope (the signature is computed by the caller, who holds the secret). */

@@ -12,9 +12,17 @@ export {
 export type {
   AuthenticatePayload,
   AuthenticatedPayload,
+  ClientPublishPayload,
+  ClientToServerEvents,
+  ConfigurePayload,
+  ConfiguredPayload,
   EventErrorPayload,
   KickedPayload,
+  PresencePayload,
+  PublishReply,
   ReconnectPayload,
+  RefusedReply,
+  ServerToClientEvents,
   SubscribePayload,
   SubscriptionReply,
   TokenExpiringPayload,
@@ -33,8 +41,14 @@ export {
   readArrayFrame,
   readRawFrame,
   readSignedEnvelope,
+  sealFrame,
   signedPayload,
 } from "./frames.js";
 export type { DecodeResult, Delivery, FrameLimits, RawFrame, SignedEnvelope } from "./frames.js";
 export { normaliseSiteHost, siteRoom, userIdOf, userRoom } from "./rooms.js";
 export { DEFAULT_MAX_DEPTH, nestsDeeperThan, preview } from "./untrusted.js";
+export { allowUser, encodeControlFrame, kickUser, readControlFrame, revokeToken } from "./control.js";
+export type { ControlFrame, ControlTransport, KickOptions } from "./control.js";
+export { KEY_PREFIX, REDIS_KEYS } from "./redis-keys.js";
+export { PRESENCE_SWEEP_BOUND_MS, readRoomCount, readSitePresence, readUserPresence } from "./presence.js";
+export type { RedisCommander, RoomCount, SitePresence, UserPresence } from "./presence.js";

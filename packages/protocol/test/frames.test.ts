@@ -40,7 +40,6 @@ describe("raw frame codec", () => {
 
   it.each([
     ["a room given as a number", { room: 42, data: 1 }],
-    ["a missing room", { data: 1 }],
     ["an empty room list", { room: [], data: 1 }],
     ["a missing data key", { room: "user(1)" }],
     ["a reserved event", { room: "user(1)", data: 1, event: "disconnect" }],
@@ -76,10 +75,29 @@ describe("frame limits", () => {
   });
 
   it("quotes at most a few dozen characters of a bad event name", () => {
-    const result = decodeRawFrame(encode({ room: "user(1)", event: "connect".padEnd(100_000, "x"), data: 1 }));
-    expect(result).toMatchObject({ ok: true });
+    const long = decodeRawFrame(encode({ room: "user(1)", event: "e".repeat(100_000), data: 1 }));
+    expect(long.ok).toBe(false);
+    if (!long.ok) expect(long.reason.length).toBeLessThan(200);
     const reserved = decodeRawFrame(encode({ room: "user(1)", event: { huge: "x".repeat(100_000) }, data: 1 }));
     expect(reserved.ok).toBe(false);
     if (!reserved.ok) expect(reserved.reason.length).toBeLessThan(200);
+  });
+});
+
+describe("routing fields of the map layout", () => {
+  it("leaves a frame without room to the event's route, with its user and site, and adds _in rooms", () => {
+    expect(decodeRawFrame(encode({ event: "order", data: 1, user: 42, site: "a.com", _in: "topic(x)" }))).toMatchObject({
+      ok: true,
+      delivery: { rooms: [], route: { user: "42", site: "a.com" }, in: ["topic(x)"] },
+    });
+    expect(decodeRawFrame(encode({ room: "user(1)", data: 1, _in: ["a", "b"] }))).toMatchObject({ ok: true, delivery: { rooms: ["user(1)"], route: null, in: ["a", "b"] } });
+  });
+
+  it.each([
+    ["a user that is not an id", { event: "e", data: 1, user: { id: 1 } }],
+    ["a site that is not a string", { event: "e", data: 1, site: 5 }],
+    ["_in that is a number", { room: "a", data: 1, _in: 5 }],
+  ])("refuses %s", (_what, frame) => {
+    expect(decodeRawFrame(encode(frame))).toMatchObject({ ok: false, code: "frame_invalid" });
   });
 });

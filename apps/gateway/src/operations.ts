@@ -1,0 +1,219 @@
+import { createHmac } from "node:crypto";
+import {
+  type ControlFrame,
+  type ControlTransport,
+  type Delivery,
+  type KickOptions,
+  type KickedPayload,
+  RAW_FRAME_CHANNEL,
+  type RoomCount,
+  SERVER_EVENTS,
+  type SitePresence,
+  SwitchboardError,
+  type UserPresence,
+  allowUser,
+  encodeControlFrame,
+  encodeEveryoneFrame,
+  encodeRawFrame,
+  errorBody,
+  kickUser,
+  newMessageId,
+  revokeToken,
+  sealFrame,
+  userRoom,
+} from "@switchboard/protocol";
+import type { FastifyBaseLogger } from "fastify";
+import type { Server } from "socket.io";
+import type { Broker } from "./broker.js";
+import type { Config } from "./config.js";
+import { detailed } from "./errors.js";
+import { routeProblem } from "./config.js";
+import type { EventRoutes, RouteFill } from "./event-routes.js";
+import type { MessageSource, Metrics } from "./metrics.js";
+import type { RevocationMirror } from "./revocations.js";
+import type { NodeInfo } from "./state.js";
+
+/** A message to publish, from the HTTP API, a development endpoint, a client or the node itself. */
+export interface Publication {
+  /** Where to; without it, the event's route decides. */
+  room?: string | string[];
+  event?: string;
+  data: unknown;
+  except?: string | string[];
+  /** More rooms, on top of the room or route. */
+  _in?: string | string[];
+  /** Fill the route's {user} and {site}. */
+  user?: string | number;
+  site?: string;
+}
+
+/**
+ * The server-side actions of a node, one implementation each, whatever asks for them: the HTTP API,
+ * the development endpoints, client events, raw frames from Redis. Publishing always takes the same
+ * road: a raw frame through the broker to every node, which delivers it to its own sockets.
+ */
+export interface Operations {
+  /** Resolves the publication's rooms (route_unknown, route_incomplete) and publishes it cluster-wide. */
+  /** `source` labels it in switchboard_messages_received_total; null for what the node sends itself. */
+  publish(publication: Publication, source: MessageSource | null): Promise<{ id: string; rooms: string[] }>;
+  /** To every authenticated socket on every node. */
+  broadcast(event: string, data: unknown, source: MessageSource): Promise<{ id: string }>;
+  /** The rooms a publication goes to, or why it cannot go anywhere. */
+  targets(publication: Publication): string[];
+  kick(user: string | number, options: Omit<KickOptions, "refuseForSeconds">): Promise<{ user: string }>;
+  allow(user: string | number): Promise<string>;
+  revokeToken(jti: string, exp: number): Promise<void>;
+  registerRoute(event: string, room: string): Promise<void>;
+  unregisterRoute(event: string): Promise<boolean>;
+  listRoutes(): ReturnType<EventRoutes["list"]>;
+  presenceOfUser(user: string): Promise<UserPresence>;
+  presenceOfSite(host: string, cursor: string | null, limit: number): Promise<SitePresence>;
+  roomCount(room: string): Promise<RoomCount>;
+  nodes(): Promise<NodeInfo[]>;
+  /** Delivers a decoded frame to this node's own sockets (every node does so for every frame). */
+  deliver(delivery: Delivery): { ok: true } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string };
+  /** Acts on a control frame on this node. */
+  control(frame: ControlFrame): void;
+  /** Reads what nodes mirror (registered routes, revocations) from the shared state again. */
+  reloadShared(): Promise<void>;
+}
+
+export interface OperationsDeps {
+  io: Server;
+  broker: Broker;
+  config: Pick<Config, "frameSigning" | "limits" | "auth">;
+  metrics: Metrics;
+  logger: FastifyBaseLogger;
+  routes: EventRoutes;
+  revocations: RevocationMirror;
+}
+
+export function createOperations(deps: OperationsDeps): Operations {
+  const { io, broker, config, metrics, routes, revocations } = deps;
+  const limits = { maxDepth: config.limits.payloadMaxDepth };
+  // A node publishes under its first signing key, so nodes that require signatures accept what it sends.
+  const signingKey = config.frameSigning ? [...config.frameSigning.keys][0] : undefined;
+  const seal = (frame: Uint8Array) =>
+    signingKey === undefined ? frame : sealFrame(frame, signingKey[0], (payload) => createHmac("sha256", signingKey[1]).update(payload).digest());
+  const transport: ControlTransport = {
+    setKey: (key, value, ttlMs) => broker.state.setKey(key, value, ttlMs),
+    deleteKey: (key) => broker.state.deleteKey(key),
+    publishFrame: (frame) => broker.publishRaw(seal(frame)),
+  };
+  const refuseForSeconds = config.auth.maxTtlSeconds ?? 86_400;
+
+  const list = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+
+  function resolve(event: string, explicit: string[], added: string[], fill: RouteFill): { ok: true; rooms: string[] } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string } {
+    if (explicit.length > 0) return { ok: true, rooms: [...new Set([...explicit, ...added])] };
+    const routed = routes.resolve(event, fill);
+    if (!routed.ok) return { ok: false, code: routed.error.code as "route_unknown" | "route_incomplete", reason: routed.error.message };
+    return { ok: true, rooms: [...new Set([routed.room, ...added])] };
+  }
+
+  const operations: Operations = {
+    targets(publication) {
+      const event = publication.event ?? "message";
+      const fill: RouteFill = {};
+      if (publication.user !== undefined) fill.user = publication.user;
+      if (publication.site !== undefined) fill.site = publication.site;
+      const resolved = resolve(event, list(publication.room), list(publication._in), fill);
+      if (!resolved.ok) throw new SwitchboardError(resolved.code, resolved.reason);
+      return resolved.rooms;
+    },
+
+    async publish(publication, source) {
+      const rooms = operations.targets(publication);
+      const id = newMessageId();
+      const except = list(publication.except);
+      // The rooms are resolved here, once: every node delivers to the same ones.
+      const frame = encodeRawFrame({ room: rooms, event: publication.event ?? "message", data: publication.data ?? null, id, ...(except.length > 0 ? { except } : {}) }, limits);
+      await broker.publishRaw(seal(frame));
+      if (source !== null) metrics.messagesReceived.inc({ source });
+      return { id, rooms };
+    },
+
+    async broadcast(event, data, source) {
+      await broker.publishRaw(seal(encodeEveryoneFrame(event, data ?? null)));
+      metrics.messagesReceived.inc({ source });
+      return { id: newMessageId() };
+    },
+
+    kick: (user, options) => kickUser(transport, user, { ...options, refuseForSeconds }),
+    allow: (user) => allowUser(transport, user),
+    revokeToken: (jti, exp) => revokeToken(transport, jti, exp),
+
+    async registerRoute(event, room) {
+      const problem = routeProblem(event, room);
+      if (problem !== null) throw new SwitchboardError("invalid_request", detailed("invalid_request", problem).message);
+      await broker.state.setRoute(event, room);
+      await transport.publishFrame(encodeControlFrame({ control: "routes" }), RAW_FRAME_CHANNEL);
+    },
+
+    async unregisterRoute(event) {
+      const removed = await broker.state.deleteRoute(event);
+      if (removed) await transport.publishFrame(encodeControlFrame({ control: "routes" }), RAW_FRAME_CHANNEL);
+      return removed;
+    },
+
+    listRoutes: () => routes.list(),
+    presenceOfUser: (user) => broker.state.userPresence(user),
+    presenceOfSite: (host, cursor, limit) => broker.state.sitePresence(host, cursor, limit),
+    roomCount: (room) => broker.state.roomCount(room),
+    nodes: () => broker.state.nodes(),
+
+    deliver(delivery) {
+      let rooms = delivery.rooms;
+      if (delivery.route !== null) {
+        const resolved = resolve(delivery.event, [], delivery.in, delivery.route);
+        if (!resolved.ok) return resolved;
+        rooms = resolved.rooms;
+      } else if (delivery.in.length > 0) {
+        rooms = [...new Set([...rooms, ...delivery.in])];
+      }
+      // Publisher events are not in the server's event map: emit through the untyped operator.
+      const operator = io.local.to(rooms).except(delivery.except) as unknown as { emit(event: string, ...args: unknown[]): boolean };
+      // The adapter leaves unauthenticated sockets out of this broadcast, as out of every other.
+      operator.emit(delivery.event, ...delivery.args);
+      return { ok: true };
+    },
+
+    control(frame) {
+      switch (frame.control) {
+        case "kick": {
+          if (frame.refuseBefore !== undefined) revocations.refuseUser(frame.user, frame.refuseBefore);
+          const room = userRoom(frame.user);
+          const kicked: KickedPayload = { ...errorBody("kicked"), ...(frame.reason !== undefined ? { reason: frame.reason } : {}) };
+          io.local.to(room).emit(SERVER_EVENTS.kicked, kicked);
+          io.local.in(room).disconnectSockets(true);
+          return;
+        }
+        case "allow":
+          revocations.allowUser(frame.user);
+          return;
+        case "revoke": {
+          revocations.refuseToken(frame.jti, frame.exp);
+          for (const socket of io.of("/").sockets.values()) {
+            if ((socket.data as { session?: { jti?: string } }).session?.jti !== frame.jti) continue;
+            socket.emit(SERVER_EVENTS.unauthorized, detailed("token_revoked", "this token was revoked"));
+            socket.disconnect(true);
+          }
+          return;
+        }
+        case "routes":
+          void broker.state.loadRoutes().then(
+            (registered) => routes.setRegistered(registered),
+            (err: unknown) => deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not read the registered event routes"),
+          );
+          return;
+      }
+    },
+
+    async reloadShared() {
+      const [registered, revoked] = await Promise.all([broker.state.loadRoutes(), broker.state.loadRevocations()]);
+      routes.setRegistered(registered);
+      revocations.replace(revoked);
+    },
+  };
+  return operations;
+}

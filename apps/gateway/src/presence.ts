@@ -1,0 +1,147 @@
+import type { Identity } from "@switchboard/protocol";
+import type { FastifyBaseLogger } from "fastify";
+import type { NodeInfo, PresenceCrossing, PresenceDelta, SharedState } from "./state.js";
+
+export interface PresenceDeps {
+  state: SharedState;
+  logger: FastifyBaseLogger;
+  info: () => NodeInfo;
+  /** Told of users whose first socket on a site arrived, or whose last one left. */
+  onCrossings: (crossings: PresenceCrossing[]) => void;
+  /** Whether the shared state can be written now (Redis is there). */
+  ready: () => boolean;
+  /** How often batched changes are written. */
+  flushMs: number;
+  /** How often the node says it is alive and looks for nodes that are not. */
+  heartbeatMs: number;
+  nodeTtlMs: number;
+}
+
+/**
+ * This node's share of cluster-wide presence. Sockets coming and going change a local ledger at
+ * once; the changes are written in batches (every `flushMs`, one atomic script per batch) so a
+ * connect storm costs a few writes, not one per socket. Whenever the broker becomes ready the node
+ * takes back whatever it wrote before and writes its whole ledger again, so an outage or a Redis
+ * restart leaves nothing counted twice or lost. A node that stops takes its share back; one that
+ * crashes has it taken back by the others once its heartbeat is older than `nodeTtlMs`.
+ */
+export class PresenceTracker {
+  private readonly ledger = new Map<string, PresenceDelta>();
+  private pending = new Map<string, PresenceDelta>();
+  private resyncNeeded = true;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    private readonly node: string,
+    private readonly deps: PresenceDeps,
+  ) {}
+
+  start(): void {
+    const flush = setInterval(() => this.schedule(() => this.flush()), this.deps.flushMs);
+    const heartbeat = setInterval(() => this.schedule(() => this.heartbeat()), this.deps.heartbeatMs);
+    flush.unref();
+    heartbeat.unref();
+    this.timers.push(flush, heartbeat);
+  }
+
+  /** The broker became ready: write the whole ledger again. */
+  resync(): void {
+    this.resyncNeeded = true;
+    this.schedule(() => this.flush());
+    this.schedule(() => this.heartbeat());
+  }
+
+  socketAdmitted(identity: Identity): void {
+    this.change("user", identity.user, identity.user, 1);
+    if (identity.site !== null) this.change("site", identity.site, identity.user, 1);
+  }
+
+  socketLeft(identity: Identity, rooms: Iterable<string>): void {
+    this.change("user", identity.user, identity.user, -1);
+    if (identity.site !== null) this.change("site", identity.site, identity.user, -1);
+    for (const room of rooms) this.change("room", room, identity.user, -1);
+  }
+
+  roomJoined(identity: Identity, room: string): void {
+    this.change("room", room, identity.user, 1);
+  }
+
+  roomLeft(identity: Identity, room: string): void {
+    this.change("room", room, identity.user, -1);
+  }
+
+  /** Stops the timers and takes this node's share back, as a stopping node does. */
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    this.schedule(async () => {
+      if (!this.deps.ready()) return;
+      const crossings = await this.deps.state.takeBackNode(this.node);
+      this.deps.onCrossings(crossings);
+    });
+    await this.queue;
+  }
+
+  private change(kind: PresenceDelta["kind"], key: string, user: string, delta: number): void {
+    const id = `${kind}\u0000${key}\u0000${user}`;
+    for (const table of [this.ledger, this.pending]) {
+      const entry = table.get(id) ?? { kind, key, user, delta: 0 };
+      entry.delta += delta;
+      if (entry.delta === 0) table.delete(id);
+      else table.set(id, entry);
+    }
+  }
+
+  /** One state operation at a time: a flush and a resync never interleave. */
+  private schedule(operation: () => Promise<void>): void {
+    this.queue = this.queue.then(operation).catch((err: unknown) => {
+      // Redis went away mid-write: what was written is unknown, so everything is written again.
+      this.resyncNeeded = true;
+      this.deps.logger.debug({ err: err instanceof Error ? err.message : String(err) }, "presence not written; will write it again");
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (!this.deps.ready()) {
+      this.resyncNeeded = true;
+      return;
+    }
+    let deltas: PresenceDelta[];
+    const crossings: PresenceCrossing[] = [];
+    if (this.resyncNeeded) {
+      this.resyncNeeded = false;
+      this.pending = new Map();
+      crossings.push(...(await this.deps.state.takeBackNode(this.node)));
+      deltas = [...this.ledger.values()].map((entry) => ({ ...entry }));
+    } else {
+      if (this.pending.size === 0) return;
+      deltas = [...this.pending.values()];
+      this.pending = new Map();
+    }
+    crossings.push(...(await this.deps.state.applyPresence(this.node, deltas)));
+    // A user who left and came back within one resync is neither: report only real changes.
+    this.deps.onCrossings(netCrossings(crossings));
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (!this.deps.ready()) return;
+    await this.deps.state.heartbeat(this.deps.info(), this.deps.nodeTtlMs);
+    for (const dead of await this.deps.state.deadNodes()) {
+      if (dead === this.node) continue;
+      const crossings = await this.deps.state.takeBackNode(dead);
+      this.deps.logger.warn({ deadNode: dead, offline: crossings.length }, "took back the presence of a node whose heartbeat stopped");
+      this.deps.onCrossings(crossings);
+    }
+  }
+}
+
+function netCrossings(crossings: PresenceCrossing[]): PresenceCrossing[] {
+  const last = new Map<string, PresenceCrossing & { first: boolean }>();
+  for (const crossing of crossings) {
+    const id = `${crossing.site}\u0000${crossing.user}`;
+    const earlier = last.get(id);
+    last.set(id, { ...crossing, first: earlier ? earlier.first : !crossing.online });
+  }
+  // Online then offline (or the reverse) within one batch cancel out.
+  return [...last.values()].filter((crossing) => crossing.online !== crossing.first).map(({ site, user, online }) => ({ site, user, online }));
+}

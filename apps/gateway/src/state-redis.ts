@@ -1,0 +1,155 @@
+import { KEY_PREFIX, REDIS_KEYS, type RedisCommander, readRoomCount, readSitePresence, readUserPresence } from "@switchboard/protocol";
+import type { NodeInfo, PresenceCrossing, PresenceDelta, Revocations, SharedState } from "./state.js";
+
+/**
+ * Applies one node's presence deltas atomically. Per delta it updates the cluster-wide count
+ * (user → node → sockets; site → user → sockets, with the site's user list; room → user → sockets)
+ * and the node's own ledger of what it added, so the node's share can be taken back exactly when
+ * it is gone. Returns the site presences that crossed zero, as flat triples (host, user, "1"/"0").
+ * ARGV: prefix, node, then (kind, key, user, delta) per delta.
+ */
+const APPLY_PRESENCE = `
+local prefix, node = ARGV[1], ARGV[2]
+local ledger = prefix .. "presence:node:" .. node
+local crossings = {}
+local function change(kind, key, user, delta)
+  local hash, field
+  if kind == "u" then hash, field = prefix .. "presence:user:" .. key, node
+  elseif kind == "s" then hash, field = prefix .. "presence:site:" .. key, user
+  else hash, field = prefix .. "presence:room:" .. key, user end
+  local after = redis.call("HINCRBY", hash, field, delta)
+  if after <= 0 then redis.call("HDEL", hash, field) end
+  if kind == "s" then
+    local before = after - delta
+    local users = prefix .. "presence:siteusers:" .. key
+    if before <= 0 and after > 0 then
+      redis.call("ZADD", users, 0, user)
+      table.insert(crossings, key) table.insert(crossings, user) table.insert(crossings, "1")
+    elseif before > 0 and after <= 0 then
+      redis.call("ZREM", users, user)
+      table.insert(crossings, key) table.insert(crossings, user) table.insert(crossings, "0")
+    end
+  end
+end
+if ARGV[3] == "take-back" then
+  local entries = redis.call("HGETALL", ledger)
+  for i = 1, #entries, 2 do
+    local entry = entries[i]
+    local kind = string.sub(entry, 1, 1)
+    local colon = string.find(entry, ":", 3, true)
+    local length = tonumber(string.sub(entry, 3, colon - 1))
+    change(kind, string.sub(entry, colon + 1, colon + length), string.sub(entry, colon + length + 1), -tonumber(entries[i + 1]))
+  end
+  redis.call("DEL", ledger)
+  redis.call("ZREM", prefix .. "nodes", node)
+  return crossings
+end
+for i = 3, #ARGV, 4 do
+  local kind, key, user, delta = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  change(kind, key, user, delta)
+  -- The ledger's field carries the key's length, so keys and users can hold any character.
+  local entry = kind .. ":" .. #key .. ":" .. key .. user
+  if redis.call("HINCRBY", ledger, entry, delta) <= 0 then redis.call("HDEL", ledger, entry) end
+end
+return crossings
+`;
+
+const KIND_CODES: Record<PresenceDelta["kind"], string> = { user: "u", site: "s", room: "r" };
+/** Deltas per script call: a connect storm's batch is split into calls of this size. */
+const DELTAS_PER_CALL = 500;
+
+export function createRedisState(redis: RedisCommander, nodeTtlMs: () => number): SharedState {
+  const run = (args: string[]) => redis.command(args);
+
+  async function scanKeys(pattern: string): Promise<string[]> {
+    const found: string[] = [];
+    let cursor = "0";
+    do {
+      const reply = (await run(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"])) as [string, string[]];
+      cursor = String(reply[0]);
+      found.push(...reply[1].map(String));
+    } while (cursor !== "0");
+    return found;
+  }
+
+  const crossingsOf = (reply: unknown): PresenceCrossing[] => {
+    const flat = Array.isArray(reply) ? reply.map(String) : [];
+    const crossings: PresenceCrossing[] = [];
+    for (let index = 0; index + 2 < flat.length; index += 3) crossings.push({ site: flat[index] ?? "", user: flat[index + 1] ?? "", online: flat[index + 2] === "1" });
+    return crossings;
+  };
+
+  return {
+    async setKey(key, value, ttlMs) {
+      await run(["SET", key, value, "PX", String(Math.max(1, Math.round(ttlMs)))]);
+    },
+    async deleteKey(key) {
+      await run(["DEL", key]);
+    },
+    async loadRevocations() {
+      const revocations: Revocations = { users: new Map(), tokens: new Map() };
+      const found = await scanKeys(REDIS_KEYS.revokedPattern);
+      if (found.length === 0) return revocations;
+      const values = (await run(["MGET", ...found])) as (string | null)[];
+      const userPrefix = REDIS_KEYS.revokedUser("");
+      const tokenPrefix = REDIS_KEYS.revokedToken("");
+      found.forEach((key, index) => {
+        const value = values[index];
+        if (value === null || value === undefined) return;
+        if (key.startsWith(userPrefix)) revocations.users.set(key.slice(userPrefix.length), Number(value));
+        else if (key.startsWith(tokenPrefix)) revocations.tokens.set(key.slice(tokenPrefix.length), Number(value));
+      });
+      return revocations;
+    },
+    async loadRoutes() {
+      const flat = ((await run(["HGETALL", REDIS_KEYS.routes])) as string[]).map(String);
+      const routes = new Map<string, string>();
+      for (let index = 0; index + 1 < flat.length; index += 2) routes.set(flat[index] ?? "", flat[index + 1] ?? "");
+      return routes;
+    },
+    async setRoute(event, room) {
+      await run(["HSET", REDIS_KEYS.routes, event, room]);
+    },
+    async deleteRoute(event) {
+      return Number(await run(["HDEL", REDIS_KEYS.routes, event])) > 0;
+    },
+    async applyPresence(node, deltas) {
+      const crossings: PresenceCrossing[] = [];
+      for (let from = 0; from < deltas.length; from += DELTAS_PER_CALL) {
+        const args = ["EVAL", APPLY_PRESENCE, "0", KEY_PREFIX, node];
+        for (const { kind, key, user, delta } of deltas.slice(from, from + DELTAS_PER_CALL)) args.push(KIND_CODES[kind], key, user, String(delta));
+        crossings.push(...crossingsOf(await run(args)));
+      }
+      return crossings;
+    },
+    async takeBackNode(node) {
+      return crossingsOf(await run(["EVAL", APPLY_PRESENCE, "0", KEY_PREFIX, node, "take-back"]));
+    },
+    async heartbeat(info, ttlMs) {
+      await run(["SET", REDIS_KEYS.node(info.node), JSON.stringify(info), "PX", String(ttlMs)]);
+      await run(["ZADD", REDIS_KEYS.nodes, String(Date.now()), info.node]);
+    },
+    async deadNodes() {
+      const listed = ((await run(["ZRANGEBYSCORE", REDIS_KEYS.nodes, "-inf", String(Date.now() - nodeTtlMs())])) as string[]).map(String);
+      if (listed.length === 0) return [];
+      const alive = (await run(["MGET", ...listed.map((node) => REDIS_KEYS.node(node))])) as (string | null)[];
+      return listed.filter((_node, index) => alive[index] === null);
+    },
+    async nodes() {
+      const listed = ((await run(["ZRANGE", REDIS_KEYS.nodes, "0", "-1"])) as string[]).map(String);
+      if (listed.length === 0) return [];
+      const infos = (await run(["MGET", ...listed.map((node) => REDIS_KEYS.node(node))])) as (string | null)[];
+      return infos.flatMap((info) => {
+        if (info === null) return [];
+        try {
+          return [JSON.parse(info) as NodeInfo];
+        } catch {
+          return [];
+        }
+      });
+    },
+    userPresence: (user) => readUserPresence(redis, user),
+    sitePresence: (host, cursor, limit) => readSitePresence(redis, host, cursor, limit),
+    roomCount: (room) => readRoomCount(redis, room),
+  };
+}

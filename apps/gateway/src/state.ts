@@ -1,0 +1,66 @@
+import type { RoomCount, SitePresence, UserPresence } from "@switchboard/protocol";
+
+/**
+ * The state nodes share (kept in Redis, or in memory on a single node): revocations, the event
+ * routes registered at run time, presence and the list of live nodes. Messages go through the
+ * broker; this is what must still be there for a node that joins later.
+ */
+export interface SharedState {
+  /** SET key value PX ttlMs, and DEL: what a kick or a token revocation stores. */
+  setKey(key: string, value: string, ttlMs: number): Promise<void>;
+  deleteKey(key: string): Promise<void>;
+  /** Every revocation in force, to mirror at start-up and after Redis returns. */
+  loadRevocations(): Promise<Revocations>;
+
+  loadRoutes(): Promise<Map<string, string>>;
+  setRoute(event: string, room: string): Promise<void>;
+  /** False when there was no such registered route. */
+  deleteRoute(event: string): Promise<boolean>;
+
+  /** Adds one node's presence changes; returns the users whose presence on a site crossed zero. */
+  applyPresence(node: string, deltas: readonly PresenceDelta[]): Promise<PresenceCrossing[]>;
+  /** Takes back everything a node added to presence (it stopped, or its heartbeat did). */
+  takeBackNode(node: string): Promise<PresenceCrossing[]>;
+  heartbeat(info: NodeInfo, ttlMs: number): Promise<void>;
+  /** Nodes listed as live whose heartbeat has stopped. */
+  deadNodes(): Promise<string[]>;
+  /** The live nodes. */
+  nodes(): Promise<NodeInfo[]>;
+  userPresence(user: string): Promise<UserPresence>;
+  sitePresence(host: string, cursor: string | null, limit: number): Promise<SitePresence>;
+  roomCount(room: string): Promise<RoomCount>;
+}
+
+export interface Revocations {
+  /** User → the time before which that user's tokens are refused (ms since the epoch). */
+  users: Map<string, number>;
+  /** jti → its exp (seconds since the epoch). */
+  tokens: Map<string, number>;
+}
+
+/**
+ * A change in how many sockets a user has on this node: in total (`user`, keyed by the user), on
+ * a site (`site`, keyed by the host) or in a subscribed room (`room`, keyed by the room).
+ */
+export interface PresenceDelta {
+  kind: "user" | "site" | "room";
+  key: string;
+  user: string;
+  delta: number;
+}
+
+/** A user's first socket on a site arrived (cluster-wide), or the last one left. */
+export interface PresenceCrossing {
+  site: string;
+  user: string;
+  online: boolean;
+}
+
+export interface NodeInfo {
+  node: string;
+  version: string;
+  /** When the node started, ms since the epoch. */
+  startedAt: number;
+  /** Authenticated sockets. */
+  sockets: number;
+}

@@ -1,0 +1,329 @@
+import { encode } from "@msgpack/msgpack";
+import SwaggerParser from "@apidevtools/swagger-parser";
+import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
+import jwt from "jsonwebtoken";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { closeAllClients, connectUser, mintToken, openClient } from "./harness/clients.js";
+import { type Cluster, startCluster } from "./harness/cluster.js";
+import { TEST_SECRET, readCounter, startGateway } from "./harness/gateway.js";
+import { sleep, waitFor } from "./harness/ports.js";
+
+export const API_KEY = "test-api-key-of-at-least-32-characters-0001";
+const ROUTES = { order: "user({user})", sale: "site({site})", news: "topic(news)" };
+const bytes = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+
+let cluster: Cluster;
+let a: string;
+let b: string;
+let emitter: SwitchboardEmitter;
+
+beforeAll(async () => {
+  cluster = await startCluster(2, {
+    API_KEYS: `${API_KEY},second-key-of-at-least-32-characters-000002`,
+    EVENT_ROUTES: JSON.stringify(ROUTES),
+    SUBSCRIBE_ROOMS: "topic(*),endpoint:*",
+    PRESENCE_EVENTS: "1",
+    PRESENCE_NODE_TTL_MS: "1500",
+  });
+  [a, b] = cluster.nodes.map((node) => node.url) as [string, string];
+  emitter = createEmitter({ redis: cluster.redis.url });
+});
+afterAll(async () => {
+  await emitter?.close();
+  await cluster?.close();
+});
+afterEach(() => closeAllClients());
+
+/** One API call; `key: null` sends none. */
+async function api(node: string, method: string, path: string, body?: unknown, key: string | null = API_KEY) {
+  const headers: Record<string, string> = {};
+  if (key !== null) headers.authorization = `Bearer ${key}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(`${node}${path}`, { method, headers, ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}) });
+  const text = await response.text();
+  return { status: response.status, body: text === "" ? null : (JSON.parse(text) as Record<string, unknown>) };
+}
+
+const EVERY_ROUTE: [string, string, unknown?][] = [
+  ["POST", "/api/v1/publish", { room: "user(x)", data: 1 }],
+  ["POST", "/api/v1/broadcast", { data: 1 }],
+  ["POST", "/api/v1/users/x/disconnect", { refuseReconnect: false }],
+  ["POST", "/api/v1/users/x/allow"],
+  ["POST", "/api/v1/tokens/revoke", { jti: "j", exp: Math.floor(Date.now() / 1000) + 60 }],
+  ["GET", "/api/v1/presence/users/x"],
+  ["GET", "/api/v1/presence/sites/x.example"],
+  ["GET", "/api/v1/presence/rooms/topic(x)/count"],
+  ["GET", "/api/v1/info"],
+  ["POST", "/api/v1/events", { event: "probe-event", room: "topic(probe)" }],
+  ["GET", "/api/v1/events"],
+  ["DELETE", "/api/v1/events/probe-event"],
+  ["GET", "/api/v1/openapi.json"],
+  ["POST", "/_notify/news", { text: "hi" }],
+  ["POST", "/_notify_endpoint/news", { endpoint: "e1" }],
+];
+
+describe("API keys", () => {
+  it.each(EVERY_ROUTE)("%s %s: 401 api_key_invalid without a key or with a wrong one, and served with a good one", async (method, path, body) => {
+    for (const key of [null, "wrong-key-of-at-least-32-characters-xxxxxxxx", `${API_KEY}x`]) {
+      expect(await api(a, method, path, body, key)).toEqual({ status: 401, body: { code: "api_key_invalid", message: expect.any(String) } });
+    }
+    const served = await api(a, method, path, body);
+    expect(served.status, JSON.stringify(served.body)).toBeLessThan(400);
+  });
+
+  it("takes every configured key, and never writes a key to the log", async () => {
+    expect((await api(a, "GET", "/api/v1/info", undefined, "second-key-of-at-least-32-characters-000002")).status).toBe(200);
+    for (const node of cluster.nodes) expect(node.lines.filter((line) => line.includes(API_KEY) || line.includes("second-key-of"))).toEqual([]);
+  });
+
+  it("answers 404 on a node without API_KEYS, and says at start-up that the API is off", async () => {
+    const off = await startGateway();
+    try {
+      expect(await api(off.url, "POST", "/api/v1/publish", { room: "user(x)", data: 1 })).toMatchObject({ status: 404, body: { code: "not_found" } });
+      expect(await api(off.url, "POST", "/_notify/news", { a: 1 })).toMatchObject({ status: 404, body: { code: "not_found" } });
+      expect(off.lines.some((line) => line.includes("server API off"))).toBe(true);
+    } finally {
+      await off.stop();
+    }
+  });
+});
+
+describe("request bodies", () => {
+  it.each([
+    ["a room that is a number", { room: 5, data: 1 }, "room"],
+    ["no data", { room: "user(x)" }, "data"],
+    ["a field the API does not know", { room: "user(x)", data: 1, colour: "red" }, "colour"],
+    ["an event that is not a string", { room: "user(x)", event: 7, data: 1 }, "event"],
+  ])("refuses %s with 400 invalid_request naming the field", async (_what, body, field) => {
+    const reply = await api(a, "POST", "/api/v1/publish", body);
+    expect(reply.status).toBe(400);
+    expect(reply.body).toEqual({ code: "invalid_request", message: expect.stringContaining(field) });
+  });
+
+  it("refuses a body that is not JSON, a reserved event and an oversized body with their codes", async () => {
+    expect((await api(a, "POST", "/api/v1/publish", "{not json")).body).toMatchObject({ code: "invalid_request" });
+    expect(await api(a, "POST", "/api/v1/publish", { room: "user(x)", event: "connect", data: 1 })).toMatchObject({ status: 400, body: { code: "invalid_event" } });
+    expect(await api(a, "POST", "/api/v1/publish", { room: "user(x)", data: "x".repeat(70_000) })).toMatchObject({ status: 413, body: { code: "payload_too_large" } });
+    expect(await api(a, "POST", "/api/v1/tokens/revoke", { jti: "j", exp: "soon" })).toMatchObject({ status: 400, body: { code: "invalid_request" } });
+  });
+});
+
+describe("POST /api/v1/publish and /broadcast", () => {
+  it("delivers to a user's sockets on both nodes exactly once each", async () => {
+    const onA = await connectUser(a, { sub: "api-user" });
+    const onB = await connectUser(b, { sub: "api-user" });
+    const reply = await api(b, "POST", "/api/v1/publish", { room: "user(api-user)", event: "note", data: { text: "hi" } });
+    expect(reply).toEqual({ status: 202, body: { id: expect.any(String) } });
+    expect(await onA.next("note")).toEqual([{ text: "hi" }]);
+    expect(await onB.next("note")).toEqual([{ text: "hi" }]);
+    await api(b, "POST", "/api/v1/publish", { rooms: ["user(api-user)"], event: "marker", data: 1 });
+    await onA.next("marker");
+    await onB.next("marker");
+    expect([onA.count("note"), onB.count("note")]).toEqual([1, 1]);
+  });
+
+  it("routes by the event table, fills {user} and {site}, adds _in rooms, and refuses what it cannot route", async () => {
+    const user = await connectUser(a, { sub: "42" });
+    const shopper = await connectUser(b, { sub: "s1", site: "shop.example" });
+    const reader = await connectUser(b, { sub: "r1" });
+    expect(await reader.socket.emitWithAck("subscribe", { room: "topic(extra)" })).toMatchObject({ ok: true });
+    await api(a, "POST", "/api/v1/publish", { event: "order", user: 42, data: { id: 1 }, _in: "topic(extra)" });
+    expect(await user.next("order")).toEqual([{ id: 1 }]);
+    expect(await reader.next("order")).toEqual([{ id: 1 }]);
+    await api(a, "POST", "/api/v1/publish", { event: "sale", site: "Shop.Example:443", data: { pct: 5 } });
+    expect(await shopper.next("sale")).toEqual([{ pct: 5 }]);
+    expect(await api(a, "POST", "/api/v1/publish", { event: "order", data: 1 })).toMatchObject({ status: 400, body: { code: "route_incomplete" } });
+    expect(await api(a, "POST", "/api/v1/publish", { event: "unrouted", data: 1, _in: "topic(extra)" })).toMatchObject({ status: 400, body: { code: "route_unknown" } });
+  });
+
+  it("routes raw frames without a room the same way, and drops and counts one it cannot route", async () => {
+    const user = await connectUser(b, { sub: "7" });
+    await cluster.publisher.publish("socket.io#emitter", bytes(encode({ event: "order", user: 7, data: "raw-routed" })));
+    expect(await user.next("order")).toEqual(["raw-routed"]);
+    const before = await readCounter(a, "switchboard_frames_dropped_total", { reason: "route_unknown" });
+    await cluster.publisher.publish("socket.io#emitter", bytes(encode({ event: "unrouted", data: 1 })));
+    await waitFor("the drop", async () => ((await readCounter(a, "switchboard_frames_dropped_total", { reason: "route_unknown" })) > before ? true : undefined));
+  });
+
+  it("broadcasts to every authenticated socket on every node, and to no one else", async () => {
+    const onA = await connectUser(a, { sub: "everyone-a" });
+    const onB = await connectUser(b, { sub: "everyone-b" });
+    const waiting = openClient(a);
+    await waiting.next("connect");
+    expect((await api(a, "POST", "/api/v1/broadcast", { event: "all-hands", data: 1 })).status).toBe(202);
+    expect(await onA.next("all-hands")).toEqual([1]);
+    expect(await onB.next("all-hands")).toEqual([1]);
+    await sleep(150);
+    expect(waiting.count("all-hands")).toBe(0);
+  });
+});
+
+describe("kicks that stick, and token revocation", () => {
+  const issuedAt = (offsetSeconds: number) => Math.floor(Date.now() / 1000) + offsetSeconds;
+  const refusal = async (node: string, token: string) => {
+    const client = openClient(node, { auth: { token } });
+    return Promise.race([
+      client.next("welcome").then(() => "welcome"),
+      client.next("connect_error").then(([err]) => (err as { data: { code: string } }).data.code),
+    ]);
+  };
+
+  it("kicks a user's sockets on both nodes, refuses its old tokens everywhere, accepts newer ones, and lifts the refusal on allow", async () => {
+    const old = jwt.sign({ sub: "kicked-user", iat: issuedAt(-5) }, TEST_SECRET, { expiresIn: 600 });
+    const onA = openClient(a, { auth: { token: old } });
+    const onB = openClient(b, { auth: { token: old } });
+    await Promise.all([onA.next("welcome"), onB.next("welcome")]);
+    expect(await api(a, "POST", "/api/v1/users/kicked-user/disconnect", { reason: "maintenance" })).toEqual({ status: 202, body: { user: "kicked-user", refuseReconnect: true } });
+    for (const client of [onA, onB]) {
+      expect(await client.next("kicked")).toEqual([{ code: "kicked", message: expect.any(String), reason: "maintenance" }]);
+      await client.next("disconnect");
+    }
+    expect(await refusal(a, old)).toBe("token_revoked");
+    expect(await refusal(b, old)).toBe("token_revoked");
+    const viaEvent = openClient(b);
+    await viaEvent.next("connect");
+    viaEvent.socket.emit("authenticate", { token: old });
+    expect(await viaEvent.next("unauthorized")).toEqual([{ code: "token_revoked", message: expect.any(String) }]);
+    expect(await refusal(a, jwt.sign({ sub: "kicked-user", iat: issuedAt(2) }, TEST_SECRET, { expiresIn: 600 }))).toBe("welcome");
+    expect((await api(b, "POST", "/api/v1/users/kicked-user/allow")).status).toBe(200);
+    await waitFor("the refusal to be lifted on node a", async () => ((await refusal(a, old)) === "welcome" ? true : undefined));
+  });
+
+  it("kicks without refusing when asked, as the emitter does with the same implementation", async () => {
+    const token = mintToken({ sub: "soft-kick" });
+    const client = openClient(b, { auth: { token } });
+    await client.next("welcome");
+    await emitter.disconnectUser("soft-kick", { reason: "bye", refuseReconnect: false });
+    expect((await client.next("kicked"))[0]).toMatchObject({ reason: "bye" });
+    expect(await refusal(a, token)).toBe("welcome");
+    await emitter.disconnectUser("soft-kick");
+    expect(await refusal(b, token)).toBe("token_revoked");
+  });
+
+  it("revokes one token by its jti: its socket is disconnected and it is refused, other tokens of the user are not", async () => {
+    const exp = issuedAt(600);
+    const revoked = jwt.sign({ sub: "jti-user", jti: "token-to-revoke", exp }, TEST_SECRET);
+    const client = openClient(a, { auth: { token: revoked } });
+    await client.next("welcome");
+    expect(await api(b, "POST", "/api/v1/tokens/revoke", { jti: "token-to-revoke", exp })).toEqual({ status: 202, body: { jti: "token-to-revoke", exp } });
+    expect(await client.next("unauthorized")).toEqual([{ code: "token_revoked", message: expect.any(String) }]);
+    expect(await refusal(b, revoked)).toBe("token_revoked");
+    expect(await refusal(a, jwt.sign({ sub: "jti-user", jti: "another", exp }, TEST_SECRET))).toBe("welcome");
+  });
+
+  it("refuses tokens without exp or living longer than a day when the server API is on", async () => {
+    expect(await refusal(a, jwt.sign({ sub: "forever" }, TEST_SECRET))).toBe("token_claims_invalid");
+    expect(await refusal(a, jwt.sign({ sub: "long" }, TEST_SECRET, { expiresIn: 86_401 }))).toBe("token_claims_invalid");
+    expect(await refusal(a, jwt.sign({ sub: "day" }, TEST_SECRET, { expiresIn: 86_400 }))).toBe("welcome");
+  });
+});
+
+describe("presence", () => {
+  const presence = async (node: string, user: string) => (await api(node, "GET", `/api/v1/presence/users/${user}`)).body;
+
+  it("counts a user's sockets on both nodes, and forgets one that disconnects", async () => {
+    const onA = await connectUser(a, { sub: "present", site: "presence.example" });
+    await connectUser(b, { sub: "present", site: "presence.example" });
+    await waitFor("both sockets", async () => ((await presence(a, "present"))?.sockets === 2 ? true : undefined));
+    expect(await presence(b, "present")).toEqual({ online: true, sockets: 2, nodes: [{ node: "node-a", sockets: 1 }, { node: "node-b", sockets: 1 }] });
+    expect(await emitter.presence.user("present")).toEqual({ online: true, sockets: 2, nodes: [{ node: "node-a", sockets: 1 }, { node: "node-b", sockets: 1 }] });
+    onA.close();
+    await waitFor("one socket", async () => ((await presence(b, "present"))?.sockets === 1 ? true : undefined));
+    expect(await presence(a, "nobody")).toEqual({ online: false, sockets: 0, nodes: [] });
+  });
+
+  it("pages through a site's users, and counts a room's sockets and users", async () => {
+    for (const sub of ["p1", "p2", "p3"]) await connectUser(sub === "p2" ? b : a, { sub, site: "paged.example" });
+    const second = await connectUser(b, { sub: "p1", site: "paged.example" });
+    for (const client of [second]) expect(await client.socket.emitWithAck("subscribe", { room: "topic(counted)" })).toMatchObject({ ok: true });
+    await waitFor("three users", async () => ((await api(a, "GET", "/api/v1/presence/sites/paged.example"))?.body?.count === 3 ? true : undefined));
+    const first = await api(a, "GET", "/api/v1/presence/sites/Paged.Example?limit=2");
+    expect(first.body).toEqual({ users: ["p1", "p2"], count: 3, cursor: "p2" });
+    expect((await api(b, "GET", "/api/v1/presence/sites/paged.example?limit=2&cursor=p2")).body).toEqual({ users: ["p3"], count: 3, cursor: null });
+    expect(await emitter.presence.site("paged.example", { limit: 2 })).toEqual({ users: ["p1", "p2"], count: 3, cursor: "p2" });
+    expect((await api(a, "GET", "/api/v1/presence/rooms/site(paged.example)/count")).body).toEqual({ sockets: 4, users: 3 });
+    expect((await api(a, "GET", "/api/v1/presence/rooms/topic(counted)/count")).body).toEqual({ sockets: 1, users: 1 });
+    expect((await api(a, "GET", "/api/v1/presence/rooms/user(p1)/count")).body).toEqual({ sockets: 2, users: 1 });
+    expect(await emitter.presence.roomCount("user(p1)")).toEqual({ sockets: 2, users: 1 });
+  });
+
+  it("sends presence events to the site's room as a user's first socket arrives and its last one leaves", async () => {
+    const watcher = await connectUser(a, { sub: "watcher", site: "events.example" });
+    const arriving = await connectUser(b, { sub: "arriving", site: "events.example" });
+    expect(await watcher.next("presence", (args) => (args[0] as { user: string }).user === "arriving")).toEqual([{ user: "arriving", online: true }]);
+    arriving.close();
+    expect(await watcher.next("presence", (args) => (args[0] as { online: boolean }).online === false)).toEqual([{ user: "arriving", online: false }]);
+  });
+
+  it("lists the live nodes in /info", async () => {
+    const { body } = await api(a, "GET", "/api/v1/info");
+    expect(body).toMatchObject({ node: "node-a" });
+    const nodes = (body as { nodes: { node: string; version: string; uptimeSeconds: number; sockets: number }[] }).nodes;
+    expect(nodes.map((node) => node.node)).toEqual(["node-a", "node-b"]);
+    for (const node of nodes) expect(node).toEqual({ node: expect.any(String), version: "0.1.0", uptimeSeconds: expect.any(Number), sockets: expect.any(Number) });
+  });
+});
+
+describe("event routes registered at run time", () => {
+  it("are seen by the other node within a second, listed with EVENT_ROUTES, and removed again", async () => {
+    const reader = await connectUser(b, { sub: "route-reader" });
+    expect(await reader.socket.emitWithAck("subscribe", { room: "topic(registered)" })).toMatchObject({ ok: true });
+    expect(await api(a, "POST", "/api/v1/events", { event: "registered-event", room: "topic(registered)" })).toEqual({ status: 201, body: { event: "registered-event", room: "topic(registered)" } });
+    await waitFor("node b to know the route", async () => ((await api(b, "POST", "/api/v1/publish", { event: "registered-event", data: 1 })).status === 202 ? true : undefined), 1000);
+    expect(await reader.next("registered-event")).toEqual([1]);
+    const { body } = await api(b, "GET", "/api/v1/events");
+    expect((body as { routes: unknown[] }).routes).toEqual(
+      expect.arrayContaining([
+        { event: "order", room: "user({user})", source: "EVENT_ROUTES" },
+        { event: "registered-event", room: "topic(registered)", source: "registered" },
+      ]),
+    );
+    expect(await api(b, "POST", "/api/v1/events", { event: "bad", room: "topic({tenant})" })).toMatchObject({ status: 400, body: { code: "invalid_request" } });
+    expect((await api(b, "DELETE", "/api/v1/events/registered-event")).status).toBe(204);
+    expect(await api(b, "DELETE", "/api/v1/events/registered-event")).toMatchObject({ status: 404, body: { code: "not_found" } });
+    await waitFor("node a to forget it", async () => ((await api(a, "POST", "/api/v1/publish", { event: "registered-event", data: 1 })).status === 400 ? true : undefined), 1000);
+  });
+});
+
+describe("the first brokers' push endpoints", () => {
+  it("POST /_notify/:event publishes the body to the event's route; an unknown event is 404, no body 400", async () => {
+    const reader = await connectUser(a, { sub: "notified" });
+    expect(await reader.socket.emitWithAck("subscribe", { room: "topic(news)" })).toMatchObject({ ok: true });
+    expect(await api(b, "POST", "/_notify/news", { headline: "hello" })).toEqual({ status: 200, body: { ok: true } });
+    expect(await reader.next("news")).toEqual([{ headline: "hello" }]);
+    expect(await api(b, "POST", "/_notify/no-such-event", { a: 1 })).toMatchObject({ status: 404, body: { code: "not_found" } });
+    expect(await api(b, "POST", "/_notify/news")).toMatchObject({ status: 400, body: { code: "invalid_request" } });
+  });
+
+  it("POST /_notify_endpoint/:event delivers to endpoint:<endpoint> and needs an endpoint", async () => {
+    const reader = await connectUser(b, { sub: "endpoint-reader" });
+    expect(await reader.socket.emitWithAck("subscribe", { room: "endpoint:orders-7" })).toMatchObject({ ok: true });
+    expect(await api(a, "POST", "/_notify_endpoint/shipped", { endpoint: "orders-7", id: 9 })).toEqual({ status: 200, body: { ok: true } });
+    expect(await reader.next("shipped")).toEqual([{ endpoint: "orders-7", id: 9 }]);
+    expect(await api(a, "POST", "/_notify_endpoint/shipped", { id: 9 })).toMatchObject({ status: 400, body: { code: "invalid_request" } });
+  });
+});
+
+describe("GET /api/v1/openapi.json", () => {
+  it("is a valid OpenAPI 3 document listing every route", async () => {
+    const { body } = await api(a, "GET", "/api/v1/openapi.json");
+    const document = (await SwaggerParser.validate(structuredClone(body) as never)) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+    expect(document.openapi).toMatch(/^3\./);
+    const listed = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`));
+    const expected = EVERY_ROUTE.filter(([, path]) => !path.endsWith("openapi.json")).map(([method, path]) =>
+      `${method} ${path.replace("/users/x/", "/users/{id}/").replace("/users/x", "/users/{id}").replace("sites/x.example", "sites/{host}").replace("rooms/topic(x)/", "rooms/{room}/").replace("/events/probe-event", "/events/{event}").replace("/_notify/news", "/_notify/{event}").replace("/_notify_endpoint/news", "/_notify_endpoint/{event}")}`,
+    );
+    expect(listed.sort()).toEqual([...new Set(expected)].sort());
+  });
+});
+
+describe("presence after a crash", () => {
+  it("takes a SIGKILLed node's sockets out of presence within the stated bound", async () => {
+    await connectUser(b, { sub: "crash-victim" });
+    await waitFor("the socket to count", async () => ((await api(a, "GET", "/api/v1/presence/users/crash-victim")).body?.online === true ? true : undefined));
+    await cluster.nodes[1]!.kill();
+    // PRESENCE_NODE_TTL_MS is 1.5 s here; the survivor sweeps at its next heartbeat.
+    await waitFor("the victim to be gone", async () => ((await api(a, "GET", "/api/v1/presence/users/crash-victim")).body?.online === false ? true : undefined), 6000);
+    expect(cluster.nodes[0]!.lines.some((line) => line.includes("took back the presence of a node whose heartbeat stopped"))).toBe(true);
+  });
+});
