@@ -148,11 +148,23 @@ describe("@switchboard/client", () => {
     await client.ready();
     const error = nextEvent(client, "error");
     // Sent past the client's own methods, without an acknowledgement: the server answers with `error`.
-    client.socket.emit("subscribe", { room: ["not", "a", "room"] });
+    (client.socket as unknown as { emit(event: string, ...args: unknown[]): void }).emit("subscribe", { room: ["not", "a", "room"] });
     const [err] = (await error) as [ClientError];
     expect(err).toBeInstanceOf(ClientError);
     expect(err.code).toBe("payload_invalid");
     expect(client.state.status).toBe("connected");
+  });
+
+  it("publishes where its token's publish claim allows, and rejects with the server's code elsewhere", async () => {
+    const speaker = open({ url, token: mintToken({ sub: "c-speaker", publish: ["topic(*)"] }) });
+    const listener = open({ url: cluster.nodes[1]!.url, token: mintToken({ sub: "c-listener" }) });
+    await Promise.all([speaker.ready(), listener.ready()]);
+    await listener.subscribe("topic(sdk)");
+    const heard = nextEvent(listener, "spoken");
+    expect(await speaker.publish("spoken", { n: 1 }, { room: "topic(sdk)" })).toEqual(expect.any(String));
+    expect(await heard).toEqual([{ n: 1 }]);
+    await expect(speaker.publish("spoken", 1, { room: "inbox(c-listener)" })).rejects.toMatchObject({ code: "publish_forbidden" });
+    await expect(speaker.publish("spoken", 1)).rejects.toMatchObject({ code: "route_unknown" });
   });
 
   it("emits kicked and ends in the kicked state", async () => {

@@ -1,13 +1,17 @@
 import {
   CLIENT_EVENTS,
-  type ClientErrorCode,
+  type ErrorCode,
   ERRORS,
   type ErrorBody,
   type EventErrorPayload,
   type KickedPayload,
   HANDSHAKE_REFUSAL_HEADER,
+  type ClientPublishPayload,
+  type ClientToServerEvents,
+  type PublishReply,
   type ReconnectPayload,
   SERVER_EVENTS,
+  type ServerToClientEvents,
   type SubscriptionReply,
   type WelcomePayload,
   isErrorCode,
@@ -16,9 +20,10 @@ import { type ManagerOptions, type Socket, type SocketOptions, io } from "socket
 
 /** An error the client saw, carrying the server's stable code. */
 export class ClientError extends Error {
-  readonly code: ClientErrorCode;
+  /** A code of the registry (docs/errors.md); mostly those clients see, but any the server answers with. */
+  readonly code: ErrorCode;
 
-  constructor(code: ClientErrorCode, message: string = ERRORS[code].message) {
+  constructor(code: ErrorCode, message: string = ERRORS[code].message) {
     super(message);
     this.name = "ClientError";
     this.code = code;
@@ -28,7 +33,7 @@ export class ClientError extends Error {
 export type ConnectionState =
   | { status: "connecting"; reason?: string }
   | { status: "connected"; welcome: WelcomePayload }
-  | { status: "disconnected"; reason: string; code?: ClientErrorCode };
+  | { status: "disconnected"; reason: string; code?: ErrorCode };
 
 /** How the token reaches the server. */
 export type AuthMode = "handshake" | "event";
@@ -97,18 +102,17 @@ const SOCKET_DEFAULTS: Partial<ManagerOptions & SocketOptions> = {
 // How often a subscription refused as rate_limited is tried again after a reconnection.
 const RESUBSCRIBE_ATTEMPTS = 5;
 
-function errorFrom(body: unknown, fallback: ClientErrorCode): ClientError {
+function errorFrom(body: unknown, fallback: ErrorCode): ClientError {
   if (typeof body === "object" && body !== null && "code" in body && isErrorCode(body.code)) {
     const message = "message" in body && typeof body.message === "string" ? body.message : undefined;
-    const code = ERRORS[body.code].audience === "client" ? (body.code as ClientErrorCode) : fallback;
-    return new ClientError(code, message);
+    return new ClientError(body.code, message);
   }
   return new ClientError(fallback);
 }
 
 export class SwitchboardClient {
   /** The underlying socket.io-client socket, for what this client does not cover. */
-  readonly socket: Socket;
+  readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>;
   private currentState: ConnectionState = { status: "connecting" };
   private token: string | null;
   private readonly listeners = new Map<string, Set<Listener>>();
@@ -125,7 +129,7 @@ export class SwitchboardClient {
   /** A probe for why the transport was refused is under way. */
   private probing = false;
   /** The last refusal reported, so a retrying client reports each reason once. */
-  private lastRefusal: ClientErrorCode | null = null;
+  private lastRefusal: ErrorCode | null = null;
   private readonly url: string;
   private closed = false;
 
@@ -185,6 +189,22 @@ export class SwitchboardClient {
   async subscribe(room: string): Promise<void> {
     await this.request(CLIENT_EVENTS.subscribe, room);
     this.subscriptions.add(room);
+  }
+
+  /**
+   * Publishes to rooms the token's `publish` claim allows: `room`, or the event's route, plus
+   * `in` rooms. Resolves with the message id; rejects with `publish_forbidden`, `route_unknown`, …
+   */
+  async publish(event: string, data: unknown, target: { room?: string; in?: string | string[] } = {}): Promise<string> {
+    const payload: ClientPublishPayload = { event, data, ...(target.room !== undefined ? { room: target.room } : {}), ...(target.in !== undefined ? { _in: target.in } : {}) };
+    let reply: PublishReply;
+    try {
+      reply = await this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.publish, payload);
+    } catch {
+      throw new ClientError("request_timeout");
+    }
+    if (!reply.ok) throw errorFrom(reply.error, "internal_error");
+    return reply.id;
   }
 
   async unsubscribe(room: string): Promise<void> {
@@ -259,10 +279,10 @@ export class SwitchboardClient {
     this.refreshToken().then(action, () => {});
   }
 
-  private async request(event: string, room: string): Promise<void> {
+  private async request(event: "subscribe" | "unsubscribe", room: string): Promise<void> {
     let reply: SubscriptionReply;
     try {
-      reply = (await this.socket.timeout(this.requestTimeoutMs).emitWithAck(event, { room })) as SubscriptionReply;
+      reply = await this.socket.timeout(this.requestTimeoutMs).emitWithAck(event, { room });
     } catch {
       throw new ClientError("request_timeout");
     }
@@ -287,8 +307,8 @@ export class SwitchboardClient {
       const response = await fetch(url, { method: "HEAD", headers, cache: "no-store" });
       const code = response.headers.get(HANDSHAKE_REFUSAL_HEADER);
       if (!isErrorCode(code) || ERRORS[code].audience !== "client" || code === this.lastRefusal) return;
-      this.lastRefusal = code as ClientErrorCode;
-      const error = new ClientError(code as ClientErrorCode);
+      this.lastRefusal = code;
+      const error = new ClientError(code);
       if (code === "origin_not_allowed") {
         this.socket.disconnect();
         this.setState({ status: "disconnected", reason: error.message, code: error.code });
@@ -332,7 +352,8 @@ export class SwitchboardClient {
   }
 
   private authenticate(): void {
-    this.socket.emit(CLIENT_EVENTS.authenticate, { token: this.token });
+    // No token yet is the server's token_missing.
+    this.socket.emit(CLIENT_EVENTS.authenticate, { token: this.token ?? "" });
   }
 
   private wire(): void {
