@@ -16,6 +16,8 @@ OS_RELEASE=${OS_RELEASE:-/etc/os-release}
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The README's server API examples are curl commands, run as written.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -x "$CHROMIUM" ] || missing+=(chromium)
 PATH="$NGINX_DIRS:$PATH" command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 "$PYTHON" -c 'import redis, msgpack' >/dev/null 2>&1 || missing+=(python3 python3-redis python3-msgpack)

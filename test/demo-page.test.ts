@@ -5,6 +5,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ARTIFACTS, launchBrowser, openPage } from "./harness/browser.js";
 import { type Cluster, startCluster } from "./harness/cluster.js";
+import { connectUser } from "./harness/clients.js";
 import { type GatewayProcess, startGateway } from "./harness/gateway.js";
 
 let cluster: Cluster;
@@ -52,6 +53,7 @@ describe("the demo page on a development node", () => {
     await page.click("#send-form button[type=submit]");
     await expect.poll(() => page.locator("[data-testid=messages] li[data-event=from-page]").count()).toBe(1);
 
+    await expect.poll(() => page.locator("[data-testid=online] li").allTextContents(), { timeout: 8000 }).toContain("browser-user");
     await page.screenshot({ path: join(ARTIFACTS, "demo-page.png") });
     // The README's screenshot is generated here once; delete docs/demo-page.png to refresh it.
     const documented = new URL("../docs/demo-page.png", import.meta.url).pathname;
@@ -63,14 +65,49 @@ describe("the demo page on a development node", () => {
     await page.close();
   });
 
-  it("shows the kicked state when the user is disconnected by a publisher", async () => {
+  it("shows the kicked state, with the kick's reason, when the user is disconnected by a publisher", async () => {
     const { page, problems } = await openPage(browser, `${cluster.nodes[1]!.url}/`);
     await page.fill("#dev-form [name=user]", "kick-target");
     await page.click("#dev-form button[type=submit]");
     await expect.poll(() => page.textContent("[data-testid=state]")).toBe("connected");
-    await emitter.disconnectUser("kick-target");
+    await emitter.disconnectUser("kick-target", { reason: "account closed", refuseReconnect: false });
     await expect.poll(() => page.getAttribute("[data-testid=state]", "data-status")).toBe("kicked");
-    expect(await page.textContent("[data-testid=state]")).toContain("kicked");
+    expect(await page.textContent("[data-testid=state]")).toBe("kicked: account closed");
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it("lists the site's online users, shows a deliberate disconnect as no error, and a bad JSON body next to its field", async () => {
+    const { page, problems } = await openPage(browser, `${cluster.nodes[0]!.url}/`);
+    await page.fill("#dev-form [name=user]", "onlooker");
+    await page.fill("#dev-form [name=site]", "online.example");
+    await page.click("#dev-form button[type=submit]");
+    await expect.poll(() => page.textContent("[data-testid=state]")).toBe("connected");
+    // Another user of the site, connected to the other node.
+    await connectUser(cluster.nodes[1]!.url, { sub: "neighbour", site: "online.example" });
+    await expect.poll(() => page.locator("[data-testid=online] li").allTextContents(), { timeout: 8000 }).toEqual(["neighbour", "onlooker"]);
+
+    await page.fill("#send-form [name=data]", "{ not json");
+    await page.click("#send-form button[type=submit]");
+    const dataError = page.locator("[data-testid=data-error]");
+    await expect.poll(() => dataError.isVisible()).toBe(true);
+    expect(await dataError.getAttribute("role")).toBe("alert");
+    expect(await dataError.textContent()).toContain("Data is not valid JSON");
+    expect(await page.getAttribute("#send-form [name=data]", "aria-invalid")).toBe("true");
+
+    await page.fill("#send-form [name=data]", '{"ok": true}');
+    await page.click("#send-form button[type=submit]");
+    await expect.poll(() => page.textContent("[data-testid=send-status]")).toContain("Published to");
+    expect(await dataError.isVisible()).toBe(false);
+
+    await page.click("#disconnect");
+    await expect.poll(() => page.getAttribute("[data-testid=state]", "data-status")).toBe("closed");
+    expect(await page.textContent("[data-testid=state]")).toBe("disconnected");
+
+    // A new session starts with a clean status line.
+    await page.click("#dev-form button[type=submit]");
+    await expect.poll(() => page.textContent("[data-testid=state]")).toBe("connected");
+    expect(await page.textContent("[data-testid=send-status]")).toBe("");
     expect(problems).toEqual([]);
     await page.close();
   });
@@ -88,13 +125,15 @@ describe("the demo page on a development node", () => {
 describe("the demo page on a production node", () => {
   it("has no dev token endpoint and asks for a token, showing the server's error code for a bad one", async () => {
     expect((await fetch(`${production.url}/dev/token`, { method: "POST" })).status).toBe(404);
-    const { page } = await openPage(browser, `${production.url}/`);
+    const { page, problems } = await openPage(browser, `${production.url}/`);
     await page.waitForSelector("#token-form:not([hidden])");
     expect(await page.isHidden("#dev-form")).toBe(true);
     await page.fill("#token-form [name=token]", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.bm9wZQ");
     await page.click("#token-form button[type=submit]");
     await expect.poll(() => page.getAttribute("[data-testid=error]", "data-code")).toBe("token_invalid_signature");
     expect(await page.textContent("[data-testid=state]")).toContain("token_invalid_signature");
+    // No failed request for /dev in the console: the page asks /healthz whether the node has dev tools.
+    expect(problems.filter((problem) => problem.includes("404"))).toEqual([]);
     await page.close();
   });
 });

@@ -1,3 +1,6 @@
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { encode } from "@msgpack/msgpack";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
@@ -327,3 +330,67 @@ describe("presence after a crash", () => {
     expect(cluster.nodes[0]!.lines.some((line) => line.includes("took back the presence of a node whose heartbeat stopped"))).toBe(true);
   });
 });
+
+describe("the README's server API examples", () => {
+  const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+  const section = readme.slice(readme.indexOf("## Server API"), readme.indexOf("## Publishing"));
+  const examples = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1] ?? "");
+
+  it("has a curl example for every route", () => {
+    const routes: [string, string][] = [
+      ["POST", "/api/v1/publish"],
+      ["POST", "/api/v1/broadcast"],
+      ["POST", "/api/v1/users/42/disconnect"],
+      ["POST", "/api/v1/users/42/allow"],
+      ["POST", "/api/v1/tokens/revoke"],
+      ["GET", "/api/v1/presence/users/"],
+      ["GET", "/api/v1/presence/sites/"],
+      ["GET", "/api/v1/presence/rooms/"],
+      ["GET", "/api/v1/info"],
+      ["POST", "/api/v1/events\""],
+      ["GET", "/api/v1/events\""],
+      ["DELETE", "/api/v1/events/"],
+      ["GET", "/api/v1/openapi.json"],
+      ["POST", "/_notify/"],
+      ["POST", "/_notify_endpoint/"],
+    ];
+    expect(routes.length).toBe(EVERY_ROUTE.length);
+    for (const [method, path] of routes) {
+      const found = examples.some((example) => example.includes(`$SWITCHBOARD${path}`) && (method === "GET" ? !example.includes(" -X ") : example.includes(`-X ${method} `)));
+      expect(found, `an example of ${method} ${path}`).toBe(true);
+    }
+  });
+
+  it("each runs as written and answers what its comment says", async () => {
+    for (const example of examples) {
+      const { stdout } = await promisify(execFile)("bash", ["-euo", "pipefail", "-c", example], { env: { PATH: process.env.PATH ?? "", SWITCHBOARD: a, API_KEY } });
+      const documented = /^# (\d{3})\b[^{\n]*(\{.*)?$/m.exec(example);
+      expect(documented, `a "# <status> <body>" comment in:\n${example}`).not.toBeNull();
+      if (documented?.[1] === "204") {
+        expect(stdout).toBe("");
+        continue;
+      }
+      const answer = JSON.parse(stdout) as Record<string, unknown>;
+      for (const key of topLevelKeys(documented?.[2] ?? "")) expect(answer, `${key} in ${stdout}`).toHaveProperty(key);
+    }
+  });
+});
+
+/** The keys of the outermost object of a JSON-like text (which may hold "…" where values were left out). */
+function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let index = 0; index < text.length; index++) {
+    const char = text[index];
+    if (char === "{" || char === "[") depth++;
+    else if (char === "}" || char === "]") depth--;
+    else if (char === '"' && depth === 1) {
+      const end = text.indexOf('"', index + 1);
+      if (text[end + 1] === ":") keys.push(text.slice(index + 1, end));
+      index = end;
+    } else if (char === '"') {
+      index = text.indexOf('"', index + 1);
+    }
+  }
+  return keys;
+}

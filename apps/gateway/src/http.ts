@@ -10,7 +10,7 @@ import { detailed, httpStatusOf } from "./errors.js";
 import type { Metrics } from "./metrics.js";
 
 export interface HttpDeps {
-  config: Pick<Config, "nodeId" | "publicDir" | "limits">;
+  config: Pick<Config, "nodeId" | "publicDir" | "limits" | "devTools">;
   broker: Broker;
   metrics: Metrics;
   version: string;
@@ -99,6 +99,7 @@ export async function registerHttpRoutes(app: FastifyInstance, deps: HttpDeps): 
     mode: broker.mode,
     redis: broker.redisState(),
     draining: deps.draining(),
+    devTools: config.devTools,
   }));
 
   // Readiness: send this node new clients. 503 while Redis is away (it could not reach the rest of
