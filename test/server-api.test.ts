@@ -394,3 +394,30 @@ function topLevelKeys(text: string): string[] {
   }
   return keys;
 }
+
+describe("a single node without Redis", () => {
+  it("answers the same routes from memory: publish, presence, info, routes, kicks and revocations", async () => {
+    const single = await startGateway({ API_KEYS: API_KEY, EVENT_ROUTES: JSON.stringify(ROUTES) });
+    try {
+      const url = single.url;
+      const client = await connectUser(url, { sub: "solo", site: "solo.example" });
+      expect((await api(url, "POST", "/api/v1/publish", { event: "order", user: "solo", data: 1 })).status).toBe(202);
+      expect(await client.next("order")).toEqual([1]);
+      await waitFor("presence", async () => ((await api(url, "GET", "/api/v1/presence/users/solo")).body?.online === true ? true : undefined));
+      expect((await api(url, "GET", "/api/v1/presence/users/solo")).body).toEqual({ online: true, sockets: 1, nodes: [{ node: single.nodeId, sockets: 1 }] });
+      expect((await api(url, "GET", "/api/v1/presence/sites/solo.example")).body).toEqual({ users: ["solo"], count: 1, cursor: null });
+      expect((await api(url, "GET", "/api/v1/presence/rooms/site(solo.example)/count")).body).toEqual({ sockets: 1, users: 1 });
+      await waitFor("the node in /info", async () => (((await api(url, "GET", "/api/v1/info")).body?.nodes as unknown[]).length === 1 ? true : undefined));
+      expect((await api(url, "POST", "/api/v1/events", { event: "ping", room: "user({user})" })).status).toBe(201);
+      expect((await api(url, "POST", "/api/v1/publish", { event: "ping", user: "solo", data: 2 })).status).toBe(202);
+      expect(await client.next("ping")).toEqual([2]);
+      const old = jwt.sign({ sub: "solo", iat: Math.floor(Date.now() / 1000) - 5 }, TEST_SECRET, { expiresIn: 600 });
+      expect((await api(url, "POST", "/api/v1/users/solo/disconnect", {})).status).toBe(202);
+      await client.next("kicked");
+      const refused = openClient(url, { auth: { token: old } });
+      expect(((await refused.next("connect_error"))[0] as { data: { code: string } }).data.code).toBe("token_revoked");
+    } finally {
+      await single.stop();
+    }
+  });
+});
