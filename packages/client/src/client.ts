@@ -74,16 +74,8 @@ export interface ClientEvents {
 
 type Listener = (...args: never[]) => void;
 
-// Events the client handles itself rather than passing through as application events.
-const PROTOCOL_EVENTS: ReadonlySet<string> = new Set([
-  SERVER_EVENTS.authenticated,
-  SERVER_EVENTS.unauthorized,
-  SERVER_EVENTS.tokenExpiring,
-  SERVER_EVENTS.welcome,
-  SERVER_EVENTS.kicked,
-  SERVER_EVENTS.error,
-  SERVER_EVENTS.reconnect,
-]);
+// The gateway's own events are the client's to handle, never passed through as application events.
+const PROTOCOL_EVENTS: ReadonlySet<string> = new Set(Object.values(SERVER_EVENTS));
 
 // A reconnection hint above this is not taken at its word.
 const MAX_RECONNECT_HINT_MS = 60_000;
