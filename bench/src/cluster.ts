@@ -1,0 +1,83 @@
+import { freePort } from "@switchboard/e2e/harness/ports";
+import { type Usage, type Worker, startWorker } from "./ipc.js";
+import type { ServerApi } from "./servers/node.js";
+
+export type Stack = "ours" | "plain";
+
+export const BENCH_SECRET = "switchboard-bench-secret-of-at-least-32-bytes";
+export const BENCH_API_KEY = "switchboard-bench-api-key-of-at-least-32-chars";
+
+export interface Cluster {
+  stack: Stack;
+  urls: string[];
+  /** Each node's CPU time and memory (after a full GC when `gc`). */
+  usage(gc?: boolean): Promise<Usage[]>;
+  /** Starts every node's CPU profiler. */
+  profileStart(): Promise<void>;
+  /** Writes each node's profile as `<prefix>-<node index>.cpuprofile`. */
+  profileStop(prefix: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The gateway as a user would run it for load: the server API on, per-IP and per-user limits off
+ * (every client of the benchmark comes from 127.0.0.1), logs at warn.
+ */
+function oursEnv(extra: Record<string, string>): Record<string, string> {
+  return {
+    JWT_SECRET: BENCH_SECRET,
+    API_KEYS: BENCH_API_KEY,
+    LOG_LEVEL: "warn",
+    IP_CONNECTIONS_PER_SECOND: "0",
+    IP_MAX_CONNECTIONS: "0",
+    MAX_CONNECTIONS: "0",
+    USER_MAX_SOCKETS: "0",
+    ...extra,
+  };
+}
+
+export interface ClusterOptions {
+  /** More gateway configuration (ours). */
+  env?: Record<string, string>;
+}
+
+/** Starts `nodes` server processes of one stack on the same Redis. */
+export async function startCluster(stack: Stack, nodes: number, redisUrl: string, options: ClusterOptions = {}): Promise<Cluster> {
+  const workers: Worker<ServerApi>[] = [];
+  const urls: string[] = [];
+  try {
+    for (let index = 0; index < nodes; index++) {
+      const port = await freePort();
+      const base = { STACK: stack, HOST: "127.0.0.1", PORT: String(port), REDIS_URL: redisUrl, NODE_ID: `${stack}-${index}` };
+      const worker = startWorker<ServerApi>("./servers/node.ts", stack === "ours" ? oursEnv({ ...base, ...options.env }) : base);
+      workers.push(worker);
+      urls.push(
+        await new Promise<string>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`${stack} node ${index} did not start`)), 30_000);
+          worker.onNotice("ready", (url) => {
+            clearTimeout(timer);
+            resolve(String(url));
+          });
+          worker.child.once("exit", (code) => reject(new Error(`${stack} node ${index} exited with ${code}`)));
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.all(workers.map((worker) => worker.stop()));
+    throw err;
+  }
+  return {
+    stack,
+    urls,
+    usage: (gc = false) => Promise.all(workers.map((worker) => worker.call("usage", { gc }))),
+    profileStart: async () => {
+      await Promise.all(workers.map((worker) => worker.call("profileStart", {})));
+    },
+    profileStop: async (prefix) => {
+      await Promise.all(workers.map((worker, index) => worker.call("profileStop", { path: `${prefix}-${index}.cpuprofile` })));
+    },
+    stop: async () => {
+      await Promise.all(workers.map((worker) => worker.stop()));
+    },
+  };
+}

@@ -1,0 +1,177 @@
+import { encode } from "@msgpack/msgpack";
+import { Emitter } from "@socket.io/redis-emitter";
+import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
+import { RAW_FRAME_CHANNEL, encodeRawFrame, siteRoom, userRoom } from "@switchboard/protocol";
+import { createClient } from "redis";
+import { serveRequests } from "../ipc.js";
+import { now } from "./clock.js";
+import { BENCH_EVENT, type BenchData } from "./message.js";
+
+/**
+ * How messages are published:
+ * - `emitter`: the stack's own emitter (`@switchboard/emitter`, or `@socket.io/redis-emitter`);
+ * - `raw`: bytes written with a plain Redis client: ours as a map-layout frame on
+ *   `socket.io#emitter`, the plain stack in the socket.io adapter format (its only format);
+ * - `adapter`: the socket.io adapter format with a plain Redis client, for both stacks;
+ * - `http`: ours only, `POST /api/v1/publish`.
+ */
+export type PublishMode = "emitter" | "raw" | "adapter" | "http";
+
+export type PublisherApi = {
+  open: { args: OpenArgs; reply: null };
+  publish: { args: PublishArgs; reply: PublishReply };
+  close: { args: Record<string, never>; reply: null };
+};
+
+export interface OpenArgs {
+  stack: "ours" | "plain";
+  redisUrl: string;
+  /** Nodes the HTTP mode spreads its requests over. */
+  httpUrls: string[];
+  apiKey: string;
+}
+
+export interface PublishArgs {
+  mode: PublishMode;
+  /** `user`: to user(i) for pseudo-random i below `users`; `site`: to site(<site>). */
+  target: "user" | "site";
+  users: number;
+  site: string;
+  count: number;
+  /** Messages per second; null publishes as fast as the window lets. */
+  ratePerSecond: number | null;
+  /** Gives up publishing after this long, whatever is left. */
+  maxMs: number;
+}
+
+export interface PublishReply {
+  published: number;
+  failed: number;
+  errors: string[];
+  /** Sum of Redis PUBLISH replies (subscriptions reached), where the mode can know it. */
+  receivers: number | null;
+  elapsedMs: number;
+}
+
+/** Publishes in flight at once in a burst. */
+const WINDOW = 512;
+const HTTP_CONCURRENCY = 32;
+
+let options: OpenArgs | null = null;
+let redis: ReturnType<typeof createClient> | null = null;
+let ourEmitter: SwitchboardEmitter | null = null;
+let plainEmitter: Emitter | null = null;
+
+/** The same pseudo-random users for both stacks (mulberry32). */
+function randomUsers(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function adapterFrame(room: string, data: BenchData): Buffer {
+  return Buffer.from(encode(["bench-publisher", { type: 2, data: [BENCH_EVENT, data], nsp: "/" }, { rooms: [room], except: [], flags: {} }]));
+}
+
+/** Sends one message; resolves with the number of subscriptions Redis reached, when known. */
+async function sendOne(mode: PublishMode, room: string, uid: number | null, data: BenchData, index: number): Promise<number | null> {
+  if (!options || !redis) throw new Error("publisher not open");
+  switch (mode) {
+    case "emitter":
+      if (ourEmitter) {
+        const target = uid === null ? ourEmitter.to(room) : ourEmitter.toUser(uid);
+        return (await target.emit(BENCH_EVENT, data)).subscribers;
+      }
+      plainEmitter!.to(room).emit(BENCH_EVENT, data);
+      return null;
+    case "raw":
+      if (options.stack === "ours") return await redis.publish(RAW_FRAME_CHANNEL, Buffer.from(encodeRawFrame({ room, event: BENCH_EVENT, data })));
+      return await redis.publish(`socket.io#/#${room}#`, adapterFrame(room, data));
+    case "adapter":
+      return await redis.publish(`socket.io#/#${room}#`, adapterFrame(room, data));
+    case "http": {
+      const url = options.httpUrls[index % options.httpUrls.length];
+      const response = await fetch(`${url}/api/v1/publish`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ room, event: BENCH_EVENT, data }),
+      });
+      await response.arrayBuffer();
+      if (response.status !== 202) throw new Error(`HTTP ${response.status}`);
+      return null;
+    }
+  }
+}
+
+async function publish(args: PublishArgs): Promise<PublishReply> {
+  if (!redis) throw new Error("publisher not open");
+  const next = randomUsers(args.count * 31 + args.users);
+  const started = now();
+  const deadline = started + args.maxMs;
+  let issued = 0;
+  let published = 0;
+  let failed = 0;
+  let receivers: number | null = 0;
+  const errors: string[] = [];
+  const sendIndex = async (index: number) => {
+    const uid = args.target === "user" ? Math.floor(next() * args.users) : null;
+    const room = uid === null ? siteRoom(args.site) : userRoom(uid);
+    try {
+      const reached = await sendOne(args.mode, room, uid, { t: now(), seq: index }, index);
+      receivers = reached === null || receivers === null ? null : receivers + reached;
+      published++;
+    } catch (err) {
+      failed++;
+      if (errors.length < 5) errors.push(err instanceof Error ? err.message : String(err));
+    }
+  };
+  if (args.ratePerSecond !== null) {
+    // A steady rate: every few milliseconds, send what is due by now.
+    const rate = args.ratePerSecond;
+    const inFlight: Promise<void>[] = [];
+    while (issued < args.count && now() < deadline) {
+      const due = Math.min(args.count, Math.floor(((now() - started) * rate) / 1000) + 1);
+      while (issued < due) inFlight.push(sendIndex(issued++));
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      if (inFlight.length > 10_000) await Promise.all(inFlight.splice(0));
+    }
+    await Promise.all(inFlight);
+  } else if (args.mode === "emitter" && plainEmitter) {
+    // The plain emitter does not wait for Redis: a PING after each window, answered in order, bounds what is in flight.
+    while (issued < args.count && now() < deadline) {
+      const windowEnd = Math.min(args.count, issued + WINDOW);
+      while (issued < windowEnd) void sendIndex(issued++);
+      await redis.ping();
+    }
+  } else {
+    const lane = async () => {
+      while (issued < args.count && now() < deadline) await sendIndex(issued++);
+    };
+    await Promise.all(Array.from({ length: args.mode === "http" ? HTTP_CONCURRENCY : WINDOW }, lane));
+  }
+  if (args.mode === "emitter" && plainEmitter) await redis.ping();
+  return { published, failed, errors, receivers, elapsedMs: now() - started };
+}
+
+serveRequests<PublisherApi>({
+  async open(args) {
+    options = args;
+    redis = createClient({ url: args.redisUrl });
+    redis.on("error", () => {});
+    await redis.connect();
+    if (args.stack === "ours") ourEmitter = createEmitter({ redis: args.redisUrl });
+    else plainEmitter = new Emitter(redis);
+    return null;
+  },
+  publish,
+  async close() {
+    await ourEmitter?.close();
+    await redis?.quit();
+    return null;
+  },
+});

@@ -1,0 +1,243 @@
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem, type as osType, release } from "node:os";
+import { join } from "node:path";
+import { View, parse } from "vega";
+import { type TopLevelSpec, compile } from "vega-lite";
+import type { Measurement, Sizes } from "./scenarios.js";
+import { median, round } from "./stats.js";
+
+/** One line of the results: a figure of both stacks and ours/plain. */
+export interface ResultRow {
+  scenario: string;
+  metric: string;
+  unit: string;
+  ours: number | null;
+  plain: number | null;
+  /** ours / plain; null unless both stacks delivered everything they were sent. */
+  ratio: number | null;
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  os: string;
+  node: string;
+  redis: string;
+}
+
+export interface Report {
+  date: string;
+  mode: "full" | "quick";
+  machine: Machine;
+  sizes: Sizes;
+  rounds: number;
+  results: ResultRow[];
+  targets: TargetCheck[];
+  problems: string[];
+}
+
+export interface TargetCheck {
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+
+export function machine(redisVersion: string): Machine {
+  return {
+    cpu: cpus()[0]?.model.trim() ?? "unknown",
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    os: `${osType()} ${release()}`,
+    node: process.version,
+    redis: redisVersion,
+  };
+}
+
+export function redisServerVersion(): string {
+  const output = execFileSync("redis-server", ["--version"], { encoding: "utf8" });
+  return /v=(\S+)/.exec(output)?.[1] ?? output.trim();
+}
+
+/** One figure from several rounds: the median, complete only if every round was. */
+function merged(measurements: Measurement[]): Map<string, { value: number | null; complete: boolean; measurement: Measurement }> {
+  const groups = new Map<string, Measurement[]>();
+  for (const measurement of measurements) {
+    const key = `${measurement.scenario}\u0000${measurement.metric}`;
+    groups.set(key, [...(groups.get(key) ?? []), measurement]);
+  }
+  return new Map(
+    [...groups].map(([key, group]) => {
+      const values = group.flatMap((m) => (m.value === null ? [] : [m.value]));
+      return [key, { value: values.length === group.length ? median(values) : null, complete: group.every((m) => m.complete), measurement: group[0]! }];
+    }),
+  );
+}
+
+/** Pairs the two stacks' figures (medians over the rounds), in the order the scenarios ran. */
+export function combine(ours: Measurement[], plain: Measurement[]): ResultRow[] {
+  const oursByKey = merged(ours);
+  const plainByKey = merged(plain);
+  const keys = [...oursByKey.keys(), ...[...plainByKey.keys()].filter((key) => !oursByKey.has(key))];
+  return keys.map((key) => {
+    const o = oursByKey.get(key);
+    const p = plainByKey.get(key);
+    const { scenario, metric, unit } = (o ?? p)!.measurement;
+    const bothComplete = o?.complete === true && p?.complete === true;
+    const ratio = bothComplete && o.value !== null && p.value !== null && p.value !== 0 ? o.value / p.value : null;
+    return {
+      scenario,
+      metric,
+      unit,
+      ours: o?.value == null ? null : round(o.value),
+      plain: p?.value == null ? null : round(p.value),
+      ratio: ratio === null ? null : round(ratio),
+    };
+  });
+}
+
+function find(rows: ResultRow[], scenario: (name: string) => boolean, metric: string): ResultRow | undefined {
+  return rows.find((row) => scenario(row.scenario) && row.metric === metric);
+}
+
+/** The goals the gateway is held to, checked against this run. */
+export function checkTargets(rows: ResultRow[]): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const ratioAtMost = (target: string, row: ResultRow | undefined, limit: number) => {
+    checks.push({ target, measured: row?.ratio == null ? "not measured" : `${row.ratio}×`, met: row?.ratio == null ? null : row.ratio <= limit });
+  };
+  ratioAtMost("connect storm ≤ 1.1× (server CPU per connection, a JWT verified for each)", find(rows, (s) => s === "connect storm", "server CPU per connection"), 1.1);
+  ratioAtMost("fanout ≤ 1.0× (server CPU per delivery)", find(rows, (s) => s === "fanout, burst", "server CPU per delivery"), 1.0);
+  ratioAtMost("targeted at 2 nodes ≤ 1.0× (server CPU per delivery)", find(rows, (s) => s === "targeted, burst", "server CPU per delivery"), 1.0);
+  ratioAtMost("p99 at a steady 2,000 targeted msgs/s ≤ 1.0×", find(rows, (s) => s.startsWith("targeted, steady"), "latency p99"), 1.0);
+  const rss = find(rows, (s) => s === "connect storm", "RSS per 1,000 sockets per node");
+  ratioAtMost("RSS per idle socket ≤ plain", rss, 1.0);
+  checks.push({
+    target: "RSS per idle socket ≤ 8 KB",
+    measured: rss?.ours == null ? "not measured" : `${rss.ours} KB`,
+    met: rss?.ours == null ? null : rss.ours <= 8,
+  });
+  const emitterCost = find(rows, (s) => s === "targeted, burst", "server CPU per delivery")?.ours ?? null;
+  const versusEmitter = (target: string, scenario: string, limit: number) => {
+    const cost = find(rows, (s) => s === scenario, "server CPU per delivery")?.ours ?? null;
+    const ratio = cost === null || emitterCost === null ? null : round(cost / emitterCost);
+    checks.push({ target, measured: ratio === null ? "not measured" : `${ratio}× our emitter path`, met: ratio === null ? null : ratio <= limit });
+  };
+  versusEmitter("raw frames ≤ the emitter path (server CPU per delivery)", "raw publishers, burst", 1.0);
+  versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery)", "http publish, burst", 1.5);
+  return checks;
+}
+
+function cell(value: number | null, unit = ""): string {
+  return value === null ? "–" : `${value}${unit}`;
+}
+
+export function markdown(report: Report): string {
+  const m = report.machine;
+  const lines = [
+    `# Benchmark results (${report.mode})`,
+    "",
+    `${report.date} · ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB · ${m.os} · Node ${m.node} · Redis ${m.redis}`,
+    "",
+    `${report.sizes.sockets} sockets on 2 nodes for the main scenarios; cost growth with ${report.sizes.growthSockets} sockets on ${report.sizes.growthNodes.join(", ")} nodes.`,
+    `Each figure is the median of ${report.rounds} round${report.rounds === 1 ? "" : "s"}; in each round the two stacks take the same load in turn.`,
+    "Ratio is ours / plain (socket.io + @socket.io/redis-adapter + @socket.io/redis-emitter): below 1 is better, except for rates (conn/s, msgs/s).",
+    "A ratio is only given when both stacks delivered everything they were sent.",
+    "",
+    "| Scenario | Metric | Ours | Plain | Ratio |",
+    "| --- | --- | ---: | ---: | ---: |",
+    ...report.results.map((row) => `| ${row.scenario} | ${row.metric} (${row.unit}) | ${cell(row.ours)} | ${cell(row.plain)} | ${cell(row.ratio, "×")} |`),
+    "",
+    "## Targets",
+    "",
+    "| Target | Measured | Met |",
+    "| --- | --- | --- |",
+    ...report.targets.map((check) => `| ${check.target} | ${check.measured} | ${check.met === null ? "–" : check.met ? "yes" : "**no**"} |`),
+  ];
+  if (report.problems.length > 0) lines.push("", "## Problems in this run", "", ...report.problems.map((problem) => `- ${problem}`));
+  return `${lines.join("\n")}\n`;
+}
+
+async function svg(spec: TopLevelSpec): Promise<string> {
+  const view = new View(parse(compile(spec).spec), { renderer: "none" });
+  return view.toSVG();
+}
+
+type ConcatPanel = Extract<TopLevelSpec, { hconcat: unknown }>["hconcat"][number];
+const CHART_CONFIG = { font: "sans-serif", background: "white" } as const;
+const STACK_COLOURS = { domain: ["ours", "plain"], range: ["#1f77b4", "#bbbbbb"] };
+
+/** Cost growth: server µs per delivery and Redis messages per node, by cluster size. */
+export function costGrowthChart(rows: ResultRow[]): TopLevelSpec {
+  const values = rows
+    .filter((row) => row.scenario.startsWith("cost growth"))
+    .flatMap((row) => {
+      const nodes = Number(/(\d+) node/.exec(row.scenario)?.[1]);
+      return (["ours", "plain"] as const).flatMap((stack) => (row[stack] === null ? [] : [{ nodes, stack, metric: `${row.metric} (${row.unit})`, value: row[stack] }]));
+    });
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: "Cost growth: the targeted burst on 1, 2 and 4 nodes",
+    config: CHART_CONFIG,
+    data: { values },
+    facet: { column: { field: "metric", type: "nominal", title: null } },
+    resolve: { scale: { y: "independent" } },
+    spec: {
+      width: 260,
+      height: 200,
+      mark: { type: "line", point: true },
+      encoding: {
+        x: { field: "nodes", type: "ordinal", title: "nodes", axis: { labelAngle: 0 } },
+        y: { field: "value", type: "quantitative", title: null },
+        color: { field: "stack", type: "nominal", scale: STACK_COLOURS },
+      },
+    },
+  };
+}
+
+/** Latency percentiles of the targeted steady run and of single broadcasts. */
+export function latencyChart(rows: ResultRow[]): TopLevelSpec {
+  const values = rows
+    .filter((row) => row.unit === "ms" && (row.scenario.startsWith("targeted, steady") || row.scenario.startsWith("fanout, one broadcast")))
+    .flatMap((row) =>
+      (["ours", "plain"] as const).flatMap((stack) =>
+        row[stack] === null
+          ? []
+          : [{ panel: row.scenario.startsWith("targeted") ? "targeted, steady rate" : "one broadcast to every socket", metric: row.metric.replace(" (median of runs)", "").replace("latency to the last socket", "last socket").replace("latency ", ""), stack, value: row[stack] }],
+      ),
+    );
+  const panel = (name: string): ConcatPanel => ({
+    title: name,
+    transform: [{ filter: { field: "panel", equal: name } }],
+    width: { step: 28 },
+    height: 200,
+    mark: "bar",
+    encoding: {
+      x: { field: "metric", type: "nominal", title: null, axis: { labelAngle: 0 } },
+      xOffset: { field: "stack", type: "nominal" },
+      y: { field: "value", type: "quantitative", title: "ms" },
+      color: { field: "stack", type: "nominal", scale: STACK_COLOURS },
+    },
+  });
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: "Latency, publisher to client (ms)",
+    config: CHART_CONFIG,
+    data: { values },
+    hconcat: [panel("targeted, steady rate"), panel("one broadcast to every socket")],
+  };
+}
+
+/** Writes latest.json, latest.md and the two charts into `directory`. */
+export async function writeReport(directory: string, report: Report): Promise<string[]> {
+  mkdirSync(directory, { recursive: true });
+  const files = {
+    "latest.json": `${JSON.stringify(report, null, 2)}\n`,
+    "latest.md": markdown(report),
+    "cost-growth.svg": await svg(costGrowthChart(report.results)),
+    "latency.svg": await svg(latencyChart(report.results)),
+  };
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(directory, name), content);
+  return Object.keys(files).map((name) => join(directory, name));
+}

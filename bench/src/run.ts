@@ -1,0 +1,114 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { startRedis } from "@switchboard/e2e/harness/redis";
+import { Progress } from "./progress.js";
+import { type Report, checkTargets, combine, machine, redisServerVersion, writeReport } from "./report.js";
+import type { Stack } from "./cluster.js";
+import { FULL_SIZES, QUICK_SIZES, SCENARIO_NAMES, type ScenarioName, type Sizes, StackRun } from "./scenarios.js";
+
+const USAGE = `npm run bench [-- options]
+
+  --quick             small sizes, a few seconds: checks the suite itself (results in bench/results/partial/)
+  --sockets <n>       sockets for the main scenarios (default ${FULL_SIZES.sockets})
+  --messages <n>      messages in each targeted burst (default ${FULL_SIZES.burstMessages})
+  --growth-sockets <n> sockets for the cost-growth scenario (default ${FULL_SIZES.growthSockets})
+  --rounds <n>        rounds of every scenario, figures are medians (default 3; 1 with --quick)
+  --only <list>       some of ${SCENARIO_NAMES.join(",")} (the connect storm always runs)
+  --stack <name>      ours or plain: one stack only (no ratios)
+  --profile           the nodes write a V8 CPU profile of each phase to bench/results/profiles/
+                      (summarise one with: npm run profile -w @switchboard/bench -- <file>)
+  --help`;
+
+const { values: options } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    sockets: { type: "string" },
+    messages: { type: "string" },
+    "growth-sockets": { type: "string" },
+    only: { type: "string" },
+    rounds: { type: "string" },
+    stack: { type: "string" },
+    profile: { type: "boolean", default: false },
+    help: { type: "boolean", default: false },
+  },
+});
+if (options.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+
+function positive(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1) fail(`--${name} must be a whole number of 1 or more, not ${value}`);
+  return parsed;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+const only = options.only === undefined ? null : new Set(options.only.split(",").map((name) => name.trim()));
+for (const name of only ?? []) if (!(SCENARIO_NAMES as readonly string[]).includes(name)) fail(`--only: unknown scenario ${name}`);
+if (options.stack !== undefined && options.stack !== "ours" && options.stack !== "plain") fail(`--stack must be ours or plain, not ${options.stack}`);
+const stacks: Stack[] = options.stack === undefined ? ["plain", "ours"] : [options.stack];
+
+const base = options.quick ? QUICK_SIZES : FULL_SIZES;
+const sizes: Sizes = {
+  ...base,
+  sockets: positive("sockets", options.sockets, base.sockets),
+  burstMessages: positive("messages", options.messages, base.burstMessages),
+  growthSockets: positive("growth-sockets", options["growth-sockets"], base.growthSockets),
+};
+const rounds = positive("rounds", options.rounds, options.quick ? 1 : 3);
+// The pools share the sockets; more than ~5,000 in one process makes the load generator the bottleneck.
+sizes.clientProcesses = Math.max(sizes.clientProcesses, Math.ceil(sizes.sockets / 5000));
+
+const progress = new Progress();
+const redis = await startRedis();
+const redisVersion = redisServerVersion();
+progress.line(`redis-server ${redisVersion} on ${redis.url}; ${options.quick ? "quick run" : "full run"}`);
+
+const profileDirectory = options.profile ? fileURLToPath(new URL("../results/profiles/", import.meta.url)) : null;
+const runOptions = { only: only as ReadonlySet<ScenarioName> | null, profileDirectory };
+const runs = { plain: new StackRun("plain", sizes, redis.url, progress, runOptions), ours: new StackRun("ours", sizes, redis.url, progress, runOptions) };
+try {
+  // The same load against each stack in turn, never both at once; rounds even out the noise of a shared machine.
+  for (let round = 1; round <= rounds; round++) {
+    if (rounds > 1) progress.line(`round ${round} of ${rounds}`);
+    for (const stack of stacks) await runs[stack].mainScenarios();
+    for (const stack of stacks) await runs[stack].costGrowth();
+  }
+} finally {
+  await redis.stop();
+}
+
+const results = combine(runs.ours.results, runs.plain.results);
+const report: Report = {
+  date: new Date().toISOString(),
+  mode: options.quick ? "quick" : "full",
+  machine: machine(redisVersion),
+  sizes,
+  rounds,
+  results,
+  targets: checkTargets(results),
+  problems: [...runs.plain.problems, ...runs.ours.problems],
+};
+// Only a full run of both stacks with every scenario replaces the published results.
+const published = !options.quick && only === null && stacks.length === 2 && !options.profile;
+const directory = fileURLToPath(new URL(published ? "../results/" : "../results/partial/", import.meta.url));
+const files = await writeReport(directory, report);
+process.stdout.write(`\n${readFileSync(files[1]!, "utf8")}\nwritten: ${files.join(", ")}\n`);
+
+if (options.quick) {
+  // The quick run exists so that the suite cannot rot: every figure must be there for both stacks.
+  const missing = results.filter((row) => row.ours === null || (row.plain === null && !row.scenario.startsWith("http")));
+  const failures = [...report.problems, ...missing.map((row) => `no figure for ${row.scenario} / ${row.metric}`)];
+  if (failures.length > 0) {
+    process.stderr.write(`bench --quick failed:\n${failures.map((failure) => `  - ${failure}`).join("\n")}\n`);
+    process.exit(1);
+  }
+}
+process.exit(0);

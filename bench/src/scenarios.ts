@@ -1,0 +1,340 @@
+import { createClient } from "redis";
+import { BENCH_API_KEY, BENCH_SECRET, type Cluster, type Stack, startCluster } from "./cluster.js";
+import { type Usage, type Worker, startWorker } from "./ipc.js";
+import type { ClientsApi } from "./load/clients.js";
+import { now } from "./load/clock.js";
+import type { PublishArgs, PublisherApi, PublishMode } from "./load/publisher.js";
+import type { Progress } from "./progress.js";
+import { median, percentile, sortedSamples } from "./stats.js";
+
+/** The size knobs of every scenario. */
+export interface Sizes {
+  sockets: number;
+  clientProcesses: number;
+  steadyRate: number;
+  steadySeconds: number;
+  burstMessages: number;
+  httpMessages: number;
+  fanoutRepeats: number;
+  fanoutBurst: number;
+  growthSockets: number;
+  growthMessages: number;
+  growthNodes: number[];
+}
+
+export const FULL_SIZES: Sizes = {
+  sockets: 10_000,
+  clientProcesses: 2,
+  steadyRate: 2000,
+  steadySeconds: 5,
+  burstMessages: 50_000,
+  httpMessages: 20_000,
+  fanoutRepeats: 5,
+  fanoutBurst: 20,
+  growthSockets: 2000,
+  growthMessages: 20_000,
+  growthNodes: [1, 2, 4],
+};
+
+export const QUICK_SIZES: Sizes = {
+  sockets: 200,
+  clientProcesses: 1,
+  steadyRate: 500,
+  steadySeconds: 1,
+  burstMessages: 2000,
+  httpMessages: 500,
+  fanoutRepeats: 2,
+  fanoutBurst: 3,
+  growthSockets: 100,
+  growthMessages: 500,
+  growthNodes: [1, 2],
+};
+
+/** One figure of one stack. `complete` is false when a run lost messages or connections. */
+export interface Measurement {
+  scenario: string;
+  metric: string;
+  unit: string;
+  value: number | null;
+  complete: boolean;
+}
+
+const SITE = "bench.example";
+/** How long deliveries may stall before a scenario counts what it got. */
+const STALL_MS = 5000;
+
+interface Load {
+  clients: Worker<ClientsApi>[];
+  publisher: Worker<PublisherApi>;
+}
+
+/** Scenarios that can be picked with --only (the connect storm always runs: it connects the sockets). */
+export const SCENARIO_NAMES = ["targeted", "fanout", "raw", "http", "growth"] as const;
+export type ScenarioName = (typeof SCENARIO_NAMES)[number];
+
+export interface RunOptions {
+  /** Only these scenarios; null runs all. */
+  only: ReadonlySet<ScenarioName> | null;
+  /** Where the nodes write CPU profiles; null for none. */
+  profileDirectory: string | null;
+}
+
+export class StackRun {
+  readonly results: Measurement[] = [];
+  /** Problems that make a figure unusable; the run reports them and fails in quick mode. */
+  readonly problems: string[] = [];
+  /** Users 0 … users - 1 are connected; targeted messages pick among them. */
+  private users = 0;
+
+  constructor(
+    readonly stack: Stack,
+    private readonly sizes: Sizes,
+    private readonly redisUrl: string,
+    private readonly progress: Progress,
+    private readonly options: RunOptions,
+  ) {}
+
+  private wanted(name: ScenarioName): boolean {
+    return this.options.only === null || this.options.only.has(name);
+  }
+
+  /** Profiles the nodes while `phase` runs, when asked to. */
+  private async profiled<T>(cluster: Cluster, label: string, phase: () => Promise<T>): Promise<T> {
+    const directory = this.options.profileDirectory;
+    if (directory === null) return phase();
+    await cluster.profileStart();
+    const result = await phase();
+    const slug = label.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
+    await cluster.profileStop(`${directory}/${slug}-${this.stack}`);
+    return result;
+  }
+
+  record(scenario: string, metric: string, unit: string, value: number | null, complete: boolean): void {
+    this.results.push({ scenario, metric, unit, value: value !== null && Number.isFinite(value) ? value : null, complete });
+  }
+
+  /** Connect storm, targeted (steady and burst), fanout, raw publishers and HTTP publish on two nodes. */
+  async mainScenarios(): Promise<void> {
+    const { sizes } = this;
+    await this.flushRedis();
+    const cluster = await startCluster(this.stack, 2, this.redisUrl);
+    const load = await this.startLoad(cluster);
+    try {
+      const connected = await this.connectStorm(cluster, load, sizes.sockets, "connect storm");
+      const complete = connected === sizes.sockets;
+      if (this.wanted("targeted")) {
+        await this.targetedSteady(cluster, load, complete);
+        await this.burst(cluster, load, "targeted", "emitter", "user", sizes.burstMessages, 1, complete);
+      }
+      if (this.wanted("fanout")) {
+        await this.fanoutSingle(load, connected, complete);
+        await this.burst(cluster, load, "fanout", "emitter", "site", sizes.fanoutBurst, connected, complete);
+      }
+      if (this.wanted("raw")) await this.burst(cluster, load, "raw publishers", "raw", "user", sizes.burstMessages, 1, complete);
+      if (this.wanted("http") && this.stack === "ours") await this.burst(cluster, load, "http publish", "http", "user", sizes.httpMessages, 1, complete);
+    } finally {
+      await this.stopLoad(load);
+      await cluster.stop();
+    }
+  }
+
+  /** The targeted burst with 1, 2, 4… nodes: Redis messages each node receives, server µs per delivery. */
+  async costGrowth(): Promise<void> {
+    const { sizes } = this;
+    if (!this.wanted("growth")) return;
+    for (const nodes of sizes.growthNodes) {
+      await this.flushRedis();
+      const cluster = await startCluster(this.stack, nodes, this.redisUrl);
+      const load = await this.startLoad(cluster);
+      try {
+        const scenario = `cost growth, ${nodes} node${nodes === 1 ? "" : "s"}`;
+        const connected = await this.connectStorm(cluster, load, sizes.growthSockets, scenario, false);
+        const result = await this.burst(cluster, load, scenario, "adapter", "user", sizes.growthMessages, 1, connected === sizes.growthSockets);
+        const perNode = result.receivers === null ? null : result.receivers / result.published / nodes;
+        this.record(scenario, "Redis messages received per node per message", "msgs", perNode, result.complete);
+      } finally {
+        await this.stopLoad(load);
+        await cluster.stop();
+      }
+    }
+  }
+
+  private async flushRedis(): Promise<void> {
+    const redis = createClient({ url: this.redisUrl });
+    await redis.connect();
+    await redis.flushAll();
+    await redis.quit();
+  }
+
+  private async startLoad(cluster: Cluster): Promise<Load> {
+    const clients = Array.from({ length: this.sizes.clientProcesses }, () => startWorker<ClientsApi>("./load/clients.ts"));
+    const publisher = startWorker<PublisherApi>("./load/publisher.ts");
+    await publisher.call("open", { stack: this.stack, redisUrl: this.redisUrl, httpUrls: cluster.urls, apiKey: BENCH_API_KEY });
+    return { clients, publisher };
+  }
+
+  private async stopLoad(load: Load): Promise<void> {
+    await Promise.allSettled([...load.clients.map((client) => client.call("close", {}, 30_000)), load.publisher.call("close", {}, 30_000)]);
+    await Promise.all([...load.clients.map((client) => client.stop()), load.publisher.stop()]);
+  }
+
+  /** Connects `count` sockets (ours verifies a JWT for each); returns how many made it. */
+  private async connectStorm(cluster: Cluster, load: Load, count: number, scenario: string, recordFigures = true): Promise<number> {
+    const before = await cluster.usage(true);
+    const perProcess = Math.ceil(count / load.clients.length);
+    const done = new Array<number>(load.clients.length).fill(0);
+    const bar = this.progress.bar(`${this.stack}: ${scenario}, ${count} sockets`, count);
+    for (const [index, client] of load.clients.entries()) {
+      client.onNotice("progress", (value) => {
+        done[index] = Number(value);
+        bar.update(done.reduce((total, part) => total + part, 0));
+      });
+    }
+    this.users = count;
+    // Every pool signs its tokens first; the storm starts when all of them are ready.
+    await Promise.all(
+      load.clients.map((client, index) => {
+        const firstUid = index * perProcess;
+        const share = Math.max(0, Math.min(perProcess, count - firstUid));
+        return client.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid, count: share, site: SITE, secret: BENCH_SECRET, concurrency: 500 }, 300_000);
+      }),
+    );
+    const replies = await this.profiled(cluster, scenario, () => Promise.all(load.clients.map((client) => client.call("connect", {}, 300_000))));
+    bar.stop();
+    const connected = replies.reduce((total, reply) => total + reply.connected, 0);
+    const failed = replies.reduce((total, reply) => total + reply.failed, 0);
+    if (failed > 0) this.problems.push(`${this.stack} ${scenario}: ${failed} of ${count} sockets failed to connect (${replies.flatMap((reply) => reply.errors).join("; ")})`);
+    if (!recordFigures) return connected;
+    const elapsedMs = Math.max(...replies.map((reply) => reply.finishedAtMs)) - Math.min(...replies.map((reply) => reply.startedAtMs));
+    const complete = connected === count;
+    const after = await this.settledUsage(cluster);
+    const socketsPerNode = connected / cluster.urls.length;
+    this.record(scenario, "time to all connected", "s", elapsedMs / 1000, complete);
+    this.record(scenario, "connections per second", "conn/s", connected / (elapsedMs / 1000), complete);
+    this.record(scenario, "failed connections", "sockets", failed, true);
+    this.record(scenario, "server CPU per connection", "µs", cpuDelta(before, after) / connected, complete);
+    this.record(scenario, "RSS per 1,000 sockets per node", "MB", mean(after.map((usage, index) => usage.rssBytes - before[index]!.rssBytes)) / socketsPerNode / 1000, complete);
+    this.record(scenario, "heap per socket", "KB", mean(after.map((usage, index) => usage.heapUsedBytes - before[index]!.heapUsedBytes)) / socketsPerNode / 1024, complete);
+    return connected;
+  }
+
+  /** Usage after a GC, once the nodes had a moment to settle. */
+  private async settledUsage(cluster: Cluster): Promise<Usage[]> {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    return cluster.usage(true);
+  }
+
+  private async targetedSteady(cluster: Cluster, load: Load, connectedAll: boolean): Promise<void> {
+    const { sizes } = this;
+    const count = sizes.steadyRate * sizes.steadySeconds;
+    const scenario = `targeted, steady ${sizes.steadyRate} msgs/s`;
+    this.progress.line(`${this.stack}: ${scenario} for ${sizes.steadySeconds} s`);
+    const run = await this.publishAndWait(cluster, load, { mode: "emitter", target: "user", count, ratePerSecond: sizes.steadyRate }, count);
+    const latencies = sortedSamples(await this.latencySamples(load));
+    const complete = connectedAll && run.delivered === count;
+    this.record(scenario, "latency p50", "ms", percentile(latencies, 0.5), complete);
+    this.record(scenario, "latency p99", "ms", percentile(latencies, 0.99), complete);
+    this.record(scenario, "latency p99.9", "ms", percentile(latencies, 0.999), complete);
+    this.record(scenario, "server CPU per delivery", "µs", run.cpuUs / run.delivered, complete);
+  }
+
+  /** Single broadcasts to the site room of every socket, one at a time. */
+  private async fanoutSingle(load: Load, sockets: number, connectedAll: boolean): Promise<void> {
+    const scenario = `fanout, one broadcast to ${sockets} sockets`;
+    this.progress.line(`${this.stack}: ${scenario}, ${this.sizes.fanoutRepeats} times`);
+    const p50s: number[] = [];
+    const lasts: number[] = [];
+    let complete = connectedAll;
+    for (let repeat = 0; repeat < this.sizes.fanoutRepeats; repeat++) {
+      await Promise.all(load.clients.map((client) => client.call("reset", {})));
+      const sent = await load.publisher.call("publish", this.publishArgs({ mode: "emitter", target: "site", count: 1, ratePerSecond: null }));
+      const { delivered } = await this.waitForDeliveries(load, sockets);
+      complete &&= sent.published === 1 && delivered === sockets;
+      const latencies = sortedSamples(await this.latencySamples(load));
+      p50s.push(percentile(latencies, 0.5));
+      lasts.push(latencies[latencies.length - 1] ?? Number.NaN);
+    }
+    this.record(scenario, "latency p50 (median of runs)", "ms", median(p50s), complete);
+    this.record(scenario, "latency to the last socket (median of runs)", "ms", median(lasts), complete);
+  }
+
+  /** Publishes `count` messages as fast as the publisher can; each reaches `perMessage` sockets. */
+  async burst(
+    cluster: Cluster,
+    load: Load,
+    scenario: string,
+    mode: PublishMode,
+    target: "user" | "site",
+    count: number,
+    perMessage: number,
+    connectedAll: boolean,
+  ): Promise<{ published: number; receivers: number | null; complete: boolean }> {
+    const expected = count * perMessage;
+    const bar = this.progress.bar(`${this.stack}: ${scenario}, burst of ${count} messages (${mode})`, expected);
+    const run = await this.profiled(cluster, `${scenario} ${mode}`, () =>
+      this.publishAndWait(cluster, load, { mode, target, count, ratePerSecond: null }, expected, (delivered) => bar.update(delivered)),
+    );
+    bar.stop();
+    const complete = connectedAll && run.delivered === expected && run.published === count;
+    const label = scenario.startsWith("cost growth") ? scenario : `${scenario}, burst`;
+    this.record(label, "server CPU per delivery", "µs", run.cpuUs / run.delivered, complete);
+    this.record(label, "deliveries per second", "msgs/s", run.delivered / (run.durationMs / 1000), complete);
+    if (!scenario.startsWith("cost growth")) {
+      const latencies = sortedSamples(await this.latencySamples(load));
+      this.record(label, "latency p99", "ms", percentile(latencies, 0.99), complete);
+    }
+    return { published: run.published, receivers: run.receivers, complete };
+  }
+
+  private publishArgs(args: Pick<PublishArgs, "mode" | "target" | "count" | "ratePerSecond">): PublishArgs {
+    const maxMs = args.ratePerSecond === null ? 120_000 : (args.count / args.ratePerSecond) * 1000 + 30_000;
+    return { ...args, users: this.users, site: SITE, maxMs };
+  }
+
+  private async publishAndWait(
+    cluster: Cluster,
+    load: Load,
+    args: Pick<PublishArgs, "mode" | "target" | "count" | "ratePerSecond">,
+    expected: number,
+    onProgress?: (delivered: number) => void,
+  ): Promise<{ delivered: number; published: number; receivers: number | null; cpuUs: number; durationMs: number }> {
+    await Promise.all(load.clients.map((client) => client.call("reset", {})));
+    const before = await cluster.usage();
+    const startedAt = now();
+    const sent = await load.publisher.call("publish", this.publishArgs(args), 300_000);
+    if (sent.failed > 0) this.problems.push(`${this.stack} ${args.mode}: ${sent.failed} publishes failed (${sent.errors.join("; ")})`);
+    const { delivered, lastAtMs } = await this.waitForDeliveries(load, expected, onProgress);
+    const after = await cluster.usage();
+    if (delivered < expected) this.problems.push(`${this.stack} ${args.mode} to ${args.target}: ${delivered} of ${expected} deliveries arrived`);
+    return { delivered, published: sent.published, receivers: sent.receivers, cpuUs: cpuDelta(before, after), durationMs: Math.max(1, lastAtMs - startedAt) };
+  }
+
+  /** Waits until `expected` deliveries arrived, or they stall; returns what arrived and when the last did. */
+  private async waitForDeliveries(load: Load, expected: number, onProgress?: (delivered: number) => void): Promise<{ delivered: number; lastAtMs: number }> {
+    let delivered = 0;
+    let lastAtMs = 0;
+    let changedAt = Date.now();
+    while (true) {
+      const counts = await Promise.all(load.clients.map((client) => client.call("received", {})));
+      const total = counts.reduce((sum, count) => sum + count.count, 0);
+      lastAtMs = counts.reduce((latest, count) => Math.max(latest, count.lastAtMs), 0);
+      if (total !== delivered) changedAt = Date.now();
+      delivered = total;
+      onProgress?.(delivered);
+      if (delivered >= expected || Date.now() - changedAt > STALL_MS) return { delivered, lastAtMs };
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  private async latencySamples(load: Load): Promise<number[][]> {
+    return (await Promise.all(load.clients.map((client) => client.call("latencies", {})))).map((reply) => reply.samples);
+  }
+}
+
+function cpuDelta(before: Usage[], after: Usage[]): number {
+  return after.reduce((total, usage, index) => total + usage.cpuUs - before[index]!.cpuUs, 0);
+}
+
+function mean(values: number[]): number {
+  return values.reduce((total, value) => total + value, 0) / values.length;
+}
