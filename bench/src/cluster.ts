@@ -16,6 +16,8 @@ export interface Cluster {
   profileStart(): Promise<void>;
   /** Writes each node's profile as `<prefix>-<node index>.cpuprofile`. */
   profileStop(prefix: string): Promise<void>;
+  /** Writes each node's heap as `<prefix>-<node index>.heapsnapshot`. */
+  heapSnapshot(prefix: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -49,7 +51,7 @@ export async function startCluster(stack: Stack, nodes: number, redisUrl: string
     for (let index = 0; index < nodes; index++) {
       const port = await freePort();
       const base = { STACK: stack, HOST: "127.0.0.1", PORT: String(port), REDIS_URL: redisUrl, NODE_ID: `${stack}-${index}` };
-      const worker = startWorker<ServerApi>("./servers/node.ts", stack === "ours" ? oursEnv({ ...base, ...options.env }) : base);
+      const worker = startWorker<ServerApi>("servers/node", stack === "ours" ? oursEnv({ ...base, ...options.env }) : base);
       workers.push(worker);
       urls.push(
         await new Promise<string>((resolve, reject) => {
@@ -72,6 +74,9 @@ export async function startCluster(stack: Stack, nodes: number, redisUrl: string
     usage: (gc = false) => Promise.all(workers.map((worker) => worker.call("usage", { gc }))),
     profileStart: async () => {
       await Promise.all(workers.map((worker) => worker.call("profileStart", {})));
+    },
+    heapSnapshot: async (prefix) => {
+      await Promise.all(workers.map((worker, index) => worker.call("heapSnapshot", { path: `${prefix}-${index}.heapsnapshot` })));
     },
     profileStop: async (prefix) => {
       await Promise.all(workers.map((worker, index) => worker.call("profileStop", { path: `${prefix}-${index}.cpuprofile` })));

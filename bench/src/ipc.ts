@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from "node:child_process";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
@@ -41,11 +42,15 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-/** Starts `src/<file>` as its own Node process (TypeScript through tsx, with `gc()` exposed). */
+/**
+ * Starts a worker (`servers/node`, `load/clients`, `load/publisher`) as its own Node process, from
+ * the build in dist/ and with `gc()` exposed: the nodes run compiled code as they would in
+ * production, without a TypeScript loader in the process being measured.
+ */
 export function startWorker<A extends Api>(file: string, env: Record<string, string> = {}): Worker<A> {
-  const child = fork(fileURLToPath(new URL(file, import.meta.url)), [], {
+  const child = fork(join(BENCH_DIR, "dist", `${file}.js`), [], {
     cwd: BENCH_DIR,
-    execArgv: ["--import", "tsx", "--expose-gc"],
+    execArgv: ["--expose-gc"],
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });

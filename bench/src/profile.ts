@@ -1,10 +1,12 @@
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
+import { parseArgs } from "node:util";
 
 /**
  * Summarises V8 CPU profiles (from `npm run bench -- --profile`): where the busy time went, by
- * function (self time) and by package.
- *   npm run profile -w @switchboard/bench -- results/profiles/main-ours-0.cpuprofile [--top 30]
+ * function (self time) and by package; and heap snapshots: bytes and count by constructor.
+ *   npm run profile -w @switchboard/bench -- results/profiles/targeted-emitter-ours-0.cpuprofile [--top 30]
+ *   npm run profile -w @switchboard/bench -- results/profiles/connected-ours-0.heapsnapshot [--retainers IncomingMessage]
  */
 interface ProfileNode {
   id: number;
@@ -17,12 +19,10 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-const args = process.argv.slice(2);
-const topIndex = args.indexOf("--top");
-const top = topIndex >= 0 ? Number(args[topIndex + 1]) : 25;
-const files = args.filter((arg, index) => arg !== "--top" && index !== topIndex + 1);
+const { values: flags, positionals: files } = parseArgs({ allowPositionals: true, options: { top: { type: "string" }, retainers: { type: "string" } } });
+const top = Number(flags.top ?? 25);
 if (files.length === 0) {
-  process.stderr.write("usage: profile <file.cpuprofile>… [--top n]\n");
+  process.stderr.write("usage: profile <file.cpuprofile|file.heapsnapshot>… [--top n] [--retainers <constructor>]\n");
   process.exit(2);
 }
 
@@ -34,7 +34,72 @@ function where(url: string): string {
   return url === "" ? "(vm)" : basename(url);
 }
 
+/** The parts of a .heapsnapshot this summary reads. */
+interface HeapSnapshot {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]]; edge_fields: string[]; edge_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  edges: number[];
+  strings: string[];
+}
+
+/** What references the objects of one constructor: the referrer's name and the edge, counted. */
+function summariseRetainers(heap: HeapSnapshot, constructorName: string): void {
+  const fields = heap.snapshot.meta.node_fields;
+  const edgeFields = heap.snapshot.meta.edge_fields;
+  const edgeTypes = heap.snapshot.meta.edge_types[0];
+  const [nameAt, edgeCountAt] = ["name", "edge_count"].map((field) => fields.indexOf(field)) as [number, number];
+  const [edgeTypeAt, edgeNameAt, toAt] = ["type", "name_or_index", "to_node"].map((field) => edgeFields.indexOf(field)) as [number, number, number];
+  const referrers = new Map<string, number>();
+  let edge = 0;
+  for (let node = 0; node < heap.nodes.length; node += fields.length) {
+    const edgeCount = heap.nodes[node + edgeCountAt]!;
+    for (let index = 0; index < edgeCount; index++, edge += edgeFields.length) {
+      const target = heap.edges[edge + toAt]!;
+      if (heap.strings[heap.nodes[target + nameAt]!] !== constructorName) continue;
+      const type = edgeTypes[heap.edges[edge + edgeTypeAt]!]!;
+      if (type === "weak") continue;
+      const label = type === "element" || type === "hidden" ? `[${type}]` : heap.strings[heap.edges[edge + edgeNameAt]!]!;
+      const key = `${heap.strings[heap.nodes[node + nameAt]!]} .${label}`;
+      referrers.set(key, (referrers.get(key) ?? 0) + 1);
+    }
+  }
+  process.stdout.write(`\nwhat references ${constructorName}\n`);
+  for (const [key, count] of [...referrers].sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`${String(count).padStart(8)}  ${key}\n`);
+}
+
+/** Self size and count per constructor (or per type for strings, code, arrays…). */
+function summariseHeap(file: string, retainersOf: string | null): void {
+  const heap = JSON.parse(readFileSync(file, "utf8")) as HeapSnapshot;
+  if (retainersOf !== null) {
+    summariseRetainers(heap, retainersOf);
+    return;
+  }
+  const fields = heap.snapshot.meta.node_fields;
+  const types = heap.snapshot.meta.node_types[0];
+  const [typeAt, nameAt, sizeAt] = ["type", "name", "self_size"].map((field) => fields.indexOf(field)) as [number, number, number];
+  const bySort = new Map<string, { bytes: number; count: number }>();
+  let total = 0;
+  for (let index = 0; index < heap.nodes.length; index += fields.length) {
+    const type = types[heap.nodes[index + typeAt]!]!;
+    const name = type === "object" || type === "closure" ? heap.strings[heap.nodes[index + nameAt]!]! : `(${type})`;
+    const bytes = heap.nodes[index + sizeAt]!;
+    total += bytes;
+    const entry = bySort.get(name) ?? { bytes: 0, count: 0 };
+    entry.bytes += bytes;
+    entry.count++;
+    bySort.set(name, entry);
+  }
+  process.stdout.write(`${file}: ${(total / 2 ** 20).toFixed(1)} MiB\n`);
+  for (const [name, entry] of [...bySort].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, top)) {
+    process.stdout.write(`${(entry.bytes / 1024).toFixed(0).padStart(9)} KiB ${String(entry.count).padStart(8)}  ${name}\n`);
+  }
+}
+
 for (const file of files) {
+  if (file.endsWith(".heapsnapshot")) {
+    summariseHeap(file, flags.retainers ?? null);
+    continue;
+  }
   const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
   const selfUs = new Map<number, number>();
@@ -59,7 +124,23 @@ for (const file of files) {
       process.stdout.write(`${(us / 1000).toFixed(0).padStart(8)} ms ${((100 * us) / busy).toFixed(1).padStart(5)}%  ${name}\n`);
     }
   };
+  // Time spent in each of the project's own functions and everything they called (each counted once per stack).
+  const parents = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+  const ownTotal = new Map<string, number>();
+  for (const [id, us] of selfUs) {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parents.get(at)) {
+      const frame = nodes.get(at)!.callFrame;
+      if (!/\/(apps|packages)\//.test(frame.url) || frame.url.includes("node_modules")) continue;
+      const name = `${frame.functionName || "(anonymous)"} ${where(frame.url)}:${frame.lineNumber + 1}`;
+      if (seen.has(name)) continue;
+      seen.add(name);
+      ownTotal.set(name, (ownTotal.get(name) ?? 0) + us);
+    }
+  }
   process.stdout.write(`${file}: ${(busy / 1e6).toFixed(2)} s busy of ${(total / 1e6).toFixed(2)} s\n`);
   show("by package", byPackage);
   show("by function (self time)", byFunction);
+  show("the project's functions (total time, callees included)", ownTotal);
 }

@@ -16,7 +16,8 @@ const USAGE = `npm run bench [-- options]
   --rounds <n>        rounds of every scenario, figures are medians (default 3; 1 with --quick)
   --only <list>       some of ${SCENARIO_NAMES.join(",")} (the connect storm always runs)
   --stack <name>      ours or plain: one stack only (no ratios)
-  --profile           the nodes write a V8 CPU profile of each phase to bench/results/profiles/
+  --profile           the nodes write a V8 CPU profile of each phase, and a heap snapshot once the
+                      sockets are connected, to bench/results/profiles/
                       (summarise one with: npm run profile -w @switchboard/bench -- <file>)
   --help`;
 

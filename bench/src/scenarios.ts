@@ -68,8 +68,8 @@ interface Load {
   publisher: Worker<PublisherApi>;
 }
 
-/** Scenarios that can be picked with --only (the connect storm always runs: it connects the sockets). */
-export const SCENARIO_NAMES = ["targeted", "fanout", "raw", "http", "growth"] as const;
+/** Scenarios that can be picked with --only; the connect storm always runs, as it connects the sockets. */
+export const SCENARIO_NAMES = ["storm", "targeted", "fanout", "raw", "http", "growth"] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
 export interface RunOptions {
@@ -167,8 +167,8 @@ export class StackRun {
   }
 
   private async startLoad(cluster: Cluster): Promise<Load> {
-    const clients = Array.from({ length: this.sizes.clientProcesses }, () => startWorker<ClientsApi>("./load/clients.ts"));
-    const publisher = startWorker<PublisherApi>("./load/publisher.ts");
+    const clients = Array.from({ length: this.sizes.clientProcesses }, () => startWorker<ClientsApi>("load/clients"));
+    const publisher = startWorker<PublisherApi>("load/publisher");
     await publisher.call("open", { stack: this.stack, redisUrl: this.redisUrl, httpUrls: cluster.urls, apiKey: BENCH_API_KEY });
     return { clients, publisher };
   }
@@ -208,6 +208,7 @@ export class StackRun {
     const elapsedMs = Math.max(...replies.map((reply) => reply.finishedAtMs)) - Math.min(...replies.map((reply) => reply.startedAtMs));
     const complete = connected === count;
     const after = await this.settledUsage(cluster);
+    if (this.options.profileDirectory !== null) await cluster.heapSnapshot(`${this.options.profileDirectory}/connected-${this.stack}`);
     const socketsPerNode = connected / cluster.urls.length;
     this.record(scenario, "time to all connected", "s", elapsedMs / 1000, complete);
     this.record(scenario, "connections per second", "conn/s", connected / (elapsedMs / 1000), complete);

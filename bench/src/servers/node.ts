@@ -6,6 +6,7 @@ import { createAdapter } from "@socket.io/redis-adapter";
 import { createGateway, loadConfig } from "@switchboard/gateway";
 import { createClient } from "redis";
 import { dirname } from "node:path";
+import { writeHeapSnapshot } from "node:v8";
 import { Server } from "socket.io";
 import { type Usage, collectGarbage, notify, ownUsage, serveRequests } from "../ipc.js";
 
@@ -16,6 +17,8 @@ export type ServerApi = {
   profileStart: { args: Record<string, never>; reply: null };
   /** Stops it and writes the profile to `path`. */
   profileStop: { args: { path: string }; reply: null };
+  /** Writes a V8 heap snapshot to `path`. */
+  heapSnapshot: { args: { path: string }; reply: null };
 };
 
 const stack = process.env.STACK;
@@ -75,6 +78,11 @@ serveRequests<ServerApi>({
     const { profile } = (await post("Profiler.stop")) as { profile: object };
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, JSON.stringify(profile));
+    return null;
+  },
+  heapSnapshot({ path }) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeHeapSnapshot(path);
     return null;
   },
   usage({ gc }) {
