@@ -16,8 +16,13 @@ import type { LimitKind, Metrics } from "./metrics.js";
 export interface Admission {
   /** An engine.io middleware (`io.engine.use`). */
   middleware(req: IncomingMessage, res: ServerResponse | object, next: (err?: Error) => void): void;
-  /** Called with each engine.io connection that was opened, to count it until it closes. */
-  opened(request: IncomingMessage, onClose: (listener: () => void) => void): void;
+  /**
+   * Called with each engine.io connection that was opened: returns the address it is counted under
+   * until `closed` is called with it, or null when it was not counted.
+   */
+  opened(request: IncomingMessage): string | null;
+  /** An opened connection closed: its address has a place again. */
+  closed(address: string): void;
   /** Called when a handshake that was let through failed before it became a connection. */
   failed(request: IncomingMessage): void;
   /** The client address the limits apply to (X-Forwarded-For only from TRUST_PROXY). */
@@ -123,10 +128,10 @@ export function createAdmission(deps: AdmissionDeps): Admission {
         },
       );
     },
-    opened(request, onClose) {
-      const entry = take(request);
-      if (entry) onClose(() => release(entry.address));
+    opened(request) {
+      return take(request)?.address ?? null;
     },
+    closed: release,
     failed(request) {
       const entry = take(request);
       if (entry) release(entry.address);

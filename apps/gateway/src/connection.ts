@@ -1,3 +1,4 @@
+import type { IncomingMessage } from "node:http";
 import {
   type AuthenticatedPayload,
   type ClientToServerEvents,
@@ -20,6 +21,7 @@ import { type RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import type { Socket } from "socket.io";
 import { AuthError, type Grants, type Session, type TokenVerifier } from "./auth.js";
 import type { Config } from "./config.js";
+import type { Deadlines } from "./deadlines.js";
 import { detailed, toWireError } from "./errors.js";
 import type { Metrics } from "./metrics.js";
 import type { Operations } from "./operations.js";
@@ -93,13 +95,14 @@ export interface ConnectionContext {
   /** Refused events per socket per 10 s before the socket is disconnected. */
   strikes: RateLimiterMemory;
   users: UserSockets;
+  /** Token expiry and its notice, for every connection of the node. */
+  deadlines: Deadlines<Connection>;
 }
 
 type Ack = (reply: unknown) => void;
-type Handlers = { [Event in ClientEventName]: (payload: ClientPayload<Event>, ack: Ack | undefined) => void };
+type Handlers = { [Event in ClientEventName]: (connection: Connection, payload: ClientPayload<Event>, ack: Ack | undefined) => void };
 
-// setTimeout cannot wait longer than this; longer waits are taken in steps.
-const MAX_TIMER_MS = 2 ** 31 - 1;
+const NO_PATTERNS: readonly CompiledPattern[] = Object.freeze([]);
 
 /**
  * One client socket: who it is, what it subscribed to, and its timers (authentication timeout,
@@ -107,24 +110,28 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * rate, nesting and schema before the one handler for that event sees it.
  */
 export class Connection {
-  private identity: Identity | null = null;
-  private readonly subscriptions = new Set<string>();
-  /** What the token's claims add: rooms it may join, rooms it may publish to. */
-  private claimedRooms: readonly CompiledPattern[] = [];
-  private publishable: readonly CompiledPattern[] = [];
-  private readonly authTimeout = new Timer();
-  private readonly expiryNotice = new Timer();
-  private readonly expiry = new Timer();
-
-  private readonly handlers: Handlers = {
-    authenticate: (payload, ack) => this.authenticate(payload.token, ack),
-    subscribe: (payload, ack) => ack?.(this.subscribe(payload.room)),
-    unsubscribe: (payload, ack) => ack?.(this.unsubscribe(payload.room)),
-    join: (payload, ack) => ack?.(this.subscribe(payload.room)),
-    leave: (payload, ack) => ack?.(this.unsubscribe(payload.room)),
-    configure: (payload, ack) => this.configure(payload, ack),
-    publish: (payload, ack) => this.publish(payload, ack),
+  /** One table for every connection: a node holds many, and a closure per event each would add up. */
+  private static readonly handlers: Handlers = {
+    authenticate: (connection, payload, ack) => connection.authenticate(payload.token, ack),
+    subscribe: (connection, payload, ack) => ack?.(connection.subscribe(payload.room)),
+    unsubscribe: (connection, payload, ack) => ack?.(connection.unsubscribe(payload.room)),
+    join: (connection, payload, ack) => ack?.(connection.subscribe(payload.room)),
+    leave: (connection, payload, ack) => ack?.(connection.unsubscribe(payload.room)),
+    configure: (connection, payload, ack) => connection.configure(payload, ack),
+    publish: (connection, payload, ack) => connection.publish(payload, ack),
   };
+
+  private identity: Identity | null = null;
+  /** Rooms joined by subscription; made on the first one, as most sockets never subscribe. */
+  private subscriptions: Set<string> | null = null;
+  /** What the token's claims add: rooms it may join, rooms it may publish to. */
+  private claimedRooms: readonly CompiledPattern[] = NO_PATTERNS;
+  private publishable: readonly CompiledPattern[] = NO_PATTERNS;
+  private authTimeout: NodeJS.Timeout | undefined;
+  /** When the token expires (null: never), whether its notice went out, and its place in the deadlines. */
+  private expiresAt: number | null = null;
+  private expiryNoticeSent = false;
+  private deadline: number | null = null;
 
   constructor(
     private readonly socket: ClientSocket,
@@ -132,7 +139,7 @@ export class Connection {
   ) {
     // Events are handled here, never by listeners on the socket: nothing reaches a handler unchecked.
     socket.use((packet) => this.dispatch(packet));
-    socket.once("disconnect", () => this.closed());
+    socket.on("disconnect", () => this.closed());
   }
 
   /** Admits a socket whose handshake carried a valid token, or waits for `authenticate`. */
@@ -143,7 +150,7 @@ export class Connection {
     }
     // Joined before any await, so no broadcast can reach the socket before it authenticates.
     this.socket.join(UNAUTHENTICATED_ROOM);
-    this.authTimeout.at(Date.now() + this.ctx.config.auth.timeoutMs, () => this.reject(errorBody("auth_timeout")));
+    this.authTimeout = setTimeout(() => this.reject(errorBody("auth_timeout")), this.ctx.config.auth.timeoutMs);
   }
 
   private dispatch(packet: unknown[]): void {
@@ -170,7 +177,7 @@ export class Connection {
     }
     try {
       // The payload was produced by this event's own schema.
-      (this.handlers[event] as (payload: unknown, ack: Ack | undefined) => void)(parsed.payload, ack);
+      (Connection.handlers[event] as (connection: Connection, payload: unknown, ack: Ack | undefined) => void)(this, parsed.payload, ack);
     } catch (err) {
       this.ctx.logger.error({ err, event, socket: this.socket.id }, "client event handler failed");
       this.refuse(event, ack, errorBody("internal_error"));
@@ -248,17 +255,19 @@ export class Connection {
   private subscribe(room: string): SubscriptionReply {
     const identity = this.identity;
     if (!identity) return { ok: false, error: detailed("subscription_forbidden", "authenticate first") };
-    if (this.subscriptions.has(room)) return { ok: true, room };
+    if (this.subscriptions?.has(room)) return { ok: true, room };
     if (!this.ctx.maySubscribe(identity, room, this.claimedRooms)) {
       const reserved = reservedRoomProblem(room);
       return { ok: false, error: detailed("subscription_forbidden", reserved ?? `${preview(room)} is not a room this socket may subscribe to`) };
     }
-    if (this.subscriptions.size >= this.ctx.config.limits.clientMaxRooms) {
+    this.subscriptions ??= new Set();
+    const subscriptions = this.subscriptions;
+    if (subscriptions.size >= this.ctx.config.limits.clientMaxRooms) {
       this.ctx.metrics.limitHits.inc({ kind: "rooms_per_socket" });
-      return { ok: false, error: detailed("too_many_rooms", `this socket holds ${this.subscriptions.size} rooms`) };
+      return { ok: false, error: detailed("too_many_rooms", `this socket holds ${subscriptions.size} rooms`) };
     }
     this.socket.join(room);
-    this.subscriptions.add(room);
+    subscriptions.add(room);
     this.ctx.presence.roomJoined(identity, room);
     return { ok: true, room };
   }
@@ -267,7 +276,7 @@ export class Connection {
     // A socket's user, site and own rooms are not subscriptions: leaving them is refused, not pretended.
     const reserved = reservedRoomProblem(room);
     if (reserved !== null) return { ok: false, error: detailed("subscription_forbidden", reserved) };
-    if (this.subscriptions.delete(room)) {
+    if (this.subscriptions?.delete(room)) {
       this.socket.leave(room);
       if (this.identity) this.ctx.presence.roomLeft(this.identity, room);
     }
@@ -281,7 +290,7 @@ export class Connection {
       const reply = join ? this.subscribe(room) : this.unsubscribe(room);
       if (!reply.ok) refused.push({ room: room.slice(0, 200), error: reply.error });
     }
-    const configured: ConfiguredPayload = { ok: true, rooms: [...this.subscriptions], refused };
+    const configured: ConfiguredPayload = { ok: true, rooms: [...(this.subscriptions ?? [])], refused };
     this.socket.emit(SERVER_EVENTS.configured, configured);
     ack?.(configured);
   }
@@ -339,7 +348,7 @@ export class Connection {
       this.refuseUserLimit(undefined);
       return;
     }
-    this.authTimeout.clear();
+    clearTimeout(this.authTimeout);
     this.identity = identity;
     this.grant(session.grants);
     this.socket.data.session = session;
@@ -349,7 +358,7 @@ export class Connection {
     this.socket.leave(UNAUTHENTICATED_ROOM);
     const rooms = roomsFor(identity);
     this.socket.join(rooms);
-    this.forgetCredentials();
+    this.releaseHandshake();
     const welcome: WelcomePayload = {
       id: this.socket.id,
       node: this.ctx.config.nodeId,
@@ -367,8 +376,8 @@ export class Connection {
 
   /** What the token's claims add; a refreshed token replaces them. */
   private grant(grants: Grants): void {
-    this.claimedRooms = compilePatterns(grants.rooms);
-    this.publishable = compilePatterns(grants.publish);
+    this.claimedRooms = grants.rooms.length === 0 ? NO_PATTERNS : compilePatterns(grants.rooms);
+    this.publishable = grants.publish.length === 0 ? NO_PATTERNS : compilePatterns(grants.publish);
   }
 
   private refuseUserLimit(ack: Ack | undefined): void {
@@ -380,24 +389,46 @@ export class Connection {
 
   /**
    * The handshake is kept for the socket's life and is what a FETCH_SOCKETS request over Redis
-   * publishes: the token and cookies are dropped from it once they have been used.
+   * publishes: once the socket is admitted its token, headers (cookies among them) and query are
+   * dropped, and so is the HTTP request under the connection, which would otherwise stay in memory
+   * with everything it references for as long as the socket lives.
    */
-  private forgetCredentials(): void {
+  private releaseHandshake(): void {
     const handshake = this.socket.handshake;
     handshake.auth = {};
-    delete handshake.headers.authorization;
-    delete handshake.headers.cookie;
-    delete handshake.query.token;
+    handshake.headers = {};
+    handshake.query = {};
+    (this.socket.conn as { request: IncomingMessage | null }).request = null;
   }
 
   /** Notice first, then expiry; a fresh token from `authenticate` starts both again. */
   private watchExpiry(expiresAt: number | null): void {
-    this.expiryNotice.clear();
-    this.expiry.clear();
-    if (expiresAt === null) return;
-    const notice: TokenExpiringPayload = { expiresAt };
-    this.expiryNotice.at(expiresAt - this.ctx.config.auth.refreshNoticeMs, () => this.socket.emit(SERVER_EVENTS.tokenExpiring, notice));
-    this.expiry.at(expiresAt, () => this.reject(detailed("token_expired", "not refreshed in time")));
+    this.clearDeadline();
+    this.expiresAt = expiresAt;
+    this.expiryNoticeSent = false;
+    if (expiresAt !== null) this.deadline = this.ctx.deadlines.add(expiresAt - this.ctx.config.auth.refreshNoticeMs, this);
+  }
+
+  /** The token's notice time or expiry came (see Deadlines). */
+  deadlineReached(): void {
+    this.deadline = null;
+    const expiresAt = this.expiresAt;
+    if (expiresAt === null || !this.socket.connected) return;
+    if (Date.now() >= expiresAt) {
+      this.reject(detailed("token_expired", "not refreshed in time"));
+      return;
+    }
+    if (!this.expiryNoticeSent) {
+      this.expiryNoticeSent = true;
+      const notice: TokenExpiringPayload = { expiresAt };
+      this.socket.emit(SERVER_EVENTS.tokenExpiring, notice);
+    }
+    this.deadline = this.ctx.deadlines.add(expiresAt, this);
+  }
+
+  private clearDeadline(): void {
+    if (this.deadline !== null) this.ctx.deadlines.remove(this.deadline, this);
+    this.deadline = null;
   }
 
   private reject(body: ErrorBody): void {
@@ -408,9 +439,8 @@ export class Connection {
   }
 
   private clearTimers(): void {
-    this.authTimeout.clear();
-    this.expiryNotice.clear();
-    this.expiry.clear();
+    clearTimeout(this.authTimeout);
+    this.clearDeadline();
   }
 
   private closed(): void {
@@ -418,25 +448,9 @@ export class Connection {
     if (this.identity) {
       this.ctx.users.remove(this.identity.user);
       this.ctx.metrics.connectedSockets.dec();
-      this.ctx.presence.socketLeft(this.identity, this.subscriptions);
+      this.ctx.presence.socketLeft(this.identity, this.subscriptions ?? []);
     }
     this.ctx.eventRate.delete(this.socket.id).catch(() => {});
     this.ctx.strikes.delete(this.socket.id).catch(() => {});
-  }
-}
-
-/** A timer for a moment in time, however far away (setTimeout alone stops at 24.8 days). */
-class Timer {
-  private handle: NodeJS.Timeout | undefined;
-
-  at(time: number, action: () => void): void {
-    this.clear();
-    const wait = time - Date.now();
-    this.handle = wait > MAX_TIMER_MS ? setTimeout(() => this.at(time, action), MAX_TIMER_MS) : setTimeout(action, Math.max(0, wait));
-  }
-
-  clear(): void {
-    clearTimeout(this.handle);
-    this.handle = undefined;
   }
 }

@@ -26,8 +26,9 @@ export interface PresenceDeps {
  * crashes has it taken back by the others once its heartbeat is older than `nodeTtlMs`.
  */
 export class PresenceTracker {
-  private readonly ledger = new Map<string, PresenceDelta>();
-  private pending = new Map<string, PresenceDelta>();
+  /** Everything this node holds, and what changed since the last write. */
+  private readonly ledger = new Tally();
+  private pending = new Tally();
   private resyncNeeded = true;
   private queue: Promise<void> = Promise.resolve();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -83,13 +84,8 @@ export class PresenceTracker {
   }
 
   private change(kind: PresenceDelta["kind"], key: string, user: string, delta: number): void {
-    const id = `${kind}\u0000${key}\u0000${user}`;
-    for (const table of [this.ledger, this.pending]) {
-      const entry = table.get(id) ?? { kind, key, user, delta: 0 };
-      entry.delta += delta;
-      if (entry.delta === 0) table.delete(id);
-      else table.set(id, entry);
-    }
+    this.ledger.add(kind, key, user, delta);
+    this.pending.add(kind, key, user, delta);
   }
 
   /** One state operation at a time: a flush and a resync never interleave. */
@@ -110,13 +106,13 @@ export class PresenceTracker {
     const crossings: PresenceCrossing[] = [];
     if (this.resyncNeeded) {
       this.resyncNeeded = false;
-      this.pending = new Map();
+      this.pending = new Tally();
       crossings.push(...(await this.deps.state.takeBackNode(this.node)));
-      deltas = [...this.ledger.values()].map((entry) => ({ ...entry }));
+      deltas = this.ledger.deltas();
     } else {
-      if (this.pending.size === 0) return;
-      deltas = [...this.pending.values()];
-      this.pending = new Map();
+      if (this.pending.empty()) return;
+      deltas = this.pending.deltas();
+      this.pending = new Tally();
     }
     crossings.push(...(await this.deps.state.applyPresence(this.node, deltas)));
     // A user who left and came back within one resync is neither: report only real changes.
@@ -133,6 +129,49 @@ export class PresenceTracker {
       this.deps.onCrossings(crossings);
     }
   }
+}
+
+/**
+ * Socket counts by kind, key and user, kept compact: a node holds one entry per user, so the user
+ * kind (whose key is the user) is a flat map of numbers, and sites and rooms a map of users each.
+ */
+class Tally {
+  private readonly users = new Map<string, number>();
+  private readonly keyed = { site: new Map<string, Map<string, number>>(), room: new Map<string, Map<string, number>>() };
+
+  add(kind: PresenceDelta["kind"], key: string, user: string, delta: number): void {
+    if (kind === "user") {
+      bump(this.users, user, delta);
+      return;
+    }
+    const byKey = this.keyed[kind];
+    let counts = byKey.get(key);
+    if (!counts) {
+      counts = new Map();
+      byKey.set(key, counts);
+    }
+    bump(counts, user, delta);
+    if (counts.size === 0) byKey.delete(key);
+  }
+
+  empty(): boolean {
+    return this.users.size === 0 && this.keyed.site.size === 0 && this.keyed.room.size === 0;
+  }
+
+  deltas(): PresenceDelta[] {
+    const deltas: PresenceDelta[] = [];
+    for (const [user, delta] of this.users) deltas.push({ kind: "user", key: user, user, delta });
+    for (const kind of ["site", "room"] as const) {
+      for (const [key, counts] of this.keyed[kind]) for (const [user, delta] of counts) deltas.push({ kind, key, user, delta });
+    }
+    return deltas;
+  }
+}
+
+function bump(counts: Map<string, number>, key: string, delta: number): void {
+  const count = (counts.get(key) ?? 0) + delta;
+  if (count === 0) counts.delete(key);
+  else counts.set(key, count);
 }
 
 function netCrossings(crossings: PresenceCrossing[]): PresenceCrossing[] {

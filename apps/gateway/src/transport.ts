@@ -1,4 +1,5 @@
-import type { IncomingMessage, Server as HttpServer } from "node:http";
+import { type IncomingMessage, type Server as HttpServer, ServerResponse } from "node:http";
+import cors from "cors";
 import { type ClientToServerEvents, type ErrorBody, type ReconnectPayload, SERVER_EVENTS, type ServerToClientEvents, errorBody } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import { RateLimiterMemory } from "rate-limiter-flexible";
@@ -10,6 +11,7 @@ import { dropConnection, watchOutboundBuffer } from "./backpressure.js";
 import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
 import { type ClientSocket, Connection, type ConnectionContext, type SocketData, UserSockets } from "./connection.js";
+import { Deadlines } from "./deadlines.js";
 import { toWireError } from "./errors.js";
 import type { ThrottledWarnings } from "./log-throttle.js";
 import type { Metrics } from "./metrics.js";
@@ -78,7 +80,6 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
   const { limits } = config;
   const io: GatewayServer = new Server(httpServer, {
     adapter: deps.adapter,
-    cors: { origin: config.corsOrigins === null ? true : [...config.corsOrigins] },
     maxHttpBufferSize: limits.clientMaxMessageBytes,
     // A transport that never joins the namespace is closed after the same time an unauthenticated socket gets.
     connectTimeout: config.auth.timeoutMs,
@@ -93,27 +94,37 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     draining: deps.draining,
     rateLimiter: (points) => deps.createRateLimiter({ name: "connections", points, durationSeconds: 1 }),
   });
+  // CORS headers for long-polling only: browsers do not apply CORS to a WebSocket upgrade (the origin
+  // is checked by admission for both), and computing them for every upgrade costs each handshake.
+  const corsHeaders = cors({ origin: config.corsOrigins === null ? true : [...config.corsOrigins] });
+  io.engine.use((request: IncomingMessage, response: ServerResponse | object, next: (err?: unknown) => void) => {
+    if (response instanceof ServerResponse) corsHeaders(request, response, next);
+    else next();
+  });
   io.engine.use(admission.middleware);
+  // Last of the middlewares: engine.io keeps the response object of a WebSocket upgrade for as long as
+  // the connection lives, and through it the upgrade request; nothing after the middlewares needs it.
+  io.engine.use((_request: IncomingMessage, response: ServerResponse | object, next: () => void) => {
+    if (!(response instanceof ServerResponse) && "req" in response) (response as { req: unknown }).req = null;
+    next();
+  });
   io.engine.on("connection_error", (error: { req: IncomingMessage }) => admission.failed(error.req));
   const open = new Set<EngineConnection>();
   io.engine.on("connection", (connection: EngineConnection) => {
     open.add(connection);
     metrics.openConnections.inc();
-    connection.once("close", () => {
-      open.delete(connection);
-      metrics.openConnections.dec();
-    });
-    admission.opened(connection.request, (release) => connection.once("close", release));
+    const counted = admission.opened(connection.request);
+    const address = counted ?? admission.addressOf(connection.request);
     watchOutboundBuffer(connection, limits.clientMaxBufferBytes, () => {
       metrics.limitHits.inc({ kind: "slow_consumer" });
-      deps.warnings.warn(
-        "slow_consumer",
-        { code: "slow_consumer", address: admission.addressOf(connection.request), limitBytes: limits.clientMaxBufferBytes },
-        "dropped a slow consumer",
-      );
+      deps.warnings.warn("slow_consumer", { code: "slow_consumer", address, limitBytes: limits.clientMaxBufferBytes }, "dropped a slow consumer");
       dropConnection(connection);
     });
-    connection.once("close", (_reason: string, description: unknown) => {
+    // One listener for everything a closing connection gives back: a node holds many connections.
+    connection.on("close", (_reason: string, description: unknown) => {
+      open.delete(connection);
+      metrics.openConnections.dec();
+      if (counted !== null) admission.closed(counted);
       if (isMessageTooLarge(description)) {
         metrics.limitHits.inc({ kind: "message_size" });
         deps.warnings.warn("message_too_large", { code: "message_too_large", limitBytes: limits.clientMaxMessageBytes }, "closed a connection that sent an oversized message");
@@ -167,6 +178,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     maySubscribe: createSubscriptionPolicy(config.subscribeRooms),
     subscribePatterns: compilePatterns(config.subscribeRooms),
     schemas: clientEventSchemas(),
+    deadlines: new Deadlines<Connection>((connection) => connection.deadlineReached()),
     eventRate: new RateLimiterMemory({ points: limits.clientEventRate, duration: 1, keyPrefix: "" }),
     strikes: new RateLimiterMemory({ points: limits.clientEventRate, duration: 10, keyPrefix: "" }),
     users,
