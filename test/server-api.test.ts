@@ -4,6 +4,7 @@ import { promisify } from "node:util";
 import { encode } from "@msgpack/msgpack";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
+import fc from "fast-check";
 import jwt from "jsonwebtoken";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser, mintToken, openClient } from "./harness/clients.js";
@@ -49,6 +50,7 @@ async function api(node: string, method: string, path: string, body?: unknown, k
 
 const EVERY_ROUTE: [string, string, unknown?][] = [
   ["POST", "/api/v1/publish", { room: "user(x)", data: 1 }],
+  ["POST", "/api/v1/publish/batch", { messages: [{ room: "user(x)", data: 1 }] }],
   ["POST", "/api/v1/broadcast", { data: 1 }],
   ["POST", "/api/v1/users/x/disconnect", { refuseReconnect: false }],
   ["POST", "/api/v1/users/x/allow"],
@@ -111,6 +113,30 @@ describe("request bodies", () => {
   });
 });
 
+describe("random bodies", () => {
+  // Bounded in count; one seed, printed in the test name, replays a failure (API_FUZZ_SEED=<seed>).
+  const seed = Number(process.env.API_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  it(`answers every random body on every POST route with a status below 500 and a coded error, and keeps serving (seed ${seed})`, async () => {
+    const routes = EVERY_ROUTE.filter(([method]) => method === "POST").map(([, path]) => path);
+    const bodies = fc.sample(
+      fc.oneof(
+        fc.jsonValue({ maxDepth: 6 }),
+        fc.record({ room: fc.jsonValue(), rooms: fc.jsonValue(), data: fc.jsonValue(), event: fc.jsonValue() }, { requiredKeys: [] }),
+        fc.record({ messages: fc.array(fc.record({ room: fc.jsonValue(), data: fc.jsonValue(), user: fc.jsonValue() }, { requiredKeys: [] }), { maxLength: 5 }) }),
+        fc.string({ maxLength: 200 }),
+      ),
+      { seed, numRuns: 400 },
+    );
+    for (const [index, body] of bodies.entries()) {
+      const path = routes[index % routes.length]!;
+      const reply = await api(a, "POST", path, typeof body === "string" ? body : JSON.stringify(body));
+      expect(reply.status, `${path} ${JSON.stringify(body)?.slice(0, 200)}`).toBeLessThan(500);
+      if (reply.status >= 400) expect(reply.body).toEqual({ code: expect.any(String), message: expect.any(String) });
+    }
+    expect((await api(a, "GET", "/api/v1/info")).status).toBe(200);
+  });
+});
+
 describe("POST /api/v1/publish and /broadcast", () => {
   it("delivers to a user's sockets on both nodes exactly once each", async () => {
     const onA = await connectUser(a, { sub: "api-user" });
@@ -146,6 +172,45 @@ describe("POST /api/v1/publish and /broadcast", () => {
     const before = await readCounter(a, "switchboard_frames_dropped_total", { reason: "route_unknown" });
     await cluster.publisher.publish("socket.io#emitter", bytes(encode({ event: "unrouted", data: 1 })));
     await waitFor("the drop", async () => ((await readCounter(a, "switchboard_frames_dropped_total", { reason: "route_unknown" })) > before ? true : undefined));
+  });
+
+  it("publishes a batch in order, each message as /publish would, and answers the ids in the same order", async () => {
+    const first = await connectUser(a, { sub: "batch-1" });
+    const second = await connectUser(b, { sub: "batch-2" });
+    const reply = await api(b, "POST", "/api/v1/publish/batch", {
+      messages: [
+        { room: "user(batch-1)", event: "step", data: 1 },
+        { rooms: ["user(batch-1)", "user(batch-2)"], event: "step", data: 2 },
+        { event: "order", user: "batch-2", data: 3 },
+      ],
+    });
+    expect(reply).toEqual({ status: 202, body: { ids: [expect.any(String), expect.any(String), expect.any(String)] } });
+    expect(new Set(reply.body?.ids as string[]).size).toBe(3);
+    await second.next("order");
+    await waitFor("both steps", () => (first.count("step") === 2 ? true : undefined));
+    const argsOf = (client: typeof first, event: string) => client.received.filter((entry) => entry.event === event).map((entry) => entry.args);
+    expect(argsOf(first, "step")).toEqual([[1], [2]]);
+    expect(argsOf(second, "step")).toEqual([[2]]);
+    expect(argsOf(second, "order")).toEqual([[3]]);
+  });
+
+  it("sends nothing of a batch with one bad message, and names the message", async () => {
+    const user = await connectUser(a, { sub: "batch-none" });
+    const unroutable = await api(a, "POST", "/api/v1/publish/batch", {
+      messages: [
+        { room: "user(batch-none)", event: "first", data: 1 },
+        { event: "unrouted", data: 2 },
+      ],
+    });
+    expect(unroutable).toEqual({ status: 400, body: { code: "route_unknown", message: expect.stringContaining("messages[1]") } });
+    const misshapen = await api(a, "POST", "/api/v1/publish/batch", { messages: [{ room: "user(batch-none)", data: 1 }, { room: 5, data: 2 }] });
+    expect(misshapen).toMatchObject({ status: 400, body: { code: "invalid_request", message: expect.stringContaining("messages/1/room") } });
+    for (const body of [{ messages: [] }, { messages: {} }, {}, { messages: [{ data: 1 }], extra: true }, { messages: Array.from({ length: 1001 }, () => ({ room: "user(x)", data: 1 })) }]) {
+      expect((await api(a, "POST", "/api/v1/publish/batch", body)).body).toMatchObject({ code: expect.stringMatching(/^(invalid_request|payload_too_large)$/) });
+    }
+    await api(a, "POST", "/api/v1/publish", { room: "user(batch-none)", event: "marker", data: 0 });
+    await user.next("marker");
+    expect(user.count("first")).toBe(0);
   });
 
   it("broadcasts to every authenticated socket on every node, and to no one else", async () => {
@@ -338,7 +403,8 @@ describe("the README's server API examples", () => {
 
   it("has a curl example for every route", () => {
     const routes: [string, string][] = [
-      ["POST", "/api/v1/publish"],
+      ["POST", "/api/v1/publish\""],
+      ["POST", "/api/v1/publish/batch"],
       ["POST", "/api/v1/broadcast"],
       ["POST", "/api/v1/users/42/disconnect"],
       ["POST", "/api/v1/users/42/allow"],

@@ -125,7 +125,8 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     checks.push({ target, measured: ratio === null ? "not measured" : `${ratio}× our emitter path`, met: ratio === null ? null : ratio <= limit });
   };
   versusEmitter("raw frames ≤ the emitter path (server CPU per delivery)", "raw publishers, burst", 1.0);
-  versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery)", "http publish, burst", 1.5);
+  versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), batches", "http publish, 100 per request, burst", 1.5);
+  versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), one message per request", "http publish, 1 per request, burst", 1.5);
   return checks;
 }
 

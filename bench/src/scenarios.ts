@@ -3,7 +3,7 @@ import { BENCH_API_KEY, BENCH_SECRET, type Cluster, type Stack, startCluster } f
 import { type Usage, type Worker, startWorker } from "./ipc.js";
 import type { ClientsApi } from "./load/clients.js";
 import { now } from "./load/clock.js";
-import type { PublishArgs, PublisherApi, PublishMode } from "./load/publisher.js";
+import { HTTP_BATCH, type PublishArgs, type PublisherApi, type PublishMode } from "./load/publisher.js";
 import type { Progress } from "./progress.js";
 import { median, percentile, sortedSamples } from "./stats.js";
 
@@ -131,7 +131,10 @@ export class StackRun {
         await this.burst(cluster, load, "fanout", "emitter", "site", sizes.fanoutBurst, connected, complete);
       }
       if (this.wanted("raw")) await this.burst(cluster, load, "raw publishers", "raw", "user", sizes.burstMessages, 1, complete);
-      if (this.wanted("http") && this.stack === "ours") await this.burst(cluster, load, "http publish", "http", "user", sizes.httpMessages, 1, complete);
+      if (this.wanted("http") && this.stack === "ours") {
+        await this.burst(cluster, load, "http publish, 1 per request", "http", "user", sizes.httpMessages, 1, complete);
+        await this.burst(cluster, load, `http publish, ${HTTP_BATCH} per request`, "http-batch", "user", sizes.burstMessages, 1, complete);
+      }
     } finally {
       await this.stopLoad(load);
       await cluster.stop();

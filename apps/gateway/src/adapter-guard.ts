@@ -68,6 +68,8 @@ export interface AdapterGuard {
   guard(subscriber: AdapterSubscriber): AdapterSubscriber;
   /** Names this node's own adapter, whose broadcasts come back from Redis and are not messages to count. */
   ownUid(uid: string): void;
+  /** The adapter's rooms: broadcasts leave out unauthenticated sockets only where there are some. */
+  localRooms(rooms: ReadonlyMap<string, unknown>): void;
 }
 
 /**
@@ -82,12 +84,14 @@ export function createAdapterGuard(limits: GuardLimits, drop: DropFrame, onMessa
    */
   const checkedMessages = new WeakMap<Buffer, unknown>();
   const ownUids = new Set<string>();
+  // Until the adapter says otherwise, every broadcast is taken to need the exception.
+  let rooms: ReadonlyMap<string, unknown> = new Map([[UNAUTHENTICATED_ROOM, true]]);
 
   const parser = {
     encode: (value: unknown): Buffer => encodeMsgpack(value),
     decode(message: Buffer): unknown {
       if (checkedMessages.has(message)) return checkedMessages.get(message);
-      const checked = checkBroadcast(message, limits);
+      const checked = checkBroadcast(message, limits, rooms);
       if (!checked.ok) {
         drop(ADAPTER_CHANNEL, checked.reason, checked.detail);
         throw new DroppedFrame();
@@ -138,7 +142,14 @@ export function createAdapterGuard(limits: GuardLimits, drop: DropFrame, onMessa
     };
   }
 
-  return { parser, guard, ownUid: (uid) => ownUids.add(uid) };
+  return {
+    parser,
+    guard,
+    ownUid: (uid) => ownUids.add(uid),
+    localRooms: (adapterRooms) => {
+      rooms = adapterRooms;
+    },
+  };
 }
 
 /** Thrown by the parser for a frame it has already reported; the adapter's caller catches it. */
@@ -162,16 +173,20 @@ function decodeMessage(message: Buffer, allowJson: boolean): Checked {
   }
 }
 
-/** A broadcast `[uid, packet, opts]`, with unauthenticated sockets added to its exceptions. */
-function checkBroadcast(message: Buffer, limits: GuardLimits): Checked {
+/** A broadcast `[uid, packet, opts]`, with unauthenticated sockets (if any are here) added to its exceptions. */
+function checkBroadcast(message: Buffer, limits: GuardLimits, localRooms: ReadonlyMap<string, unknown>): Checked {
   const decoded = tooLarge(message, limits) ?? decodeMessage(message, false);
   if (!decoded.ok) return decoded;
   const value = decoded.value;
   if (!Array.isArray(value)) return invalid(`a broadcast must be [uid, packet, opts], not ${preview(value)}`);
   const problem = value.length === 3 ? arrayFrameProblem(value, { maxDepth: limits.payloadMaxDepth }) : "expected [uid, packet, opts]";
   if (problem !== null) return invalid(problem);
-  const opts = (value[2] ?? {}) as { except?: string[] };
-  value[2] = { ...opts, except: withUnauthenticated(opts.except) };
+  // The adapter reads opts without checking: a frame may leave them out, the adapter may not.
+  value[2] ??= {};
+  if (localRooms.has(UNAUTHENTICATED_ROOM)) {
+    const opts = value[2] as { except?: string[] };
+    value[2] = { ...opts, except: withUnauthenticated(opts.except) };
+  }
   return { ok: true, value };
 }
 

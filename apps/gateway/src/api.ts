@@ -13,6 +13,8 @@ export interface ApiDeps {
 }
 
 const TAG = "server API";
+/** The most messages one batch request may carry (API_MAX_BODY_BYTES bounds their size). */
+export const MAX_BATCH = 1000;
 const room = { type: "string", minLength: 1, maxLength: 200 } as const;
 const rooms = { oneOf: [room, { type: "array", items: room, minItems: 1, maxItems: 100 }] } as const;
 const userId = { oneOf: [{ type: "string", minLength: 1, maxLength: 256 }, { type: "integer" }] } as const;
@@ -24,6 +26,20 @@ const errorReply = {
 } as const;
 const errors = { 400: errorReply, 401: errorReply, 413: errorReply, 503: errorReply } as const;
 const security = [{ apiKey: [] }];
+const publishBody = {
+  type: "object",
+  required: ["data"],
+  additionalProperties: false,
+  properties: { room: rooms, rooms: { type: "array", items: room, minItems: 1, maxItems: 100 }, event, data: {}, except: rooms, _in: rooms, user: userId, site: { type: "string", maxLength: 300 } },
+} as const;
+type PublishBody = Publication & { rooms?: string[] };
+
+/** `room` and `rooms` are one list of rooms to the operations core. */
+function publicationOf(body: PublishBody): Publication {
+  const { rooms: roomList, ...publication } = body;
+  const room = [...(publication.room === undefined ? [] : Array.isArray(publication.room) ? publication.room : [publication.room]), ...(roomList ?? [])];
+  return { ...publication, ...(room.length > 0 ? { room } : {}) };
+}
 const idParams = { type: "object", required: ["id"], properties: { id: { type: "string", minLength: 1, maxLength: 256 } } } as const;
 
 /**
@@ -69,28 +85,40 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
 
       api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
-      api.post<{ Body: Publication & { rooms?: string[] } }>(
+      api.post<{ Body: PublishBody }>(
         "/publish",
         {
           schema: {
             tags: [TAG],
             summary: "Publish a message to rooms, or to its event's route, on every node",
             security,
-            body: {
-              type: "object",
-              required: ["data"],
-              additionalProperties: false,
-              properties: { room: rooms, rooms: { type: "array", items: room, minItems: 1, maxItems: 100 }, event, data: {}, except: rooms, _in: rooms, user: userId, site: { type: "string", maxLength: 300 } },
-            },
+            body: publishBody,
             response: { 202: { type: "object", required: ["id"], properties: { id: { type: "string" } } }, ...errors },
           },
         },
         async (request, reply) => {
-          const { rooms: roomList, ...publication } = request.body;
-          const room = [...(publication.room === undefined ? [] : Array.isArray(publication.room) ? publication.room : [publication.room]), ...(roomList ?? [])];
-          const { id } = await operations.publish({ ...publication, ...(room.length > 0 ? { room } : {}) }, "api");
+          const { id } = await operations.publish(publicationOf(request.body), "api");
           return reply.code(202).send({ id });
         },
+      );
+
+      api.post<{ Body: { messages: PublishBody[] } }>(
+        "/publish/batch",
+        {
+          schema: {
+            tags: [TAG],
+            summary: `Publish up to ${MAX_BATCH} messages in one request, each as /publish takes it; all are checked before any is sent`,
+            security,
+            body: {
+              type: "object",
+              required: ["messages"],
+              additionalProperties: false,
+              properties: { messages: { type: "array", items: publishBody, minItems: 1, maxItems: MAX_BATCH } },
+            },
+            response: { 202: { type: "object", required: ["ids"], properties: { ids: { type: "array", items: { type: "string" } } } }, ...errors },
+          },
+        },
+        async (request, reply) => reply.code(202).send(await operations.publishMany(request.body.messages.map(publicationOf), "api")),
       );
 
       api.post<{ Body: { event?: string; data: unknown } }>(

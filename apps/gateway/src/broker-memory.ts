@@ -36,6 +36,7 @@ export function memoryRateLimiter(options: RateLimiterOptions): RateLimiterMemor
 /** The in-memory adapter of a single node, keeping unauthenticated sockets out of broadcasts. */
 class LocalAdapter extends Adapter {
   override broadcast(packet: unknown, opts: BroadcastOptions): void {
-    super.broadcast(packet, { ...opts, except: exceptUnauthenticated(opts.except) });
+    const except = exceptUnauthenticated(opts.except, this.rooms);
+    super.broadcast(packet, except === opts.except ? opts : { ...opts, except });
   }
 }

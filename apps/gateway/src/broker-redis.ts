@@ -5,6 +5,7 @@ import { createClient } from "redis";
 import type { Namespace } from "socket.io";
 import type { BroadcastOptions } from "socket.io-adapter";
 import { createAdapterGuard } from "./adapter-guard.js";
+import { Deadlines } from "./deadlines.js";
 import { memoryRateLimiter } from "./broker-memory.js";
 import type { Broker, BrokerDeps } from "./broker.js";
 import { type RedisClient, ResilientSubscriber } from "./redis-subscriber.js";
@@ -47,7 +48,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
   pub.on("end", () => readiness.check());
   pub.on("error", () => readiness.check());
 
-  const guard = createAdapterGuard(limits, dropFrame, () => metrics.messagesReceived.inc({ source: "adapter" }));
+  const guard = createAdapterGuard(limits, dropFrame, () => metrics.messageReceived("adapter"));
   const guardedSub = guard.guard(sub);
   const adapterPublisher = publisherForAdapter(pub, (err) => {
     metrics.publishFailures.inc();
@@ -61,6 +62,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
       constructor(nsp: Namespace) {
         super(nsp, adapterPublisher, guardedSub, { parser: guard.parser });
         guard.ownUid(String(this.uid));
+        guard.localRooms(this.rooms);
       }
     },
     onRawFrame(handler) {
@@ -216,19 +218,29 @@ function publisherForAdapter(pub: RedisClient, onFailure: (err: Error) => void) 
   };
 }
 
-async function publishWithin(client: RedisClient, channel: string, message: Buffer): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new SwitchboardError("publish_timeout")), PUBLISH_TIMEOUT_MS);
+/** A publish still waiting for Redis, failed with publish_timeout if Redis has not confirmed it in time. */
+interface PendingPublish {
+  reject(err: Error): void;
+}
+
+/** One timer for every publish in flight, rather than one each: a node may publish tens of thousands a second. */
+const publishTimeouts = new Deadlines<PendingPublish>((pending) => pending.reject(new SwitchboardError("publish_timeout")));
+
+function publishWithin(client: RedisClient, channel: string, message: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const pending: PendingPublish = { reject };
+    const key = publishTimeouts.add(Date.now() + PUBLISH_TIMEOUT_MS, pending);
+    client.publish(channel, message).then(
+      () => {
+        publishTimeouts.remove(key, pending);
+        resolve();
+      },
+      (err: unknown) => {
+        publishTimeouts.remove(key, pending);
+        reject(new SwitchboardError("redis_unavailable", undefined, { cause: err }));
+      },
+    );
   });
-  try {
-    await Promise.race([client.publish(channel, message), timeout]);
-  } catch (err) {
-    if (err instanceof SwitchboardError) throw err;
-    throw new SwitchboardError("redis_unavailable", undefined, { cause: err });
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function closeClient(client: RedisClient): Promise<void> {
@@ -246,6 +258,7 @@ async function closeClient(client: RedisClient): Promise<void> {
 /** The Redis adapter, keeping unauthenticated sockets out of broadcasts that start on this node. */
 class ClusterAdapter extends RedisAdapter {
   override broadcast(packet: unknown, opts: BroadcastOptions): void {
-    super.broadcast(packet, { ...opts, except: exceptUnauthenticated(opts.except) });
+    const except = exceptUnauthenticated(opts.except, this.rooms);
+    super.broadcast(packet, except === opts.except ? opts : { ...opts, except });
   }
 }

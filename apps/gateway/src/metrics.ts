@@ -37,6 +37,8 @@ const AUTH_FAILURE_CODES = [
   "user_connection_limit",
 ] as const;
 const DROP_CHANNELS = ["socket.io#emitter", "adapter"] as const;
+const FRAME_LAYOUTS = ["map", "array"] as const;
+export type FrameLayout = (typeof FRAME_LAYOUTS)[number];
 const DROP_REASONS = ["frame_not_msgpack", "frame_invalid", "frame_too_large", "frame_unsigned", "frame_signature_invalid", "route_unknown", "route_incomplete"] as const;
 
 /** The gateway's Prometheus metrics, on a registry of its own (no process-wide singletons). */
@@ -46,9 +48,11 @@ export interface Metrics {
   connectedSockets: Gauge;
   /** Open transport connections, authenticated or not. */
   openConnections: Gauge;
-  messagesReceived: Counter<"source">;
+  /** Counts a message taken for delivery (switchboard_messages_received_total). */
+  messageReceived(source: MessageSource): void;
   authFailures: Counter<"code">;
-  framesDelivered: Counter<"channel" | "layout">;
+  /** Counts a raw frame accepted for delivery (switchboard_frames_delivered_total). */
+  frameDelivered(layout: FrameLayout): void;
   framesDropped: Counter<"channel" | "reason">;
   limitHits: Counter<"kind">;
   redisConnected: Gauge<"role">;
@@ -78,17 +82,37 @@ export function createMetrics(nodeId: string): Metrics {
     labelNames: ["channel", "reason"],
     registers: [registry],
   });
+  // Counted once per message: plain numbers here, handed to the counters when they are read, since a
+  // labelled increment hashes its labels each time.
+  const received = countsOf(MESSAGE_SOURCES);
+  const delivered = countsOf(FRAME_LAYOUTS);
   const messagesReceived = new Counter({
     name: "switchboard_messages_received_total",
     help: "Messages this node took for delivery to its sockets, by source",
     labelNames: ["source"],
     registers: [registry],
+    collect() {
+      for (const source of MESSAGE_SOURCES) this.inc({ source }, received.take(source));
+    },
+  });
+  const framesDelivered = new Counter({
+    name: "switchboard_frames_delivered_total",
+    help: "Raw frames accepted for local delivery",
+    labelNames: ["channel", "layout"],
+    registers: [registry],
+    collect() {
+      for (const layout of FRAME_LAYOUTS) {
+        const count = delivered.take(layout);
+        if (count > 0) this.inc({ channel: "socket.io#emitter", layout }, count);
+      }
+    },
   });
   // Every label set is present from the start, at zero, so an alert can tell "none yet" from "not exported".
   for (const kind of LIMIT_KINDS) limitHits.inc({ kind }, 0);
   for (const code of AUTH_FAILURE_CODES) authFailures.inc({ code }, 0);
   for (const channel of DROP_CHANNELS) for (const reason of DROP_REASONS) framesDropped.inc({ channel, reason }, 0);
   for (const source of MESSAGE_SOURCES) messagesReceived.inc({ source }, 0);
+  for (const layout of FRAME_LAYOUTS) framesDelivered.inc({ channel: "socket.io#emitter", layout }, 0);
   return {
     registry,
     connectedSockets: new Gauge({
@@ -101,14 +125,9 @@ export function createMetrics(nodeId: string): Metrics {
       help: "Open transport connections to this node, authenticated or not",
       registers: [registry],
     }),
-    messagesReceived,
+    messageReceived: (source) => received.add(source),
     authFailures,
-    framesDelivered: new Counter({
-      name: "switchboard_frames_delivered_total",
-      help: "Raw frames accepted for local delivery",
-      labelNames: ["channel", "layout"],
-      registers: [registry],
-    }),
+    frameDelivered: (layout) => delivered.add(layout),
     framesDropped,
     limitHits,
     redisConnected: new Gauge({
@@ -127,5 +146,20 @@ export function createMetrics(nodeId: string): Metrics {
       help: "Broadcasts this node could not hand to Redis (Redis unavailable); its own sockets still got them",
       registers: [registry],
     }),
+  };
+}
+
+/** Counts by key, taken (and reset) when read. */
+function countsOf<K extends string>(keys: readonly K[]): { add(key: K): void; take(key: K): number } {
+  const counts = Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
+  return {
+    add(key) {
+      counts[key]++;
+    },
+    take(key) {
+      const count = counts[key];
+      counts[key] = 0;
+      return count;
+    },
   };
 }

@@ -56,6 +56,12 @@ export interface Operations {
   /** Resolves the publication's rooms (route_unknown, route_incomplete) and publishes it cluster-wide. */
   /** `source` labels it in switchboard_messages_received_total; null for what the node sends itself. */
   publish(publication: Publication, source: MessageSource | null): Promise<{ id: string; rooms: string[] }>;
+  /**
+   * Several publications at once: every one is checked and its rooms resolved before any is sent
+   * (a bad one is a SwitchboardError naming its index, and nothing goes out), then all are handed
+   * to Redis together, in order.
+   */
+  publishMany(publications: readonly Publication[], source: MessageSource): Promise<{ ids: string[] }>;
   /** To every authenticated socket on every node. */
   broadcast(event: string, data: unknown, source: MessageSource): Promise<{ id: string }>;
   /** The rooms a publication goes to, or why it cannot go anywhere. */
@@ -77,6 +83,9 @@ export interface Operations {
   /** Reads what nodes mirror (registered routes, revocations) from the shared state again. */
   reloadShared(): Promise<void>;
 }
+
+/** Socket.IO's EVENT packet type (the parser turns it into BINARY_EVENT when an argument holds binary data). */
+const EVENT_PACKET = 2;
 
 export interface OperationsDeps {
   io: Server;
@@ -111,6 +120,15 @@ export function createOperations(deps: OperationsDeps): Operations {
     return { ok: true, rooms: [...new Set([routed.room, ...added])] };
   }
 
+  /** A publication as the frame every node receives; its rooms are resolved here, once, so every node delivers to the same ones. */
+  function framed(publication: Publication): { id: string; rooms: string[]; frame: Uint8Array } {
+    const rooms = operations.targets(publication);
+    const id = newMessageId();
+    const except = list(publication.except);
+    const frame = encodeRawFrame({ room: rooms, event: publication.event ?? "message", data: publication.data ?? null, id, ...(except.length > 0 ? { except } : {}) }, limits);
+    return { id, rooms, frame: seal(frame) };
+  }
+
   const operations: Operations = {
     targets(publication) {
       const event = publication.event ?? "message";
@@ -123,19 +141,30 @@ export function createOperations(deps: OperationsDeps): Operations {
     },
 
     async publish(publication, source) {
-      const rooms = operations.targets(publication);
-      const id = newMessageId();
-      const except = list(publication.except);
-      // The rooms are resolved here, once: every node delivers to the same ones.
-      const frame = encodeRawFrame({ room: rooms, event: publication.event ?? "message", data: publication.data ?? null, id, ...(except.length > 0 ? { except } : {}) }, limits);
-      await broker.publishRaw(seal(frame));
-      if (source !== null) metrics.messagesReceived.inc({ source });
+      const { id, rooms, frame } = framed(publication);
+      await broker.publishRaw(frame);
+      if (source !== null) metrics.messageReceived(source);
       return { id, rooms };
+    },
+
+    async publishMany(publications, source) {
+      const frames = publications.map((publication, index) => {
+        try {
+          return framed(publication);
+        } catch (err) {
+          if (err instanceof SwitchboardError) throw new SwitchboardError(err.code, `messages[${index}]: ${err.message}`);
+          throw err;
+        }
+      });
+      // Issued together, the publishes share the Redis connection's pipeline.
+      await Promise.all(frames.map(({ frame }) => broker.publishRaw(frame)));
+      for (let count = 0; count < frames.length; count++) metrics.messageReceived(source);
+      return { ids: frames.map(({ id }) => id) };
     },
 
     async broadcast(event, data, source) {
       await broker.publishRaw(seal(encodeEveryoneFrame(event, data ?? null)));
-      metrics.messagesReceived.inc({ source });
+      metrics.messageReceived(source);
       return { id: newMessageId() };
     },
 
@@ -171,10 +200,16 @@ export function createOperations(deps: OperationsDeps): Operations {
       } else if (delivery.in.length > 0) {
         rooms = [...new Set([...rooms, ...delivery.in])];
       }
-      // Publisher events are not in the server's event map: emit through the untyped operator.
-      const operator = io.local.to(rooms).except(delivery.except) as unknown as { emit(event: string, ...args: unknown[]): boolean };
-      // The adapter leaves unauthenticated sockets out of this broadcast, as out of every other.
-      operator.emit(delivery.event, ...delivery.args);
+      const adapter = io.of("/").adapter;
+      // Every node receives every raw frame; most hold none of its rooms, and stop here.
+      if (rooms.length > 0 && !rooms.some((room) => adapter.rooms.has(room))) return { ok: true };
+      // Straight to the adapter, as io.local.to(rooms).emit() ends up doing, without building an
+      // operator per frame; the event name was checked with the frame. The adapter leaves
+      // unauthenticated sockets out of this broadcast, as out of every other.
+      adapter.broadcast(
+        { type: EVENT_PACKET, data: [delivery.event, ...delivery.args], nsp: "/" },
+        { rooms: new Set(rooms), except: new Set(delivery.except), flags: { local: true } },
+      );
       return { ok: true };
     },
 

@@ -45,8 +45,8 @@ export function handleRawFrame(frame: Uint8Array, deps: RawFrameDeps): void {
       deps.dropFrame(RAW_FRAME_CHANNEL, delivered.code, delivered.reason);
       return;
     }
-    deps.metrics.framesDelivered.inc({ channel: RAW_FRAME_CHANNEL, layout: read.delivery.layout });
-    deps.metrics.messagesReceived.inc({ source: "raw_frame" });
+    deps.metrics.frameDelivered(read.delivery.layout);
+    deps.metrics.messageReceived("raw_frame");
   }
 }
 

@@ -13,8 +13,13 @@ export function roomsFor(identity: Identity): string[] {
   return identity.site === null ? [userRoom(identity.user)] : [userRoom(identity.user), siteRoom(identity.site)];
 }
 
-/** A broadcast's exceptions plus the unauthenticated room, as the adapter takes them. */
-export function exceptUnauthenticated(except: Iterable<string> | undefined): Set<string> {
+/**
+ * A broadcast's exceptions plus the unauthenticated room, as the adapter takes them. A node whose
+ * sockets all authenticated in their handshake has no such room (the adapter drops empty rooms):
+ * then the exceptions are left as they are, and no set is made per message.
+ */
+export function exceptUnauthenticated(except: Set<string> | undefined, localRooms: ReadonlyMap<string, unknown>): Set<string> | undefined {
+  if (!localRooms.has(UNAUTHENTICATED_ROOM)) return except;
   return new Set(except).add(UNAUTHENTICATED_ROOM);
 }
 

@@ -13,9 +13,10 @@ import { BENCH_EVENT, type BenchData } from "./message.js";
  * - `raw`: bytes written with a plain Redis client: ours as a map-layout frame on
  *   `socket.io#emitter`, the plain stack in the socket.io adapter format (its only format);
  * - `adapter`: the socket.io adapter format with a plain Redis client, for both stacks;
- * - `http`: ours only, `POST /api/v1/publish`.
+ * - `http`: ours only, `POST /api/v1/publish`, one message per request;
+ * - `http-batch`: ours only, `POST /api/v1/publish/batch`, HTTP_BATCH messages per request.
  */
-export type PublishMode = "emitter" | "raw" | "adapter" | "http";
+export type PublishMode = "emitter" | "raw" | "adapter" | "http" | "http-batch";
 
 export type PublisherApi = {
   open: { args: OpenArgs; reply: null };
@@ -56,6 +57,8 @@ export interface PublishReply {
 /** Publishes in flight at once in a burst. */
 const WINDOW = 512;
 const HTTP_CONCURRENCY = 32;
+export const HTTP_BATCH = 100;
+const HTTP_BATCH_CONCURRENCY = 4;
 
 let options: OpenArgs | null = null;
 let redis: ReturnType<typeof createClient> | null = null;
@@ -94,18 +97,24 @@ async function sendOne(mode: PublishMode, room: string, uid: number | null, data
       return await redis.publish(`socket.io#/#${room}#`, adapterFrame(room, data));
     case "adapter":
       return await redis.publish(`socket.io#/#${room}#`, adapterFrame(room, data));
-    case "http": {
-      const url = options.httpUrls[index % options.httpUrls.length];
-      const response = await fetch(`${url}/api/v1/publish`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" },
-        body: JSON.stringify({ room, event: BENCH_EVENT, data }),
-      });
-      await response.arrayBuffer();
-      if (response.status !== 202) throw new Error(`HTTP ${response.status}`);
+    case "http":
+      await post(`/api/v1/publish`, { room, event: BENCH_EVENT, data }, index);
       return null;
-    }
+    case "http-batch":
+      throw new Error("batches are sent by sendBatch");
   }
+}
+
+async function post(path: string, body: unknown, index: number): Promise<void> {
+  if (!options) throw new Error("publisher not open");
+  const url = options.httpUrls[index % options.httpUrls.length];
+  const response = await fetch(`${url}${path}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  await response.arrayBuffer();
+  if (response.status !== 202) throw new Error(`HTTP ${response.status}`);
 }
 
 async function publish(args: PublishArgs): Promise<PublishReply> {
@@ -148,6 +157,26 @@ async function publish(args: PublishArgs): Promise<PublishReply> {
       while (issued < windowEnd) void sendIndex(issued++);
       await redis.ping();
     }
+  } else if (args.mode === "http-batch") {
+    const lane = async () => {
+      while (issued < args.count && now() < deadline) {
+        const first = issued;
+        const size = Math.min(HTTP_BATCH, args.count - first);
+        issued += size;
+        const messages = Array.from({ length: size }, (_, offset) => {
+          const uid = args.target === "user" ? Math.floor(next() * args.users) : null;
+          return { room: uid === null ? siteRoom(args.site) : userRoom(uid), event: BENCH_EVENT, data: { t: now(), seq: first + offset } satisfies BenchData };
+        });
+        try {
+          await post("/api/v1/publish/batch", { messages }, first / HTTP_BATCH);
+          published += size;
+        } catch (err) {
+          failed += size;
+          if (errors.length < 5) errors.push(err instanceof Error ? err.message : String(err));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: HTTP_BATCH_CONCURRENCY }, lane));
   } else {
     const lane = async () => {
       while (issued < args.count && now() < deadline) await sendIndex(issued++);

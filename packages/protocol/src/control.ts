@@ -1,4 +1,4 @@
-import { encode } from "@msgpack/msgpack";
+import { pack } from "./msgpack.js";
 import { RAW_FRAME_CHANNEL } from "./frames.js";
 import { REDIS_KEYS } from "./redis-keys.js";
 import { userIdOf } from "./rooms.js";
@@ -20,7 +20,7 @@ export type ControlFrame =
   | { control: "routes" };
 
 export function encodeControlFrame(frame: ControlFrame): Uint8Array {
-  return encode(frame, { ignoreUndefined: true });
+  return pack(frame);
 }
 
 /** The control frame in a decoded raw frame: null when it is not one, a reason when it is one of the wrong shape. */

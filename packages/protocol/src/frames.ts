@@ -1,4 +1,4 @@
-import { decode, encode } from "@msgpack/msgpack";
+import { pack, unpack } from "./msgpack.js";
 import { DEFAULT_EVENT, isPublishableEvent } from "./events.js";
 import { SwitchboardError } from "./errors.js";
 import { DEFAULT_MAX_DEPTH, nestsDeeperThan, preview } from "./untrusted.js";
@@ -68,7 +68,7 @@ export function encodeRawFrame(frame: RawFrame, limits: FrameLimits = {}): Uint8
   if (checked.route?.user !== undefined) wire.user = checked.route.user;
   if (checked.route?.site !== undefined) wire.site = checked.route.site;
   // `undefined` inside data is left out rather than sent as nil, as JSON would.
-  return encode(wire, { ignoreUndefined: true });
+  return pack(wire);
 }
 
 /**
@@ -77,7 +77,7 @@ export function encodeRawFrame(frame: RawFrame, limits: FrameLimits = {}): Uint8
  */
 export function encodeEveryoneFrame(event: string, data: unknown): Uint8Array {
   if (!isPublishableEvent(event)) throw new SwitchboardError("invalid_event", `event ${preview(event)} is not a publishable event name`);
-  return encode([{ type: 2, data: [event, data], nsp: "/" }, { rooms: [], except: [] }], { ignoreUndefined: true });
+  return pack([{ type: 2, data: [event, data], nsp: "/" }, { rooms: [], except: [] }]);
 }
 
 /** Decodes a frame from the raw channel in either documented layout. Never throws. */
@@ -89,7 +89,7 @@ export function decodeRawFrame(bytes: Uint8Array, limits: FrameLimits = {}): Dec
 /** Decodes MessagePack without throwing. */
 export function decodeMsgpack(bytes: Uint8Array): { ok: true; value: unknown } | { ok: false; code: "frame_not_msgpack"; reason: string } {
   try {
-    return { ok: true, value: decode(bytes) };
+    return { ok: true, value: unpack(bytes) };
   } catch (err) {
     return { ok: false, code: "frame_not_msgpack", reason: err instanceof Error ? err.message : String(err) };
   }
@@ -234,7 +234,7 @@ export function sealFrame(frame: Uint8Array, kid: string, hmac: (payload: Uint8A
 
 /** Encodes a signed envelope (the signature is computed by the caller, who holds the secret). */
 export function encodeSignedEnvelope(envelope: SignedEnvelope): Uint8Array {
-  return encode({ kid: envelope.kid, ts: envelope.ts, sig: envelope.sig, frame: envelope.frame });
+  return pack({ kid: envelope.kid, ts: envelope.ts, sig: envelope.sig, frame: envelope.frame });
 }
 
 /**
