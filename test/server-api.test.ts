@@ -487,3 +487,20 @@ describe("a single node without Redis", () => {
     }
   });
 });
+
+describe("PRESENCE=0", () => {
+  it("counts nothing: the presence routes answer 404 presence_off, while publishing and /info work as ever", async () => {
+    const node = await startGateway({ API_KEYS: API_KEY, PRESENCE: "0" });
+    try {
+      const client = await connectUser(node.url, { sub: "uncounted", site: "quiet.example" });
+      for (const path of ["/api/v1/presence/users/uncounted", "/api/v1/presence/sites/quiet.example", "/api/v1/presence/rooms/user(uncounted)/count"]) {
+        expect(await api(node.url, "GET", path)).toEqual({ status: 404, body: { code: "presence_off", message: expect.any(String) } });
+      }
+      expect((await api(node.url, "POST", "/api/v1/publish", { room: "user(uncounted)", event: "still", data: 1 })).status).toBe(202);
+      expect(await client.next("still")).toEqual([1]);
+      await waitFor("the node in /info", async () => (((await api(node.url, "GET", "/api/v1/info")).body?.nodes as { sockets: number }[] | undefined)?.[0]?.sockets === 1 ? true : undefined));
+    } finally {
+      await node.stop();
+    }
+  });
+});

@@ -139,12 +139,15 @@ export interface Usage {
   cpuUs: number;
   rssBytes: number;
   heapUsedBytes: number;
+  heapTotalBytes: number;
+  /** Memory outside the V8 heap that V8 knows of: Buffers, ArrayBuffers. */
+  externalBytes: number;
 }
 
 export function ownUsage(): Usage {
   const cpu = process.cpuUsage();
   const memory = process.memoryUsage();
-  return { cpuUs: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed };
+  return { cpuUs: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, heapTotalBytes: memory.heapTotal, externalBytes: memory.external };
 }
 
 /** Runs a full garbage collection when the process was started with --expose-gc. */

@@ -20,6 +20,8 @@ export interface Sizes {
   growthSockets: number;
   growthMessages: number;
   growthNodes: number[];
+  /** How long idle nodes are left before their memory is read. */
+  settleMs: number;
 }
 
 export const FULL_SIZES: Sizes = {
@@ -34,6 +36,7 @@ export const FULL_SIZES: Sizes = {
   growthSockets: 2000,
   growthMessages: 20_000,
   growthNodes: [1, 2, 4],
+  settleMs: 1000,
 };
 
 export const QUICK_SIZES: Sizes = {
@@ -48,6 +51,7 @@ export const QUICK_SIZES: Sizes = {
   growthSockets: 100,
   growthMessages: 500,
   growthNodes: [1, 2],
+  settleMs: 200,
 };
 
 /** One figure of one stack. `complete` is false when a run lost messages or connections. */
@@ -60,6 +64,10 @@ export interface Measurement {
 }
 
 const SITE = "bench.example";
+/** The scenario of the storm against nodes that count no presence. */
+export const OURS_WITHOUT_PRESENCE = "connect storm, PRESENCE=0";
+/** Scenarios that only the gateway has: no plain figure, no ratio. */
+export const OURS_ONLY = ["http publish", OURS_WITHOUT_PRESENCE];
 /** How long deliveries may stall before a scenario counts what it got. */
 const STALL_MS = 5000;
 
@@ -141,6 +149,20 @@ export class StackRun {
     }
   }
 
+  /** Ours only: the connect storm again with PRESENCE=0, to show what counting presence costs. */
+  async presenceCost(): Promise<void> {
+    if (this.stack !== "ours" || !this.wanted("storm")) return;
+    await this.flushRedis();
+    const cluster = await startCluster(this.stack, 2, this.redisUrl, { env: { PRESENCE: "0" } });
+    const load = await this.startLoad(cluster);
+    try {
+      await this.connectStorm(cluster, load, this.sizes.sockets, OURS_WITHOUT_PRESENCE);
+    } finally {
+      await this.stopLoad(load);
+      await cluster.stop();
+    }
+  }
+
   /** The targeted burst with 1, 2, 4… nodes: Redis messages each node receives, server µs per delivery. */
   async costGrowth(): Promise<void> {
     const { sizes } = this;
@@ -203,6 +225,8 @@ export class StackRun {
       }),
     );
     const replies = await this.profiled(cluster, scenario, () => Promise.all(load.clients.map((client) => client.call("connect", {}, 300_000))));
+    // CPU now, memory once the nodes have settled: the forced GC of the memory reading is not the storm's.
+    const cpuAfter = await cluster.usage();
     bar.stop();
     const connected = replies.reduce((total, reply) => total + reply.connected, 0);
     const failed = replies.reduce((total, reply) => total + reply.failed, 0);
@@ -216,15 +240,15 @@ export class StackRun {
     this.record(scenario, "time to all connected", "s", elapsedMs / 1000, complete);
     this.record(scenario, "connections per second", "conn/s", connected / (elapsedMs / 1000), complete);
     this.record(scenario, "failed connections", "sockets", failed, true);
-    this.record(scenario, "server CPU per connection", "µs", cpuDelta(before, after) / connected, complete);
+    this.record(scenario, "server CPU per connection", "µs", cpuDelta(before, cpuAfter) / connected, complete);
     this.record(scenario, "RSS per 1,000 sockets per node", "MB", mean(after.map((usage, index) => usage.rssBytes - before[index]!.rssBytes)) / socketsPerNode / 1000, complete);
-    this.record(scenario, "heap per socket", "KB", mean(after.map((usage, index) => usage.heapUsedBytes - before[index]!.heapUsedBytes)) / socketsPerNode / 1024, complete);
+    this.record(scenario, "heap per socket", "KB", mean(after.map((usage, index) => usage.heapUsedBytes - before[index]!.heapUsedBytes)) / socketsPerNode / 1000, complete);
     return connected;
   }
 
   /** Usage after a GC, once the nodes had a moment to settle. */
   private async settledUsage(cluster: Cluster): Promise<Usage[]> {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await new Promise((resolve) => setTimeout(resolve, this.sizes.settleMs));
     return cluster.usage(true);
   }
 

@@ -76,7 +76,11 @@ export function createAdmission(deps: AdmissionDeps): Admission {
     return null;
   };
 
+  // With neither concurrency limit on, connections need not be counted at all.
+  const counting = limits.ipMaxConnections > 0 || limits.maxConnections > 0;
+
   const admit = (request: IncomingMessage, address: string, res: ServerResponse | object, next: () => void) => {
+    if (!counting) return next();
     const refusal = countedRefusal(address);
     if (refusal) return refuse(request, res, refusal);
     perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
@@ -103,9 +107,8 @@ export function createAdmission(deps: AdmissionDeps): Admission {
 
   const admission: Admission = {
     middleware(request, res, next) {
-      const query = queryOf(request);
       // Requests of an existing session (long-polling, the upgrade to WebSocket) were admitted with it.
-      if (query.has("sid")) {
+      if (sessionOf(request) !== undefined) {
         // A long-polling POST over the message limit is answered 413 by engine.io; it is counted here.
         if (request.method === "POST" && Number(request.headers["content-length"] ?? 0) > limits.clientMaxMessageBytes) {
           metrics.limitHits.inc({ kind: "message_size" });
@@ -148,10 +151,13 @@ export function proxyTrust(trustProxy: HttpConfig["trustProxy"]): ((address: str
   return proxyAddr.compile([...trustProxy]);
 }
 
-function queryOf(request: IncomingMessage): URLSearchParams {
+/** The engine.io session a request belongs to (`sid`), from the query engine.io has already parsed when it can. */
+function sessionOf(request: IncomingMessage): string | undefined {
+  const parsed = (request as { _query?: Record<string, string | undefined> })._query;
+  if (parsed !== undefined) return parsed.sid;
   const url = request.url ?? "";
   const at = url.indexOf("?");
-  return new URLSearchParams(at === -1 ? "" : url.slice(at + 1));
+  return new URLSearchParams(at === -1 ? "" : url.slice(at + 1)).get("sid") ?? undefined;
 }
 
 /**

@@ -122,6 +122,8 @@ export interface Config {
   apiKeys: readonly string[] | null;
   /** EVENT_ROUTES: an event's room when a publish names none; `{user}` and `{site}` come from the publish. */
   eventRoutes: ReadonlyMap<string, string>;
+  /** Count sockets, users and rooms cluster-wide (the presence routes and readers); PRESENCE=0 turns it off. */
+  presence: boolean;
   /** Publish `presence` `{ user, online }` to the site's room as users come and go. */
   presenceEvents: boolean;
   /** A node silent for this long is gone: the others take its sockets out of presence. It beats every third of it. */
@@ -220,6 +222,7 @@ const envSchema = z.object({
   FRAME_SIGNING_KEYS: optionalText,
   API_KEYS: list.optional(),
   EVENT_ROUTES: optionalText,
+  PRESENCE: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_EVENTS: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_NODE_TTL_MS: integer(1000, 600_000).default(15_000),
   FRAME_SIGNATURE_MAX_AGE_MS: integer(1000, 86_400_000).default(300_000),
@@ -268,6 +271,9 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   if (key.kind === "secret" && !key.generated && Buffer.byteLength(key.secret) < 32) {
     warnings.push("JWT_SECRET is shorter than 32 bytes; HS256 wants at least 256 bits of secret");
   }
+  const presence = vars.PRESENCE !== "0" && vars.PRESENCE !== "false";
+  const presenceEvents = vars.PRESENCE_EVENTS === "1" || vars.PRESENCE_EVENTS === "true";
+  if (presenceEvents && !presence) throw new ConfigError("PRESENCE_EVENTS", "presence events need presence: PRESENCE=0 turns it off");
   return Object.freeze({
     warnings: Object.freeze(warnings),
     port: vars.PORT,
@@ -317,7 +323,8 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     subscriberProbeMs: vars.SUBSCRIBER_PROBE_MS,
     apiKeys: apiKeys === null ? null : Object.freeze([...apiKeys]),
     eventRoutes: vars.EVENT_ROUTES === undefined ? new Map() : eventRoutes(vars.EVENT_ROUTES),
-    presenceEvents: vars.PRESENCE_EVENTS === "1" || vars.PRESENCE_EVENTS === "true",
+    presence,
+    presenceEvents,
     presenceNodeTtlMs: vars.PRESENCE_NODE_TTL_MS,
     frameSigning: vars.FRAME_SIGNING_KEYS === undefined ? null : Object.freeze({ keys: frameSigningKeys(vars.FRAME_SIGNING_KEYS), maxAgeMs: vars.FRAME_SIGNATURE_MAX_AGE_MS }),
     publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,

@@ -55,6 +55,7 @@ export function detailed(code: ErrorCode, detail: string): ErrorBody {
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   api_key_invalid: 401,
   not_found: 404,
+  presence_off: 404,
   payload_too_large: 413,
   frame_too_large: 413,
   redis_unavailable: 503,

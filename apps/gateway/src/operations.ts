@@ -90,7 +90,7 @@ const EVENT_PACKET = 2;
 export interface OperationsDeps {
   io: Server;
   broker: Broker;
-  config: Pick<Config, "frameSigning" | "limits" | "auth">;
+  config: Pick<Config, "frameSigning" | "limits" | "auth" | "presence">;
   metrics: Metrics;
   logger: FastifyBaseLogger;
   routes: EventRoutes;
@@ -111,6 +111,9 @@ export function createOperations(deps: OperationsDeps): Operations {
   };
   const refuseForSeconds = config.auth.maxTtlSeconds ?? 86_400;
 
+  const presenceOn = async () => {
+    if (!config.presence) throw new SwitchboardError("presence_off");
+  };
   const list = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
 
   function resolve(event: string, explicit: string[], added: string[], fill: RouteFill): { ok: true; rooms: string[] } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string } {
@@ -186,9 +189,9 @@ export function createOperations(deps: OperationsDeps): Operations {
     },
 
     listRoutes: () => routes.list(),
-    presenceOfUser: (user) => broker.state.userPresence(user),
-    presenceOfSite: (host, cursor, limit) => broker.state.sitePresence(host, cursor, limit),
-    roomCount: (room) => broker.state.roomCount(room),
+    presenceOfUser: (user) => presenceOn().then(() => broker.state.userPresence(user)),
+    presenceOfSite: (host, cursor, limit) => presenceOn().then(() => broker.state.sitePresence(host, cursor, limit)),
+    roomCount: (room) => presenceOn().then(() => broker.state.roomCount(room)),
     nodes: () => broker.state.nodes(),
 
     deliver(delivery) {

@@ -10,6 +10,8 @@ export interface PresenceDeps {
   onCrossings: (crossings: PresenceCrossing[]) => void;
   /** Whether the shared state can be written now (Redis is there). */
   ready: () => boolean;
+  /** False with PRESENCE=0: nothing is counted; the node still beats, for /api/v1/info. */
+  countSockets: boolean;
   /** How often batched changes are written. */
   flushMs: number;
   /** How often the node says it is alive and looks for nodes that are not. */
@@ -84,6 +86,7 @@ export class PresenceTracker {
   }
 
   private change(kind: PresenceDelta["kind"], key: string, user: string, delta: number): void {
+    if (!this.deps.countSockets) return;
     this.ledger.add(kind, key, user, delta);
     this.pending.add(kind, key, user, delta);
   }

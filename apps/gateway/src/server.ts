@@ -109,6 +109,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
       }
     },
     ready: () => broker.ready(),
+    countSockets: config.presence,
     flushMs: PRESENCE_FLUSH_MS,
     heartbeatMs: Math.floor(config.presenceNodeTtlMs / 3),
     nodeTtlMs: config.presenceNodeTtlMs,

@@ -147,6 +147,13 @@ describe("safe defaults", () => {
     expect(failure({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "soon" }).variable).toBe("JWT_MAX_TTL_SECONDS");
   });
 
+  it("counts presence unless PRESENCE=0, and refuses presence events without presence", () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).presence).toBe(true);
+    expect(loadConfig({ JWT_SECRET: SECRET, PRESENCE: "0" }).presence).toBe(false);
+    expect(failure({ JWT_SECRET: SECRET, PRESENCE: "0", PRESENCE_EVENTS: "1" }).variable).toBe("PRESENCE_EVENTS");
+    expect(failure({ JWT_SECRET: SECRET, PRESENCE: "off" }).variable).toBe("PRESENCE");
+  });
+
   it("refuses DRAIN_SPREAD_MS longer than DRAIN_TIMEOUT_MS and defaults it to half of it, at most 5 s", () => {
     expect(loadConfig({ JWT_SECRET: SECRET }).drainSpreadMs).toBe(5000);
     expect(loadConfig({ JWT_SECRET: SECRET, DRAIN_TIMEOUT_MS: "3000" }).drainSpreadMs).toBe(1500);

@@ -176,6 +176,10 @@ export const ERRORS = {
     audience: "publisher",
     message: "There is no such HTTP endpoint on this node.",
   },
+  presence_off: {
+    audience: "publisher",
+    message: "Presence is off on this cluster (PRESENCE=0): nothing is counted.",
+  },
   emitter_closed: {
     audience: "publisher",
     message: "The emitter was closed; nothing more can be published with it.",
