@@ -250,6 +250,18 @@ describe("the Redis side", () => {
     expect(target.count("disconnect")).toBe(0);
   });
 
+  it("a server-side emit of the event error, JSON or MessagePack, is dropped and both nodes keep serving", async () => {
+    const target = await connectUser(b, { sub: "error-target" });
+    const before = await readCounter(a, "switchboard_frames_dropped_total", { channel: "adapter" });
+    const request = { type: 6, uid: "x", data: ["error", { boom: true }] };
+    await cluster.publisher.publish("socket.io-request#/#", JSON.stringify(request));
+    await cluster.publisher.publish("socket.io-request#/#", Buffer.from(encode(request)));
+    await waitFor("the drops", async () => ((await readCounter(a, "switchboard_frames_dropped_total", { channel: "adapter" })) >= before + 2 ? true : undefined));
+    await emitter.toUser("error-target").emit("after-error", 1);
+    expect(await target.next("after-error")).toEqual([1]);
+    for (const node of cluster.nodes) expect(node.child.exitCode).toBeNull();
+  });
+
   it("answers a fetchSockets request without tokens, Authorization headers or cookies", async () => {
     const token = mintToken({ sub: "fetched" });
     const client = openClient(b, { auth: { token }, extraHeaders: { Cookie: "session=secret-cookie" } });

@@ -40,8 +40,10 @@ export const RequestType = {
   BROADCAST_ACK: 9,
 } as const;
 
-// Namespace events a server-side emit must never fire: they would call connection handlers with a fake socket.
-const NAMESPACE_EVENTS: ReadonlySet<string> = new Set(["connect", "connection", "disconnect", "disconnecting", "new_namespace", "newListener", "removeListener"]);
+// Namespace events a server-side emit must never fire: they would call connection handlers with a fake
+// socket, and `error`, emitted on an EventEmitter without an error listener, throws (the adapter's
+// request handler does not catch it, so the process would end on an unhandled rejection).
+const NAMESPACE_EVENTS: ReadonlySet<string> = new Set(["connect", "connection", "disconnect", "disconnecting", "error", "new_namespace", "newListener", "removeListener"]);
 // A request wraps its payload a few levels down (request → packet → data → arguments).
 const FRAMING_DEPTH = 4;
 const ADAPTER_CHANNEL = "adapter";
