@@ -57,6 +57,8 @@ export async function startGateway(env: Record<string, string> = {}, options: { 
       const response = await fetch(`${url}/${wait === "ready" ? "readyz" : "healthz"}`);
       return response.status === 200 ? true : undefined;
     });
+    // The start-up lines are written as the node starts answering: wait until they are through the pipe.
+    await waitFor(`gateway ${nodeId} to log its start`, () => (lines.some((line) => line.includes("listening on")) ? true : undefined));
   }
   return gateway;
 }

@@ -1,4 +1,6 @@
 import {
+  type AppEventName,
+  type AppEvents,
   CLIENT_EVENTS,
   type ErrorCode,
   ERRORS,
@@ -102,7 +104,11 @@ function errorFrom(body: unknown, fallback: ErrorCode): ClientError {
   return new ClientError(fallback);
 }
 
-export class SwitchboardClient {
+/**
+ * A connection to the gateway. `Events`, the application's event map (see `AppEvents`), types the
+ * data each application event carries; `@switchboard/emitter` takes the same map.
+ */
+export class SwitchboardClient<Events extends object = AppEvents> {
   /** The underlying socket.io-client socket, for what this client does not cover. */
   readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>;
   private currentState: ConnectionState = { status: "connecting" };
@@ -147,7 +153,7 @@ export class SwitchboardClient {
 
   /** Listens to a client event or an application event; returns a function that stops listening. */
   on<Event extends keyof ClientEvents>(event: Event, listener: ClientEvents[Event]): () => void;
-  on(event: string, listener: (...args: unknown[]) => void): () => void;
+  on<Event extends AppEventName<Events>>(event: Event, listener: (data: Events[Event], ...more: unknown[]) => void): () => void;
   on(event: string, listener: Listener): () => void {
     let set = this.listeners.get(event);
     if (!set) {
@@ -445,7 +451,7 @@ export class SwitchboardClient {
   }
 }
 
-/** Connects to a Switchboard gateway. */
-export function connect(options: ConnectOptions): SwitchboardClient {
-  return new SwitchboardClient(options);
+/** Connects to a Switchboard gateway; `Events` is the application's event map, when it has one. */
+export function connect<Events extends object = AppEvents>(options: ConnectOptions): SwitchboardClient<Events> {
+  return new SwitchboardClient<Events>(options);
 }

@@ -19,7 +19,18 @@ import {
   userIdOf,
   userRoom,
 } from "@switchboard/protocol";
-import type { ControlTransport, KickOptions, RawFrame, RedisCommander, RoomCount, SitePresence, UserPresence } from "@switchboard/protocol";
+import type {
+  AppEventName,
+  AppEvents,
+  ControlTransport,
+  KickOptions,
+  Publishable,
+  RawFrame,
+  RedisCommander,
+  RoomCount,
+  SitePresence,
+  UserPresence,
+} from "@switchboard/protocol";
 import { type OwnedConnection, type PublishClient, commandRunner, defaultErrorReporter, openConnection } from "./redis.js";
 
 export interface EmitterOptions {
@@ -64,18 +75,22 @@ export interface PublishResult {
 }
 
 /** A set of target rooms; every `emit` resolves once Redis took the frame. */
-export interface Target {
+export interface Target<Events extends object = AppEvents> {
   /** Leaves out the sockets in these rooms. */
-  except(room: string | string[]): Target;
-  emit(event: string, data?: unknown): Promise<PublishResult>;
+  except(room: string | string[]): Target<Events>;
+  emit<Event extends AppEventName<Events>>(event: Publishable<Event>, data?: Events[Event]): Promise<PublishResult>;
 }
 
-export interface SwitchboardEmitter {
-  toUser(userId: string | number): Target;
-  toSite(host: string): Target;
-  to(room: string | string[]): Target;
+/**
+ * Publishes to the cluster. `Events`, the application's event map (see `AppEvents`), types what
+ * `emit` takes; the clients of `@switchboard/client` take the same map.
+ */
+export interface SwitchboardEmitter<Events extends object = AppEvents> {
+  toUser(userId: string | number): Target<Events>;
+  toSite(host: string): Target<Events>;
+  to(room: string | string[]): Target<Events>;
   /** Emits to every authenticated socket on every node. */
-  emit(event: string, data?: unknown): Promise<PublishResult>;
+  emit<Event extends AppEventName<Events>>(event: Publishable<Event>, data?: Events[Event]): Promise<PublishResult>;
   /** Sends `kicked` to each of the user's sockets, then disconnects them. */
   /**
    * Kicks a user off the cluster: every socket gets `kicked` `{ code: "kicked", message, reason }` and
@@ -98,7 +113,7 @@ export interface SwitchboardEmitter {
   close(): Promise<void>;
 }
 
-export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
+export function createEmitter<Events extends object = AppEvents>(options: EmitterOptions): SwitchboardEmitter<Events> {
   const timeoutMs = options.publishTimeoutMs ?? 5000;
   const connectWaitMs = Math.min(options.connectWaitMs ?? 1000, timeoutMs);
   const onError = options.onError ?? defaultErrorReporter();
@@ -180,10 +195,10 @@ export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
     return Promise.all(sent);
   }
 
-  function target(resolveRooms: () => string[], exceptRooms: string[] = []): Target {
+  function target(resolveRooms: () => string[], exceptRooms: string[] = []): Target<Events> {
     return {
       except: (room) => target(resolveRooms, [...exceptRooms, ...(Array.isArray(room) ? room : [room])]),
-      async emit(event, data) {
+      async emit(event: string, data?: unknown) {
         const rooms = resolveRooms();
         checkRooms([...rooms, ...exceptRooms]);
         checkEvent(event);
@@ -201,7 +216,7 @@ export function createEmitter(options: EmitterOptions): SwitchboardEmitter {
     toUser: (userId) => target(() => [userRoom(userId)]),
     toSite: (host) => target(() => [siteRoom(host)]),
     to: (room) => target(() => (Array.isArray(room) ? [...room] : [room])),
-    async emit(event, data) {
+    async emit(event: string, data?: unknown) {
       checkEvent(event);
       if (signingKey !== null) return publish(RAW_FRAME_CHANNEL, rawMessage(encodeEveryoneFrame(event, data)));
       const [result] = await settle(() => socketIoEmitter.emit(event, data));

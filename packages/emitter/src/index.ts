@@ -10,4 +10,4 @@ export {
   siteRoom,
   userRoom,
 } from "@switchboard/protocol";
-export type { ErrorCode, KickOptions, RawFrame, RoomCount, SitePresence, UserPresence } from "@switchboard/protocol";
+export type { AppEventName, AppEvents, ErrorCode, KickOptions, RawFrame, RoomCount, SitePresence, UserPresence } from "@switchboard/protocol";

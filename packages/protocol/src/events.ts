@@ -164,6 +164,19 @@ export interface ServerToClientEvents {
   configured: (payload: ConfiguredPayload) => void;
 }
 
+/**
+ * An application's own events: each name with the data it carries. Declared once and shared by the
+ * application's publishers and clients, it types both ends: `createEmitter<ShopEvents>()` emits only
+ * what `connect<ShopEvents>()` listens for, with the same data. Without one, any name and any data go.
+ */
+export type AppEvents = Record<string, unknown>;
+
+/** The names of an application's events that can be published: the gateway's own are reserved. */
+export type AppEventName<Events extends object> = Exclude<keyof Events & string, keyof ServerToClientEvents>;
+
+/** An event name as a publisher may give it: a name of the gateway's own is refused even without a map. */
+export type Publishable<Event extends string> = Event extends keyof ServerToClientEvents ? never : Event;
+
 /** What clients send to the gateway, each with its acknowledgement's reply. */
 export interface ClientToServerEvents {
   authenticate: (payload: AuthenticatePayload, ack?: (reply: AuthenticatedPayload | ErrorBody | RefusedReply) => void) => void;

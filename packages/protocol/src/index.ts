@@ -10,7 +10,10 @@ export {
   isPublishableEvent,
 } from "./events.js";
 export type {
+  AppEventName,
+  AppEvents,
   AuthenticatePayload,
+  Publishable,
   AuthenticatedPayload,
   ClientPublishPayload,
   ClientToServerEvents,
