@@ -293,7 +293,9 @@ describe("the Redis side", () => {
     await waitFor("every drop counted", async () =>
       (await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" })) === before + 2000 ? true : undefined,
     );
-    expect(node.lines.slice(linesBefore).filter((line) => line.includes("dropped a frame")).length).toBeLessThanOrEqual(2);
+    // Its own kind of drop only: summaries of other tests' drops may fall in the same seconds.
+    const own = node.lines.slice(linesBefore).filter((line) => line.includes("dropped a frame") && line.includes('"code":"frame_not_msgpack"') && line.includes("socket.io#emitter"));
+    expect(own.length).toBeLessThanOrEqual(2);
   });
 
   it("a frame whose event is a 50,000-key map writes a short log line", async () => {
