@@ -2,9 +2,10 @@ import { createHmac, generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { describe, expect, it } from "vitest";
 import type { FastifyBaseLogger } from "fastify";
-import { AuthError, createTokenVerifier } from "../src/auth.js";
+import { createTokenVerifier } from "../src/auth.js";
 import { loadConfig } from "../src/config.js";
 import { toWireError } from "../src/errors.js";
+import { codeOf } from "./refusals.js";
 
 const SECRET = "k".repeat(40);
 const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -16,16 +17,6 @@ const verifierFor = (env: Record<string, string>) => createTokenVerifier(loadCon
 const hsVerifier = verifierFor({ JWT_SECRET: SECRET, JWT_ISSUER: "issuer", JWT_AUDIENCE: "sb" });
 const rsVerifier = verifierFor({ JWT_PUBLIC_KEY: rsaPublicPem });
 const good = (claims: object, options: jwt.SignOptions = {}) => jwt.sign(claims, SECRET, { issuer: "issuer", audience: "sb", expiresIn: 60, ...options });
-
-async function codeOf(verify: () => Promise<unknown>): Promise<string> {
-  try {
-    await verify();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AuthError);
-    return toWireError(err).code;
-  }
-  throw new Error("expected a refusal");
-}
 
 describe("token verification", () => {
   it("returns the user and normalised site", async () => {

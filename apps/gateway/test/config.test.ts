@@ -1,20 +1,11 @@
 import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/config.js";
+import { loadConfig } from "../src/config.js";
+import { configFailure } from "./refusals.js";
 
 const SECRET = "s".repeat(40);
 const rsaPem = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ type: "spki", format: "pem" }).toString();
 const ecPem = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ type: "spki", format: "pem" }).toString();
-
-function failure(env: Record<string, string>): ConfigError {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 describe("config", () => {
   it("applies the documented defaults", () => {
@@ -51,15 +42,15 @@ describe("config", () => {
   });
 
   it("refuses to start in production without a key", () => {
-    expect(failure({ NODE_ENV: "production" }).variable).toBe("JWT_SECRET");
+    expect(configFailure({ NODE_ENV: "production" }).variable).toBe("JWT_SECRET");
   });
 
   it("derives algorithms from a public key and refuses HS algorithms with it", () => {
     expect(loadConfig({ JWT_PUBLIC_KEY: rsaPem }).auth.algorithms).toEqual(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]);
     expect(loadConfig({ JWT_PUBLIC_KEY: ecPem.replace(/\n/g, "\\n") }).auth.algorithms).toEqual(["ES384"]);
-    expect(failure({ JWT_PUBLIC_KEY: rsaPem, JWT_ALGORITHMS: "HS256" }).variable).toBe("JWT_ALGORITHMS");
-    expect(failure({ JWT_SECRET: SECRET, JWT_ALGORITHMS: "RS256" }).variable).toBe("JWT_ALGORITHMS");
-    expect(failure({ JWT_SECRET: SECRET, JWT_ALGORITHMS: "none" }).variable).toBe("JWT_ALGORITHMS");
+    expect(configFailure({ JWT_PUBLIC_KEY: rsaPem, JWT_ALGORITHMS: "HS256" }).variable).toBe("JWT_ALGORITHMS");
+    expect(configFailure({ JWT_SECRET: SECRET, JWT_ALGORITHMS: "RS256" }).variable).toBe("JWT_ALGORITHMS");
+    expect(configFailure({ JWT_SECRET: SECRET, JWT_ALGORITHMS: "none" }).variable).toBe("JWT_ALGORITHMS");
   });
 
   it.each([
@@ -77,7 +68,7 @@ describe("config", () => {
     ["DEV_TOKENS", { DEV_TOKENS: "1", JWT_SECRET: "", JWT_PUBLIC_KEY: rsaPem }],
     ["DEV_TOKENS", { DEV_TOKENS: "1", NODE_ENV: "production", JWT_SECRET: SECRET }],
   ])("names %s when its value is unusable", (variable, env) => {
-    const error = failure({ JWT_SECRET: SECRET, ...env });
+    const error = configFailure({ JWT_SECRET: SECRET, ...env });
     expect(error.variable).toBe(variable);
     expect(error.message.startsWith(`${variable}: `)).toBe(true);
     expect(error.code).toBe("config_invalid");
@@ -110,12 +101,12 @@ describe("config of limits and operations", () => {
   it.each(LIMIT_VARIABLES.flatMap((variable) => ["abc", "-1", "1.5", "9".repeat(400), "0x10"].map((value) => [variable, value])))(
     "refuses %s=%j naming the variable",
     (variable, value) => {
-      expect(failure({ JWT_SECRET: SECRET, [variable]: value }).variable).toBe(variable);
+      expect(configFailure({ JWT_SECRET: SECRET, [variable]: value }).variable).toBe(variable);
     },
   );
 
   it("refuses NODE_ENV spellings other than production, development and test", () => {
-    for (const value of ["prod", "Production", "PRODUCTION", "staging", "dev"]) expect(failure({ JWT_SECRET: SECRET, NODE_ENV: value }).variable).toBe("NODE_ENV");
+    for (const value of ["prod", "Production", "PRODUCTION", "staging", "dev"]) expect(configFailure({ JWT_SECRET: SECRET, NODE_ENV: value }).variable).toBe("NODE_ENV");
     for (const value of ["production", "development", "test", ""]) expect(() => loadConfig({ JWT_SECRET: SECRET, NODE_ENV: value })).not.toThrow();
   });
 
@@ -123,8 +114,8 @@ describe("config of limits and operations", () => {
     expect(loadConfig({ JWT_SECRET: SECRET }).http.trustProxy).toBe(false);
     expect(loadConfig({ JWT_SECRET: SECRET, TRUST_PROXY: "1" }).http.trustProxy).toBe(1);
     expect(loadConfig({ JWT_SECRET: SECRET, TRUST_PROXY: "loopback, 10.0.0.0/8" }).http.trustProxy).toEqual(["loopback", "10.0.0.0/8"]);
-    expect(failure({ JWT_SECRET: SECRET, TRUST_PROXY: "true" }).variable).toBe("TRUST_PROXY");
-    expect(failure({ JWT_SECRET: SECRET, TRUST_PROXY: "not-an-address" }).variable).toBe("TRUST_PROXY");
+    expect(configFailure({ JWT_SECRET: SECRET, TRUST_PROXY: "true" }).variable).toBe("TRUST_PROXY");
+    expect(configFailure({ JWT_SECRET: SECRET, TRUST_PROXY: "not-an-address" }).variable).toBe("TRUST_PROXY");
   });
 });
 
@@ -142,21 +133,21 @@ describe("safe defaults", () => {
     expect(loadConfig({ JWT_SECRET: SECRET, NODE_ENV: "production", JWT_REQUIRE_EXP: "0" }).auth.requireExp).toBe(false);
     expect(loadConfig({ JWT_SECRET: SECRET, JWT_REQUIRE_EXP: "true" }).auth.requireExp).toBe(true);
     expect(loadConfig({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "3600" }).auth.maxTtlSeconds).toBe(3600);
-    expect(failure({ JWT_SECRET: SECRET, JWT_REQUIRE_EXP: "yes" }).variable).toBe("JWT_REQUIRE_EXP");
-    expect(failure({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "0" }).variable).toBe("JWT_MAX_TTL_SECONDS");
-    expect(failure({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "soon" }).variable).toBe("JWT_MAX_TTL_SECONDS");
+    expect(configFailure({ JWT_SECRET: SECRET, JWT_REQUIRE_EXP: "yes" }).variable).toBe("JWT_REQUIRE_EXP");
+    expect(configFailure({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "0" }).variable).toBe("JWT_MAX_TTL_SECONDS");
+    expect(configFailure({ JWT_SECRET: SECRET, JWT_MAX_TTL_SECONDS: "soon" }).variable).toBe("JWT_MAX_TTL_SECONDS");
   });
 
   it("counts presence unless PRESENCE=0, and refuses presence events without presence", () => {
     expect(loadConfig({ JWT_SECRET: SECRET }).presence).toBe(true);
     expect(loadConfig({ JWT_SECRET: SECRET, PRESENCE: "0" }).presence).toBe(false);
-    expect(failure({ JWT_SECRET: SECRET, PRESENCE: "0", PRESENCE_EVENTS: "1" }).variable).toBe("PRESENCE_EVENTS");
-    expect(failure({ JWT_SECRET: SECRET, PRESENCE: "off" }).variable).toBe("PRESENCE");
+    expect(configFailure({ JWT_SECRET: SECRET, PRESENCE: "0", PRESENCE_EVENTS: "1" }).variable).toBe("PRESENCE_EVENTS");
+    expect(configFailure({ JWT_SECRET: SECRET, PRESENCE: "off" }).variable).toBe("PRESENCE");
   });
 
   it("refuses DRAIN_SPREAD_MS longer than DRAIN_TIMEOUT_MS and defaults it to half of it, at most 5 s", () => {
     expect(loadConfig({ JWT_SECRET: SECRET }).drainSpreadMs).toBe(5000);
     expect(loadConfig({ JWT_SECRET: SECRET, DRAIN_TIMEOUT_MS: "3000" }).drainSpreadMs).toBe(1500);
-    expect(failure({ JWT_SECRET: SECRET, DRAIN_TIMEOUT_MS: "3000", DRAIN_SPREAD_MS: "4000" }).variable).toBe("DRAIN_SPREAD_MS");
+    expect(configFailure({ JWT_SECRET: SECRET, DRAIN_TIMEOUT_MS: "3000", DRAIN_SPREAD_MS: "4000" }).variable).toBe("DRAIN_SPREAD_MS");
   });
 });

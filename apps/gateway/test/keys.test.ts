@@ -6,9 +6,9 @@ import type { FastifyBaseLogger } from "fastify";
 import { SignJWT } from "jose";
 import jwt from "jsonwebtoken";
 import { describe, expect, it } from "vitest";
-import { AuthError, createTokenVerifier } from "../src/auth.js";
-import { ConfigError, loadConfig } from "../src/config.js";
-import { toWireError } from "../src/errors.js";
+import { createTokenVerifier } from "../src/auth.js";
+import { loadConfig } from "../src/config.js";
+import { codeOf, configFailure } from "./refusals.js";
 
 const silent = { logger: { info() {}, warn() {}, error() {}, debug() {} } as unknown as FastifyBaseLogger };
 const verifierFor = (env: Record<string, string>) => createTokenVerifier(loadConfig(env).auth, silent);
@@ -18,26 +18,6 @@ const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const rsaPublic = rsa.publicKey.export({ type: "spki", format: "pem" }).toString();
 const ed = generateKeyPairSync("ed25519");
 const edPublic = ed.publicKey.export({ type: "spki", format: "pem" }).toString();
-
-async function codeOf(verify: () => Promise<unknown>): Promise<string> {
-  try {
-    await verify();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AuthError);
-    return toWireError(err).code;
-  }
-  throw new Error("expected a refusal");
-}
-
-function configFailure(env: Record<string, string>): ConfigError {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 const hs = (kid: string | undefined, secret: string, claims: object = { sub: "u" }) => jwt.sign(claims, secret, { expiresIn: 60, ...(kid ? { keyid: kid } : {}) });
 
