@@ -304,7 +304,8 @@ describe("presence", () => {
     for (const sub of ["p1", "p2", "p3"]) await connectUser(sub === "p2" ? b : a, { sub, site: "paged.example" });
     const second = await connectUser(b, { sub: "p1", site: "paged.example" });
     for (const client of [second]) expect(await client.socket.emitWithAck("subscribe", { room: "topic(counted)" })).toMatchObject({ ok: true });
-    await waitFor("three users", async () => ((await api(a, "GET", "/api/v1/presence/sites/paged.example"))?.body?.count === 3 ? true : undefined));
+    // Each node writes its presence in batches: wait for all four sockets (the count of users is 3 before the last one is written).
+    await waitFor("four sockets", async () => ((await api(a, "GET", "/api/v1/presence/rooms/site(paged.example)/count"))?.body?.sockets === 4 ? true : undefined));
     const first = await api(a, "GET", "/api/v1/presence/sites/Paged.Example?limit=2");
     expect(first.body).toEqual({ users: ["p1", "p2"], count: 3, cursor: "p2" });
     expect((await api(b, "GET", "/api/v1/presence/sites/paged.example?limit=2&cursor=p2")).body).toEqual({ users: ["p3"], count: 3, cursor: null });

@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest";
+import { checkTargets, combine } from "../src/report.js";
+import type { Measurement } from "../src/scenarios.js";
+import { percentile, round } from "../src/stats.js";
+
+const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({ scenario, metric, unit: "µs", value, complete });
+
+describe("the report", () => {
+  it("takes the median of the rounds and gives a ratio only when both stacks delivered everything", () => {
+    const ours = [measured("targeted, burst", "server CPU per delivery", 30), measured("targeted, burst", "server CPU per delivery", 10), measured("targeted, burst", "server CPU per delivery", 20)];
+    const plain = [measured("targeted, burst", "server CPU per delivery", 20), measured("fanout, burst", "server CPU per delivery", 5, false)];
+    const rows = combine([...ours, measured("fanout, burst", "server CPU per delivery", 5)], plain);
+    expect(rows).toEqual([
+      { scenario: "targeted, burst", metric: "server CPU per delivery", unit: "µs", ours: 20, plain: 20, ratio: 1 },
+      { scenario: "fanout, burst", metric: "server CPU per delivery", unit: "µs", ours: 5, plain: 5, ratio: null },
+    ]);
+  });
+
+  it("checks each target against its row and says what was not measured", () => {
+    const rows = combine(
+      [measured("fanout, burst", "server CPU per delivery", 9), measured("connect storm", "server CPU per connection", 300), measured("connect storm, PRESENCE=0", "server CPU per connection", 280)],
+      [measured("fanout, burst", "server CPU per delivery", 10), measured("connect storm", "server CPU per connection", 200)],
+    );
+    const checks = checkTargets(rows);
+    expect(checks.find((check) => check.target.startsWith("fanout"))).toMatchObject({ measured: "0.9×", met: true });
+    expect(checks.find((check) => check.target.startsWith("connect storm"))).toMatchObject({ measured: "1.5×", met: false });
+    expect(checks.find((check) => check.target.startsWith("presence"))).toMatchObject({ measured: "7.14%", met: true });
+    expect(checks.find((check) => check.target.startsWith("targeted"))).toMatchObject({ measured: "not measured", met: null });
+  });
+});
+
+describe("statistics", () => {
+  it("reads percentiles by nearest rank and rounds to three significant digits", () => {
+    const sorted = Float64Array.from({ length: 100 }, (_, index) => index + 1);
+    expect([percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999), percentile(sorted, 1)]).toEqual([50, 99, 100, 100]);
+    expect(percentile(new Float64Array(), 0.5)).toBeNaN();
+    expect([round(0.123456), round(12.345), round(1234.5)]).toEqual([0.123, 12.3, 1235]);
+  });
+});
