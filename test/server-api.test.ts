@@ -4,6 +4,7 @@ import { promisify } from "node:util";
 import { encode } from "@msgpack/msgpack";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
+import { type Service, createService } from "@switchboard/service";
 import fc from "fast-check";
 import jwt from "jsonwebtoken";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +21,7 @@ let cluster: Cluster;
 let a: string;
 let b: string;
 let emitter: SwitchboardEmitter;
+const registered: Service[] = [];
 
 beforeAll(async () => {
   cluster = await startCluster(2, {
@@ -31,8 +33,15 @@ beforeAll(async () => {
   });
   [a, b] = cluster.nodes.map((node) => node.url) as [string, string];
   emitter = createEmitter({ redis: cluster.redis.url });
+  // Registered services for the registry routes: one the route tests remove, one the README's examples do.
+  for (const name of ["probe-svc", "orders"]) {
+    const service = createService({ redis: cluster.redis.url, name, handler: () => null });
+    registered.push(service);
+    await service.ready();
+  }
 });
 afterAll(async () => {
+  await Promise.all(registered.map((service) => service.close()));
   await emitter?.close();
   await cluster?.close();
 });
@@ -59,6 +68,9 @@ const EVERY_ROUTE: [string, string, unknown?][] = [
   ["GET", "/api/v1/presence/sites/x.example"],
   ["GET", "/api/v1/presence/rooms/topic(x)/count"],
   ["GET", "/api/v1/info"],
+  ["GET", "/api/v1/services"],
+  ["GET", "/api/v1/services/probe-svc"],
+  ["DELETE", "/api/v1/services/probe-svc"],
   ["POST", "/api/v1/events", { event: "probe-event", room: "topic(probe)" }],
   ["GET", "/api/v1/events"],
   ["DELETE", "/api/v1/events/probe-event"],
@@ -380,7 +392,7 @@ describe("GET /api/v1/openapi.json", () => {
     expect(document.openapi).toMatch(/^3\./);
     const listed = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`));
     const expected = EVERY_ROUTE.filter(([, path]) => !path.endsWith("openapi.json")).map(([method, path]) =>
-      `${method} ${path.replace("/users/x/", "/users/{id}/").replace("/users/x", "/users/{id}").replace("sites/x.example", "sites/{host}").replace("rooms/topic(x)/", "rooms/{room}/").replace("/events/probe-event", "/events/{event}").replace("/_notify/news", "/_notify/{event}").replace("/_notify_endpoint/news", "/_notify_endpoint/{event}")}`,
+      `${method} ${path.replace("/users/x/", "/users/{id}/").replace("/users/x", "/users/{id}").replace("sites/x.example", "sites/{host}").replace("rooms/topic(x)/", "rooms/{room}/").replace("/events/probe-event", "/events/{event}").replace("/_notify/news", "/_notify/{event}").replace("/_notify_endpoint/news", "/_notify_endpoint/{event}").replace("/services/probe-svc", "/services/{name}")}`,
     );
     expect(listed.sort()).toEqual([...new Set(expected)].sort());
   });
@@ -415,6 +427,9 @@ describe("the README's server API examples", () => {
       ["GET", "/api/v1/presence/sites/"],
       ["GET", "/api/v1/presence/rooms/"],
       ["GET", "/api/v1/info"],
+      ["GET", "/api/v1/services\""],
+      ["GET", "/api/v1/services/"],
+      ["DELETE", "/api/v1/services/"],
       ["POST", "/api/v1/events\""],
       ["GET", "/api/v1/events\""],
       ["DELETE", "/api/v1/events/"],

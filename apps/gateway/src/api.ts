@@ -5,11 +5,14 @@ import { SwitchboardError, normaliseSiteHost, userIdOf } from "@switchboard/prot
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { detailed } from "./errors.js";
 import type { Operations, Publication } from "./operations.js";
+import type { SharedState } from "./state.js";
 
 export interface ApiDeps {
   keys: readonly string[];
   operations: Operations;
   nodeId: string;
+  /** The registry of services, as nodes read it from Redis. */
+  services: Pick<SharedState, "services" | "service" | "unregisterService">;
 }
 
 const TAG = "server API";
@@ -260,6 +263,60 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
           },
         },
         async (request) => operations.roomCount(request.params.room),
+      );
+
+      const serviceInfo = {
+        type: "object",
+        required: ["name", "registeredAt", "instances", "queueDepth", "pending", "oldestPendingAgeMs"],
+        properties: {
+          name: { type: "string" },
+          registeredAt: { type: "integer" },
+          instances: { type: "integer" },
+          queueDepth: { type: "integer" },
+          pending: { type: "integer" },
+          oldestPendingAgeMs: { type: "integer", nullable: true },
+        },
+      } as const;
+      const serviceParams = { type: "object", required: ["name"], properties: { name: { type: "string", minLength: 1, maxLength: 64 } } } as const;
+
+      api.get(
+        "/services",
+        {
+          schema: {
+            tags: [TAG],
+            summary: "The registered services: live instances, queue depth, pending requests and the age of the oldest",
+            security,
+            response: { 200: { type: "object", required: ["services"], properties: { services: { type: "array", items: serviceInfo } } }, ...errors },
+          },
+        },
+        async () => ({ services: await deps.services.services() }),
+      );
+
+      api.get<{ Params: { name: string } }>(
+        "/services/:name",
+        { schema: { tags: [TAG], summary: "One registered service", security, params: serviceParams, response: { 200: serviceInfo, ...errors, 404: errorReply } } },
+        async (request) => {
+          const service = await deps.services.service(request.params.name);
+          if (service === null) throw new SwitchboardError("service_unknown");
+          return service;
+        },
+      );
+
+      api.delete<{ Params: { name: string } }>(
+        "/services/:name",
+        {
+          schema: {
+            tags: [TAG],
+            summary: "Remove a service with its queued requests (running instances register it again)",
+            security,
+            params: serviceParams,
+            response: { 204: { type: "null" }, ...errors, 404: errorReply },
+          },
+        },
+        async (request, reply) => {
+          if (!(await deps.services.unregisterService(request.params.name))) throw new SwitchboardError("service_unknown");
+          return reply.code(204).send();
+        },
       );
 
       api.get(

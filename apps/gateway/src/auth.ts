@@ -23,6 +23,8 @@ export interface Session {
 export interface Grants {
   rooms: readonly string[];
   publish: readonly string[];
+  /** Service name patterns the socket may call (and whose `service(<name>)` rooms it may join). */
+  services: readonly string[];
 }
 
 /** Why a token is refused although it verifies (a kick after it was issued, its jti revoked), or null. */
@@ -163,22 +165,22 @@ function lifetimeOf(claims: jwt.JwtPayload, config: AuthConfig): number | null {
   return exp * 1000;
 }
 
-const NO_GRANTS: Grants = Object.freeze({ rooms: Object.freeze([]), publish: Object.freeze([]) });
+const NO_GRANTS: Grants = Object.freeze({ rooms: Object.freeze([]), publish: Object.freeze([]), services: Object.freeze([]) });
 
-/** The `rooms` and `publish` claims: lists of room patterns (`*`, `{user}` and `{site}` as in SUBSCRIBE_ROOMS). */
+/** The `rooms`, `publish` and `services` claims: lists of patterns (`*`, `{user}` and `{site}` as in SUBSCRIBE_ROOMS). */
 function grantsOf(claims: jwt.JwtPayload): Grants {
   // Most tokens grant nothing more: they share one object rather than each holding two empty lists.
-  if (claims.rooms == null && claims.publish == null) return NO_GRANTS;
-  const patterns = (name: "rooms" | "publish"): readonly string[] => {
+  if (claims.rooms == null && claims.publish == null && claims.services == null) return NO_GRANTS;
+  const patterns = (name: keyof Grants): readonly string[] => {
     const value: unknown = claims[name];
     if (value === undefined || value === null) return NO_GRANTS.rooms;
     const list = typeof value === "string" ? [value] : value;
     if (!Array.isArray(list) || list.length > 100 || !list.every((item) => typeof item === "string" && item.length > 0 && item.length <= 200)) {
-      throw new AuthError("claims_invalid", `the ${name} claim must be a list of at most 100 room patterns`);
+      throw new AuthError("claims_invalid", `the ${name} claim must be a list of at most 100 patterns`);
     }
     return list;
   };
-  return { rooms: patterns("rooms"), publish: patterns("publish") };
+  return { rooms: patterns("rooms"), publish: patterns("publish"), services: patterns("services") };
 }
 
 function identityOf(claims: jwt.JwtPayload, siteClaim: string): Identity {

@@ -11,6 +11,8 @@ export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
   return {
     mode: "memory",
     adapter: LocalAdapter,
+    // No Redis, no services: nothing ever replies.
+    onServiceReply() {},
     onRawFrame(next) {
       handler = next;
     },

@@ -1,5 +1,5 @@
 import { RedisAdapter } from "@socket.io/redis-adapter";
-import { RAW_FRAME_CHANNEL, SwitchboardError } from "@switchboard/protocol";
+import { RAW_FRAME_CHANNEL, SwitchboardError, replyChannel } from "@switchboard/protocol";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import { createClient } from "redis";
 import type { Namespace } from "socket.io";
@@ -76,6 +76,19 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
         } catch (err) {
           // The handler checks what it decodes; anything still thrown is reported as a drop, never into the Redis client.
           dropFrame(RAW_FRAME_CHANNEL, "frame_invalid", err instanceof Error ? err.message : String(err));
+        }
+      });
+    },
+    onServiceReply(handler) {
+      sub.subscribe(replyChannel(nodeId), (message: Buffer) => {
+        if (message.length > limits.frameMaxBytes) {
+          dropFrame("replies", "frame_too_large", `${message.length} bytes is more than FRAME_MAX_BYTES (${limits.frameMaxBytes})`);
+          return;
+        }
+        try {
+          handler(message);
+        } catch (err) {
+          dropFrame("replies", "frame_invalid", err instanceof Error ? err.message : String(err));
         }
       });
     },

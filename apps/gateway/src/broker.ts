@@ -29,6 +29,8 @@ export interface Broker {
   adapter: AdapterFactory;
   /** Calls `handler` with each raw frame, on every node. Frames over FRAME_MAX_BYTES are dropped before it. */
   onRawFrame(handler: (frame: Buffer) => void): void;
+  /** Calls `handler` with each reply services send this node (its own reply channel); none in memory mode. */
+  onServiceReply(handler: (message: Buffer) => void): void;
   /** Publishes an encoded raw frame to every node; resolves once Redis took it. */
   publishRaw(frame: Uint8Array): Promise<void>;
   /**

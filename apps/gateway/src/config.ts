@@ -128,10 +128,25 @@ export interface Config {
   presenceEvents: boolean;
   /** A node silent for this long is gone: the others take its sockets out of presence. It beats every third of it. */
   presenceNodeTtlMs: number;
+  services: ServicesConfig;
   publicDir: string;
   /** Things the operator should know at start-up that do not stop it. */
   warnings: readonly string[];
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+}
+
+/** Calls from clients to backend services. */
+export interface ServicesConfig {
+  /** Service name patterns every authenticated socket may call, on top of its token's `services` claim. */
+  policy: readonly string[];
+  /** Requests a service may hold (waiting and under way) before more are refused with service_busy. */
+  maxPending: number;
+  /** The longest a caller may wait for a result, and the wait when it asks for none. */
+  requestTimeoutMs: number;
+  /** The largest request or send payload, as JSON. */
+  maxPayloadBytes: number;
+  /** Requests one socket may have waiting at once. */
+  maxCallsPerSocket: number;
 }
 
 /** A configuration value the gateway cannot use; the message names the variable. */
@@ -225,6 +240,11 @@ const envSchema = z.object({
   PRESENCE: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_EVENTS: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_NODE_TTL_MS: integer(1000, 600_000).default(15_000),
+  SERVICE_POLICY: list.optional(),
+  SERVICE_MAX_PENDING: integer(1, 10_000_000).default(1000),
+  SERVICE_REQUEST_TIMEOUT_MS: integer(100, 3_600_000).default(30_000),
+  SERVICE_MAX_PAYLOAD_BYTES: integer(2, 100 * MIB).default(64 * KIB),
+  SERVICE_MAX_CALLS_PER_SOCKET: integer(1, 100_000).default(100),
   FRAME_SIGNATURE_MAX_AGE_MS: integer(1000, 86_400_000).default(300_000),
 });
 
@@ -326,6 +346,13 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     presence,
     presenceEvents,
     presenceNodeTtlMs: vars.PRESENCE_NODE_TTL_MS,
+    services: Object.freeze({
+      policy: Object.freeze([...(vars.SERVICE_POLICY ?? [])]),
+      maxPending: vars.SERVICE_MAX_PENDING,
+      requestTimeoutMs: vars.SERVICE_REQUEST_TIMEOUT_MS,
+      maxPayloadBytes: vars.SERVICE_MAX_PAYLOAD_BYTES,
+      maxCallsPerSocket: vars.SERVICE_MAX_CALLS_PER_SOCKET,
+    }),
     frameSigning: vars.FRAME_SIGNING_KEYS === undefined ? null : Object.freeze({ keys: frameSigningKeys(vars.FRAME_SIGNING_KEYS), maxAgeMs: vars.FRAME_SIGNATURE_MAX_AGE_MS }),
     publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,
     logLevel: vars.LOG_LEVEL,

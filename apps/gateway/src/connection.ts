@@ -7,6 +7,7 @@ import {
   type EventErrorPayload,
   type Identity,
   type PublishReply,
+  type ServiceRequestAck,
   SERVER_EVENTS,
   type ServerToClientEvents,
   SwitchboardError,
@@ -27,6 +28,7 @@ import type { Metrics } from "./metrics.js";
 import type { Operations } from "./operations.js";
 import { type ClientEventName, type ClientEventSchemas, type ClientPayload, EVENT_COST, isClientEventName, parsePayload } from "./payloads.js";
 import type { PresenceTracker } from "./presence.js";
+import type { CallingSocket, ServiceCalls } from "./service-calls.js";
 import {
   type CompiledPattern,
   UNAUTHENTICATED_ROOM,
@@ -95,6 +97,9 @@ export interface ConnectionContext {
   /** Refused events per socket per 10 s before the socket is disconnected. */
   strikes: RateLimiterMemory;
   users: UserSockets;
+  services: ServiceCalls;
+  /** SERVICE_POLICY: services every authenticated socket may call. */
+  servicePolicy: readonly CompiledPattern[];
   /** Token expiry and its notice, for every connection of the node. */
   deadlines: Deadlines<Connection>;
 }
@@ -103,6 +108,7 @@ type Ack = (reply: unknown) => void;
 type Handlers = { [Event in ClientEventName]: (connection: Connection, payload: ClientPayload<Event>, ack: Ack | undefined) => void };
 
 const NO_PATTERNS: readonly CompiledPattern[] = Object.freeze([]);
+const SERVICE_ROOM = /^service\((.+)\)$/;
 
 /**
  * One client socket: who it is, what it subscribed to, and its timers (authentication timeout,
@@ -119,6 +125,8 @@ export class Connection {
     leave: (connection, payload, ack) => ack?.(connection.unsubscribe(payload.room)),
     configure: (connection, payload, ack) => connection.configure(payload, ack),
     publish: (connection, payload, ack) => connection.publish(payload, ack),
+    request: (connection, payload, ack) => connection.callService(payload, ack),
+    send: (connection, payload, ack) => connection.sendToService(payload, ack),
   };
 
   private identity: Identity | null = null;
@@ -127,6 +135,7 @@ export class Connection {
   /** What the token's claims add: rooms it may join, rooms it may publish to. */
   private claimedRooms: readonly CompiledPattern[] = NO_PATTERNS;
   private publishable: readonly CompiledPattern[] = NO_PATTERNS;
+  private callable: readonly CompiledPattern[] = NO_PATTERNS;
   private authTimeout: NodeJS.Timeout | undefined;
   /** When the token expires (null: never), whether its notice went out, and its place in the deadlines. */
   private expiresAt: number | null = null;
@@ -256,7 +265,9 @@ export class Connection {
     const identity = this.identity;
     if (!identity) return { ok: false, error: detailed("subscription_forbidden", "authenticate first") };
     if (this.subscriptions?.has(room)) return { ok: true, room };
-    if (!this.ctx.maySubscribe(identity, room, this.claimedRooms)) {
+    // A service's room is for its callers: the services claim and SERVICE_POLICY decide, not the room patterns.
+    const service = SERVICE_ROOM.exec(room)?.[1];
+    if (service !== undefined ? !this.mayCall(identity, service) : !this.ctx.maySubscribe(identity, room, this.claimedRooms)) {
       const reserved = reservedRoomProblem(room);
       return { ok: false, error: detailed("subscription_forbidden", reserved ?? `${preview(room)} is not a room this socket may subscribe to`) };
     }
@@ -342,6 +353,54 @@ export class Connection {
     );
   }
 
+  private mayCall(identity: Identity, service: string): boolean {
+    return matchesPattern(this.callable, identity, service) || matchesPattern(this.ctx.servicePolicy, identity, service);
+  }
+
+  private callingSocket(): CallingSocket | null {
+    const identity = this.identity;
+    return identity === null ? null : { id: this.socket.id, identity, mayCall: (service) => this.mayCall(identity, service) };
+  }
+
+  /** `request`: a call to a backend service; its replies come as `reply` events. */
+  private callService(payload: ClientPayload<"request">, ack: Ack | undefined): void {
+    const caller = this.callingSocket();
+    if (!caller) {
+      this.answerService(payload.service, ack, { ok: false, error: detailed("service_forbidden", "authenticate first") });
+      return;
+    }
+    this.ctx.services.request(caller, payload).then(
+      (answer) => this.answerService(payload.service, ack, answer),
+      (err: unknown) => {
+        this.ctx.logger.error({ err }, "a service request failed unexpectedly");
+        this.answerService(payload.service, ack, { ok: false, error: errorBody("internal_error") });
+      },
+    );
+  }
+
+  /** `send`: a message to a backend service that wants no reply. */
+  private sendToService(payload: ClientPayload<"send">, ack: Ack | undefined): void {
+    const caller = this.callingSocket();
+    if (!caller) {
+      this.answerService(payload.service, ack, { ok: false, error: detailed("service_forbidden", "authenticate first") });
+      return;
+    }
+    this.ctx.services.send(caller, payload).then(
+      (answer) => this.answerService(payload.service, ack, answer),
+      (err: unknown) => {
+        this.ctx.logger.error({ err }, "a service send failed unexpectedly");
+        this.answerService(payload.service, ack, { ok: false, error: errorBody("internal_error") });
+      },
+    );
+  }
+
+  /** The acknowledgement, or, for a refusal nobody asked to be acknowledged, an `error` event. */
+  private answerService(service: string, ack: Ack | undefined, answer: ServiceRequestAck): void {
+    if (!this.socket.connected) return;
+    if (ack) ack(answer);
+    else if (!answer.ok) this.socket.emit(SERVER_EVENTS.error, { ...answer.error, event: service.slice(0, 64) });
+  }
+
   private admit(session: Session): void {
     const identity = session.identity;
     if (this.ctx.users.full(identity.user)) {
@@ -378,6 +437,7 @@ export class Connection {
   private grant(grants: Grants): void {
     this.claimedRooms = grants.rooms.length === 0 ? NO_PATTERNS : compilePatterns(grants.rooms);
     this.publishable = grants.publish.length === 0 ? NO_PATTERNS : compilePatterns(grants.publish);
+    this.callable = grants.services.length === 0 ? NO_PATTERNS : compilePatterns(grants.services);
   }
 
   private refuseUserLimit(ack: Ack | undefined): void {
@@ -450,6 +510,7 @@ export class Connection {
       this.ctx.metrics.connectedSockets.dec();
       this.ctx.presence.socketLeft(this.identity, this.subscriptions ?? []);
     }
+    this.ctx.services.forget(this.socket.id);
     this.ctx.eventRate.delete(this.socket.id).catch(() => {});
     this.ctx.strikes.delete(this.socket.id).catch(() => {});
   }

@@ -56,6 +56,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   api_key_invalid: 401,
   not_found: 404,
   presence_off: 404,
+  service_unknown: 404,
   payload_too_large: 413,
   frame_too_large: 413,
   redis_unavailable: 503,

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** Each limit a client, address, user or publisher can run into; the label of `switchboard_limit_hits_total`. */
 export const LIMIT_KINDS = [
@@ -36,10 +36,14 @@ const AUTH_FAILURE_CODES = [
   "origin_not_allowed",
   "user_connection_limit",
 ] as const;
-const DROP_CHANNELS = ["socket.io#emitter", "adapter"] as const;
+const DROP_CHANNELS = ["socket.io#emitter", "adapter", "replies"] as const;
 const FRAME_LAYOUTS = ["map", "array"] as const;
 export type FrameLayout = (typeof FRAME_LAYOUTS)[number];
 const DROP_REASONS = ["frame_not_msgpack", "frame_invalid", "frame_too_large", "frame_unsigned", "frame_signature_invalid", "route_unknown", "route_incomplete"] as const;
+
+/** How a call to a service ended (or why it never started); the label of `switchboard_service_requests_total`. */
+export const SERVICE_OUTCOMES = ["done", "error", "timeout", "caller_gone", "sent", "unknown", "unavailable", "busy", "forbidden", "too_large", "too_many"] as const;
+export type ServiceOutcome = (typeof SERVICE_OUTCOMES)[number];
 
 /** The gateway's Prometheus metrics, on a registry of its own (no process-wide singletons). */
 export interface Metrics {
@@ -58,6 +62,15 @@ export interface Metrics {
   redisConnected: Gauge<"role">;
   subscriberRecreations: Counter;
   publishFailures: Counter;
+  /**
+   * Counts a call to a service by how it ended; `service` is empty for calls refused before a
+   * service was known to exist (so that clients cannot make up label values). `ms` is how long it took.
+   */
+  serviceRequest(service: string, outcome: ServiceOutcome, ms: number): void;
+  /** Counts a reply that came after its call had ended (timed out, caller gone). */
+  serviceReplyDropped(): void;
+  /** Where the queue depths come from when the metrics are read. */
+  readServiceQueues(reader: () => Promise<{ name: string; queueDepth: number }[]>): void;
 }
 
 export function createMetrics(nodeId: string): Metrics {
@@ -107,12 +120,42 @@ export function createMetrics(nodeId: string): Metrics {
       }
     },
   });
+  const serviceRequests = new Counter({
+    name: "switchboard_service_requests_total",
+    help: "Calls from this node's sockets to services, by service and outcome",
+    labelNames: ["service", "outcome"],
+    registers: [registry],
+  });
+  const serviceSeconds = new Histogram({
+    name: "switchboard_service_request_seconds",
+    help: "How long a service took to answer this node's callers (done, error or timeout)",
+    labelNames: ["service"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const serviceRepliesDropped = new Counter({
+    name: "switchboard_service_replies_dropped_total",
+    help: "Service replies that came after their call had ended (timed out, caller gone)",
+    registers: [registry],
+  });
+  let queueReader: (() => Promise<{ name: string; queueDepth: number }[]>) | null = null;
+  new Gauge({
+    name: "switchboard_service_queue_depth",
+    help: "Requests in each service's queue, waiting or under way (read from Redis when scraped)",
+    labelNames: ["service"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { name, queueDepth } of (await queueReader?.().catch(() => [])) ?? []) this.set({ service: name }, queueDepth);
+    },
+  });
   // Every label set is present from the start, at zero, so an alert can tell "none yet" from "not exported".
   for (const kind of LIMIT_KINDS) limitHits.inc({ kind }, 0);
   for (const code of AUTH_FAILURE_CODES) authFailures.inc({ code }, 0);
   for (const channel of DROP_CHANNELS) for (const reason of DROP_REASONS) framesDropped.inc({ channel, reason }, 0);
   for (const source of MESSAGE_SOURCES) messagesReceived.inc({ source }, 0);
   for (const layout of FRAME_LAYOUTS) framesDelivered.inc({ channel: "socket.io#emitter", layout }, 0);
+  for (const outcome of SERVICE_OUTCOMES) serviceRequests.inc({ service: "", outcome }, 0);
   return {
     registry,
     connectedSockets: new Gauge({
@@ -127,6 +170,14 @@ export function createMetrics(nodeId: string): Metrics {
     }),
     messageReceived: (source) => received.add(source),
     authFailures,
+    serviceRequest(service, outcome, ms) {
+      serviceRequests.inc({ service, outcome });
+      if (outcome === "done" || outcome === "error" || outcome === "timeout") serviceSeconds.observe({ service }, ms / 1000);
+    },
+    serviceReplyDropped: () => serviceRepliesDropped.inc(),
+    readServiceQueues(reader) {
+      queueReader = reader;
+    },
     frameDelivered: (layout) => delivered.add(layout),
     framesDropped,
     limitHits,

@@ -33,6 +33,17 @@ export function clientEventSchemas() {
       data: z.unknown(),
       _in: z.union([room, z.array(room).max(20)]).optional(),
     }),
+    [CLIENT_EVENTS.request]: z.object({
+      id: z.string().min(1).max(100).optional(),
+      service: z.string().min(1).max(64),
+      payload: z.unknown().optional(),
+      timeoutMs: z.number().int().positive().max(3_600_000).optional(),
+    }),
+    [CLIENT_EVENTS.send]: z.object({
+      service: z.string().min(1).max(64),
+      event: z.string().min(1).max(200).optional(),
+      payload: z.unknown().optional(),
+    }),
   } as const;
 }
 
@@ -51,6 +62,9 @@ export const EVENT_COST: Record<ClientEventName, number> = {
   [CLIENT_EVENTS.configure]: 5,
   // A message to every node.
   [CLIENT_EVENTS.publish]: 2,
+  // A script in Redis and, for a request, a call tracked until it ends.
+  [CLIENT_EVENTS.request]: 2,
+  [CLIENT_EVENTS.send]: 2,
 };
 
 export function isClientEventName(event: unknown, schemas: ClientEventSchemas): event is ClientEventName {

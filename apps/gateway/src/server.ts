@@ -15,6 +15,7 @@ import { type Metrics, createMetrics } from "./metrics.js";
 import { registerApi } from "./api.js";
 import { EventRoutes } from "./event-routes.js";
 import { createOperations } from "./operations.js";
+import { createServiceCalls } from "./service-calls.js";
 import { PresenceTracker } from "./presence.js";
 import { handleRawFrame } from "./raw-frames.js";
 import { RevocationMirror } from "./revocations.js";
@@ -121,13 +122,16 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     presence.resync();
   });
   presence.start();
-  transport.serve({ operations, presence });
+  const services = createServiceCalls({ io, state: broker.state, config: config.services, nodeId: config.nodeId, metrics, logger, dropFrame });
+  broker.onServiceReply((message) => services.onReply(message));
+  metrics.readServiceQueues(() => (broker.ready() ? broker.state.services() : Promise.resolve([])));
+  transport.serve({ operations, presence, services });
   const payloadMaxDepth = config.limits.payloadMaxDepth;
   const signing = config.frameSigning;
   broker.onRawFrame((frame) => handleRawFrame(frame, { operations, metrics, dropFrame, payloadMaxDepth, signing }));
   registerErrorHandling(app, metrics);
   await registerHttpRoutes(app, { config, broker, metrics, version: VERSION, draining: () => draining });
-  if (config.apiKeys !== null) await registerApi(app, { keys: config.apiKeys, operations, nodeId: config.nodeId });
+  if (config.apiKeys !== null) await registerApi(app, { keys: config.apiKeys, operations, nodeId: config.nodeId, services: broker.state });
   if (config.devTools) await registerDevRoutes(app, { operations, verifier, nodeId: config.nodeId });
 
   let closing: Promise<void> | null = null;
@@ -150,6 +154,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
       await presence.stop();
     } finally {
       clearTimeout(force);
+      services.close();
       warnings.close();
       verifier.close();
       await broker.close();

@@ -98,5 +98,10 @@ export function createMemoryState(): SharedState {
       const counts = [...((site !== undefined ? presence.site.get(site) : presence.room.get(room))?.values() ?? [])];
       return { sockets: counts.reduce((sum, count) => sum + count, 0), users: counts.length };
     },
+    // Services read their requests from Redis streams: without Redis there is none to call.
+    enqueueServiceRequest: async () => "service_unavailable",
+    services: async () => [],
+    service: async () => null,
+    unregisterService: async () => false,
   };
 }

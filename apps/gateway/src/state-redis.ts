@@ -1,5 +1,18 @@
-import { KEY_PREFIX, REDIS_KEYS, type RedisCommander, readRoomCount, readSitePresence, readUserPresence } from "@switchboard/protocol";
-import type { NodeInfo, PresenceCrossing, PresenceDelta, Revocations, SharedState } from "./state.js";
+import {
+  KEY_PREFIX,
+  REDIS_KEYS,
+  type RedisCommander,
+  SERVICE_INSTANCE_TTL_MS,
+  SERVICE_KEYS,
+  listServices,
+  readRoomCount,
+  readService,
+  readSitePresence,
+  readUserPresence,
+  requestFields,
+  unregisterService,
+} from "@switchboard/protocol";
+import type { EnqueueResult, NodeInfo, PresenceCrossing, PresenceDelta, Revocations, SharedState } from "./state.js";
 
 /**
  * Applies one node's presence deltas atomically. Per delta it updates the cluster-wide count
@@ -52,6 +65,19 @@ for i = 3, #ARGV, 4 do
   if redis.call("HINCRBY", ledger, entry, delta) <= 0 then redis.call("HDEL", ledger, entry) end
 end
 return crossings
+`;
+
+/**
+ * Queues one service request, or says why not, in one step so that two nodes cannot both squeeze
+ * into the last place of a queue. KEYS: the service's info, instances and requests (one hash slot).
+ * ARGV: the oldest heartbeat that still counts as live, the queue's limit, then the entry's fields.
+ */
+const ENQUEUE_SERVICE_REQUEST = `
+if redis.call("EXISTS", KEYS[1]) == 0 then return "service_unknown" end
+if redis.call("ZCOUNT", KEYS[2], ARGV[1], "+inf") == 0 then return "service_unavailable" end
+if redis.call("XLEN", KEYS[3]) >= tonumber(ARGV[2]) then return "service_busy" end
+redis.call("XADD", KEYS[3], "*", unpack(ARGV, 3))
+return "ok"
 `;
 
 const KIND_CODES: Record<PresenceDelta["kind"], string> = { user: "u", site: "s", room: "r" };
@@ -151,5 +177,14 @@ export function createRedisState(redis: RedisCommander, nodeTtlMs: () => number)
     userPresence: (user) => readUserPresence(redis, user),
     sitePresence: (host, cursor, limit) => readSitePresence(redis, host, cursor, limit),
     roomCount: (room) => readRoomCount(redis, room),
+    async enqueueServiceRequest(request, maxPending) {
+      const name = request.service;
+      const keys = [SERVICE_KEYS.info(name), SERVICE_KEYS.instances(name), SERVICE_KEYS.requests(name)];
+      const args = [String(Date.now() - SERVICE_INSTANCE_TTL_MS), String(maxPending), ...requestFields(request)];
+      return String(await run(["EVAL", ENQUEUE_SERVICE_REQUEST, String(keys.length), ...keys, ...args])) as EnqueueResult;
+    },
+    services: () => listServices(redis),
+    service: (name) => readService(redis, name),
+    unregisterService: (name) => unregisterService(redis, name),
   };
 }

@@ -1,4 +1,4 @@
-import type { RoomCount, SitePresence, UserPresence } from "@switchboard/protocol";
+import type { RoomCount, ServiceInfo, ServiceRequest, SitePresence, UserPresence } from "@switchboard/protocol";
 
 /**
  * The state nodes share (kept in Redis, or in memory on a single node): revocations, the event
@@ -29,7 +29,18 @@ export interface SharedState {
   userPresence(user: string): Promise<UserPresence>;
   sitePresence(host: string, cursor: string | null, limit: number): Promise<SitePresence>;
   roomCount(room: string): Promise<RoomCount>;
+
+  /**
+   * Queues a request for a service, atomically checking that the service is registered, has a live
+   * instance, and holds fewer than `maxPending` requests; says which check failed otherwise.
+   */
+  enqueueServiceRequest(request: ServiceRequest, maxPending: number): Promise<EnqueueResult>;
+  services(): Promise<ServiceInfo[]>;
+  service(name: string): Promise<ServiceInfo | null>;
+  unregisterService(name: string): Promise<boolean>;
 }
+
+export type EnqueueResult = "ok" | "service_unknown" | "service_unavailable" | "service_busy";
 
 export interface Revocations {
   /** User → the time before which that user's tokens are refused (ms since the epoch). */

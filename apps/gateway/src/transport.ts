@@ -17,10 +17,11 @@ import type { ThrottledWarnings } from "./log-throttle.js";
 import type { Metrics } from "./metrics.js";
 import { clientEventSchemas } from "./payloads.js";
 import type { PresenceTracker } from "./presence.js";
+import type { ServiceCalls } from "./service-calls.js";
 import { compilePatterns, createSubscriptionPolicy } from "./rooms.js";
 
 export interface TransportDeps {
-  config: Pick<Config, "nodeId" | "auth" | "subscribeRooms" | "limits" | "http" | "corsOrigins">;
+  config: Pick<Config, "nodeId" | "auth" | "subscribeRooms" | "limits" | "http" | "corsOrigins" | "services">;
   verifier: TokenVerifier;
   logger: FastifyBaseLogger;
   warnings: ThrottledWarnings;
@@ -54,7 +55,7 @@ function handshakeCredential(socket: ClientSocket): HandshakeCredential {
 export interface Transport {
   io: GatewayServer;
   /** Starts taking sockets; each one becomes a Connection using the node's operations and presence. */
-  serve(core: { operations: ConnectionContext["operations"]; presence: PresenceTracker }): void;
+  serve(core: { operations: ConnectionContext["operations"]; presence: PresenceTracker; services: ServiceCalls }): void;
   /**
    * Tells every socket to reconnect elsewhere (`reconnect` `{ retryAfterMs }`), spread evenly over
    * `spreadMs`, closing each socket's transport right after its event; resolves once every socket
@@ -177,6 +178,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     version: deps.version,
     maySubscribe: createSubscriptionPolicy(config.subscribeRooms),
     subscribePatterns: compilePatterns(config.subscribeRooms),
+    servicePolicy: compilePatterns(config.services.policy),
     schemas: clientEventSchemas(),
     deadlines: new Deadlines<Connection>((connection) => connection.deadlineReached()),
     eventRate: new RateLimiterMemory({ points: limits.clientEventRate, duration: 1, keyPrefix: "" }),

@@ -14,6 +14,10 @@ import {
   type ReconnectPayload,
   SERVER_EVENTS,
   type ServerToClientEvents,
+  type ServiceReplyPayload,
+  type ServiceRequestAck,
+  type ServiceRequestPayload,
+  type ServiceSendPayload,
   type SubscriptionReply,
   type WelcomePayload,
   isErrorCode,
@@ -30,6 +34,31 @@ export class ClientError extends Error {
     this.name = "ClientError";
     this.code = code;
   }
+}
+
+/**
+ * A service answered a `request` with an error. `code` is the service's own (a string it chose,
+ * such as `out_of_stock`) or one of the registry's (`request_timeout` when it did not answer in time).
+ */
+export class ServiceError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string = code) {
+    super(message);
+    this.name = "ServiceError";
+    this.code = code;
+  }
+}
+
+/** Options of `client.request`. */
+export interface RequestOptions<Progress = unknown> {
+  /** Called with each progress the service sends before its result. */
+  onProgress?: (progress: Progress) => void;
+  /**
+   * How long to wait for the result; the gateway caps it with SERVICE_REQUEST_TIMEOUT_MS.
+   * @default the gateway's SERVICE_REQUEST_TIMEOUT_MS (30 s unless configured)
+   */
+  timeoutMs?: number;
 }
 
 export type ConnectionState =
@@ -130,6 +159,9 @@ export class SwitchboardClient<Events extends object = AppEvents> {
   private lastRefusal: ErrorCode | null = null;
   private readonly url: string;
   private closed = false;
+  /** The calls to services under way, by the id their replies carry. */
+  private readonly replyHandlers = new Map<string, (reply: ServiceReplyPayload) => void>();
+  private requestCounter = 0;
 
   constructor(options: ConnectOptions) {
     this.authMode = options.auth ?? "handshake";
@@ -185,7 +217,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
 
   /** Joins a room the server's SUBSCRIBE_ROOMS policy allows; kept across reconnections. */
   async subscribe(room: string): Promise<void> {
-    await this.request(CLIENT_EVENTS.subscribe, room);
+    await this.roomRequest(CLIENT_EVENTS.subscribe, room);
     this.subscriptions.add(room);
   }
 
@@ -205,9 +237,54 @@ export class SwitchboardClient<Events extends object = AppEvents> {
     return reply.id;
   }
 
+  /**
+   * Calls a backend service and resolves with its result. Refusals (`service_unknown`,
+   * `service_unavailable`, `service_busy`, `service_forbidden`, `payload_too_large`) reject with a
+   * ClientError at once; the service's own errors, and `request_timeout`, with a ServiceError.
+   */
+  async request<Result = unknown, Progress = unknown>(service: string, payload?: unknown, options: RequestOptions<Progress> = {}): Promise<Result> {
+    const id = `r${++this.requestCounter}-${Math.random().toString(36).slice(2, 10)}`;
+    return new Promise<Result>((resolve, reject) => {
+      // The gateway ends every call with done or error by its deadline; this guards against a gateway that went away.
+      const guard = setTimeout(() => settle(() => reject(new ServiceError("request_timeout", ERRORS.request_timeout.message))), (options.timeoutMs ?? 30_000) + this.requestTimeoutMs);
+      const settle = (finish: () => void) => {
+        clearTimeout(guard);
+        this.replyHandlers.delete(id);
+        finish();
+      };
+      this.replyHandlers.set(id, (reply) => {
+        if (reply.kind === "progress") options.onProgress?.(reply.data as Progress);
+        else if (reply.kind === "done") settle(() => resolve(reply.data as Result));
+        else settle(() => reject(new ServiceError(reply.error.code, reply.error.message)));
+      });
+      const call: ServiceRequestPayload = { id, service, payload: payload ?? null, ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) };
+      this.socket
+        .timeout(this.requestTimeoutMs)
+        .emitWithAck(CLIENT_EVENTS.request, call)
+        .then(
+          (ack) => {
+            if (!ack.ok) settle(() => reject(errorFrom(ack.error, "internal_error")));
+          },
+          () => settle(() => reject(new ClientError("request_timeout"))),
+        );
+    });
+  }
+
+  /** Hands a backend service a message that wants no reply; resolves once the service's queue took it. */
+  async send(service: string, event: string, payload?: unknown): Promise<void> {
+    const message: ServiceSendPayload = { service, event, payload: payload ?? null };
+    let ack: ServiceRequestAck;
+    try {
+      ack = await this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.send, message);
+    } catch {
+      throw new ClientError("request_timeout");
+    }
+    if (!ack.ok) throw errorFrom(ack.error, "internal_error");
+  }
+
   async unsubscribe(room: string): Promise<void> {
     this.subscriptions.delete(room);
-    await this.request(CLIENT_EVENTS.unsubscribe, room);
+    await this.roomRequest(CLIENT_EVENTS.unsubscribe, room);
   }
 
   /** Disconnects for good. */
@@ -277,7 +354,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
     this.refreshToken().then(action, () => {});
   }
 
-  private async request(event: "subscribe" | "unsubscribe", room: string): Promise<void> {
+  private async roomRequest(event: "subscribe" | "unsubscribe", room: string): Promise<void> {
     let reply: SubscriptionReply;
     try {
       reply = await this.socket.timeout(this.requestTimeoutMs).emitWithAck(event, { room });
@@ -329,7 +406,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
     for (const room of [...this.subscriptions]) {
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.request(CLIENT_EVENTS.subscribe, room);
+          await this.roomRequest(CLIENT_EVENTS.subscribe, room);
           break;
         } catch (error) {
           const clientError = error instanceof ClientError ? error : new ClientError("internal_error");
@@ -406,12 +483,17 @@ export class SwitchboardClient<Events extends object = AppEvents> {
       this.fail(error);
     });
 
+    socket.on(SERVER_EVENTS.reply, (reply: ServiceReplyPayload) => this.replyHandlers.get(reply.id)?.(reply));
     socket.on(SERVER_EVENTS.kicked, (body: KickedPayload) => {
       this.setState({ status: "disconnected", reason: typeof body.reason === "string" ? body.reason : body.message, code: "kicked" });
       this.emitLocal("kicked", body);
     });
 
     socket.on("disconnect", (reason: string) => {
+      // The gateway forgets a socket's calls when it leaves: their answers will never come.
+      for (const handler of [...this.replyHandlers.values()]) {
+        handler({ id: "", kind: "error", error: { code: "request_timeout", message: `the connection closed (${reason}) before the service answered` } });
+      }
       if (this.reconnectWithFreshToken) {
         this.reconnectWithFreshToken = false;
         this.setState({ status: "connecting", reason: "refreshing an expired token" });

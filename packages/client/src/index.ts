@@ -1,3 +1,3 @@
-export { ClientError, SwitchboardClient, connect } from "./client.js";
-export type { AuthMode, ClientEvents, ConnectOptions, ConnectionState } from "./client.js";
+export { ClientError, ServiceError, SwitchboardClient, connect } from "./client.js";
+export type { AuthMode, ClientEvents, ConnectOptions, ConnectionState, RequestOptions } from "./client.js";
 export type { AppEventName, AppEvents, ClientErrorCode, KickedPayload, WelcomePayload } from "@switchboard/protocol";

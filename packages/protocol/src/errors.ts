@@ -108,6 +108,22 @@ export const ERRORS = {
     audience: "client",
     message: "The server did not answer in time.",
   },
+  service_unknown: {
+    audience: "client",
+    message: "No service of that name is registered.",
+  },
+  service_unavailable: {
+    audience: "client",
+    message: "The service has no live instance to take the request.",
+  },
+  service_busy: {
+    audience: "client",
+    message: "The service's queue is full; try again later.",
+  },
+  service_forbidden: {
+    audience: "client",
+    message: "This socket may not call that service.",
+  },
   connection_failed: {
     audience: "client",
     message: "The server could not be reached, and the client has stopped retrying.",

@@ -17,6 +17,8 @@ export const SERVER_EVENTS = {
   reconnect: "reconnect",
   /** The answer to `configure`: the rooms the socket holds by asking. */
   configured: "configured",
+  /** A service's answer to a `request`: progress, then its result or its error. */
+  reply: "reply",
 } as const;
 
 /**
@@ -39,6 +41,10 @@ export const CLIENT_EVENTS = {
   configure: "configure",
   /** Publishes to rooms the token's `publish` claim allows. */
   publish: "publish",
+  /** Calls a backend service and waits for its `reply` events. */
+  request: "request",
+  /** Hands a backend service a message that wants no reply. */
+  send: "send",
 } as const;
 
 /** Names Socket.IO reserves, and the events the gateway sends itself: nobody may publish them. */
@@ -146,6 +152,35 @@ export interface PresencePayload {
   online: boolean;
 }
 
+/** `request`: a call to a backend service. */
+export interface ServiceRequestPayload {
+  /** The caller's own id for the call, repeated in every `reply`; the gateway makes one when it is absent. */
+  id?: string;
+  service: string;
+  payload?: unknown;
+  /** How long the caller waits for the result (capped by SERVICE_REQUEST_TIMEOUT_MS). */
+  timeoutMs?: number;
+}
+
+/** The acknowledgement of `request` (taken and queued, or refused at once) and of `send`. */
+export type ServiceRequestAck = { ok: true; id: string } | { ok: false; error: ErrorBody };
+
+/** `send`: a message to a backend service that wants no reply. */
+export interface ServiceSendPayload {
+  service: string;
+  event?: string;
+  payload?: unknown;
+}
+
+/**
+ * A service's answer to a `request`, sent to the calling socket: any number of `progress`, then
+ * exactly one `done` or `error` (`request_timeout` when the service did not finish in time).
+ */
+export type ServiceReplyPayload =
+  | { id: string; kind: "progress"; data: unknown }
+  | { id: string; kind: "done"; data: unknown }
+  | { id: string; kind: "error"; error: { code: string; message: string } };
+
 /** A refusal of any client event, in its acknowledgement. */
 export interface RefusedReply {
   ok: false;
@@ -162,6 +197,7 @@ export interface ServerToClientEvents {
   error: (payload: EventErrorPayload) => void;
   reconnect: (payload: ReconnectPayload) => void;
   configured: (payload: ConfiguredPayload) => void;
+  reply: (payload: ServiceReplyPayload) => void;
 }
 
 /**
@@ -186,4 +222,6 @@ export interface ClientToServerEvents {
   leave: (payload: SubscribePayload, ack?: (reply: SubscriptionReply) => void) => void;
   configure: (payload: ConfigurePayload, ack?: (reply: ConfiguredPayload | RefusedReply) => void) => void;
   publish: (payload: ClientPublishPayload, ack?: (reply: PublishReply) => void) => void;
+  request: (payload: ServiceRequestPayload, ack?: (reply: ServiceRequestAck) => void) => void;
+  send: (payload: ServiceSendPayload, ack?: (reply: ServiceRequestAck) => void) => void;
 }

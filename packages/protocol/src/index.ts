@@ -26,6 +26,10 @@ export type {
   ReconnectPayload,
   RefusedReply,
   ServerToClientEvents,
+  ServiceReplyPayload,
+  ServiceRequestAck,
+  ServiceRequestPayload,
+  ServiceSendPayload,
   SubscribePayload,
   SubscriptionReply,
   TokenExpiringPayload,
@@ -48,7 +52,21 @@ export {
   signedPayload,
 } from "./frames.js";
 export type { DecodeResult, Delivery, FrameLimits, RawFrame, SignedEnvelope } from "./frames.js";
-export { normaliseSiteHost, siteRoom, userIdOf, userRoom } from "./rooms.js";
+export { normaliseSiteHost, serviceRoom, siteRoom, userIdOf, userRoom } from "./rooms.js";
+export {
+  SERVICE_GROUP,
+  SERVICE_INSTANCE_TTL_MS,
+  SERVICE_KEYS,
+  isServiceName,
+  listServices,
+  readRequestFields,
+  readService,
+  readServiceReply,
+  replyChannel,
+  requestFields,
+  unregisterService,
+} from "./services.js";
+export type { Caller, ServiceInfo, ServiceReply, ServiceRequest } from "./services.js";
 export { DEFAULT_MAX_DEPTH, nestsDeeperThan, preview } from "./untrusted.js";
 export { allowUser, encodeControlFrame, kickUser, readControlFrame, revokeToken } from "./control.js";
 export type { ControlFrame, ControlTransport, KickOptions } from "./control.js";

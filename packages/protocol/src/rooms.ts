@@ -6,6 +6,11 @@ export function userRoom(userId: string | number): string {
   return `user(${userIdOf(userId)})`;
 }
 
+/** The room a service broadcasts to; sockets whose `services` claim allows the service may join it. */
+export function serviceRoom(name: string): string {
+  return `service(${name})`;
+}
+
 /** The room every socket of one site joins; the host is normalised first. */
 export function siteRoom(host: string): string {
   const normalised = normaliseSiteHost(host);

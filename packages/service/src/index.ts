@@ -1,0 +1,6 @@
+export { createService } from "./service.js";
+export type { IncomingRequest, RequestContext, RequestHandler, Service, ServiceOptions } from "./service.js";
+export { createRegistry } from "./registry.js";
+export type { Registry } from "./registry.js";
+export { SERVICE_INSTANCE_TTL_MS, SERVICE_KEYS, SwitchboardError } from "@switchboard/protocol";
+export type { Caller, ServiceInfo } from "@switchboard/protocol";
