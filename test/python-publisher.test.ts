@@ -11,8 +11,9 @@ import { type Cluster, startCluster } from "./harness/cluster.js";
 const PYTHON = "/usr/bin/python3";
 const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
 const examples = [...readme.matchAll(/```python\n([\s\S]*?)```/g)].map((match) => match[1] ?? "");
-const example = examples.find((text) => !text.includes("SIGNING_SECRET"));
-const signedExample = examples.find((text) => text.includes("SIGNING_SECRET"));
+const publishers = examples.filter((text) => text.includes("socket.io#emitter"));
+const example = publishers.find((text) => !text.includes("SIGNING_SECRET"));
+const signedExample = publishers.find((text) => text.includes("SIGNING_SECRET"));
 
 let cluster: Cluster;
 let signing: Cluster;

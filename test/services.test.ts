@@ -185,6 +185,8 @@ describe("a service in Python, as docs/services.md writes it", () => {
     const doc = readFileSync(new URL("../docs/services.md", import.meta.url), "utf8");
     const source = /```python\n([\s\S]*?)```/.exec(doc)?.[1];
     expect(source, "a ```python block in docs/services.md").toBeDefined();
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    expect([...readme.matchAll(/```python\n([\s\S]*?)```/g)].map((match) => match[1]), "the README shows the same service").toContain(source);
     const script = join(tmpdir(), `switchboard-service-${process.pid}.py`);
     writeFileSync(script, source ?? "");
     // Debian's python3 with python3-redis (installed by scripts/test-deps.sh).
