@@ -129,6 +129,8 @@ export interface Config {
   /** A node silent for this long is gone: the others take its sockets out of presence. It beats every third of it. */
   presenceNodeTtlMs: number;
   services: ServicesConfig;
+  /** LIFECYCLE_EVENTS: record sockets coming and going in a stream (trimmed to this many records); null: off. */
+  lifecycleMaxLen: number | null;
   publicDir: string;
   /** Things the operator should know at start-up that do not stop it. */
   warnings: readonly string[];
@@ -240,6 +242,8 @@ const envSchema = z.object({
   PRESENCE: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_EVENTS: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_NODE_TTL_MS: integer(1000, 600_000).default(15_000),
+  LIFECYCLE_EVENTS: z.enum(["0", "1", "true", "false", ""]).optional(),
+  LIFECYCLE_MAXLEN: integer(100, 100_000_000).default(100_000),
   SERVICE_POLICY: list.optional(),
   SERVICE_MAX_PENDING: integer(1, 10_000_000).default(1000),
   SERVICE_REQUEST_TIMEOUT_MS: integer(100, 3_600_000).default(30_000),
@@ -291,6 +295,8 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   if (key.kind === "secret" && !key.generated && Buffer.byteLength(key.secret) < 32) {
     warnings.push("JWT_SECRET is shorter than 32 bytes; HS256 wants at least 256 bits of secret");
   }
+  const lifecycle = vars.LIFECYCLE_EVENTS === "1" || vars.LIFECYCLE_EVENTS === "true";
+  if (lifecycle && vars.REDIS_URL === undefined) throw new ConfigError("LIFECYCLE_EVENTS", "lifecycle records are kept in Redis: set REDIS_URL");
   const presence = vars.PRESENCE !== "0" && vars.PRESENCE !== "false";
   const presenceEvents = vars.PRESENCE_EVENTS === "1" || vars.PRESENCE_EVENTS === "true";
   if (presenceEvents && !presence) throw new ConfigError("PRESENCE_EVENTS", "presence events need presence: PRESENCE=0 turns it off");
@@ -346,6 +352,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     presence,
     presenceEvents,
     presenceNodeTtlMs: vars.PRESENCE_NODE_TTL_MS,
+    lifecycleMaxLen: lifecycle ? vars.LIFECYCLE_MAXLEN : null,
     services: Object.freeze({
       policy: Object.freeze([...(vars.SERVICE_POLICY ?? [])]),
       maxPending: vars.SERVICE_MAX_PENDING,

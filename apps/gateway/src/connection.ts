@@ -29,6 +29,7 @@ import type { Operations } from "./operations.js";
 import { type ClientEventName, type ClientEventSchemas, type ClientPayload, EVENT_COST, isClientEventName, parsePayload } from "./payloads.js";
 import type { PresenceTracker } from "./presence.js";
 import type { CallingSocket, ServiceCalls } from "./service-calls.js";
+import type { LifecycleLog } from "./lifecycle.js";
 import {
   type CompiledPattern,
   UNAUTHENTICATED_ROOM,
@@ -98,6 +99,8 @@ export interface ConnectionContext {
   strikes: RateLimiterMemory;
   users: UserSockets;
   services: ServiceCalls;
+  /** LIFECYCLE_EVENTS; null when off. */
+  lifecycle: LifecycleLog | null;
   /** SERVICE_POLICY: services every authenticated socket may call. */
   servicePolicy: readonly CompiledPattern[];
   /** Token expiry and its notice, for every connection of the node. */
@@ -148,7 +151,7 @@ export class Connection {
   ) {
     // Events are handled here, never by listeners on the socket: nothing reaches a handler unchecked.
     socket.use((packet) => this.dispatch(packet));
-    socket.on("disconnect", () => this.closed());
+    socket.on("disconnect", (reason) => this.closed(reason));
   }
 
   /** Admits a socket whose handshake carried a valid token, or waits for `authenticate`. */
@@ -280,6 +283,7 @@ export class Connection {
     this.socket.join(room);
     subscriptions.add(room);
     this.ctx.presence.roomJoined(identity, room);
+    this.ctx.lifecycle?.record("subscribed", identity, this.socket.id, { room });
     return { ok: true, room };
   }
 
@@ -289,7 +293,10 @@ export class Connection {
     if (reserved !== null) return { ok: false, error: detailed("subscription_forbidden", reserved) };
     if (this.subscriptions?.delete(room)) {
       this.socket.leave(room);
-      if (this.identity) this.ctx.presence.roomLeft(this.identity, room);
+      if (this.identity) {
+        this.ctx.presence.roomLeft(this.identity, room);
+        this.ctx.lifecycle?.record("unsubscribed", this.identity, this.socket.id, { room });
+      }
     }
     return { ok: true, room };
   }
@@ -414,6 +421,7 @@ export class Connection {
     this.ctx.users.add(identity.user);
     this.ctx.metrics.connectedSockets.inc();
     this.ctx.presence.socketAdmitted(identity);
+    this.ctx.lifecycle?.record("connected", identity, this.socket.id);
     this.socket.leave(UNAUTHENTICATED_ROOM);
     const rooms = roomsFor(identity);
     this.socket.join(rooms);
@@ -503,9 +511,10 @@ export class Connection {
     this.clearDeadline();
   }
 
-  private closed(): void {
+  private closed(reason: string): void {
     this.clearTimers();
     if (this.identity) {
+      this.ctx.lifecycle?.record("disconnected", this.identity, this.socket.id, { reason });
       this.ctx.users.remove(this.identity.user);
       this.ctx.metrics.connectedSockets.dec();
       this.ctx.presence.socketLeft(this.identity, this.subscriptions ?? []);

@@ -69,6 +69,8 @@ export interface Metrics {
   serviceRequest(service: string, outcome: ServiceOutcome, ms: number): void;
   /** Counts a reply that came after its call had ended (timed out, caller gone). */
   serviceReplyDropped(): void;
+  /** Counts lifecycle records dropped because Redis was away too long for the buffer. */
+  lifecycleDropped(count: number): void;
   /** Where the queue depths come from when the metrics are read. */
   readServiceQueues(reader: () => Promise<{ name: string; queueDepth: number }[]>): void;
 }
@@ -138,6 +140,11 @@ export function createMetrics(nodeId: string): Metrics {
     help: "Service replies that came after their call had ended (timed out, caller gone)",
     registers: [registry],
   });
+  const lifecycleDropped = new Counter({
+    name: "switchboard_lifecycle_dropped_total",
+    help: "Lifecycle records dropped because Redis was away longer than the node's buffer holds",
+    registers: [registry],
+  });
   let queueReader: (() => Promise<{ name: string; queueDepth: number }[]>) | null = null;
   new Gauge({
     name: "switchboard_service_queue_depth",
@@ -175,6 +182,7 @@ export function createMetrics(nodeId: string): Metrics {
       if (outcome === "done" || outcome === "error" || outcome === "timeout") serviceSeconds.observe({ service }, ms / 1000);
     },
     serviceReplyDropped: () => serviceRepliesDropped.inc(),
+    lifecycleDropped: (count) => lifecycleDropped.inc(count),
     readServiceQueues(reader) {
       queueReader = reader;
     },

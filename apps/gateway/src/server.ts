@@ -16,6 +16,7 @@ import { registerApi } from "./api.js";
 import { EventRoutes } from "./event-routes.js";
 import { createOperations } from "./operations.js";
 import { createServiceCalls } from "./service-calls.js";
+import { LifecycleLog } from "./lifecycle.js";
 import { PresenceTracker } from "./presence.js";
 import { handleRawFrame } from "./raw-frames.js";
 import { RevocationMirror } from "./revocations.js";
@@ -96,6 +97,8 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const routes = new EventRoutes(config.eventRoutes);
   const operations = createOperations({ io, broker, config, metrics, logger, routes, revocations });
   const startedAt = Date.now();
+  const lifecycle =
+    config.lifecycleMaxLen === null ? null : new LifecycleLog({ state: broker.state, nodeId: config.nodeId, maxLen: config.lifecycleMaxLen, metrics, logger, ready: () => broker.ready() });
   const presence = new PresenceTracker(config.nodeId, {
     state: broker.state,
     logger,
@@ -111,6 +114,9 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     },
     ready: () => broker.ready(),
     countSockets: config.presence,
+    onNodeGone: (node) => {
+      lifecycle?.nodeGone(node).catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not report a gone node's sockets"));
+    },
     flushMs: PRESENCE_FLUSH_MS,
     heartbeatMs: Math.floor(config.presenceNodeTtlMs / 3),
     nodeTtlMs: config.presenceNodeTtlMs,
@@ -125,7 +131,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const services = createServiceCalls({ io, state: broker.state, config: config.services, nodeId: config.nodeId, metrics, logger, dropFrame });
   broker.onServiceReply((message) => services.onReply(message));
   metrics.readServiceQueues(() => (broker.ready() ? broker.state.services() : Promise.resolve([])));
-  transport.serve({ operations, presence, services });
+  transport.serve({ operations, presence, services, lifecycle });
   const payloadMaxDepth = config.limits.payloadMaxDepth;
   const signing = config.frameSigning;
   broker.onRawFrame((frame) => handleRawFrame(frame, { operations, metrics, dropFrame, payloadMaxDepth, signing }));
@@ -152,6 +158,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
       await app.close();
       // Its sockets are gone: take them out of cluster-wide presence now rather than after the heartbeat.
       await presence.stop();
+      await lifecycle?.close();
     } finally {
       clearTimeout(force);
       services.close();

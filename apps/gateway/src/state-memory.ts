@@ -103,5 +103,8 @@ export function createMemoryState(): SharedState {
     services: async () => [],
     service: async () => null,
     unregisterService: async () => false,
+    // LIFECYCLE_EVENTS needs Redis (config refuses it without REDIS_URL).
+    writeLifecycle: async () => {},
+    claimLifecycleSockets: async () => [],
   };
 }

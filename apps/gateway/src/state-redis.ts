@@ -1,5 +1,7 @@
 import {
   KEY_PREFIX,
+  LIFECYCLE_KEYS,
+  lifecycleFields,
   REDIS_KEYS,
   type RedisCommander,
   SERVICE_INSTANCE_TTL_MS,
@@ -65,6 +67,13 @@ for i = 3, #ARGV, 4 do
   if redis.call("HINCRBY", ledger, entry, delta) <= 0 then redis.call("HDEL", ledger, entry) end
 end
 return crossings
+`;
+
+/** Reads a hash and deletes it, atomically (one key, so it works on Redis Cluster too). */
+const CLAIM_HASH = `
+local entries = redis.call("HGETALL", KEYS[1])
+redis.call("DEL", KEYS[1])
+return entries
 `;
 
 /**
@@ -186,5 +195,31 @@ export function createRedisState(redis: RedisCommander, nodeTtlMs: () => number)
     services: () => listServices(redis),
     service: (name) => readService(redis, name),
     unregisterService: (name) => unregisterService(redis, name),
+    async writeLifecycle(records, maxLen) {
+      // Issued together, so node-redis sends them in one write.
+      await Promise.all(
+        records.flatMap((record) => {
+          const writes = [run(["XADD", LIFECYCLE_KEYS.stream, "MAXLEN", "~", String(maxLen), "*", ...lifecycleFields(record)])];
+          const sockets = LIFECYCLE_KEYS.sockets(record.node);
+          if (record.type === "connected") writes.push(run(["HSET", sockets, record.socket, JSON.stringify({ user: record.user, site: record.site })]));
+          if (record.type === "disconnected") writes.push(run(["HDEL", sockets, record.socket]));
+          return writes;
+        }),
+      );
+    },
+    async claimLifecycleSockets(node) {
+      // Read and delete in one step: of the nodes that notice, exactly one reports the sockets.
+      const flat = ((await run(["EVAL", CLAIM_HASH, "1", LIFECYCLE_KEYS.sockets(node)])) as unknown[]).map(String);
+      const sockets: { socket: string; user: string; site: string }[] = [];
+      for (let index = 0; index + 1 < flat.length; index += 2) {
+        try {
+          const { user, site } = JSON.parse(flat[index + 1] ?? "{}") as { user?: unknown; site?: unknown };
+          if (typeof user === "string") sockets.push({ socket: flat[index] ?? "", user, site: typeof site === "string" ? site : "" });
+        } catch {
+          // Not written by a node: skipped.
+        }
+      }
+      return sockets;
+    },
   };
 }

@@ -1,4 +1,4 @@
-import type { RoomCount, ServiceInfo, ServiceRequest, SitePresence, UserPresence } from "@switchboard/protocol";
+import type { LifecycleRecord, RoomCount, ServiceInfo, ServiceRequest, SitePresence, UserPresence } from "@switchboard/protocol";
 
 /**
  * The state nodes share (kept in Redis, or in memory on a single node): revocations, the event
@@ -38,6 +38,14 @@ export interface SharedState {
   services(): Promise<ServiceInfo[]>;
   service(name: string): Promise<ServiceInfo | null>;
   unregisterService(name: string): Promise<boolean>;
+
+  /**
+   * Appends lifecycle records to the stream (trimmed to about `maxLen`), and keeps each node's list of
+   * connected sockets in step (a `connected` adds the socket, a `disconnected` removes it).
+   */
+  writeLifecycle(records: readonly LifecycleRecord[], maxLen: number): Promise<void>;
+  /** Takes a gone node's list of sockets, once: of several nodes asking, one gets it, the others nothing. */
+  claimLifecycleSockets(node: string): Promise<{ socket: string; user: string; site: string }[]>;
 }
 
 export type EnqueueResult = "ok" | "service_unknown" | "service_unavailable" | "service_busy";

@@ -17,6 +17,7 @@ import type { ThrottledWarnings } from "./log-throttle.js";
 import type { Metrics } from "./metrics.js";
 import { clientEventSchemas } from "./payloads.js";
 import type { PresenceTracker } from "./presence.js";
+import type { LifecycleLog } from "./lifecycle.js";
 import type { ServiceCalls } from "./service-calls.js";
 import { compilePatterns, createSubscriptionPolicy } from "./rooms.js";
 
@@ -55,7 +56,7 @@ function handshakeCredential(socket: ClientSocket): HandshakeCredential {
 export interface Transport {
   io: GatewayServer;
   /** Starts taking sockets; each one becomes a Connection using the node's operations and presence. */
-  serve(core: { operations: ConnectionContext["operations"]; presence: PresenceTracker; services: ServiceCalls }): void;
+  serve(core: { operations: ConnectionContext["operations"]; presence: PresenceTracker; services: ServiceCalls; lifecycle: LifecycleLog | null }): void;
   /**
    * Tells every socket to reconnect elsewhere (`reconnect` `{ retryAfterMs }`), spread evenly over
    * `spreadMs`, closing each socket's transport right after its event; resolves once every socket

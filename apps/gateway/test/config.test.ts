@@ -145,6 +145,17 @@ describe("safe defaults", () => {
     expect(configFailure({ JWT_SECRET: SECRET, PRESENCE: "off" }).variable).toBe("PRESENCE");
   });
 
+  it("records lifecycle events only when asked, only with Redis, in a stream of LIFECYCLE_MAXLEN", () => {
+    const redis = { JWT_SECRET: SECRET, REDIS_URL: "redis://127.0.0.1:6379" };
+    expect(loadConfig(redis).lifecycleMaxLen).toBeNull();
+    expect(loadConfig({ ...redis, LIFECYCLE_EVENTS: "1" }).lifecycleMaxLen).toBe(100_000);
+    expect(loadConfig({ ...redis, LIFECYCLE_EVENTS: "true", LIFECYCLE_MAXLEN: "500" }).lifecycleMaxLen).toBe(500);
+    expect(loadConfig({ ...redis, LIFECYCLE_EVENTS: "0", LIFECYCLE_MAXLEN: "500" }).lifecycleMaxLen).toBeNull();
+    expect(configFailure({ JWT_SECRET: SECRET, LIFECYCLE_EVENTS: "1" }).variable).toBe("LIFECYCLE_EVENTS");
+    expect(configFailure({ ...redis, LIFECYCLE_EVENTS: "yes" }).variable).toBe("LIFECYCLE_EVENTS");
+    for (const bad of ["0", "99", "ten", "1e9", "-5"]) expect(configFailure({ ...redis, LIFECYCLE_EVENTS: "1", LIFECYCLE_MAXLEN: bad }).variable).toBe("LIFECYCLE_MAXLEN");
+  });
+
   it("refuses DRAIN_SPREAD_MS longer than DRAIN_TIMEOUT_MS and defaults it to half of it, at most 5 s", () => {
     expect(loadConfig({ JWT_SECRET: SECRET }).drainSpreadMs).toBe(5000);
     expect(loadConfig({ JWT_SECRET: SECRET, DRAIN_TIMEOUT_MS: "3000" }).drainSpreadMs).toBe(1500);

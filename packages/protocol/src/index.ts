@@ -54,6 +54,9 @@ export {
 export type { DecodeResult, Delivery, FrameLimits, RawFrame, SignedEnvelope } from "./frames.js";
 export { normaliseSiteHost, serviceRoom, siteRoom, userIdOf, userRoom } from "./rooms.js";
 export {
+  LIFECYCLE_KEYS,
+  lifecycleFields,
+  readLifecycleRecord,
   SERVICE_GROUP,
   SERVICE_INSTANCE_TTL_MS,
   SERVICE_KEYS,
@@ -66,7 +69,7 @@ export {
   requestFields,
   unregisterService,
 } from "./services.js";
-export type { Caller, ServiceInfo, ServiceReply, ServiceRequest } from "./services.js";
+export type { Caller, LifecycleRecord, LifecycleType, ServiceInfo, ServiceReply, ServiceRequest } from "./services.js";
 export { DEFAULT_MAX_DEPTH, nestsDeeperThan, preview } from "./untrusted.js";
 export { allowUser, encodeControlFrame, kickUser, readControlFrame, revokeToken } from "./control.js";
 export type { ControlFrame, ControlTransport, KickOptions } from "./control.js";

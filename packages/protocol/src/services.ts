@@ -184,3 +184,43 @@ export async function unregisterService(redis: RedisCommander, name: string): Pr
   const listed = Number(await redis.command(["SREM", SERVICE_KEYS.index, name]));
   return removed > 0 || listed > 0;
 }
+
+/** Where the gateway records sockets coming and going (LIFECYCLE_EVENTS=1), for services to read. */
+export const LIFECYCLE_KEYS = {
+  /** One stream of records for the whole cluster, trimmed to LIFECYCLE_MAXLEN. */
+  stream: `${KEY_PREFIX}lifecycle`,
+  /** One node's connected sockets (a hash: socket id → JSON `{ user, site }`), so the node that finds it gone can report them. */
+  sockets: (node: string) => `${KEY_PREFIX}lifecycle:sockets:${node}`,
+} as const;
+
+/** What happened to a socket. */
+export type LifecycleType = "connected" | "disconnected" | "subscribed" | "unsubscribed";
+
+/**
+ * One record of the lifecycle stream; every field is a string there. `room` is set for
+ * subscriptions; `reason` for disconnections (Socket.IO's reason, or `node_gone` when the socket's
+ * node stopped beating and another node reported it).
+ */
+export interface LifecycleRecord {
+  type: LifecycleType;
+  user: string;
+  site: string;
+  socket: string;
+  node: string;
+  room: string;
+  reason: string;
+  /** When it happened, ms since the epoch. */
+  time: number;
+}
+
+/** The stream fields of a record, in the documented order. */
+export function lifecycleFields(record: LifecycleRecord): string[] {
+  return ["type", record.type, "user", record.user, "site", record.site, "socket", record.socket, "node", record.node, "room", record.room, "reason", record.reason, "time", String(record.time)];
+}
+
+/** Reads a record from its stream fields; null for an entry that is not one. */
+export function readLifecycleRecord(fields: Record<string, string>): LifecycleRecord | null {
+  const { type, user, site, socket, node, room, reason, time } = fields;
+  if ((type !== "connected" && type !== "disconnected" && type !== "subscribed" && type !== "unsubscribed") || !user || !socket || !node) return null;
+  return { type, user, site: site ?? "", socket, node, room: room ?? "", reason: reason ?? "", time: Number(time ?? 0) };
+}
