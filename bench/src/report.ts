@@ -153,6 +153,7 @@ export function markdown(report: Report): string {
     `Each figure is the median of ${report.rounds} round${report.rounds === 1 ? "" : "s"}; in each round the two stacks take the same load in turn.`,
     "Ratio is ours / plain (socket.io + @socket.io/redis-adapter + @socket.io/redis-emitter): below 1 is better, except for rates (conn/s, msgs/s).",
     "A ratio is only given when both stacks delivered everything they were sent.",
+    "The plain stack has no services: their rows are ours only, next to their floor (the same requests and replies through Redis, without the gateway).",
     "",
     "| Scenario | Metric | Ours | Plain | Ratio |",
     "| --- | --- | ---: | ---: | ---: |",

@@ -13,6 +13,7 @@ const USAGE = `npm run bench [-- options]
   --sockets <n>       sockets for the main scenarios (default ${FULL_SIZES.sockets})
   --messages <n>      messages in each targeted burst (default ${FULL_SIZES.burstMessages})
   --growth-sockets <n> sockets for the cost-growth scenario (default ${FULL_SIZES.growthSockets})
+  --service-requests <n> round trips in each services run (default ${FULL_SIZES.serviceRequests})
   --rounds <n>        rounds of every scenario, figures are medians (default 3; 1 with --quick)
   --only <list>       some of ${SCENARIO_NAMES.join(",")} (the connect storm always runs)
   --stack <name>      ours or plain: one stack only (no ratios)
@@ -27,6 +28,7 @@ const { values: options } = parseArgs({
     sockets: { type: "string" },
     messages: { type: "string" },
     "growth-sockets": { type: "string" },
+    "service-requests": { type: "string" },
     only: { type: "string" },
     rounds: { type: "string" },
     stack: { type: "string" },
@@ -62,6 +64,7 @@ const sizes: Sizes = {
   sockets: positive("sockets", options.sockets, base.sockets),
   burstMessages: positive("messages", options.messages, base.burstMessages),
   growthSockets: positive("growth-sockets", options["growth-sockets"], base.growthSockets),
+  serviceRequests: positive("service-requests", options["service-requests"], base.serviceRequests),
 };
 const rounds = positive("rounds", options.rounds, options.quick ? 1 : 3);
 // The pools share the sockets; more than ~5,000 in one process makes the load generator the bottleneck.
@@ -80,7 +83,10 @@ try {
   for (let round = 1; round <= rounds; round++) {
     if (rounds > 1) progress.line(`round ${round} of ${rounds}`);
     for (const stack of stacks) await runs[stack].mainScenarios();
-    if (stacks.includes("ours")) await runs.ours.presenceCost();
+    if (stacks.includes("ours")) {
+      await runs.ours.presenceCost();
+      await runs.ours.services();
+    }
     for (const stack of stacks) await runs[stack].costGrowth();
   }
 } finally {

@@ -1,7 +1,9 @@
 import { createClient } from "redis";
 import { BENCH_API_KEY, BENCH_SECRET, type Cluster, type Stack, startCluster } from "./cluster.js";
 import { type Usage, type Worker, startWorker } from "./ipc.js";
+import type { CallReply, CallersApi } from "./load/callers.js";
 import type { ClientsApi } from "./load/clients.js";
+import type { ServiceWorkerApi } from "./load/service.js";
 import { now } from "./load/clock.js";
 import { HTTP_BATCH, type PublishArgs, type PublisherApi, type PublishMode } from "./load/publisher.js";
 import type { Progress } from "./progress.js";
@@ -22,6 +24,12 @@ export interface Sizes {
   growthNodes: number[];
   /** How long idle nodes are left before their memory is read. */
   settleMs: number;
+  /** Sockets calling the echo service, one call in flight each. */
+  serviceCallers: number;
+  /** Requests in each services run. */
+  serviceRequests: number;
+  /** Requests each service instance handles at once. */
+  serviceConcurrency: number;
 }
 
 export const FULL_SIZES: Sizes = {
@@ -37,6 +45,9 @@ export const FULL_SIZES: Sizes = {
   growthMessages: 20_000,
   growthNodes: [1, 2, 4],
   settleMs: 1000,
+  serviceCallers: 50,
+  serviceRequests: 20_000,
+  serviceConcurrency: 64,
 };
 
 export const QUICK_SIZES: Sizes = {
@@ -52,6 +63,9 @@ export const QUICK_SIZES: Sizes = {
   growthMessages: 500,
   growthNodes: [1, 2],
   settleMs: 200,
+  serviceCallers: 10,
+  serviceRequests: 300,
+  serviceConcurrency: 16,
 };
 
 /** One figure of one stack. `complete` is false when a run lost messages or connections. */
@@ -67,7 +81,10 @@ const SITE = "bench.example";
 /** The scenario of the storm against nodes that count no presence. */
 export const OURS_WITHOUT_PRESENCE = "connect storm, PRESENCE=0";
 /** Scenarios that only the gateway has: no plain figure, no ratio. */
-export const OURS_ONLY = ["http publish", OURS_WITHOUT_PRESENCE];
+export const OURS_ONLY = ["http publish", OURS_WITHOUT_PRESENCE, "services"];
+/** The floor of the services scenario: the same requests and replies through Redis, without the gateway. */
+export const SERVICES_FLOOR = "services, direct Redis round trip (floor)";
+const SERVICE_NAME = "bench-echo";
 /** How long deliveries may stall before a scenario counts what it got. */
 const STALL_MS = 5000;
 
@@ -77,7 +94,7 @@ interface Load {
 }
 
 /** Scenarios that can be picked with --only; the connect storm always runs, as it connects the sockets. */
-export const SCENARIO_NAMES = ["storm", "targeted", "fanout", "raw", "http", "growth"] as const;
+export const SCENARIO_NAMES = ["storm", "targeted", "fanout", "raw", "http", "growth", "services"] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
 export interface RunOptions {
@@ -161,6 +178,65 @@ export class StackRun {
       await this.stopLoad(load);
       await cluster.stop();
     }
+  }
+
+  /**
+   * Ours only: request → result round trips (each caller socket makes hundreds a second, so the
+   * per-socket event rate limit is lifted) through two nodes to an echo service with 1 and 2
+   * instances (each its own process), next to the same requests written straight to the service's
+   * stream and answered on a Redis channel: the floor, what Redis and the service cost without the
+   * gateway and Socket.IO.
+   */
+  async services(): Promise<void> {
+    const { sizes } = this;
+    if (this.stack !== "ours" || !this.wanted("services")) return;
+    let floorP50: number | null = null;
+    for (const instances of [1, 2]) {
+      await this.flushRedis();
+      const cluster = await startCluster(this.stack, 2, this.redisUrl, { env: { SERVICE_POLICY: "bench-*", CLIENT_EVENT_RATE: "1000000" } });
+      const workers = Array.from({ length: instances }, () => startWorker<ServiceWorkerApi>("load/service"));
+      const callers = startWorker<CallersApi>("load/callers");
+      try {
+        await Promise.all(workers.map((worker, index) => worker.call("start", { redisUrl: this.redisUrl, name: SERVICE_NAME, concurrency: sizes.serviceConcurrency, instanceId: `bench-${index}` })));
+        const opened = await callers.call("open", { urls: cluster.urls, sockets: sizes.serviceCallers, secret: BENCH_SECRET, site: SITE });
+        if (opened.connected < sizes.serviceCallers) this.problems.push(`services: ${opened.connected} of ${sizes.serviceCallers} callers connected (${opened.errors.join("; ")})`);
+        if (instances === 1) {
+          this.progress.line(`${this.stack}: ${SERVICES_FLOOR}, ${sizes.serviceRequests} requests`);
+          const floor = await this.roundTrips(SERVICES_FLOOR, null, workers, (count) =>
+            callers.call("direct", { service: SERVICE_NAME, count, maxMs: 120_000, redisUrl: this.redisUrl, concurrency: sizes.serviceCallers }, 180_000),
+          );
+          floorP50 = floor.p50;
+        }
+        const scenario = `services, ${instances} instance${instances === 1 ? "" : "s"}`;
+        this.progress.line(`${this.stack}: ${scenario}, ${sizes.serviceRequests} requests from ${sizes.serviceCallers} sockets on 2 nodes`);
+        const run = await this.roundTrips(scenario, cluster, workers, (count) => callers.call("call", { service: SERVICE_NAME, count, maxMs: 120_000 }, 180_000));
+        this.record(scenario, "latency p50 against the floor", "×", floorP50 === null ? null : run.p50 / floorP50, run.complete);
+      } finally {
+        await callers.call("close", {}).catch(() => null);
+        await Promise.allSettled(workers.map((worker) => worker.call("close", {}, 30_000)));
+        await Promise.all([callers.stop(), ...workers.map((worker) => worker.stop())]);
+        await cluster.stop();
+      }
+    }
+  }
+
+  /** One run of round trips (after a warm-up of a tenth of it): throughput, latency, CPU of the gateway and of the service. */
+  private async roundTrips(scenario: string, cluster: Cluster | null, workers: Worker<ServiceWorkerApi>[], run: (count: number) => Promise<CallReply>): Promise<{ p50: number; complete: boolean }> {
+    await run(Math.ceil(this.sizes.serviceRequests / 10));
+    const before = await Promise.all([cluster?.usage() ?? Promise.resolve([]), Promise.all(workers.map((worker) => worker.call("usage", {})))]);
+    const reply = await run(this.sizes.serviceRequests);
+    const after = await Promise.all([cluster?.usage() ?? Promise.resolve([]), Promise.all(workers.map((worker) => worker.call("usage", {})))]);
+    const complete = reply.failed === 0 && reply.completed === this.sizes.serviceRequests;
+    if (!complete) this.problems.push(`${scenario}: ${reply.completed} of ${this.sizes.serviceRequests} round trips completed (${reply.errors.join("; ")})`);
+    const latencies = sortedSamples([reply.samples]);
+    const p50 = percentile(latencies, 0.5);
+    this.record(scenario, "round trips per second", "req/s", reply.completed / (reply.elapsedMs / 1000), complete);
+    this.record(scenario, "latency p50", "ms", p50, complete);
+    this.record(scenario, "latency p99", "ms", percentile(latencies, 0.99), complete);
+    if (cluster !== null) this.record(scenario, "gateway CPU per round trip", "µs", cpuDelta(before[0], after[0]) / reply.completed, complete);
+    const serviceCpu = after[1].reduce((total, usage, index) => total + usage.cpuUs - before[1][index]!.cpuUs, 0);
+    this.record(scenario, "service CPU per round trip", "µs", serviceCpu / reply.completed, complete);
+    return { p50, complete };
   }
 
   /** The targeted burst with 1, 2, 4… nodes: Redis messages each node receives, server µs per delivery. */
