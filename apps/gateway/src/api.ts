@@ -39,9 +39,19 @@ type PublishBody = Publication & { rooms?: string[] };
 
 /** `room` and `rooms` are one list of rooms to the operations core. */
 function publicationOf(body: PublishBody): Publication {
-  const { rooms: roomList, ...publication } = body;
-  const room = [...(publication.room === undefined ? [] : Array.isArray(publication.room) ? publication.room : [publication.room]), ...(roomList ?? [])];
-  return { ...publication, ...(room.length > 0 ? { room } : {}) };
+  // Written out rather than spread: this runs for every message, and V8 copies spread objects slowly.
+  const publication: Publication = { data: body.data };
+  if (body.event !== undefined) publication.event = body.event;
+  if (body.except !== undefined) publication.except = body.except;
+  if (body._in !== undefined) publication._in = body._in;
+  if (body.user !== undefined) publication.user = body.user;
+  if (body.site !== undefined) publication.site = body.site;
+  if (body.rooms === undefined) {
+    if (body.room !== undefined) publication.room = body.room;
+  } else {
+    publication.room = body.room === undefined ? body.rooms : [...(Array.isArray(body.room) ? body.room : [body.room]), ...body.rooms];
+  }
+  return publication;
 }
 const idParams = { type: "object", required: ["id"], properties: { id: { type: "string", minLength: 1, maxLength: 256 } } } as const;
 

@@ -1,16 +1,24 @@
 import { SwitchboardError } from "@switchboard/protocol";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Adapter, type BroadcastOptions } from "socket.io-adapter";
-import type { Broker, BrokerDeps, RateLimiterOptions } from "./broker.js";
+import { encode as encodeMsgpack } from "notepack.io";
+import { type Broker, type BrokerDeps, type RateLimiterOptions, broadcastOf } from "./broker.js";
 import { exceptUnauthenticated } from "./rooms.js";
 import { createMemoryState } from "./state-memory.js";
 
 /** One node is the whole cluster: Socket.IO's in-memory adapter, raw frames delivered in process. */
 export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
   let handler: ((frame: Buffer) => void) | null = null;
+  let local: LocalAdapter | null = null;
   return {
     mode: "memory",
-    adapter: LocalAdapter,
+    adapter: class extends LocalAdapter {
+      constructor(nsp: ConstructorParameters<typeof LocalAdapter>[0]) {
+        super(nsp);
+        // The node has one namespace, `/`: its adapter is where published messages go.
+        local ??= this;
+      }
+    },
     // No Redis, no services: nothing ever replies.
     onServiceReply() {},
     onRawFrame(next) {
@@ -21,6 +29,12 @@ export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
       const bytes = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
       if (bytes.length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
       handler?.(bytes);
+    },
+    async publish(message) {
+      const { packet, rooms, except } = broadcastOf(message);
+      // Measured as Redis would carry it, so a message too large for a cluster is too large here too.
+      if (encodeMsgpack([packet, rooms, except]).length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
+      local?.broadcast(packet, { rooms: new Set(rooms), except: new Set(except), flags: {} });
     },
     createRateLimiter: memoryRateLimiter,
     state: createMemoryState(),
@@ -39,6 +53,7 @@ export function memoryRateLimiter(options: RateLimiterOptions): RateLimiterMemor
 class LocalAdapter extends Adapter {
   override broadcast(packet: unknown, opts: BroadcastOptions): void {
     const except = exceptUnauthenticated(opts.except, this.rooms);
-    super.broadcast(packet, except === opts.except ? opts : { ...opts, except });
+    // Written out rather than spread: V8 copies a spread object with an added property slowly.
+    super.broadcast(packet, except === opts.except ? opts : { rooms: opts.rooms, except, flags: opts.flags });
   }
 }

@@ -16,8 +16,10 @@ export type AdapterFactory = typeof Adapter;
  * mode — `memory` (one node, no Redis) and `redis` (classic pub/sub through @socket.io/redis-adapter).
  *
  * - `adapter` delivers Socket.IO broadcasts to every node's sockets, each socket once.
+ * - `publish` hands a message for the cluster's sockets to Redis in the adapter's own format, on
+ *   the channel of its room when it has one, so a node holding none of it skips it undecoded.
  * - `onRawFrame` / `publishRaw` carry raw frames: every node receives every frame.
- * - `publishRaw` resolves only once Redis took the frame; otherwise it rejects with a
+ * - `publish` and `publishRaw` resolve only once Redis took the message; otherwise they reject with a
  *   {@link SwitchboardError} (`redis_unavailable`, `publish_timeout`, `frame_too_large`), so
  *   nobody is told a message was sent when it was not.
  * - Nothing waits for Redis to be up: a node starts, serves its own sockets and answers
@@ -33,6 +35,8 @@ export interface Broker {
   onServiceReply(handler: (message: Buffer) => void): void;
   /** Publishes an encoded raw frame to every node; resolves once Redis took it. */
   publishRaw(frame: Uint8Array): Promise<void>;
+  /** Sends a message to the cluster's sockets in its rooms (every authenticated one when there are none); resolves once Redis took it. */
+  publish(message: OutboundMessage): Promise<void>;
   /**
    * A counter of `points` per `durationSeconds` per key, shared by every node: kept in Redis, and
    * in this node's memory while Redis is away (so admission never waits for Redis). In memory
@@ -52,6 +56,23 @@ export interface Broker {
   /** Whether Redis is there: `none` in memory mode. */
   redisState(): "none" | "ready" | "unavailable";
   close(): Promise<void>;
+}
+
+/** A message for the sockets of the cluster, as the HTTP API, the node itself and clients publish one. */
+export interface OutboundMessage {
+  /** Empty: every authenticated socket. */
+  rooms: readonly string[];
+  except: readonly string[];
+  event: string;
+  args: readonly unknown[];
+}
+
+/** Socket.IO's EVENT packet type (the parser turns it into BINARY_EVENT when an argument holds binary data). */
+const EVENT_PACKET = 2;
+
+/** The message as Socket.IO's adapters broadcast it: a packet for the namespace `/`, and its options. */
+export function broadcastOf(message: OutboundMessage): { packet: { type: number; data: unknown[]; nsp: string }; rooms: string[]; except: string[] } {
+  return { packet: { type: EVENT_PACKET, data: [message.event, ...message.args], nsp: "/" }, rooms: [...message.rooms], except: [...message.except] };
 }
 
 export interface RateLimiterOptions {

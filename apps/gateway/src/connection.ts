@@ -25,7 +25,7 @@ import type { Config } from "./config.js";
 import type { Deadlines } from "./deadlines.js";
 import { detailed, toWireError } from "./errors.js";
 import type { Metrics } from "./metrics.js";
-import type { Operations } from "./operations.js";
+import type { Operations, Publication } from "./operations.js";
 import { type ClientEventName, type ClientEventSchemas, type ClientPayload, EVENT_COST, isClientEventName, parsePayload } from "./payloads.js";
 import type { PresenceTracker } from "./presence.js";
 import type { CallingSocket, ServiceCalls } from "./service-calls.js";
@@ -332,14 +332,10 @@ export class Connection {
       answer({ ok: false, error: detailed("publish_forbidden", "the token has no publish claim") });
       return;
     }
-    const publication = {
-      event: payload.event,
-      data: payload.data ?? null,
-      user: identity.user,
-      ...(identity.site !== null ? { site: identity.site } : {}),
-      ...(payload.room !== undefined ? { room: payload.room } : {}),
-      ...(payload._in !== undefined ? { _in: payload._in } : {}),
-    };
+    const publication: Publication = { event: payload.event, data: payload.data ?? null, user: identity.user };
+    if (identity.site !== null) publication.site = identity.site;
+    if (payload.room !== undefined) publication.room = payload.room;
+    if (payload._in !== undefined) publication._in = payload._in;
     let rooms: string[];
     try {
       rooms = this.ctx.operations.targets(publication);
@@ -354,7 +350,9 @@ export class Connection {
         return;
       }
     }
-    this.ctx.operations.publish({ ...publication, room: rooms }, "client").then(
+    // The rooms were resolved above; the route is not looked up twice.
+    publication.room = rooms;
+    this.ctx.operations.publish(publication, "client").then(
       ({ id }) => answer({ ok: true, id }),
       (err: unknown) => answer({ ok: false, error: err instanceof SwitchboardError ? err.toJSON() : errorBody("internal_error") }),
     );

@@ -12,9 +12,10 @@ import {
   SwitchboardError,
   type UserPresence,
   allowUser,
+  checkRawFrame,
   encodeControlFrame,
-  encodeEveryoneFrame,
-  encodeRawFrame,
+  isPublishableEvent,
+  preview,
   errorBody,
   kickUser,
   newMessageId,
@@ -24,7 +25,7 @@ import {
 } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import type { Server } from "socket.io";
-import type { Broker } from "./broker.js";
+import type { Broker, OutboundMessage } from "./broker.js";
 import type { Config } from "./config.js";
 import { detailed } from "./errors.js";
 import { routeProblem } from "./config.js";
@@ -50,7 +51,7 @@ export interface Publication {
 /**
  * The server-side actions of a node, one implementation each, whatever asks for them: the HTTP API,
  * the development endpoints, client events, raw frames from Redis. Publishing always takes the same
- * road: a raw frame through the broker to every node, which delivers it to its own sockets.
+ * road: a checked message handed to the broker, which carries it to the nodes holding its rooms.
  */
 export interface Operations {
   /** Resolves the publication's rooms (route_unknown, route_incomplete) and publishes it cluster-wide. */
@@ -123,13 +124,12 @@ export function createOperations(deps: OperationsDeps): Operations {
     return { ok: true, rooms: [...new Set([routed.room, ...added])] };
   }
 
-  /** A publication as the frame every node receives; its rooms are resolved here, once, so every node delivers to the same ones. */
-  function framed(publication: Publication): { id: string; rooms: string[]; frame: Uint8Array } {
+  /** A publication checked as a frame from Redis would be, with its rooms resolved here, once, so every node delivers to the same ones. */
+  function checked(publication: Publication): { id: string; rooms: string[]; message: OutboundMessage } {
     const rooms = operations.targets(publication);
-    const id = newMessageId();
     const except = list(publication.except);
-    const frame = encodeRawFrame({ room: rooms, event: publication.event ?? "message", data: publication.data ?? null, id, ...(except.length > 0 ? { except } : {}) }, limits);
-    return { id, rooms, frame: seal(frame) };
+    const frame = checkRawFrame({ room: rooms, event: publication.event ?? "message", data: publication.data ?? null, ...(except.length > 0 ? { except } : {}) }, limits);
+    return { id: frame.id, rooms, message: { rooms: frame.rooms, except: frame.except, event: frame.event, args: frame.args } };
   }
 
   const operations: Operations = {
@@ -144,29 +144,30 @@ export function createOperations(deps: OperationsDeps): Operations {
     },
 
     async publish(publication, source) {
-      const { id, rooms, frame } = framed(publication);
-      await broker.publishRaw(frame);
+      const { id, rooms, message } = checked(publication);
+      await broker.publish(message);
       if (source !== null) metrics.messageReceived(source);
       return { id, rooms };
     },
 
     async publishMany(publications, source) {
-      const frames = publications.map((publication, index) => {
+      const messages = publications.map((publication, index) => {
         try {
-          return framed(publication);
+          return checked(publication);
         } catch (err) {
           if (err instanceof SwitchboardError) throw new SwitchboardError(err.code, `messages[${index}]: ${err.message}`);
           throw err;
         }
       });
       // Issued together, the publishes share the Redis connection's pipeline.
-      await Promise.all(frames.map(({ frame }) => broker.publishRaw(frame)));
-      for (let count = 0; count < frames.length; count++) metrics.messageReceived(source);
-      return { ids: frames.map(({ id }) => id) };
+      await Promise.all(messages.map(({ message }) => broker.publish(message)));
+      for (let count = 0; count < messages.length; count++) metrics.messageReceived(source);
+      return { ids: messages.map(({ id }) => id) };
     },
 
     async broadcast(event, data, source) {
-      await broker.publishRaw(seal(encodeEveryoneFrame(event, data ?? null)));
+      if (!isPublishableEvent(event)) throw new SwitchboardError("invalid_event", `event ${preview(event)} is not a publishable event name`);
+      await broker.publish({ rooms: [], except: [], event, args: [data ?? null] });
       metrics.messageReceived(source);
       return { id: newMessageId() };
     },

@@ -185,7 +185,7 @@ function netCrossings(crossings: PresenceCrossing[]): PresenceCrossing[] {
   for (const crossing of crossings) {
     const id = `${crossing.site}\u0000${crossing.user}`;
     const earlier = last.get(id);
-    last.set(id, { ...crossing, first: earlier ? earlier.first : !crossing.online });
+    last.set(id, { site: crossing.site, user: crossing.user, online: crossing.online, first: earlier ? earlier.first : !crossing.online });
   }
   // Online then offline (or the reverse) within one batch cancel out.
   return [...last.values()].filter((crossing) => crossing.online !== crossing.first).map(({ site, user, online }) => ({ site, user, online }));

@@ -110,7 +110,8 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
     const caller = { user: socket.identity.user, site: socket.identity.site ?? "", socket: socket.id, node: deps.nodeId };
     let queued: Awaited<ReturnType<SharedState["enqueueServiceRequest"]>>;
     try {
-      queued = await deps.state.enqueueServiceRequest({ ...fields, caller, reply }, config.maxPending);
+      const request = { id: fields.id, kind: fields.kind, service: fields.service, event: fields.event, payload: fields.payload, deadline: fields.deadline, caller, reply };
+      queued = await deps.state.enqueueServiceRequest(request, config.maxPending);
     } catch (err) {
       deps.logger.debug({ err: err instanceof Error ? err.message : String(err) }, "a service request could not be queued");
       return detailed("service_unavailable", "the cluster's Redis is not reachable");

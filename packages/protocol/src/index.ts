@@ -42,6 +42,7 @@ export {
   decodeMsgpack,
   decodeRawFrame,
   encodeEveryoneFrame,
+  checkRawFrame,
   encodeRawFrame,
   encodeSignedEnvelope,
   newMessageId,
