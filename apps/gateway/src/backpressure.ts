@@ -25,8 +25,13 @@ export function watchOutboundBuffer(connection: OutboundConnection, limitBytes: 
   let queued = 0;
   let overflowed = false;
   connection.on("packetCreate", (packet) => {
-    queued += sizeOf(packet);
-    if (overflowed || queued + transportBuffered(connection.transport) <= limitBytes) return;
+    const size = sizeOf(packet);
+    queued += size;
+    // Asking the transport costs more than the rest: it is asked only once a backlog exists. A packet
+    // alone in the queue either goes out at once, or waits behind a busy transport and the next
+    // packet, finding it still queued, makes the check.
+    if (overflowed || (queued === size && size <= limitBytes)) return;
+    if (queued + transportBuffered(connection.transport) <= limitBytes) return;
     overflowed = true;
     onOverflow();
   });

@@ -32,12 +32,29 @@ export function preview(value: unknown, maxChars: number = PREVIEW_CHARS): strin
  */
 export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
   if (!isContainer(value)) return false;
-  const stack: [object, number][] = [[value, 1]];
-  while (stack.length > 0) {
-    const [current, depth] = stack.pop() as [object, number];
+  // Two parallel stacks rather than one of [value, depth] pairs: this runs for every message, and
+  // a pair per container was most of its cost.
+  const containers: object[] = [value];
+  const depths: number[] = [1];
+  while (containers.length > 0) {
+    const current = containers.pop() as object;
+    const depth = depths.pop() as number;
     if (depth > maxDepth) return true;
-    for (const child of Array.isArray(current) ? current : Object.values(current)) {
-      if (isContainer(child)) stack.push([child, depth + 1]);
+    if (Array.isArray(current)) {
+      for (const child of current) {
+        if (isContainer(child)) {
+          containers.push(child);
+          depths.push(depth + 1);
+        }
+      }
+      continue;
+    }
+    for (const key of Object.keys(current)) {
+      const child: unknown = (current as Record<string, unknown>)[key];
+      if (isContainer(child)) {
+        containers.push(child);
+        depths.push(depth + 1);
+      }
     }
   }
   return false;
