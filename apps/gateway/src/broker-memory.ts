@@ -2,7 +2,7 @@ import { SwitchboardError } from "@switchboard/protocol";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Adapter, type BroadcastOptions } from "socket.io-adapter";
 import { encode as encodeMsgpack } from "notepack.io";
-import { type Broker, type BrokerDeps, type RateLimiterOptions, broadcastOf } from "./broker.js";
+import { type Broker, type BrokerDeps, type OutboundMessage, type RateLimiterOptions, broadcastOf } from "./broker.js";
 import { exceptUnauthenticated } from "./rooms.js";
 import { createMemoryState } from "./state-memory.js";
 
@@ -10,6 +10,15 @@ import { createMemoryState } from "./state-memory.js";
 export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
   let handler: ((frame: Buffer) => void) | null = null;
   let local: LocalAdapter | null = null;
+  const check = (message: OutboundMessage) => {
+    const broadcast = broadcastOf(message);
+    // Measured as Redis would carry it, so a message too large for a cluster is too large here too.
+    if (encodeMsgpack([broadcast.packet, broadcast.rooms, broadcast.except]).length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
+    return broadcast;
+  };
+  const deliver = ({ packet, rooms, except }: ReturnType<typeof broadcastOf>) => {
+    local?.broadcast(packet, { rooms: new Set(rooms), except: new Set(except), flags: {} });
+  };
   return {
     mode: "memory",
     adapter: class extends LocalAdapter {
@@ -31,10 +40,11 @@ export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
       handler?.(bytes);
     },
     async publish(message) {
-      const { packet, rooms, except } = broadcastOf(message);
-      // Measured as Redis would carry it, so a message too large for a cluster is too large here too.
-      if (encodeMsgpack([packet, rooms, except]).length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
-      local?.broadcast(packet, { rooms: new Set(rooms), except: new Set(except), flags: {} });
+      deliver(check(message));
+    },
+    async publishBatch(messages) {
+      // All checked before any is delivered, as Redis takes a batch all or none.
+      for (const broadcast of messages.map(check)) deliver(broadcast);
     },
     createRateLimiter: memoryRateLimiter,
     state: createMemoryState(),

@@ -37,6 +37,8 @@ export interface Broker {
   publishRaw(frame: Uint8Array): Promise<void>;
   /** Sends a message to the cluster's sockets in its rooms (every authenticated one when there are none); resolves once Redis took it. */
   publish(message: OutboundMessage): Promise<void>;
+  /** Several messages, in order and all or none; resolves once Redis took them all. */
+  publishBatch(messages: readonly OutboundMessage[]): Promise<void>;
   /**
    * A counter of `points` per `durationSeconds` per key, shared by every node: kept in Redis, and
    * in this node's memory while Redis is away (so admission never waits for Redis). In memory

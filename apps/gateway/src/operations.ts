@@ -160,7 +160,7 @@ export function createOperations(deps: OperationsDeps): Operations {
         }
       });
       // Issued together, the publishes share the Redis connection's pipeline.
-      await Promise.all(messages.map(({ message }) => broker.publish(message)));
+      await broker.publishBatch(messages.map(({ message }) => message));
       for (let count = 0; count < messages.length; count++) metrics.messageReceived(source);
       return { ids: messages.map(({ id }) => id) };
     },
