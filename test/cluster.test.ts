@@ -95,6 +95,23 @@ describe("delivery across two gateway nodes", () => {
     expect(onB.count("ping")).toBe(1);
   });
 
+  it("counts a raw frame on the nodes that hold its rooms only, and reads one with _in on every node", async () => {
+    const onA = await connectUser(a, { sub: "held-a" });
+    const onB = await connectUser(b, { sub: "held-b" });
+    const delivered = () => Promise.all([a, b].map((node) => readCounter(node, "switchboard_frames_delivered_total", { channel: "socket.io#emitter" })));
+    const [beforeA, beforeB] = (await delivered()) as [number, number];
+    // Only node a holds user(held-a): node b skips the frame undecoded, and counts nothing.
+    await cluster.publisher.publish("socket.io#emitter", bytes(encode({ data: { big: "x".repeat(5000) }, room: "user(held-a)", event: "only-a" })));
+    expect(await onA.next("only-a")).toEqual([{ big: "x".repeat(5000) }]);
+    // Its room is held on a only, but _in adds one held on b: b must read it.
+    await cluster.publisher.publish("socket.io#emitter", bytes(encode({ room: "user(held-a)", _in: "user(held-b)", event: "both", data: 2 })));
+    expect(await onA.next("both")).toEqual([2]);
+    expect(await onB.next("both")).toEqual([2]);
+    await settle(onB, "user(held-b)");
+    expect(onB.count("only-a")).toBe(0);
+    expect(await delivered()).toEqual([beforeA + 2, beforeB + 1]);
+  });
+
   it("delivers frames in the array layout of the first socket.io-emitter releases", async () => {
     const client = await connectUser(a, { sub: "legacy-array" });
     const frame = [{ type: 2, data: ["chat", "from php", 3], nsp: "/" }, { rooms: ["user(legacy-array)"], flags: {} }];

@@ -77,8 +77,10 @@ export interface Operations {
   presenceOfSite(host: string, cursor: string | null, limit: number): Promise<SitePresence>;
   roomCount(room: string): Promise<RoomCount>;
   nodes(): Promise<NodeInfo[]>;
-  /** Delivers a decoded frame to this node's own sockets (every node does so for every frame). */
-  deliver(delivery: Delivery): { ok: true } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string };
+  /** Whether any of this node's sockets is in one of `rooms`. */
+  holdsAny(rooms: readonly string[]): boolean;
+  /** Delivers a decoded frame to this node's own sockets (every node does so for every frame); `local` says whether any was in its rooms. */
+  deliver(delivery: Delivery): { ok: true; local: boolean } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string };
   /** Acts on a control frame on this node. */
   control(frame: ControlFrame): void;
   /** Reads what nodes mirror (registered routes, revocations) from the shared state again. */
@@ -195,6 +197,12 @@ export function createOperations(deps: OperationsDeps): Operations {
     roomCount: (room) => presenceOn().then(() => broker.state.roomCount(room)),
     nodes: () => broker.state.nodes(),
 
+    holdsAny(rooms) {
+      const held = io.of("/").adapter.rooms;
+      for (const room of rooms) if (held.has(room)) return true;
+      return false;
+    },
+
     deliver(delivery) {
       let rooms = delivery.rooms;
       if (delivery.route !== null) {
@@ -206,7 +214,7 @@ export function createOperations(deps: OperationsDeps): Operations {
       }
       const adapter = io.of("/").adapter;
       // Every node receives every raw frame; most hold none of its rooms, and stop here.
-      if (rooms.length > 0 && !rooms.some((room) => adapter.rooms.has(room))) return { ok: true };
+      if (rooms.length > 0 && !operations.holdsAny(rooms)) return { ok: true, local: false };
       // Straight to the adapter, as io.local.to(rooms).emit() ends up doing, without building an
       // operator per frame; the event name was checked with the frame. The adapter leaves
       // unauthenticated sockets out of this broadcast, as out of every other.
@@ -214,7 +222,7 @@ export function createOperations(deps: OperationsDeps): Operations {
         { type: EVENT_PACKET, data: [delivery.event, ...delivery.args], nsp: "/" },
         { rooms: new Set(rooms), except: new Set(delivery.except), flags: { local: true } },
       );
-      return { ok: true };
+      return { ok: true, local: true };
     },
 
     control(frame) {

@@ -4,6 +4,7 @@ import {
   type Delivery,
   RAW_FRAME_CHANNEL,
   decodeMsgpack,
+  peekFrameRooms,
   readControlFrame,
   readRawFrame,
   readSignedEnvelope,
@@ -15,7 +16,7 @@ import type { Metrics } from "./metrics.js";
 import type { Operations } from "./operations.js";
 
 export interface RawFrameDeps {
-  operations: Pick<Operations, "deliver" | "control">;
+  operations: Pick<Operations, "deliver" | "control" | "holdsAny">;
   metrics: Metrics;
   dropFrame: DropFrame;
   payloadMaxDepth: number;
@@ -34,6 +35,12 @@ type Read =
  * in the cluster gets a message exactly once.
  */
 export function handleRawFrame(frame: Uint8Array, deps: RawFrameDeps): void {
+  // A frame naming only rooms this node does not hold is left undecoded. With FRAME_SIGNING_KEYS every
+  // frame is read in full: its signature is checked before anything in it is believed.
+  if (deps.signing === null) {
+    const rooms = peekFrameRooms(frame);
+    if (rooms !== null && !deps.operations.holdsAny(rooms)) return;
+  }
   const read = readFrame(frame, deps);
   if (!read.ok) {
     deps.dropFrame(RAW_FRAME_CHANNEL, read.code, read.reason);
@@ -45,6 +52,8 @@ export function handleRawFrame(frame: Uint8Array, deps: RawFrameDeps): void {
       deps.dropFrame(RAW_FRAME_CHANNEL, delivered.code, delivered.reason);
       return;
     }
+    // Counted where it reached sockets, as an adapter message is: on the nodes holding its rooms.
+    if (!delivered.local) return;
     deps.metrics.frameDelivered(read.delivery.layout);
     deps.metrics.messageReceived("raw_frame");
   }

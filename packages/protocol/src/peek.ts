@@ -1,0 +1,226 @@
+/**
+ * Every node receives every frame on the raw channel, and most hold none of its rooms. Decoding a
+ * whole frame only to learn that costs each of those nodes as much as delivering it would; reading
+ * the MessagePack structure just far enough to find `room` costs a fraction of it, as the other
+ * values are stepped over without being built.
+ */
+
+const ROOM = [0x72, 0x6f, 0x6f, 0x6d]; // "room"
+const IN = [0x5f, 0x69, 0x6e]; // "_in"
+const text = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The rooms a map-layout frame names in `room`, read without decoding the rest of it; null when
+ * that cannot be said for sure (not a map, no `room`, an `_in` that adds rooms, a key that is not a
+ * string, anything malformed), and the frame must then be decoded in full. Never throws.
+ */
+export function peekFrameRooms(bytes: Uint8Array): string[] | null {
+  const reader = new Reader(bytes);
+  const entries = reader.mapHeader();
+  if (entries === null) return null;
+  let rooms: string[] | null = null;
+  for (let entry = 0; entry < entries; entry++) {
+    const key = reader.stringBounds();
+    if (key === null) return null;
+    if (reader.equals(key, IN)) return null;
+    if (reader.equals(key, ROOM)) {
+      // A second `room` is one the decoder would take instead: leave that to it.
+      if (rooms !== null) return null;
+      rooms = reader.roomList();
+      if (rooms === null) return null;
+    } else if (!reader.skip()) {
+      return null;
+    }
+  }
+  // Trailing bytes make the frame undecodable: the full decode reports that.
+  return reader.atEnd() ? rooms : null;
+}
+
+class Reader {
+  private position = 0;
+
+  constructor(private readonly bytes: Uint8Array) {}
+
+  atEnd(): boolean {
+    return this.position === this.bytes.length;
+  }
+
+  mapHeader(): number | null {
+    const type = this.byte();
+    if (type === null) return null;
+    if (type >= 0x80 && type <= 0x8f) return type & 0x0f;
+    if (type === 0xde) return this.uint(2);
+    if (type === 0xdf) return this.uint(4);
+    return null;
+  }
+
+  /** Where the string that starts here lies: [start, end). */
+  stringBounds(): [number, number] | null {
+    const type = this.byte();
+    if (type === null) return null;
+    let length: number | null;
+    if (type >= 0xa0 && type <= 0xbf) length = type & 0x1f;
+    else if (type === 0xd9) length = this.uint(1);
+    else if (type === 0xda) length = this.uint(2);
+    else if (type === 0xdb) length = this.uint(4);
+    else return null;
+    if (length === null) return null;
+    const start = this.position;
+    if (!this.advance(length)) return null;
+    return [start, this.position];
+  }
+
+  equals([start, end]: [number, number], expected: readonly number[]): boolean {
+    if (end - start !== expected.length) return false;
+    for (let index = 0; index < expected.length; index++) if (this.bytes[start + index] !== expected[index]) return false;
+    return true;
+  }
+
+  /** A string, or an array of strings. */
+  roomList(): string[] | null {
+    const type = this.bytes[this.position];
+    if (type === undefined) return null;
+    let count: number | null = null;
+    if (type >= 0x90 && type <= 0x9f) {
+      this.position++;
+      count = type & 0x0f;
+    } else if (type === 0xdc) {
+      this.position++;
+      count = this.uint(2);
+    } else if (type === 0xdd) {
+      this.position++;
+      count = this.uint(4);
+    }
+    if (count === null) {
+      const room = this.string();
+      return room === null ? null : [room];
+    }
+    const rooms: string[] = [];
+    for (let index = 0; index < count; index++) {
+      const room = this.string();
+      if (room === null) return null;
+      rooms.push(room);
+    }
+    return rooms;
+  }
+
+  /** Steps over one whole value, however nested; false when the bytes are not one. */
+  skip(): boolean {
+    // Values still to step over: a container adds its items. Each item takes at least a byte, so
+    // this ends within the frame's length whatever the headers claim.
+    let pending = 1;
+    while (pending > 0) {
+      pending--;
+      const type = this.byte();
+      if (type === null) return false;
+      if (type <= 0x7f || type >= 0xe0 || type === 0xc0 || type === 0xc2 || type === 0xc3) continue;
+      if (type >= 0x80 && type <= 0x8f) pending += 2 * (type & 0x0f);
+      else if (type >= 0x90 && type <= 0x9f) pending += type & 0x0f;
+      else if (type >= 0xa0 && type <= 0xbf) {
+        if (!this.advance(type & 0x1f)) return false;
+      } else {
+        const step = this.skipTyped(type);
+        if (step === null) return false;
+        pending += step;
+      }
+    }
+    return true;
+  }
+
+  /** Steps over the rest of a value whose type byte was `type`; returns the items it contains, null if malformed. */
+  private skipTyped(type: number): number | null {
+    switch (type) {
+      case 0xcc:
+      case 0xd0:
+        return this.advance(1) ? 0 : null;
+      case 0xcd:
+      case 0xd1:
+        return this.advance(2) ? 0 : null;
+      case 0xca:
+      case 0xce:
+      case 0xd2:
+        return this.advance(4) ? 0 : null;
+      case 0xcb:
+      case 0xcf:
+      case 0xd3:
+        return this.advance(8) ? 0 : null;
+      case 0xd4:
+        return this.advance(2) ? 0 : null;
+      case 0xd5:
+        return this.advance(3) ? 0 : null;
+      case 0xd6:
+        return this.advance(5) ? 0 : null;
+      case 0xd7:
+        return this.advance(9) ? 0 : null;
+      case 0xd8:
+        return this.advance(17) ? 0 : null;
+      case 0xc4:
+      case 0xd9:
+        return this.skipSized(1, 0);
+      case 0xc5:
+      case 0xda:
+        return this.skipSized(2, 0);
+      case 0xc6:
+      case 0xdb:
+        return this.skipSized(4, 0);
+      case 0xc7:
+        return this.skipSized(1, 1);
+      case 0xc8:
+        return this.skipSized(2, 1);
+      case 0xc9:
+        return this.skipSized(4, 1);
+      case 0xdc:
+        return this.uint(2);
+      case 0xdd:
+        return this.uint(4);
+      case 0xde: {
+        const entries = this.uint(2);
+        return entries === null ? null : 2 * entries;
+      }
+      case 0xdf: {
+        const entries = this.uint(4);
+        return entries === null ? null : 2 * entries;
+      }
+      default:
+        // 0xc1 is never used.
+        return null;
+    }
+  }
+
+  /** Bytes, strings and extensions: a length of `lengthBytes`, then `extra` bytes (an extension's type), then the data. */
+  private skipSized(lengthBytes: number, extra: number): number | null {
+    const length = this.uint(lengthBytes);
+    return length !== null && this.advance(extra + length) ? 0 : null;
+  }
+
+  private string(): string | null {
+    const bounds = this.stringBounds();
+    if (bounds === null) return null;
+    try {
+      return text.decode(this.bytes.subarray(bounds[0], bounds[1]));
+    } catch {
+      return null;
+    }
+  }
+
+  private byte(): number | null {
+    const value = this.bytes[this.position];
+    if (value === undefined) return null;
+    this.position++;
+    return value;
+  }
+
+  private uint(size: number): number | null {
+    if (this.position + size > this.bytes.length) return null;
+    let value = 0;
+    for (let index = 0; index < size; index++) value = value * 256 + (this.bytes[this.position + index] as number);
+    this.position += size;
+    return value;
+  }
+
+  private advance(count: number): boolean {
+    if (this.position + count > this.bytes.length) return false;
+    this.position += count;
+    return true;
+  }
+}
