@@ -4,7 +4,7 @@ import { cpus, totalmem, type as osType, release } from "node:os";
 import { join } from "node:path";
 import { View, parse } from "vega";
 import { type TopLevelSpec, compile } from "vega-lite";
-import { type Measurement, OURS_WITHOUT_PRESENCE, type Sizes } from "./scenarios.js";
+import { type Measurement, OURS_WITH_LIFECYCLE, OURS_WITHOUT_PRESENCE, type Sizes } from "./scenarios.js";
 import { median, round } from "./stats.js";
 
 /** One line of the results: a figure of both stacks and ours/plain. */
@@ -125,6 +125,14 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     target: "presence slows the connect storm by ≤ 10% (server CPU per connection, PRESENCE=1 against PRESENCE=0)",
     measured: presenceShare === null ? "not measured" : `${presenceShare}%`,
     met: presenceShare === null ? null : presenceShare <= 10,
+  });
+  const withLifecycle = find(rows, (s) => s === OURS_WITH_LIFECYCLE, "server CPU per connection")?.ours ?? null;
+  const lifecycleShare = withPresence === null || withLifecycle === null ? null : round((withLifecycle / withPresence - 1) * 100);
+  // No target: what LIFECYCLE_EVENTS=1 costs is shown so an operator can weigh it.
+  checks.push({
+    target: "what lifecycle records add to the connect storm (server CPU per connection, LIFECYCLE_EVENTS=1 against off; no target)",
+    measured: lifecycleShare === null ? "not measured" : `${lifecycleShare}%`,
+    met: null,
   });
   const emitterCost = find(rows, (s) => s === "targeted, burst", "server CPU per delivery")?.ours ?? null;
   const versusEmitter = (target: string, scenario: string, limit: number) => {

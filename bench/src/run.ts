@@ -84,7 +84,7 @@ try {
     if (rounds > 1) progress.line(`round ${round} of ${rounds}`);
     for (const stack of stacks) await runs[stack].mainScenarios();
     if (stacks.includes("ours")) {
-      await runs.ours.presenceCost();
+      await runs.ours.featureCosts();
       await runs.ours.services();
     }
     for (const stack of stacks) await runs[stack].costGrowth();

@@ -81,7 +81,9 @@ const SITE = "bench.example";
 /** The scenario of the storm against nodes that count no presence. */
 export const OURS_WITHOUT_PRESENCE = "connect storm, PRESENCE=0";
 /** Scenarios that only the gateway has: no plain figure, no ratio. */
-export const OURS_ONLY = ["http publish", OURS_WITHOUT_PRESENCE, "services"];
+/** The scenario of the storm against nodes that record each socket in the lifecycle stream. */
+export const OURS_WITH_LIFECYCLE = "connect storm, LIFECYCLE_EVENTS=1";
+export const OURS_ONLY = ["http publish", OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services"];
 /** The floor of the services scenario: the same requests and replies through Redis, without the gateway. */
 export const SERVICES_FLOOR = "services, direct Redis round trip (floor)";
 const SERVICE_NAME = "bench-echo";
@@ -166,17 +168,25 @@ export class StackRun {
     }
   }
 
-  /** Ours only: the connect storm again with PRESENCE=0, to show what counting presence costs. */
-  async presenceCost(): Promise<void> {
+  /**
+   * Ours only: the connect storm again with PRESENCE=0, to show what counting presence costs, and
+   * with LIFECYCLE_EVENTS=1, to show what recording every socket in the lifecycle stream costs.
+   */
+  async featureCosts(): Promise<void> {
     if (this.stack !== "ours" || !this.wanted("storm")) return;
-    await this.flushRedis();
-    const cluster = await startCluster(this.stack, 2, this.redisUrl, { env: { PRESENCE: "0" } });
-    const load = await this.startLoad(cluster);
-    try {
-      await this.connectStorm(cluster, load, this.sizes.sockets, OURS_WITHOUT_PRESENCE);
-    } finally {
-      await this.stopLoad(load);
-      await cluster.stop();
+    for (const [scenario, env] of [
+      [OURS_WITHOUT_PRESENCE, { PRESENCE: "0" }],
+      [OURS_WITH_LIFECYCLE, { LIFECYCLE_EVENTS: "1" }],
+    ] as const) {
+      await this.flushRedis();
+      const cluster = await startCluster(this.stack, 2, this.redisUrl, { env });
+      const load = await this.startLoad(cluster);
+      try {
+        await this.connectStorm(cluster, load, this.sizes.sockets, scenario);
+      } finally {
+        await this.stopLoad(load);
+        await cluster.stop();
+      }
     }
   }
 
