@@ -3,12 +3,13 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type LifecycleReader, type LifecycleRecord, readLifecycle } from "@switchboard/service";
+import { createClient } from "redis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser } from "./harness/clients.js";
 import { type Cluster, startCluster } from "./harness/cluster.js";
-import { type GatewayProcess, startGateway } from "./harness/gateway.js";
+import { type GatewayProcess, readCounter, startGateway } from "./harness/gateway.js";
 import { waitFor } from "./harness/ports.js";
-import { stopProcess } from "./harness/redis.js";
+import { startRedis, stopProcess } from "./harness/redis.js";
 
 const STREAM = "switchboard:lifecycle";
 const ENV = { LIFECYCLE_EVENTS: "1", LIFECYCLE_MAXLEN: "100", SUBSCRIBE_ROOMS: "topic(*)", PRESENCE_NODE_TTL_MS: "1500" };
@@ -201,5 +202,46 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
     expect(ghost).toMatchObject({ type: "disconnected", socket: "fine", node: "node-ghost", reason: "node_gone" });
     expect(records.every((record) => ["connected", "disconnected", "subscribed", "unsubscribed"].includes(record.type))).toBe(true);
     client.socket.disconnect();
+  });
+});
+
+describe("lifecycle records while Redis is away", () => {
+  it("are kept up to the buffer's bound, the oldest dropped and counted, and written in order when Redis returns", async () => {
+    let redis = await startRedis();
+    const port = redis.port;
+    const node = await startGateway({ REDIS_URL: redis.url, NODE_ID: "node-outage", LIFECYCLE_EVENTS: "1", SUBSCRIBE_ROOMS: "topic(*)", CLIENT_EVENT_RATE: "100000" });
+    const reader = createClient({ url: redis.url });
+    reader.on("error", () => {});
+    try {
+      const client = await connectUser(node.url, { sub: "life-outage" });
+      await reader.connect();
+      await waitFor("the connected record", async () => ((await reader.xLen(STREAM)) === 1 ? true : undefined));
+      await reader.disconnect();
+      await redis.stop();
+      // 60 rounds of 100 subscriptions and 100 unsubscriptions: 12,000 records while Redis is away.
+      for (let round = 0; round < 60; round++) {
+        const rooms = Array.from({ length: 100 }, (_, index) => `topic(r${round}-${index})`);
+        expect(await client.socket.emitWithAck("configure", Object.fromEntries(rooms.map((room) => [room, true])))).toMatchObject({ ok: true });
+        expect(await client.socket.emitWithAck("configure", Object.fromEntries(rooms.map((room) => [room, false])))).toMatchObject({ ok: true });
+      }
+      // The buffer holds 10,000 and trims at 11,000: the first 2,000 records are gone.
+      expect(await readCounter(node.url, "switchboard_lifecycle_dropped_total")).toBe(2000);
+      redis = await startRedis(port);
+      const back = createClient({ url: redis.url });
+      back.on("error", () => {});
+      await back.connect();
+      try {
+        await waitFor("the buffer written", async () => ((await back.xLen(STREAM)) >= 10_000 ? true : undefined), 20_000);
+        const written = await back.xRange(STREAM, "-", "+");
+        expect(written).toHaveLength(10_000);
+        expect(written[0]?.message).toMatchObject({ type: "subscribed", room: "topic(r10-0)", user: "life-outage" });
+        expect(written.at(-1)?.message).toMatchObject({ type: "unsubscribed", room: "topic(r59-99)" });
+      } finally {
+        await back.quit();
+      }
+    } finally {
+      await node.kill();
+      await redis.stop();
+    }
   });
 });

@@ -6,7 +6,7 @@ import type { SharedState } from "./state.js";
 /** How often buffered records are written, and how many go in one write. */
 const FLUSH_MS = 100;
 const BATCH = 1000;
-/** Records kept while Redis is away; beyond this the oldest are dropped (and counted). */
+/** Records kept while Redis is away; beyond this (and a tenth more) the oldest are dropped (and counted). */
 const BUFFER_LIMIT = 10_000;
 
 export interface LifecycleDeps {
@@ -55,7 +55,8 @@ export class LifecycleLog {
 
   private push(record: LifecycleRecord): void {
     this.buffer.push(record);
-    if (this.buffer.length > BUFFER_LIMIT) {
+    // Trimmed a tenth at a time: while Redis is away, each new record would otherwise shift the whole buffer.
+    if (this.buffer.length >= BUFFER_LIMIT + BUFFER_LIMIT / 10) {
       const dropped = this.buffer.length - BUFFER_LIMIT;
       this.buffer.splice(0, dropped);
       this.deps.metrics.lifecycleDropped(dropped);
