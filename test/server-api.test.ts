@@ -163,6 +163,17 @@ describe("POST /api/v1/publish and /broadcast", () => {
     expect([onA.count("note"), onB.count("note")]).toEqual([1, 1]);
   });
 
+  it("sends a message for one room on that room's channel: a node holding none of it does not read it, the node that took the request does", async () => {
+    const onA = await connectUser(a, { sub: "api-one-room" });
+    const adapterMessages = () => Promise.all([a, b].map((node) => readCounter(node, "switchboard_messages_received_total", { source: "adapter" })));
+    const [beforeA, beforeB] = (await adapterMessages()) as [number, number];
+    // Taken by node b, which holds no socket of the room; delivered by node a, which does.
+    expect((await api(b, "POST", "/api/v1/publish", { room: "user(api-one-room)", event: "one-room", data: 1 })).status).toBe(202);
+    expect(await onA.next("one-room")).toEqual([1]);
+    await sleep(150);
+    expect(await adapterMessages()).toEqual([beforeA + 1, beforeB]);
+  });
+
   it("routes by the event table, fills {user} and {site}, adds _in rooms, and refuses what it cannot route", async () => {
     const user = await connectUser(a, { sub: "42" });
     const shopper = await connectUser(b, { sub: "s1", site: "shop.example" });
@@ -223,6 +234,26 @@ describe("POST /api/v1/publish and /broadcast", () => {
     await api(a, "POST", "/api/v1/publish", { room: "user(batch-none)", event: "marker", data: 0 });
     await user.next("marker");
     expect(user.count("first")).toBe(0);
+  });
+
+  it("sends nothing of a batch whose one message is too large for Redis, though the others were fine", async () => {
+    // A node whose frames may be 1 KiB while its bodies may be 64 KiB: the size is found only when encoding.
+    const small = await startGateway({ REDIS_URL: cluster.redis.url, NODE_ID: "node-small-frames", API_KEYS: API_KEY, FRAME_MAX_BYTES: "1024" });
+    try {
+      const user = await connectUser(small.url, { sub: "batch-big" });
+      const reply = await api(small.url, "POST", "/api/v1/publish/batch", {
+        messages: [
+          { room: "user(batch-big)", event: "small", data: 1 },
+          { room: "user(batch-big)", event: "big", data: "x".repeat(2000) },
+        ],
+      });
+      expect(reply).toMatchObject({ status: 413, body: { code: "frame_too_large" } });
+      await api(small.url, "POST", "/api/v1/publish", { room: "user(batch-big)", event: "marker", data: 0 });
+      await user.next("marker");
+      expect(user.count("small")).toBe(0);
+    } finally {
+      await small.stop();
+    }
   });
 
   it("broadcasts to every authenticated socket on every node, and to no one else", async () => {
