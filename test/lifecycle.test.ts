@@ -108,18 +108,28 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
     expect(records.filter((record) => record.type === "disconnected" && record.node === "node-doomed")).toHaveLength(2);
   });
 
+  it("a node that is alive but writes no records for longer than PRESENCE_NODE_TTL_MS is not taken for gone", async () => {
+    const records = await reader("idle");
+    const client = await connectUser(b, { sub: "life-idle" });
+    await waitFor("the connected record", () => (ofUser(records, "life-idle").length === 1 ? true : undefined));
+    // Node b writes nothing now; its heartbeat goes on. More than two TTLs and a few looks later:
+    await new Promise((resolve) => setTimeout(resolve, 3500));
+    expect(ofUser(records, "life-idle").map((record) => record.type)).toEqual(["connected"]);
+    expect(await cluster.publisher.hExists("switchboard:{lifecycle}:sockets:node-b", client.socket.id as string)).toBe(true);
+  });
+
   it("a node that stops gracefully writes its sockets' disconnections before it exits, and leaves no socket list behind", async () => {
     const records = await reader("graceful");
     const node = await startGateway({ REDIS_URL: cluster.redis.url, NODE_ID: "node-leaving", ...ENV });
     extraNodes.push(node);
     await connectUser(node.url, { sub: "life-leaving" });
     await waitFor("the connected record", () => (ofUser(records, "life-leaving").length === 1 ? true : undefined));
-    expect(await cluster.publisher.hLen("switchboard:lifecycle:sockets:node-leaving")).toBe(1);
+    expect(await cluster.publisher.hLen("switchboard:{lifecycle}:sockets:node-leaving")).toBe(1);
     await node.stop();
     const found = await waitFor("the disconnected record", () => ofUser(records, "life-leaving").find((record) => record.type === "disconnected"));
     // The drain closes each socket (Socket.IO's reason for that is "forced close").
     expect(found).toMatchObject({ node: "node-leaving", reason: "forced close" });
-    expect(await cluster.publisher.exists("switchboard:lifecycle:sockets:node-leaving")).toBe(0);
+    expect(await cluster.publisher.exists("switchboard:{lifecycle}:sockets:node-leaving")).toBe(0);
   });
 
   it("a node restarted under the same NODE_ID reports the sockets of its previous run first", async () => {
@@ -194,8 +204,9 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
     const records = await reader("garbage");
     await cluster.publisher.xAdd(STREAM, "*", { type: "exploded", user: "x" });
     await cluster.publisher.xAdd(STREAM, "*", { nonsense: "1" });
-    await cluster.publisher.hSet("switchboard:lifecycle:sockets:node-ghost", { bad: "not json", worse: "null", fine: JSON.stringify({ user: "life-ghost", site: "" }) });
-    await cluster.publisher.zAdd("switchboard:nodes", { score: 1, value: "node-ghost" });
+    // A node no other part of the cluster knows of (it never beat): its list is claimed all the same.
+    await cluster.publisher.hSet("switchboard:{lifecycle}:sockets:node-ghost", { bad: "not json", worse: "null", fine: JSON.stringify({ user: "life-ghost", site: "" }) });
+    await cluster.publisher.zAdd("switchboard:{lifecycle}:nodes", { score: 1, value: "node-ghost" });
     const client = await connectUser(a, { sub: "life-after-garbage" });
     await waitFor("the next real record", () => (ofUser(records, "life-after-garbage").length === 1 ? true : undefined));
     const ghost = await waitFor("the ghost node's one good socket", () => ofUser(records, "life-ghost")[0], 10_000);

@@ -17,6 +17,8 @@ export interface LifecycleDeps {
   logger: FastifyBaseLogger;
   /** Whether Redis can be written now. */
   ready(): boolean;
+  /** A node silent this long (no records, no heartbeat) is gone (PRESENCE_NODE_TTL_MS); looked for every third of it. */
+  nodeTtlMs: number;
 }
 
 /**
@@ -29,28 +31,48 @@ export class LifecycleLog {
   private buffer: LifecycleRecord[] = [];
   private flushing: Promise<void> | null = null;
   private previousRunClaimed = false;
-  private readonly timer: NodeJS.Timeout;
+  /** Since when Redis has been reachable without a break; null while it is not. */
+  private readySince: number | null = null;
+  private readonly timers: NodeJS.Timeout[];
 
   constructor(private readonly deps: LifecycleDeps) {
-    this.timer = setInterval(() => void this.flush(), FLUSH_MS);
-    this.timer.unref();
+    this.timers = [setInterval(() => void this.flush(), FLUSH_MS), setInterval(() => void this.sweep(), Math.max(100, Math.floor(deps.nodeTtlMs / 3)))];
+    for (const timer of this.timers) timer.unref();
   }
 
   record(type: LifecycleType, identity: Identity, socket: string, detail: { room?: string; reason?: string } = {}): void {
     this.push({ type, user: identity.user, site: identity.site ?? "", socket, node: this.deps.nodeId, room: detail.room ?? "", reason: detail.reason ?? "", time: Date.now() });
   }
 
-  /** A node stopped beating: its sockets are reported disconnected, by whichever node claims them first. */
-  async nodeGone(node: string): Promise<void> {
-    const records = await this.goneRecords(node);
-    for (const record of records) this.push(record);
-    if (records.length > 0) this.deps.logger.info({ goneNode: node, sockets: records.length }, "reported the sockets of a node whose heartbeat stopped as disconnected");
-  }
-
   /** Writes what is buffered (as far as Redis lets it) and stops. */
   async close(): Promise<void> {
-    clearInterval(this.timer);
+    for (const timer of this.timers) clearInterval(timer);
     await this.flush();
+  }
+
+  /**
+   * Looks for nodes gone silent (no records, no heartbeat) that left a list of sockets, and reports
+   * those sockets disconnected; of the nodes looking, the first to claim a list reports it. A claim
+   * that fails is tried again at the next look. Nothing is claimed until Redis has been reachable for
+   * a whole PRESENCE_NODE_TTL_MS, so that after an outage live nodes have beaten again first.
+   */
+  private async sweep(): Promise<void> {
+    if (!this.deps.ready()) {
+      this.readySince = null;
+      return;
+    }
+    this.readySince ??= Date.now();
+    if (Date.now() - this.readySince < this.deps.nodeTtlMs) return;
+    try {
+      for (const node of await this.deps.state.goneLifecycleNodes(this.deps.nodeTtlMs)) {
+        if (node === this.deps.nodeId) continue;
+        const records = await this.goneRecords(node);
+        for (const record of records) this.push(record);
+        if (records.length > 0) this.deps.logger.info({ goneNode: node, sockets: records.length }, "reported the sockets of a node that went silent as disconnected");
+      }
+    } catch (err) {
+      this.deps.logger.debug({ err: err instanceof Error ? err.message : String(err) }, "could not look for gone nodes' sockets; will look again");
+    }
   }
 
   private push(record: LifecycleRecord): void {

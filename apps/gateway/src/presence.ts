@@ -10,8 +10,6 @@ export interface PresenceDeps {
   onCrossings: (crossings: PresenceCrossing[]) => void;
   /** Whether the shared state can be written now (Redis is there). */
   ready: () => boolean;
-  /** Told of each node found gone (its heartbeat stopped), after its presence was taken back. */
-  onNodeGone?: (node: string) => void;
   /** False with PRESENCE=0: nothing is counted; the node still beats, for /api/v1/info. */
   countSockets: boolean;
   /** How often batched changes are written. */
@@ -132,7 +130,6 @@ export class PresenceTracker {
       const crossings = await this.deps.state.takeBackNode(dead);
       this.deps.logger.warn({ deadNode: dead, offline: crossings.length }, "took back the presence of a node whose heartbeat stopped");
       this.deps.onCrossings(crossings);
-      this.deps.onNodeGone?.(dead);
     }
   }
 }

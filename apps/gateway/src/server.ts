@@ -98,7 +98,15 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const operations = createOperations({ io, broker, config, metrics, logger, routes, revocations });
   const startedAt = Date.now();
   const lifecycle =
-    config.lifecycleMaxLen === null ? null : new LifecycleLog({ state: broker.state, nodeId: config.nodeId, maxLen: config.lifecycleMaxLen, metrics, logger, ready: () => broker.ready() });
+    config.lifecycleMaxLen === null ? null : new LifecycleLog({
+          state: broker.state,
+          nodeId: config.nodeId,
+          maxLen: config.lifecycleMaxLen,
+          metrics,
+          logger,
+          ready: () => broker.ready(),
+          nodeTtlMs: config.presenceNodeTtlMs,
+        });
   const presence = new PresenceTracker(config.nodeId, {
     state: broker.state,
     logger,
@@ -114,9 +122,6 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     },
     ready: () => broker.ready(),
     countSockets: config.presence,
-    onNodeGone: (node) => {
-      lifecycle?.nodeGone(node).catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not report a gone node's sockets"));
-    },
     flushMs: PRESENCE_FLUSH_MS,
     heartbeatMs: Math.floor(config.presenceNodeTtlMs / 3),
     nodeTtlMs: config.presenceNodeTtlMs,

@@ -106,5 +106,6 @@ export function createMemoryState(): SharedState {
     // LIFECYCLE_EVENTS needs Redis (config refuses it without REDIS_URL).
     writeLifecycle: async () => {},
     claimLifecycleSockets: async () => [],
+    goneLifecycleNodes: async () => [],
   };
 }

@@ -69,10 +69,14 @@ end
 return crossings
 `;
 
-/** Reads a hash and deletes it, atomically (one key, so it works on Redis Cluster too). */
-const CLAIM_HASH = `
+/**
+ * Takes a gone node's list of sockets: reads the hash, deletes it and forgets the node, in one step.
+ * KEYS: the node's sockets, the nodes with lists (one hash slot). ARGV: the node.
+ */
+const CLAIM_SOCKETS = `
 local entries = redis.call("HGETALL", KEYS[1])
 redis.call("DEL", KEYS[1])
+redis.call("ZREM", KEYS[2], ARGV[1])
 return entries
 `;
 
@@ -196,20 +200,32 @@ export function createRedisState(redis: RedisCommander, nodeTtlMs: () => number)
     service: (name) => readService(redis, name),
     unregisterService: (name) => unregisterService(redis, name),
     async writeLifecycle(records, maxLen) {
-      // Issued together, so node-redis sends them in one write.
-      await Promise.all(
-        records.flatMap((record) => {
+      // Issued together, so node-redis sends them in one write. Each writing node says it is there,
+      // so that its list of sockets is claimed only once it has been silent for long.
+      const writers = [...new Set(records.map((record) => record.node))];
+      const now = String(Date.now());
+      await Promise.all([
+        ...writers.map((node) => run(["ZADD", LIFECYCLE_KEYS.nodes, now, node])),
+        ...records.flatMap((record) => {
           const writes = [run(["XADD", LIFECYCLE_KEYS.stream, "MAXLEN", "~", String(maxLen), "*", ...lifecycleFields(record)])];
           const sockets = LIFECYCLE_KEYS.sockets(record.node);
           if (record.type === "connected") writes.push(run(["HSET", sockets, record.socket, JSON.stringify({ user: record.user, site: record.site })]));
           if (record.type === "disconnected") writes.push(run(["HDEL", sockets, record.socket]));
           return writes;
         }),
-      );
+      ]);
+    },
+    async goneLifecycleNodes(silentMs) {
+      const quiet = ((await run(["ZRANGEBYSCORE", LIFECYCLE_KEYS.nodes, "-inf", String(Date.now() - silentMs)])) as unknown[]).map(String);
+      if (quiet.length === 0) return [];
+      // A node that writes no records may still be alive: its heartbeat key says so. One key per
+      // command, as the keys sit in different hash slots on a Redis Cluster.
+      const alive = await Promise.all(quiet.map((node) => run(["EXISTS", REDIS_KEYS.node(node)])));
+      return quiet.filter((_node, index) => Number(alive[index]) === 0);
     },
     async claimLifecycleSockets(node) {
       // Read and delete in one step: of the nodes that notice, exactly one reports the sockets.
-      const flat = ((await run(["EVAL", CLAIM_HASH, "1", LIFECYCLE_KEYS.sockets(node)])) as unknown[]).map(String);
+      const flat = ((await run(["EVAL", CLAIM_SOCKETS, "2", LIFECYCLE_KEYS.sockets(node), LIFECYCLE_KEYS.nodes, node])) as unknown[]).map(String);
       const sockets: { socket: string; user: string; site: string }[] = [];
       for (let index = 0; index + 1 < flat.length; index += 2) {
         try {

@@ -46,6 +46,8 @@ export interface SharedState {
   writeLifecycle(records: readonly LifecycleRecord[], maxLen: number): Promise<void>;
   /** Takes a gone node's list of sockets, once: of several nodes asking, one gets it, the others nothing. */
   claimLifecycleSockets(node: string): Promise<{ socket: string; user: string; site: string }[]>;
+  /** Nodes with a list of sockets that have neither written records nor beaten for `silentMs`: they are gone. */
+  goneLifecycleNodes(silentMs: number): Promise<string[]>;
 }
 
 export type EnqueueResult = "ok" | "service_unknown" | "service_unavailable" | "service_busy";

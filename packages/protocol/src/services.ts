@@ -189,8 +189,13 @@ export async function unregisterService(redis: RedisCommander, name: string): Pr
 export const LIFECYCLE_KEYS = {
   /** One stream of records for the whole cluster, trimmed to LIFECYCLE_MAXLEN. */
   stream: `${KEY_PREFIX}lifecycle`,
-  /** One node's connected sockets (a hash: socket id → JSON `{ user, site }`), so the node that finds it gone can report them. */
-  sockets: (node: string) => `${KEY_PREFIX}lifecycle:sockets:${node}`,
+  /**
+   * One node's connected sockets (a hash: socket id → JSON `{ user, site }`), so the node that finds
+   * it gone can report them. Under one hash tag with `nodes`, so both change in one script.
+   */
+  sockets: (node: string) => `${KEY_PREFIX}{lifecycle}:sockets:${node}`,
+  /** Nodes that keep a list of sockets (a sorted set: node → when it last wrote records, ms since the epoch). */
+  nodes: `${KEY_PREFIX}{lifecycle}:nodes`,
 } as const;
 
 /** What happened to a socket. */
