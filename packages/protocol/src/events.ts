@@ -173,7 +173,7 @@ export interface ServiceSendPayload {
 }
 
 /**
- * A service's answer to a `request`, sent to the calling socket: any number of `progress`, then
+ * A service's answer to a `request`, sent to the calling socket. Zero or more `progress`, then
  * exactly one `done` or `error` (`request_timeout` when the service did not finish in time).
  */
 export type ServiceReplyPayload =
