@@ -128,8 +128,8 @@ export class Connection {
     leave: (connection, payload, ack) => ack?.(connection.unsubscribe(payload.room)),
     configure: (connection, payload, ack) => connection.configure(payload, ack),
     publish: (connection, payload, ack) => connection.publish(payload, ack),
-    request: (connection, payload, ack) => connection.callService(payload, ack),
-    send: (connection, payload, ack) => connection.sendToService(payload, ack),
+    request: (connection, payload, ack) => connection.toService("request", payload, ack),
+    send: (connection, payload, ack) => connection.toService("send", payload, ack),
   };
 
   private identity: Identity | null = null;
@@ -367,33 +367,18 @@ export class Connection {
     return identity === null ? null : { id: this.socket.id, identity, mayCall: (service) => this.mayCall(identity, service) };
   }
 
-  /** `request`: a call to a backend service; its replies come as `reply` events. */
-  private callService(payload: ClientPayload<"request">, ack: Ack | undefined): void {
+  /** `request` (a call to a backend service; its replies come as `reply` events) and `send` (a message that wants no reply). */
+  private toService<Kind extends "request" | "send">(kind: Kind, payload: ClientPayload<Kind>, ack: Ack | undefined): void {
     const caller = this.callingSocket();
     if (!caller) {
       this.answerService(payload.service, ack, { ok: false, error: detailed("service_forbidden", "authenticate first") });
       return;
     }
-    this.ctx.services.request(caller, payload).then(
+    const answered = kind === "request" ? this.ctx.services.request(caller, payload as ClientPayload<"request">) : this.ctx.services.send(caller, payload as ClientPayload<"send">);
+    answered.then(
       (answer) => this.answerService(payload.service, ack, answer),
       (err: unknown) => {
-        this.ctx.logger.error({ err }, "a service request failed unexpectedly");
-        this.answerService(payload.service, ack, { ok: false, error: errorBody("internal_error") });
-      },
-    );
-  }
-
-  /** `send`: a message to a backend service that wants no reply. */
-  private sendToService(payload: ClientPayload<"send">, ack: Ack | undefined): void {
-    const caller = this.callingSocket();
-    if (!caller) {
-      this.answerService(payload.service, ack, { ok: false, error: detailed("service_forbidden", "authenticate first") });
-      return;
-    }
-    this.ctx.services.send(caller, payload).then(
-      (answer) => this.answerService(payload.service, ack, answer),
-      (err: unknown) => {
-        this.ctx.logger.error({ err }, "a service send failed unexpectedly");
+        this.ctx.logger.error({ err, event: kind }, "a service call failed unexpectedly");
         this.answerService(payload.service, ack, { ok: false, error: errorBody("internal_error") });
       },
     );

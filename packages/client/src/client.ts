@@ -227,13 +227,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
    */
   async publish(event: string, data: unknown, target: { room?: string; in?: string | string[] } = {}): Promise<string> {
     const payload: ClientPublishPayload = { event, data, ...(target.room !== undefined ? { room: target.room } : {}), ...(target.in !== undefined ? { _in: target.in } : {}) };
-    let reply: PublishReply;
-    try {
-      reply = await this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.publish, payload);
-    } catch {
-      throw new ClientError("request_timeout");
-    }
-    if (!reply.ok) throw errorFrom(reply.error, "internal_error");
+    const reply = await this.acknowledged<PublishReply>(() => this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.publish, payload));
     return reply.id;
   }
 
@@ -273,13 +267,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
   /** Hands a backend service a message that wants no reply; resolves once the service's queue took it. */
   async send(service: string, event: string, payload?: unknown): Promise<void> {
     const message: ServiceSendPayload = { service, event, payload: payload ?? null };
-    let ack: ServiceRequestAck;
-    try {
-      ack = await this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.send, message);
-    } catch {
-      throw new ClientError("request_timeout");
-    }
-    if (!ack.ok) throw errorFrom(ack.error, "internal_error");
+    await this.acknowledged<ServiceRequestAck>(() => this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.send, message));
   }
 
   async unsubscribe(room: string): Promise<void> {
@@ -355,13 +343,19 @@ export class SwitchboardClient<Events extends object = AppEvents> {
   }
 
   private async roomRequest(event: "subscribe" | "unsubscribe", room: string): Promise<void> {
-    let reply: SubscriptionReply;
+    await this.acknowledged<SubscriptionReply>(() => this.socket.timeout(this.requestTimeoutMs).emitWithAck(event, { room }));
+  }
+
+  /** An acknowledged event's answer: no answer in time is `request_timeout`, a refusal its own code. */
+  private async acknowledged<Reply extends { ok: true } | { ok: false; error: unknown }>(emit: () => Promise<Reply>): Promise<Extract<Reply, { ok: true }>> {
+    let reply: Reply;
     try {
-      reply = await this.socket.timeout(this.requestTimeoutMs).emitWithAck(event, { room });
+      reply = await emit();
     } catch {
       throw new ClientError("request_timeout");
     }
-    if (!reply.ok) throw errorFrom(reply.error, "internal_error");
+    if (!reply.ok) throw errorFrom((reply as { error: unknown }).error, "internal_error");
+    return reply as Extract<Reply, { ok: true }>;
   }
 
   /**
