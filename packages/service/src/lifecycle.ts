@@ -40,7 +40,10 @@ const COUNT = 100;
 
 /** Reads the gateway's lifecycle stream (LIFECYCLE_EVENTS=1) with a consumer group: what is missed while away is read on return. */
 export function readLifecycle(options: LifecycleReaderOptions): LifecycleReader {
-  if (options.group.length === 0) throw new SwitchboardError("invalid_request", "a lifecycle reader needs a consumer group name");
+  // Checked before any connection opens: callers in plain JavaScript may pass anything.
+  const group: unknown = options.group;
+  if (typeof group !== "string" || group.length === 0 || group.length > 200) throw new SwitchboardError("invalid_request", "a lifecycle reader needs a consumer group name of 1 to 200 characters");
+  if (typeof options.handler !== "function") throw new SwitchboardError("invalid_request", "a lifecycle reader needs a handler function");
   const consumer = options.consumer ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   const onError = options.onError ?? ((error: Error) => process.stderr.write(`@switchboard/service lifecycle: ${error.message}\n`));
   const stream = LIFECYCLE_KEYS.stream;
