@@ -159,6 +159,7 @@ export function markdown(report: Report): string {
     "",
     `${report.sizes.sockets} sockets on 2 nodes for the main scenarios; cost growth with ${report.sizes.growthSockets} sockets on ${report.sizes.growthNodes.join(", ")} nodes.`,
     `Each figure is the median of ${report.rounds} round${report.rounds === 1 ? "" : "s"}; in each round the two stacks take the same load in turn.`,
+    "Each burst follows an unmeasured tenth of its messages sent the same way, so that no path is measured while V8 is still compiling it.",
     "Ratio is ours / plain (socket.io + @socket.io/redis-adapter + @socket.io/redis-emitter): below 1 is better, except for rates (conn/s, msgs/s).",
     "A ratio is only given when both stacks delivered everything they were sent.",
     "The plain stack has no services: their rows are ours only, next to their floor (the same requests and replies through Redis, without the gateway).",

@@ -1,3 +1,4 @@
+import { Agent, request } from "node:http";
 import { encode } from "@msgpack/msgpack";
 import { Emitter } from "@socket.io/redis-emitter";
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
@@ -105,16 +106,32 @@ async function sendOne(mode: PublishMode, room: string, uid: number | null, data
   }
 }
 
-async function post(path: string, body: unknown, index: number): Promise<void> {
-  if (!options) throw new Error("publisher not open");
-  const url = options.httpUrls[index % options.httpUrls.length];
-  const response = await fetch(`${url}${path}`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
+// node:http with kept-alive connections rather than fetch: fetch spends several times the CPU per
+// request, and the publisher shares the two cores with the nodes it measures.
+const httpAgent = new Agent({ keepAlive: true, maxSockets: HTTP_CONCURRENCY });
+
+function post(path: string, body: unknown, index: number): Promise<void> {
+  if (!options) return Promise.reject(new Error("publisher not open"));
+  const url = new URL(path, options.httpUrls[index % options.httpUrls.length]);
+  const authorization = `Bearer ${options.apiKey}`;
+  const payload = JSON.stringify(body);
+  return new Promise<void>((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: "POST",
+        agent: httpAgent,
+        headers: { authorization, "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
+      },
+      (response) => {
+        response.resume();
+        response.once("end", () => (response.statusCode === 202 ? resolve() : reject(new Error(`HTTP ${response.statusCode}`))));
+        response.once("error", reject);
+      },
+    );
+    req.once("error", reject);
+    req.end(payload);
   });
-  await response.arrayBuffer();
-  if (response.status !== 202) throw new Error(`HTTP ${response.status}`);
 }
 
 async function publish(args: PublishArgs): Promise<PublishReply> {
