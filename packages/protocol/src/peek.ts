@@ -9,6 +9,15 @@ const ROOM = [0x72, 0x6f, 0x6f, 0x6d]; // "room"
 const IN = [0x5f, 0x69, 0x6e]; // "_in"
 const text = new TextDecoder("utf-8", { fatal: true });
 
+// Bytes after the type byte of the types whose size the type alone gives: numbers (0xca–0xd3) and
+// fixed-size extensions (0xd4–0xd8, one byte of extension type, then 1, 2, 4, 8 or 16 bytes); 0 for
+// every other type.
+const FIXED_PAYLOAD_BYTES = new Uint8Array(256);
+for (const [type, bytes] of [
+  [0xcc, 1], [0xd0, 1], [0xcd, 2], [0xd1, 2], [0xca, 4], [0xce, 4], [0xd2, 4], [0xcb, 8], [0xcf, 8], [0xd3, 8],
+  [0xd4, 2], [0xd5, 3], [0xd6, 5], [0xd7, 9], [0xd8, 17],
+] as const) FIXED_PAYLOAD_BYTES[type] = bytes;
+
 /**
  * The rooms a map-layout frame names in `room`, read without decoding the rest of it; null when
  * that cannot be said for sure (not a map, no `room`, an `_in` that adds rooms, a key that is not a
@@ -129,31 +138,9 @@ class Reader {
 
   /** Steps over the rest of a value whose type byte was `type`; returns the items it contains, null if malformed. */
   private skipTyped(type: number): number | null {
+    const fixed = FIXED_PAYLOAD_BYTES[type] as number;
+    if (fixed > 0) return this.advance(fixed) ? 0 : null;
     switch (type) {
-      case 0xcc:
-      case 0xd0:
-        return this.advance(1) ? 0 : null;
-      case 0xcd:
-      case 0xd1:
-        return this.advance(2) ? 0 : null;
-      case 0xca:
-      case 0xce:
-      case 0xd2:
-        return this.advance(4) ? 0 : null;
-      case 0xcb:
-      case 0xcf:
-      case 0xd3:
-        return this.advance(8) ? 0 : null;
-      case 0xd4:
-        return this.advance(2) ? 0 : null;
-      case 0xd5:
-        return this.advance(3) ? 0 : null;
-      case 0xd6:
-        return this.advance(5) ? 0 : null;
-      case 0xd7:
-        return this.advance(9) ? 0 : null;
-      case 0xd8:
-        return this.advance(17) ? 0 : null;
       case 0xc4:
       case 0xd9:
         return this.skipSized(1, 0);

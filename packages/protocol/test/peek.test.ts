@@ -1,4 +1,4 @@
-import { encode } from "@msgpack/msgpack";
+import { ExtData, encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { decodeMsgpack, peekFrameRooms } from "../src/index.js";
@@ -26,6 +26,9 @@ const anyValue = fc.letrec((tie) => ({
     fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }),
     fc.string({ unit: "grapheme", maxLength: 300 }),
     fc.uint8Array({ maxLength: 300 }),
+    // Timestamps (fixext 4 and 8, ext 8) and extensions of every size (fixext 1–16, ext 8).
+    fc.date({ noInvalidDate: true }),
+    fc.tuple(fc.integer({ min: 0, max: 127 }), fc.uint8Array({ maxLength: 40 })).map(([type, data]) => new ExtData(type, data)),
     fc.array(tie("value"), { maxLength: 20 }),
     fc.dictionary(fc.string({ maxLength: 8 }), tie("value"), { maxKeys: 20 }),
   ),
