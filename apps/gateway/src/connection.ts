@@ -111,6 +111,8 @@ type Ack = (reply: unknown) => void;
 type Handlers = { [Event in ClientEventName]: (connection: Connection, payload: ClientPayload<Event>, ack: Ack | undefined) => void };
 
 const NO_PATTERNS: readonly CompiledPattern[] = Object.freeze([]);
+/** What a released handshake keeps of its token, headers and query: one empty object shared by every socket. */
+const RELEASED = Object.freeze({});
 const SERVICE_ROOM = /^service\((.+)\)$/;
 
 /**
@@ -446,9 +448,9 @@ export class Connection {
    */
   private releaseHandshake(): void {
     const handshake = this.socket.handshake;
-    handshake.auth = {};
-    handshake.headers = {};
-    handshake.query = {};
+    handshake.auth = RELEASED;
+    handshake.headers = RELEASED;
+    handshake.query = RELEASED;
     (this.socket.conn as { request: IncomingMessage | null }).request = null;
   }
 
