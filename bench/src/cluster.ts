@@ -12,9 +12,9 @@ export interface Cluster {
   urls: string[];
   /** Each node's CPU time and memory (after a full GC when `gc`). */
   usage(gc?: boolean): Promise<Usage[]>;
-  /** Starts every node's CPU profiler. */
-  profileStart(): Promise<void>;
-  /** Writes each node's profile as `<prefix>-<node index>.cpuprofile`. */
+  /** Starts every node's CPU profiler, or with `allocations` its sampling heap profiler. */
+  profileStart(allocations: boolean): Promise<void>;
+  /** Writes each node's profile as `<prefix>-<node index>.cpuprofile` (or `.heapprofile`). */
   profileStop(prefix: string): Promise<void>;
   /** Writes each node's heap as `<prefix>-<node index>.heapsnapshot`. */
   heapSnapshot(prefix: string): Promise<void>;
@@ -68,18 +68,20 @@ export async function startCluster(stack: Stack, nodes: number, redisUrl: string
     await Promise.all(workers.map((worker) => worker.stop()));
     throw err;
   }
+  let profileExtension = "cpuprofile";
   return {
     stack,
     urls,
     usage: (gc = false) => Promise.all(workers.map((worker) => worker.call("usage", { gc }))),
-    profileStart: async () => {
-      await Promise.all(workers.map((worker) => worker.call("profileStart", {})));
+    profileStart: async (allocations) => {
+      profileExtension = allocations ? "heapprofile" : "cpuprofile";
+      await Promise.all(workers.map((worker) => worker.call("profileStart", { allocations })));
     },
     heapSnapshot: async (prefix) => {
       await Promise.all(workers.map((worker, index) => worker.call("heapSnapshot", { path: `${prefix}-${index}.heapsnapshot` })));
     },
     profileStop: async (prefix) => {
-      await Promise.all(workers.map((worker, index) => worker.call("profileStop", { path: `${prefix}-${index}.cpuprofile` })));
+      await Promise.all(workers.map((worker, index) => worker.call("profileStop", { path: `${prefix}-${index}.${profileExtension}` })));
     },
     stop: async () => {
       await Promise.all(workers.map((worker) => worker.stop()));

@@ -4,8 +4,10 @@ import { parseArgs } from "node:util";
 
 /**
  * Summarises V8 CPU profiles (from `npm run bench -- --profile`): where the busy time went, by
- * function (self time) and by package; and heap snapshots: bytes and count by constructor.
+ * function (self time) and by package; allocation profiles the same way in bytes; and heap
+ * snapshots: bytes and count by constructor.
  *   npm run profile -w @switchboard/bench -- results/profiles/targeted-emitter-ours-0.cpuprofile [--top 30]
+ *   npm run profile -w @switchboard/bench -- results/profiles/targeted-emitter-ours-0.heapprofile
  *   npm run profile -w @switchboard/bench -- results/profiles/connected-ours-0.heapsnapshot [--retainers IncomingMessage]
  */
 interface ProfileNode {
@@ -18,11 +20,18 @@ interface CpuProfile {
   samples: number[];
   timeDeltas: number[];
 }
+/** A sampling heap profile (`.heapprofile`): a tree of call sites with the bytes each allocated. */
+interface AllocationNode {
+  id: number;
+  callFrame: ProfileNode["callFrame"];
+  selfSize: number;
+  children: AllocationNode[];
+}
 
 const { values: flags, positionals: files } = parseArgs({ allowPositionals: true, options: { top: { type: "string" }, retainers: { type: "string" } } });
 const top = Number(flags.top ?? 25);
 if (files.length === 0) {
-  process.stderr.write("usage: profile <file.cpuprofile|file.heapsnapshot>… [--top n] [--retainers <constructor>]\n");
+  process.stderr.write("usage: profile <file.cpuprofile|file.heapprofile|file.heapsnapshot>… [--top n] [--retainers <constructor>]\n");
   process.exit(2);
 }
 
@@ -95,40 +104,40 @@ function summariseHeap(file: string, retainersOf: string | null): void {
   }
 }
 
-for (const file of files) {
-  if (file.endsWith(".heapsnapshot")) {
-    summariseHeap(file, flags.retainers ?? null);
-    continue;
-  }
-  const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
-  const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
-  const selfUs = new Map<number, number>();
-  for (const [index, id] of profile.samples.entries()) selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0));
+/** Units of a profile's weights: microseconds of CPU, or bytes allocated. */
+interface Unit {
+  total: string;
+  show(weight: number): string;
+}
+const MICROSECONDS: Unit = { total: "busy", show: (us) => `${(us / 1000).toFixed(0).padStart(8)} ms` };
+const BYTES: Unit = { total: "allocated", show: (bytes) => `${(bytes / 2 ** 20).toFixed(1).padStart(8)} MiB` };
+
+/** Weights by package, by function (self) and by the project's own functions (callees included). */
+function summariseTree(file: string, nodes: Map<number, ProfileNode>, self: Map<number, number>, unit: Unit): void {
   const byFunction = new Map<string, number>();
   const byPackage = new Map<string, number>();
   let busy = 0;
   let total = 0;
-  for (const [id, us] of selfUs) {
+  for (const [id, weight] of self) {
     const frame = nodes.get(id)!.callFrame;
-    total += us;
+    total += weight;
     if (frame.functionName === "(idle)" || frame.functionName === "(program)") continue;
-    busy += us;
+    busy += weight;
     const name = `${frame.functionName || "(anonymous)"} ${where(frame.url)}:${frame.lineNumber + 1}`;
-    byFunction.set(name, (byFunction.get(name) ?? 0) + us);
+    byFunction.set(name, (byFunction.get(name) ?? 0) + weight);
     const pkg = frame.url === "" ? frame.functionName : where(frame.url);
-    byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + us);
+    byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + weight);
   }
   const show = (title: string, entries: Map<string, number>) => {
     process.stdout.write(`\n${title}\n`);
-    for (const [name, us] of [...entries].sort((a, b) => b[1] - a[1]).slice(0, top)) {
-      process.stdout.write(`${(us / 1000).toFixed(0).padStart(8)} ms ${((100 * us) / busy).toFixed(1).padStart(5)}%  ${name}\n`);
+    for (const [name, weight] of [...entries].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+      process.stdout.write(`${unit.show(weight)} ${((100 * weight) / busy).toFixed(1).padStart(5)}%  ${name}\n`);
     }
   };
-  // Time spent in each of the project's own functions and everything they called (each counted once per stack).
   const parents = new Map<number, number>();
-  for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+  for (const node of nodes.values()) for (const child of node.children ?? []) parents.set(child, node.id);
   const ownTotal = new Map<string, number>();
-  for (const [id, us] of selfUs) {
+  for (const [id, weight] of self) {
     const seen = new Set<string>();
     for (let at: number | undefined = id; at !== undefined; at = parents.get(at)) {
       const frame = nodes.get(at)!.callFrame;
@@ -136,11 +145,35 @@ for (const file of files) {
       const name = `${frame.functionName || "(anonymous)"} ${where(frame.url)}:${frame.lineNumber + 1}`;
       if (seen.has(name)) continue;
       seen.add(name);
-      ownTotal.set(name, (ownTotal.get(name) ?? 0) + us);
+      ownTotal.set(name, (ownTotal.get(name) ?? 0) + weight);
     }
   }
-  process.stdout.write(`${file}: ${(busy / 1e6).toFixed(2)} s busy of ${(total / 1e6).toFixed(2)} s\n`);
+  process.stdout.write(`${file}: ${unit.show(busy).trim()} ${unit.total}${unit === MICROSECONDS ? ` of ${(total / 1e6).toFixed(2)} s` : ""}\n`);
   show("by package", byPackage);
-  show("by function (self time)", byFunction);
-  show("the project's functions (total time, callees included)", ownTotal);
+  show(`by function (self ${unit === MICROSECONDS ? "time" : "allocations"})`, byFunction);
+  show("the project's functions (callees included)", ownTotal);
+}
+
+for (const file of files) {
+  if (file.endsWith(".heapsnapshot")) {
+    summariseHeap(file, flags.retainers ?? null);
+    continue;
+  }
+  const nodes = new Map<number, ProfileNode>();
+  const self = new Map<number, number>();
+  if (file.endsWith(".heapprofile")) {
+    const { head } = JSON.parse(readFileSync(file, "utf8")) as { head: AllocationNode };
+    const pending = [head];
+    for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
+      nodes.set(node.id, { id: node.id, callFrame: node.callFrame, children: node.children.map((child) => child.id) });
+      if (node.selfSize > 0) self.set(node.id, node.selfSize);
+      pending.push(...node.children);
+    }
+    summariseTree(file, nodes, self, BYTES);
+    continue;
+  }
+  const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
+  for (const node of profile.nodes) nodes.set(node.id, node);
+  for (const [index, id] of profile.samples.entries()) self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0));
+  summariseTree(file, nodes, self, MICROSECONDS);
 }

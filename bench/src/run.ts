@@ -20,22 +20,33 @@ const USAGE = `npm run bench [-- options]
   --profile           the nodes write a V8 CPU profile of each phase, and a heap snapshot once the
                       sockets are connected, to bench/results/profiles/
                       (summarise one with: npm run profile -w @switchboard/bench -- <file>)
+  --allocations       with --profile: a sampling profile of what each phase allocates (garbage
+                      included) instead of CPU time, as <phase>-<stack>-<node>.heapprofile
   --help`;
 
-const { values: options } = parseArgs({
-  options: {
-    quick: { type: "boolean", default: false },
-    sockets: { type: "string" },
-    messages: { type: "string" },
-    "growth-sockets": { type: "string" },
-    "service-requests": { type: "string" },
-    only: { type: "string" },
-    rounds: { type: "string" },
-    stack: { type: "string" },
-    profile: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
-  },
-});
+const OPTIONS = {
+  quick: { type: "boolean", default: false },
+  sockets: { type: "string" },
+  messages: { type: "string" },
+  "growth-sockets": { type: "string" },
+  "service-requests": { type: "string" },
+  only: { type: "string" },
+  rounds: { type: "string" },
+  stack: { type: "string" },
+  profile: { type: "boolean", default: false },
+  allocations: { type: "boolean", default: false },
+  help: { type: "boolean", default: false },
+} as const;
+
+/** The options given, or a refusal that names the bad one (`--sockets -3`, an unknown `--socket`…). */
+function readOptions() {
+  try {
+    return parseArgs({ options: OPTIONS }).values;
+  } catch (err) {
+    return fail(err instanceof Error ? err.message : String(err));
+  }
+}
+const options = readOptions();
 if (options.help) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(0);
@@ -57,6 +68,7 @@ const only = options.only === undefined ? null : new Set(options.only.split(",")
 for (const name of only ?? []) if (!(SCENARIO_NAMES as readonly string[]).includes(name)) fail(`--only: unknown scenario ${name}`);
 if (options.stack !== undefined && options.stack !== "ours" && options.stack !== "plain") fail(`--stack must be ours or plain, not ${options.stack}`);
 const stacks: Stack[] = options.stack === undefined ? ["plain", "ours"] : [options.stack];
+if (options.allocations && !options.profile) fail("--allocations goes with --profile");
 
 const base = options.quick ? QUICK_SIZES : FULL_SIZES;
 const sizes: Sizes = {
@@ -76,7 +88,7 @@ const redisVersion = redisServerVersion();
 progress.line(`redis-server ${redisVersion} on ${redis.url}; ${options.quick ? "quick run" : "full run"}`);
 
 const profileDirectory = options.profile ? fileURLToPath(new URL("../results/profiles/", import.meta.url)) : null;
-const runOptions = { only: only as ReadonlySet<ScenarioName> | null, profileDirectory };
+const runOptions = { only: only as ReadonlySet<ScenarioName> | null, profileDirectory, allocations: options.allocations };
 const runs = { plain: new StackRun("plain", sizes, redis.url, progress, runOptions), ours: new StackRun("ours", sizes, redis.url, progress, runOptions) };
 try {
   // The same load against each stack in turn, never both at once; rounds even out the noise of a shared machine.

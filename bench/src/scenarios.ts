@@ -107,6 +107,8 @@ export interface RunOptions {
   only: ReadonlySet<ScenarioName> | null;
   /** Where the nodes write CPU profiles; null for none. */
   profileDirectory: string | null;
+  /** The profiles are of allocations instead of CPU time. */
+  allocations: boolean;
 }
 
 export class StackRun {
@@ -132,7 +134,7 @@ export class StackRun {
   private async profiled<T>(cluster: Cluster, label: string, phase: () => Promise<T>): Promise<T> {
     const directory = this.options.profileDirectory;
     if (directory === null) return phase();
-    await cluster.profileStart();
+    await cluster.profileStart(this.options.allocations);
     const result = await phase();
     const slug = label.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
     await cluster.profileStop(`${directory}/${slug}-${this.stack}`);
@@ -334,6 +336,9 @@ export class StackRun {
     // keeps mapped after a GC jumps between runs by several KB per socket.
     for (const [index, usage] of after.entries()) {
       this.record(scenario, "RSS per 1,000 sockets per node", "MB", (usage.rssBytes - before[index]!.rssBytes) / socketsPerNode / 1000, complete);
+      // The figure above depends on what an idle node happened to hold before the storm (it varies by
+      // 20 MB between starts of the same node); the node's whole RSS once every socket is in does not.
+      this.record(scenario, "RSS per node, every socket connected", "MB", usage.rssBytes / 1e6, complete);
       this.record(scenario, "heap per socket", "KB", (usage.heapUsedBytes - before[index]!.heapUsedBytes) / socketsPerNode / 1000, complete);
     }
     return connected;

@@ -13,8 +13,11 @@ import { type Usage, collectGarbage, notify, ownUsage, serveRequests } from "../
 /** One server node of either stack, as its own process; the parent reads its CPU time and memory. */
 export type ServerApi = {
   usage: { args: { gc: boolean }; reply: Usage };
-  /** Starts the V8 CPU profiler (for one scenario). */
-  profileStart: { args: Record<string, never>; reply: null };
+  /**
+   * Starts the V8 CPU profiler (for one scenario), or with `allocations` the sampling heap
+   * profiler, counting objects that are already garbage when it stops.
+   */
+  profileStart: { args: { allocations: boolean }; reply: null };
   /** Stops it and writes the profile to `path`. */
   profileStop: { args: { path: string }; reply: null };
   /** Writes a V8 heap snapshot to `path`. */
@@ -66,8 +69,17 @@ profiler.connect();
 const post = (method: string, params: object = {}) =>
   new Promise<unknown>((resolve, reject) => profiler.post(method, params, (err, result) => (err ? reject(err) : resolve(result))));
 
+let profiling: "cpu" | "allocations" = "cpu";
+
 serveRequests<ServerApi>({
-  async profileStart() {
+  async profileStart({ allocations }) {
+    profiling = allocations ? "allocations" : "cpu";
+    if (allocations) {
+      await post("HeapProfiler.enable");
+      // Garbage is what costs a message path its collections, so collected objects are kept in the profile.
+      await post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+      return null;
+    }
     await post("Profiler.enable");
     // 100 µs between samples: enough detail for paths that take tens of microseconds per message.
     await post("Profiler.setSamplingInterval", { interval: 100 });
@@ -75,7 +87,7 @@ serveRequests<ServerApi>({
     return null;
   },
   async profileStop({ path }) {
-    const { profile } = (await post("Profiler.stop")) as { profile: object };
+    const { profile } = (await post(profiling === "allocations" ? "HeapProfiler.stopSampling" : "Profiler.stop")) as { profile: object };
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, JSON.stringify(profile));
     return null;
