@@ -14,7 +14,7 @@ const USAGE = `npm run bench [-- options]
   --messages <n>      messages in each targeted burst (default ${FULL_SIZES.burstMessages})
   --growth-sockets <n> sockets for the cost-growth scenario (default ${FULL_SIZES.growthSockets})
   --service-requests <n> round trips in each services run (default ${FULL_SIZES.serviceRequests})
-  --rounds <n>        rounds of every scenario, figures are medians (default 3; 1 with --quick)
+  --rounds <n>        rounds of every scenario, figures are medians (default 5; 1 with --quick)
   --only <list>       some of ${SCENARIO_NAMES.join(",")} (the connect storm always runs)
   --stack <name>      ours or plain: one stack only (no ratios)
   --profile           the nodes write a V8 CPU profile of each phase, and a heap snapshot once the
@@ -78,7 +78,7 @@ const sizes: Sizes = {
   growthSockets: positive("growth-sockets", options["growth-sockets"], base.growthSockets),
   serviceRequests: positive("service-requests", options["service-requests"], base.serviceRequests),
 };
-const rounds = positive("rounds", options.rounds, options.quick ? 1 : 3);
+const rounds = positive("rounds", options.rounds, options.quick ? 1 : 5);
 // The pools share the sockets; more than ~5,000 in one process makes the load generator the bottleneck.
 sizes.clientProcesses = Math.max(sizes.clientProcesses, Math.ceil(sizes.sockets / 5000));
 
