@@ -1,63 +1,138 @@
 /**
  * Moments for many sockets (a token's expiry and the notice before it) on one timer. A setTimeout
  * per socket costs a Timeout object each, and a timer list for every distinct duration; here a
- * deadline is a place in a set. Deadlines are kept in buckets of `resolutionMs`; one interval fires
- * each bucket once its time has come, so an item is due at its moment or up to `resolutionMs` after,
- * never before.
+ * deadline is a place in a set. Deadlines are kept in buckets of `resolutionMs`, and the one timer
+ * is set for the earliest bucket, so an item is due at its moment or up to `resolutionMs` after,
+ * never before, and a node whose next deadline is an hour away does not wake up until then.
  */
 export class Deadlines<T> {
   private readonly buckets = new Map<number, Set<T>>();
+  /** The buckets that hold items, earliest first: a binary heap, with each bucket's place in it. */
+  private readonly order: number[] = [];
+  private readonly placeOf = new Map<number, number>();
   private timer: NodeJS.Timeout | null = null;
+  /** The bucket the timer is set for. */
+  private timerBucket = Number.POSITIVE_INFINITY;
   /** The last bucket fired. */
-  private firedThrough = 0;
+  private firedThrough: number;
 
   constructor(
     private readonly onDue: (item: T) => void,
     private readonly resolutionMs = 100,
-  ) {}
+  ) {
+    this.firedThrough = Math.floor(Date.now() / resolutionMs) - 1;
+  }
 
   /** Calls `onDue(item)` at `at` (ms since the epoch); returns the key to remove it with. */
   add(at: number, item: T): number {
-    if (this.timer === null) {
-      this.firedThrough = Math.floor(Date.now() / this.resolutionMs) - 1;
-      this.timer = setInterval(() => this.tick(), this.resolutionMs);
-      this.timer.unref();
-    }
     const bucket = Math.max(Math.ceil(at / this.resolutionMs), this.firedThrough + 1);
     const items = this.buckets.get(bucket);
-    if (items) items.add(item);
-    else this.buckets.set(bucket, new Set([item]));
+    if (items) {
+      items.add(item);
+      return bucket;
+    }
+    this.buckets.set(bucket, new Set([item]));
+    this.push(bucket);
+    if (bucket < this.timerBucket) this.schedule(bucket);
     return bucket;
   }
 
   remove(key: number, item: T): void {
     const items = this.buckets.get(key);
     if (!items?.delete(item)) return;
-    if (items.size === 0) this.buckets.delete(key);
+    if (items.size > 0) return;
+    this.buckets.delete(key);
+    this.pull(key);
+    // The timer is left as it is: firing early with nothing due only sets it again.
   }
 
   /** Forgets every deadline. */
   stop(): void {
     this.buckets.clear();
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.order.length = 0;
+    this.placeOf.clear();
+    this.cancel();
   }
 
   private tick(): void {
+    this.timer = null;
+    this.timerBucket = Number.POSITIVE_INFINITY;
     const now = Math.floor(Date.now() / this.resolutionMs);
-    const from = this.firedThrough + 1;
     // Set first: whatever onDue adds lands in a later bucket.
-    this.firedThrough = now;
-    for (let bucket = from; bucket <= now; bucket++) {
+    this.firedThrough = Math.max(this.firedThrough, now);
+    for (let bucket = this.order[0]; bucket !== undefined && bucket <= now; bucket = this.order[0]) {
       const items = this.buckets.get(bucket);
-      if (!items) continue;
       this.buckets.delete(bucket);
-      for (const item of items) this.onDue(item);
+      this.pull(bucket);
+      for (const item of items ?? []) this.onDue(item);
     }
-    // An idle node does not wake up for nothing.
-    if (this.buckets.size === 0 && this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
+    const next = this.order[0];
+    if (next !== undefined && next < this.timerBucket) this.schedule(next);
+  }
+
+  private schedule(bucket: number): void {
+    this.cancel();
+    // setTimeout takes at most 2^31 - 1 ms; a later bucket is waited for in steps.
+    const delayMs = Math.min(Math.max(0, bucket * this.resolutionMs - Date.now()), 2 ** 31 - 1);
+    this.timer = setTimeout(() => this.tick(), delayMs);
+    this.timer.unref();
+    this.timerBucket = bucket;
+  }
+
+  private cancel(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerBucket = Number.POSITIVE_INFINITY;
+  }
+
+  private push(bucket: number): void {
+    this.order.push(bucket);
+    this.placeOf.set(bucket, this.order.length - 1);
+    this.siftUp(this.order.length - 1);
+  }
+
+  /** Takes a bucket out of the heap, wherever it is. */
+  private pull(bucket: number): void {
+    const place = this.placeOf.get(bucket);
+    if (place === undefined) return;
+    this.placeOf.delete(bucket);
+    const last = this.order.pop() as number;
+    if (place === this.order.length) return;
+    this.order[place] = last;
+    this.placeOf.set(last, place);
+    this.siftDown(this.siftUp(place));
+  }
+
+  private siftUp(place: number): number {
+    const bucket = this.order[place] as number;
+    while (place > 0) {
+      const parent = (place - 1) >> 1;
+      const above = this.order[parent] as number;
+      if (above <= bucket) break;
+      this.order[place] = above;
+      this.placeOf.set(above, place);
+      place = parent;
     }
+    this.order[place] = bucket;
+    this.placeOf.set(bucket, place);
+    return place;
+  }
+
+  private siftDown(place: number): void {
+    const bucket = this.order[place] as number;
+    const size = this.order.length;
+    for (;;) {
+      let child = 2 * place + 1;
+      if (child >= size) break;
+      const right = child + 1;
+      if (right < size && (this.order[right] as number) < (this.order[child] as number)) child = right;
+      const below = this.order[child] as number;
+      if (below >= bucket) break;
+      this.order[place] = below;
+      this.placeOf.set(below, place);
+      place = child;
+    }
+    this.order[place] = bucket;
+    this.placeOf.set(bucket, place);
   }
 }

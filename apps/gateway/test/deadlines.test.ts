@@ -61,4 +61,69 @@ describe("deadlines", () => {
     vi.advanceTimersByTime(100);
     expect(due).toEqual(["notice", "expiry"]);
   });
+
+  it("sleeps until its earliest deadline instead of waking every resolution", () => {
+    const due: string[] = [];
+    const deadlines = new Deadlines<string>((item) => due.push(item), 100);
+    deadlines.add(1_000_000 + 3_600_000, "in an hour");
+    deadlines.add(1_000_000 + 10_000, "in ten seconds");
+    // The next timer to fire is the earliest deadline's, not a tick 100 ms on.
+    vi.advanceTimersToNextTimer();
+    expect(Date.now()).toBe(1_010_000);
+    expect(due).toEqual(["in ten seconds"]);
+    vi.advanceTimersToNextTimer();
+    expect(Date.now()).toBe(1_000_000 + 3_600_000);
+    expect(due).toEqual(["in ten seconds", "in an hour"]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("waits in steps for a deadline further away than a timer can wait (about 24.8 days)", () => {
+    const due: string[] = [];
+    const deadlines = new Deadlines<string>((item) => due.push(item), 100);
+    const thirtyDays = 30 * 24 * 3_600_000;
+    deadlines.add(1_000_000 + thirtyDays, "in thirty days");
+    vi.advanceTimersByTime(thirtyDays - 1);
+    expect(due).toEqual([]);
+    vi.advanceTimersByTime(101);
+    expect(due).toEqual(["in thirty days"]);
+  });
+
+  it("fires every item not removed exactly once, at its moment or within the resolution after, under random adds and removes", () => {
+    // A fixed seed (mulberry32): the same sequence every run.
+    let seed = 42;
+    const random = () => {
+      seed = (seed + 0x6d2b79f5) >>> 0;
+      let t = seed;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const fired = new Map<number, number[]>();
+    const deadlines = new Deadlines<number>((item) => fired.set(item, [...(fired.get(item) ?? []), Date.now()]), 100);
+    /** Each item's moment, and when it was added: a moment already past is due at once. */
+    const wanted = new Map<number, { at: number; addedAt: number }>();
+    const live: { item: number; key: number }[] = [];
+    for (let item = 0; item < 3000; item++) {
+      const at = Date.now() + Math.floor(random() * 20_000) - 500;
+      live.push({ item, key: deadlines.add(at, item) });
+      wanted.set(item, { at, addedAt: Date.now() });
+      if (random() < 0.3 && live.length > 0) {
+        const [gone] = live.splice(Math.floor(random() * live.length), 1);
+        if (gone && !fired.has(gone.item)) {
+          deadlines.remove(gone.key, gone.item);
+          wanted.delete(gone.item);
+        }
+      }
+      if (random() < 0.1) vi.advanceTimersByTime(Math.floor(random() * 300));
+    }
+    vi.advanceTimersByTime(30_000);
+    expect(vi.getTimerCount()).toBe(0);
+    for (const [item, { at, addedAt }] of wanted) {
+      const times = fired.get(item) ?? [];
+      expect(times, `item ${item}`).toHaveLength(1);
+      expect(times[0], `item ${item}`).toBeGreaterThanOrEqual(at);
+      expect(times[0], `item ${item}`).toBeLessThanOrEqual(Math.max(at, addedAt) + 100);
+    }
+    for (const item of fired.keys()) expect(wanted.has(item), `removed item ${item} fired`).toBe(true);
+  });
 });
