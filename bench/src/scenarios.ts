@@ -15,6 +15,8 @@ export interface Sizes {
   clientProcesses: number;
   steadyRate: number;
   steadySeconds: number;
+  /** How long the nodes are watched holding every socket with nothing sent. */
+  restSeconds: number;
   burstMessages: number;
   httpMessages: number;
   fanoutRepeats: number;
@@ -37,6 +39,7 @@ export const FULL_SIZES: Sizes = {
   clientProcesses: 2,
   steadyRate: 2000,
   steadySeconds: 5,
+  restSeconds: 5,
   burstMessages: 50_000,
   httpMessages: 20_000,
   fanoutRepeats: 5,
@@ -58,6 +61,7 @@ export const QUICK_SIZES: Sizes = {
   clientProcesses: 1,
   steadyRate: 500,
   steadySeconds: 1,
+  restSeconds: 1,
   burstMessages: 2000,
   httpMessages: 500,
   fanoutRepeats: 2,
@@ -154,6 +158,7 @@ export class StackRun {
     try {
       const connected = await this.connectStorm(cluster, load, sizes.sockets, "connect storm");
       const complete = connected === sizes.sockets;
+      await this.atRest(cluster, complete);
       if (this.wanted("targeted")) {
         await this.targetedSteady(cluster, load, complete);
         await this.burst(cluster, load, "targeted", "emitter", "user", sizes.burstMessages, 1, complete);
@@ -348,6 +353,19 @@ export class StackRun {
   private async settledUsage(cluster: Cluster): Promise<Usage[]> {
     await new Promise((resolve) => setTimeout(resolve, this.sizes.settleMs));
     return cluster.usage(true);
+  }
+
+  /**
+   * What holding the sockets costs with nothing sent: heartbeats, timers, each node's own probes.
+   * Spread over a steady load's messages, it is part of that load's CPU per delivery.
+   */
+  private async atRest(cluster: Cluster, connectedAll: boolean): Promise<void> {
+    const seconds = this.sizes.restSeconds;
+    this.progress.line(`${this.stack}: every socket connected, nothing sent, for ${seconds} s`);
+    const before = await cluster.usage();
+    await this.profiled(cluster, "at rest", () => new Promise((resolve) => setTimeout(resolve, seconds * 1000)));
+    const after = await cluster.usage();
+    this.record("connect storm", "server CPU at rest, every socket connected", "ms/s", cpuDelta(before, after) / 1000 / seconds, connectedAll);
   }
 
   private async targetedSteady(cluster: Cluster, load: Load, connectedAll: boolean): Promise<void> {
