@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Deadlines } from "../src/deadlines.js";
 
@@ -88,42 +89,47 @@ describe("deadlines", () => {
     expect(due).toEqual(["in thirty days"]);
   });
 
-  it("fires every item not removed exactly once, at its moment or within the resolution after, under random adds and removes", () => {
-    // A fixed seed (mulberry32): the same sequence every run.
-    let seed = 42;
-    const random = () => {
-      seed = (seed + 0x6d2b79f5) >>> 0;
-      let t = seed;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-    const fired = new Map<number, number[]>();
-    const deadlines = new Deadlines<number>((item) => fired.set(item, [...(fired.get(item) ?? []), Date.now()]), 100);
-    /** Each item's moment, and when it was added: a moment already past is due at once. */
-    const wanted = new Map<number, { at: number; addedAt: number }>();
-    const live: { item: number; key: number }[] = [];
-    for (let item = 0; item < 3000; item++) {
-      const at = Date.now() + Math.floor(random() * 20_000) - 500;
-      live.push({ item, key: deadlines.add(at, item) });
-      wanted.set(item, { at, addedAt: Date.now() });
-      if (random() < 0.3 && live.length > 0) {
-        const [gone] = live.splice(Math.floor(random() * live.length), 1);
-        if (gone && !fired.has(gone.item)) {
-          deadlines.remove(gone.key, gone.item);
-          wanted.delete(gone.item);
+  it("fires every item not removed exactly once, at its moment or within the resolution after, under any adds and removes", () => {
+    const step = fc.oneof(
+      fc.record({ kind: fc.constant("add" as const), offsetMs: fc.integer({ min: -500, max: 20_000 }) }),
+      fc.record({ kind: fc.constant("remove" as const), pick: fc.nat() }),
+      fc.record({ kind: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 300 }) }),
+    );
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 300 }), (steps) => {
+        vi.clearAllTimers();
+        vi.setSystemTime(1_000_000);
+        const fired = new Map<number, number[]>();
+        const deadlines = new Deadlines<number>((item) => fired.set(item, [...(fired.get(item) ?? []), Date.now()]), 100);
+        /** Each item's moment, and when it was added: a moment already past is due at once. */
+        const wanted = new Map<number, { at: number; addedAt: number }>();
+        const live: { item: number; key: number }[] = [];
+        for (const [item, next] of steps.entries()) {
+          if (next.kind === "add") {
+            const at = Date.now() + next.offsetMs;
+            live.push({ item, key: deadlines.add(at, item) });
+            wanted.set(item, { at, addedAt: Date.now() });
+          } else if (next.kind === "remove" && live.length > 0) {
+            const [gone] = live.splice(next.pick % live.length, 1);
+            if (gone && !fired.has(gone.item)) {
+              deadlines.remove(gone.key, gone.item);
+              wanted.delete(gone.item);
+            }
+          } else if (next.kind === "advance") {
+            vi.advanceTimersByTime(next.ms);
+          }
         }
-      }
-      if (random() < 0.1) vi.advanceTimersByTime(Math.floor(random() * 300));
-    }
-    vi.advanceTimersByTime(30_000);
-    expect(vi.getTimerCount()).toBe(0);
-    for (const [item, { at, addedAt }] of wanted) {
-      const times = fired.get(item) ?? [];
-      expect(times, `item ${item}`).toHaveLength(1);
-      expect(times[0], `item ${item}`).toBeGreaterThanOrEqual(at);
-      expect(times[0], `item ${item}`).toBeLessThanOrEqual(Math.max(at, addedAt) + 100);
-    }
-    for (const item of fired.keys()) expect(wanted.has(item), `removed item ${item} fired`).toBe(true);
+        vi.advanceTimersByTime(30_000);
+        expect(vi.getTimerCount()).toBe(0);
+        for (const [item, { at, addedAt }] of wanted) {
+          const times = fired.get(item) ?? [];
+          expect(times, `item ${item}`).toHaveLength(1);
+          expect(times[0], `item ${item}`).toBeGreaterThanOrEqual(at);
+          expect(times[0], `item ${item}`).toBeLessThanOrEqual(Math.max(at, addedAt) + 100);
+        }
+        for (const item of fired.keys()) expect(wanted.has(item), `removed item ${item} fired`).toBe(true);
+      }),
+      { numRuns: 100 },
+    );
   });
 });
