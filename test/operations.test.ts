@@ -87,6 +87,36 @@ describe("a Redis restart while nodes run", () => {
   });
 });
 
+describe("presence through a Redis restart", () => {
+  it("writes each node's sockets again once an empty Redis returns, counting none twice", async () => {
+    const key = "presence-api-key-of-at-least-32-characters";
+    const first = await redis();
+    const env = { REDIS_URL: first.url, API_KEYS: key, SUBSCRIBE_ROOMS: "topic(*)" };
+    const [a, b] = await Promise.all([node({ ...env, NODE_ID: "again-a" }), node({ ...env, NODE_ID: "again-b" })]);
+    const get = async (gateway: GatewayProcess, path: string) =>
+      (await (await fetch(`${gateway.url}/api/v1/presence/${path}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Record<string, unknown>;
+    const onA = await connectUser(a.url, { sub: "returning", site: "again.example" });
+    const onB = await connectUser(b.url, { sub: "returning", site: "again.example" });
+    expect(await onB.socket.emitWithAck("subscribe", { room: "topic(again)" })).toMatchObject({ ok: true });
+    await waitFor("both sockets counted", async () => ((await get(a, "users/returning")).sockets === 2 ? true : undefined));
+
+    // Redis keeps nothing on disk here: the one that comes back on the same port is empty.
+    await first.stop();
+    await redis(first.port);
+    await waitFor("both sockets counted again", async () => ((await get(b, "users/returning")).sockets === 2 ? true : undefined));
+    expect(await get(a, "users/returning")).toEqual({ online: true, sockets: 2, nodes: [{ node: "again-a", sockets: 1 }, { node: "again-b", sockets: 1 }] });
+    expect(await get(a, "rooms/topic(again)/count")).toEqual({ sockets: 1, users: 1 });
+    expect(await get(a, "rooms/site(again.example)/count")).toEqual({ sockets: 2, users: 1 });
+
+    onA.close();
+    await waitFor("one socket left", async () => ((await get(b, "users/returning")).sockets === 1 ? true : undefined));
+    // Several batches later it is still one: nothing of the rewrite is written a second time.
+    await sleep(600);
+    expect(await get(b, "users/returning")).toEqual({ online: true, sockets: 1, nodes: [{ node: "again-b", sockets: 1 }] });
+    expect(await get(b, "rooms/topic(again)/count")).toEqual({ sockets: 1, users: 1 });
+  });
+});
+
 describe("a subscriber that goes silent", () => {
   it("is noticed by its missed probes and replaced, and delivery resumes", async () => {
     const server = await redis();

@@ -11,33 +11,49 @@ interface QueuedPacket {
 
 /** The events of an engine.io connection that the watch listens to. */
 export interface OutboundConnection {
-  on(event: "packetCreate", listener: (packet: QueuedPacket) => void): unknown;
-  on(event: "flush", listener: (packets: QueuedPacket[]) => void): unknown;
+  on(event: "packetCreate", listener: (this: OutboundConnection, packet: QueuedPacket) => void): unknown;
+  on(event: "flush", listener: (this: OutboundConnection, packets: QueuedPacket[]) => void): unknown;
   transport: unknown;
 }
 
+/** Bytes queued for a connection, kept on the connection itself; OVERFLOWED once it was reported. */
+const QUEUED_BYTES = Symbol("switchboard queued bytes");
+const OVERFLOWED = -1;
+type WatchedConnection = OutboundConnection & { [QUEUED_BYTES]?: number };
+
 /**
- * Calls `onOverflow` once when the bytes queued for a connection, plus those its WebSocket has
- * handed to the kernel but not yet written, exceed `limitBytes`. Counting is O(1) per packet:
- * bytes are added when a packet is queued and taken off when engine.io flushes it to the transport.
+ * Watches connections for a client that stops reading: calls `onOverflow` once per connection when
+ * the bytes queued for it, plus those its WebSocket has handed to the kernel but not yet written,
+ * exceed `limitBytes`. Counting is O(1) per packet: bytes are added when a packet is queued and
+ * taken off when engine.io flushes it to the transport. A node holds many connections, so the
+ * listeners are shared (each finds its connection as `this`) and a connection carries only a number.
  */
-export function watchOutboundBuffer(connection: OutboundConnection, limitBytes: number, onOverflow: () => void): void {
-  let queued = 0;
-  let overflowed = false;
-  connection.on("packetCreate", (packet) => {
+export function createOutboundWatch<C extends OutboundConnection>(limitBytes: number, onOverflow: (connection: C) => void): (connection: C) => void {
+  function onPacketCreate(this: WatchedConnection, packet: QueuedPacket): void {
+    const before = this[QUEUED_BYTES];
+    if (before === undefined || before === OVERFLOWED) return;
     const size = sizeOf(packet);
-    queued += size;
+    const queued = before + size;
+    this[QUEUED_BYTES] = queued;
     // Asking the transport costs more than the rest: it is asked only once a backlog exists. A packet
     // alone in the queue either goes out at once, or waits behind a busy transport and the next
     // packet, finding it still queued, makes the check.
-    if (overflowed || (queued === size && size <= limitBytes)) return;
-    if (queued + transportBuffered(connection.transport) <= limitBytes) return;
-    overflowed = true;
-    onOverflow();
-  });
-  connection.on("flush", (packets) => {
+    if (before === 0 && size <= limitBytes) return;
+    if (queued + transportBuffered(this.transport) <= limitBytes) return;
+    this[QUEUED_BYTES] = OVERFLOWED;
+    onOverflow(this as C);
+  }
+  function onFlush(this: WatchedConnection, packets: QueuedPacket[]): void {
+    let queued = this[QUEUED_BYTES];
+    if (queued === undefined || queued === OVERFLOWED) return;
     for (const packet of packets) queued -= sizeOf(packet);
-  });
+    this[QUEUED_BYTES] = queued;
+  }
+  return (connection) => {
+    (connection as WatchedConnection)[QUEUED_BYTES] = 0;
+    connection.on("packetCreate", onPacketCreate);
+    connection.on("flush", onFlush);
+  };
 }
 
 function sizeOf(packet: QueuedPacket): number {

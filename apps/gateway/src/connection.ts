@@ -16,6 +16,7 @@ import {
   type WelcomePayload,
   errorBody,
   preview,
+  userRoom,
 } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import { type RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
@@ -50,33 +51,52 @@ export interface SocketData {
 /** A socket of the typed server: what clients send and what the gateway sends them. */
 export type ClientSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-/** How many authenticated sockets each user holds on this node (USER_MAX_SOCKETS). */
-export class UserSockets {
-  private readonly counts = new Map<string, number>();
-  private sockets = 0;
+/** What an admitted socket adds to cluster-wide presence: who it is and the rooms it subscribed to. */
+export interface PresenceShare {
+  identity: Identity;
+  rooms: Iterable<string>;
+}
 
-  constructor(private readonly max: number) {}
+/**
+ * The node's authenticated sockets. A user's sockets here are the members of the user's room, which
+ * the adapter keeps anyway: USER_MAX_SOCKETS reads that room's size instead of a count of its own.
+ */
+export class AdmittedSockets {
+  private readonly connections = new Set<Connection>();
 
-  /** True when the user may not open another socket here; 0 as the maximum means no limit. */
+  /**
+   * @param max USER_MAX_SOCKETS; 0 means no limit
+   * @param roomSize how many of this node's sockets are in a room
+   */
+  constructor(
+    private readonly max: number,
+    private readonly roomSize: (room: string) => number,
+  ) {}
+
+  /** True when the user may not open another socket here. */
   full(user: string): boolean {
-    return this.max > 0 && (this.counts.get(user) ?? 0) >= this.max;
+    return this.max > 0 && this.roomSize(userRoom(user)) >= this.max;
   }
 
-  add(user: string): void {
-    this.counts.set(user, (this.counts.get(user) ?? 0) + 1);
-    this.sockets++;
+  add(connection: Connection): void {
+    this.connections.add(connection);
   }
 
-  remove(user: string): void {
-    const count = (this.counts.get(user) ?? 1) - 1;
-    if (count <= 0) this.counts.delete(user);
-    else this.counts.set(user, count);
-    this.sockets--;
+  remove(connection: Connection): void {
+    this.connections.delete(connection);
   }
 
   /** Every authenticated socket on this node. */
   total(): number {
-    return this.sockets;
+    return this.connections.size;
+  }
+
+  /** What each authenticated socket adds to presence, read when presence is written again in full. */
+  *presenceShares(): IterableIterator<PresenceShare> {
+    for (const connection of this.connections) {
+      const share = connection.presenceShare();
+      if (share !== null) yield share;
+    }
   }
 }
 
@@ -97,7 +117,7 @@ export interface ConnectionContext {
   eventRate: RateLimiterMemory;
   /** Refused events per socket per 10 s before the socket is disconnected. */
   strikes: RateLimiterMemory;
-  users: UserSockets;
+  admitted: AdmittedSockets;
   services: ServiceCalls;
   /** LIFECYCLE_EVENTS; null when off. */
   lifecycle: LifecycleLog | null;
@@ -248,7 +268,7 @@ export class Connection {
       this.watchExpiry(session.expiresAt);
       return;
     }
-    if (this.ctx.users.full(session.identity.user)) {
+    if (this.ctx.admitted.full(session.identity.user)) {
       this.refuseUserLimit(ack);
       return;
     }
@@ -395,7 +415,7 @@ export class Connection {
 
   private admit(session: Session): void {
     const identity = session.identity;
-    if (this.ctx.users.full(identity.user)) {
+    if (this.ctx.admitted.full(identity.user)) {
       this.refuseUserLimit(undefined);
       return;
     }
@@ -403,7 +423,7 @@ export class Connection {
     this.identity = identity;
     this.grant(session.grants);
     this.socket.data.session = session;
-    this.ctx.users.add(identity.user);
+    this.ctx.admitted.add(this);
     this.ctx.metrics.connectedSockets.inc();
     this.ctx.presence.socketAdmitted(identity);
     this.ctx.lifecycle?.record("connected", identity, this.socket.id);
@@ -496,11 +516,16 @@ export class Connection {
     this.clearDeadline();
   }
 
+  /** What this socket adds to presence, or null before it is admitted. */
+  presenceShare(): PresenceShare | null {
+    return this.identity === null ? null : { identity: this.identity, rooms: this.subscriptions ?? [] };
+  }
+
   private closed(reason: string): void {
     this.clearTimers();
     if (this.identity) {
       this.ctx.lifecycle?.record("disconnected", this.identity, this.socket.id, { reason });
-      this.ctx.users.remove(this.identity.user);
+      this.ctx.admitted.remove(this);
       this.ctx.metrics.connectedSockets.dec();
       this.ctx.presence.socketLeft(this.identity, this.subscriptions ?? []);
     }

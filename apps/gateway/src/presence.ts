@@ -1,4 +1,5 @@
 import type { Identity } from "@switchboard/protocol";
+import type { PresenceShare } from "./connection.js";
 import type { FastifyBaseLogger } from "fastify";
 import type { NodeInfo, PresenceCrossing, PresenceDelta, SharedState } from "./state.js";
 
@@ -6,6 +7,8 @@ export interface PresenceDeps {
   state: SharedState;
   logger: FastifyBaseLogger;
   info: () => NodeInfo;
+  /** What every authenticated socket of this node adds to presence now: what a resync writes in full. */
+  shares: () => Iterable<PresenceShare>;
   /** Told of users whose first socket on a site arrived, or whose last one left. */
   onCrossings: (crossings: PresenceCrossing[]) => void;
   /** Whether the shared state can be written now (Redis is there). */
@@ -20,16 +23,16 @@ export interface PresenceDeps {
 }
 
 /**
- * This node's share of cluster-wide presence. Sockets coming and going change a local ledger at
- * once; the changes are written in batches (every `flushMs`, one atomic script per batch) so a
- * connect storm costs a few writes, not one per socket. Whenever the broker becomes ready the node
- * takes back whatever it wrote before and writes its whole ledger again, so an outage or a Redis
- * restart leaves nothing counted twice or lost. A node that stops takes its share back; one that
- * crashes has it taken back by the others once its heartbeat is older than `nodeTtlMs`.
+ * This node's share of cluster-wide presence. Sockets coming and going are counted in a batch of
+ * changes, written every `flushMs` (one atomic script per batch) so a connect storm costs a few
+ * writes, not one per socket. Whenever the broker becomes ready the node takes back whatever it
+ * wrote before and writes its whole share again, read from its sockets (`shares`) rather than kept
+ * in a copy of its own, so an outage or a Redis restart leaves nothing counted twice or lost. A node
+ * that stops takes its share back; one that crashes has it taken back by the others once its
+ * heartbeat is older than `nodeTtlMs`.
  */
 export class PresenceTracker {
-  /** Everything this node holds, and what changed since the last write. */
-  private readonly ledger = new Tally();
+  /** What changed since the last write. */
   private pending = new Tally();
   private resyncNeeded = true;
   private queue: Promise<void> = Promise.resolve();
@@ -87,7 +90,6 @@ export class PresenceTracker {
 
   private change(kind: PresenceDelta["kind"], key: string, user: string, delta: number): void {
     if (!this.deps.countSockets) return;
-    this.ledger.add(kind, key, user, delta);
     this.pending.add(kind, key, user, delta);
   }
 
@@ -109,9 +111,11 @@ export class PresenceTracker {
     const crossings: PresenceCrossing[] = [];
     if (this.resyncNeeded) {
       this.resyncNeeded = false;
-      this.pending = new Tally();
       crossings.push(...(await this.deps.state.takeBackNode(this.node)));
-      deltas = this.ledger.deltas();
+      // Read together, after the take-back: a socket that came or went while it ran is in the whole
+      // share written now, and not in a batch of changes written again later.
+      this.pending = new Tally();
+      deltas = this.deps.countSockets ? this.wholeShare() : [];
     } else {
       if (this.pending.empty()) return;
       deltas = this.pending.deltas();
@@ -120,6 +124,16 @@ export class PresenceTracker {
     crossings.push(...(await this.deps.state.applyPresence(this.node, deltas)));
     // A user who left and came back within one resync is neither: report only real changes.
     this.deps.onCrossings(netCrossings(crossings));
+  }
+
+  private wholeShare(): PresenceDelta[] {
+    const whole = new Tally();
+    for (const { identity, rooms } of this.deps.shares()) {
+      whole.add("user", identity.user, identity.user, 1);
+      if (identity.site !== null) whole.add("site", identity.site, identity.user, 1);
+      for (const room of rooms) whole.add("room", room, identity.user, 1);
+    }
+    return whole.deltas();
   }
 
   private async heartbeat(): Promise<void> {
@@ -135,8 +149,8 @@ export class PresenceTracker {
 }
 
 /**
- * Socket counts by kind, key and user, kept compact: a node holds one entry per user, so the user
- * kind (whose key is the user) is a flat map of numbers, and sites and rooms a map of users each.
+ * Socket counts by kind, key and user, kept compact: the user kind (whose key is the user) is a
+ * flat map of numbers, and sites and rooms a map of users each.
  */
 class Tally {
   private readonly users = new Map<string, number>();

@@ -111,6 +111,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     state: broker.state,
     logger,
     info: () => ({ node: config.nodeId, version: VERSION, startedAt, sockets: transport.authenticatedSockets() }),
+    shares: () => transport.presenceShares(),
     onCrossings: (crossings) => {
       if (!config.presenceEvents) return;
       for (const { site, user, online } of crossings) {

@@ -7,10 +7,10 @@ import { Server, type Socket } from "socket.io";
 import type { Adapter } from "socket.io-adapter";
 import { createAdmission } from "./admission.js";
 import { AuthError, type TokenVerifier } from "./auth.js";
-import { dropConnection, watchOutboundBuffer } from "./backpressure.js";
+import { createOutboundWatch, dropConnection } from "./backpressure.js";
 import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
-import { type ClientSocket, Connection, type ConnectionContext, type SocketData, UserSockets } from "./connection.js";
+import { AdmittedSockets, type ClientSocket, Connection, type ConnectionContext, type PresenceShare, type SocketData } from "./connection.js";
 import { Deadlines } from "./deadlines.js";
 import { toWireError } from "./errors.js";
 import type { ThrottledWarnings } from "./log-throttle.js";
@@ -67,6 +67,8 @@ export interface Transport {
   dropAll(): void;
   /** Authenticated sockets on this node. */
   authenticatedSockets(): number;
+  /** What each authenticated socket on this node adds to cluster-wide presence. */
+  presenceShares(): Iterable<PresenceShare>;
 }
 
 /** The most a drained client is asked to wait before reconnecting: jitter on top of the spread. */
@@ -111,30 +113,34 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     next();
   });
   io.engine.on("connection_error", (error: { req: IncomingMessage }) => admission.failed(error.req));
-  const open = new Set<EngineConnection>();
+  // Every open connection, with its client's address and whether admission counted it under that address.
+  const open = new Map<EngineConnection, { address: string; counted: boolean }>();
+  const watch = createOutboundWatch<EngineConnection>(limits.clientMaxBufferBytes, (connection) => {
+    metrics.limitHits.inc({ kind: "slow_consumer" });
+    deps.warnings.warn("slow_consumer", { code: "slow_consumer", address: open.get(connection)?.address, limitBytes: limits.clientMaxBufferBytes }, "dropped a slow consumer");
+    dropConnection(connection);
+  });
+  // One listener for everything a closing connection gives back, shared by all: a node holds many connections.
+  function onClose(this: EngineConnection, _reason: string, description: unknown): void {
+    const record = open.get(this);
+    open.delete(this);
+    metrics.openConnections.dec();
+    if (record?.counted) admission.closed(record.address);
+    if (isMessageTooLarge(description)) {
+      metrics.limitHits.inc({ kind: "message_size" });
+      deps.warnings.warn("message_too_large", { code: "message_too_large", limitBytes: limits.clientMaxMessageBytes }, "closed a connection that sent an oversized message");
+    }
+  }
   io.engine.on("connection", (connection: EngineConnection) => {
-    open.add(connection);
     metrics.openConnections.inc();
     const counted = admission.opened(connection.request);
-    const address = counted ?? admission.addressOf(connection.request);
-    watchOutboundBuffer(connection, limits.clientMaxBufferBytes, () => {
-      metrics.limitHits.inc({ kind: "slow_consumer" });
-      deps.warnings.warn("slow_consumer", { code: "slow_consumer", address, limitBytes: limits.clientMaxBufferBytes }, "dropped a slow consumer");
-      dropConnection(connection);
-    });
-    // One listener for everything a closing connection gives back: a node holds many connections.
-    connection.on("close", (_reason: string, description: unknown) => {
-      open.delete(connection);
-      metrics.openConnections.dec();
-      if (counted !== null) admission.closed(counted);
-      if (isMessageTooLarge(description)) {
-        metrics.limitHits.inc({ kind: "message_size" });
-        deps.warnings.warn("message_too_large", { code: "message_too_large", limitBytes: limits.clientMaxMessageBytes }, "closed a connection that sent an oversized message");
-      }
-    });
+    open.set(connection, { address: counted ?? admission.addressOf(connection.request), counted: counted !== null });
+    watch(connection);
+    connection.on("close", onClose);
   });
 
-  const users = new UserSockets(limits.userMaxSockets);
+  const namespace = io.of("/");
+  const admitted = new AdmittedSockets(limits.userMaxSockets, (room) => namespace.adapter.rooms.get(room)?.size ?? 0);
   // Connections whose handshake was refused: their later CONNECT packets are refused without verifying again.
   const refused = new WeakMap<EngineConnection, ErrorBody>();
 
@@ -156,7 +162,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     const verifying = "malformed" in credential ? Promise.reject(new AuthError("malformed", credential.malformed)) : verifier.verify(credential.token);
     verifying.then(
       (session) => {
-        if (users.full(session.identity.user)) {
+        if (admitted.full(session.identity.user)) {
           metrics.limitHits.inc({ kind: "user_sockets" });
           return next(refuse(socket.conn, errorBody("user_connection_limit")));
         }
@@ -184,7 +190,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     deadlines: new Deadlines<Connection>((connection) => connection.deadlineReached()),
     eventRate: new RateLimiterMemory({ points: limits.clientEventRate, duration: 1, keyPrefix: "" }),
     strikes: new RateLimiterMemory({ points: limits.clientEventRate, duration: 10, keyPrefix: "" }),
-    users,
+    admitted,
   };
   return {
     io,
@@ -193,7 +199,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
       io.on("connection", (socket) => new Connection(socket, context).start(socket.data.session));
     },
     async drain(spreadMs, deadline) {
-      const sockets = [...io.of("/").sockets.values()];
+      const sockets = [...namespace.sockets.values()];
       const gone = Promise.all(sockets.map((socket) => (socket.connected ? new Promise<void>((resolve) => socket.once("disconnect", () => resolve())) : undefined)));
       const timers = sockets.map((socket, index) =>
         setTimeout(() => {
@@ -209,9 +215,10 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
       clearTimeout(waited);
       for (const timer of timers) clearTimeout(timer);
     },
-    authenticatedSockets: () => users.total(),
+    authenticatedSockets: () => admitted.total(),
+    presenceShares: () => admitted.presenceShares(),
     dropAll() {
-      for (const connection of [...open]) dropConnection(connection);
+      for (const connection of [...open.keys()]) dropConnection(connection);
     },
   };
 }

@@ -1,0 +1,75 @@
+import type { Identity } from "@switchboard/protocol";
+import type { FastifyBaseLogger } from "fastify";
+import { describe, expect, it } from "vitest";
+import type { PresenceShare } from "../src/connection.js";
+import { PresenceTracker } from "../src/presence.js";
+import { createMemoryState } from "../src/state-memory.js";
+import type { SharedState } from "../src/state.js";
+
+const silent = { info() {}, warn() {}, error() {}, debug() {} } as unknown as FastifyBaseLogger;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A node's tracker on the in-memory state, whose take-back waits until `release` is called. */
+function trackerWithHeldTakeBack(shares: PresenceShare[]) {
+  const state = createMemoryState();
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const holding: SharedState = {
+    ...state,
+    takeBackNode: async (node) => {
+      await held;
+      return state.takeBackNode(node);
+    },
+  };
+  const tracker = new PresenceTracker("node-a", {
+    state: holding,
+    logger: silent,
+    info: () => ({ node: "node-a", version: "test", startedAt: 0, sockets: shares.length }),
+    shares: () => shares,
+    onCrossings: () => {},
+    ready: () => true,
+    countSockets: true,
+    flushMs: 10,
+    heartbeatMs: 60_000,
+    nodeTtlMs: 180_000,
+  });
+  return { state, tracker, release: () => release() };
+}
+
+describe("presence written again in full", () => {
+  it("writes the node's sockets as they are once the take-back is done, and counts one admitted meanwhile once", async () => {
+    const early: Identity = { user: "early", site: "a.example" };
+    const shares: PresenceShare[] = [{ identity: early, rooms: ["topic(x)"] }];
+    const { state, tracker, release } = trackerWithHeldTakeBack(shares);
+    tracker.start();
+    tracker.resync();
+    await sleep(5);
+    // A socket arrives while the take-back is still under way.
+    const late: Identity = { user: "late", site: "a.example" };
+    shares.push({ identity: late, rooms: [] });
+    tracker.socketAdmitted(late);
+    release();
+    // The whole share, then several batches of changes.
+    await sleep(100);
+    expect(await state.userPresence("early")).toEqual({ online: true, sockets: 1, nodes: [{ node: "node-a", sockets: 1 }] });
+    expect(await state.userPresence("late")).toEqual({ online: true, sockets: 1, nodes: [{ node: "node-a", sockets: 1 }] });
+    expect(await state.roomCount("topic(x)")).toEqual({ sockets: 1, users: 1 });
+    expect(await state.roomCount("site(a.example)")).toEqual({ sockets: 2, users: 2 });
+    await tracker.stop();
+  });
+
+  it("forgets a socket that left while the take-back ran", async () => {
+    const leaving: Identity = { user: "leaving", site: null };
+    const shares: PresenceShare[] = [{ identity: leaving, rooms: [] }];
+    const { state, tracker, release } = trackerWithHeldTakeBack(shares);
+    tracker.start();
+    tracker.resync();
+    await sleep(5);
+    shares.pop();
+    tracker.socketLeft(leaving, []);
+    release();
+    await sleep(100);
+    expect(await state.userPresence("leaving")).toEqual({ online: false, sockets: 0, nodes: [] });
+    await tracker.stop();
+  });
+});
