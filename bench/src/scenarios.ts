@@ -172,9 +172,39 @@ export class StackRun {
         await this.burst(cluster, load, "http publish, 1 per request", "http", "user", sizes.httpMessages, 1, complete);
         await this.burst(cluster, load, `http publish, ${HTTP_BATCH} per request`, "http-batch", "user", sizes.burstMessages, 1, complete);
       }
+      await this.addedSockets(cluster, complete);
     } finally {
       await this.stopLoad(load);
       await cluster.stop();
+    }
+  }
+
+  /**
+   * What one more idle socket costs a node that already holds every socket and has run every
+   * scenario: a pool of its own connects a quarter more sockets, and each node's memory is read after
+   * a GC before and after. Unlike the storm's figures, counted from an idle node, this does not depend
+   * on what a node held before its first socket (it varies by tens of MB between starts of the same
+   * build) nor on the code compiled for the first connections. The added sockets leave again.
+   */
+  private async addedSockets(cluster: Cluster, stormComplete: boolean): Promise<void> {
+    const count = Math.max(cluster.urls.length, Math.round(this.sizes.sockets / 4));
+    const pool = startWorker<ClientsApi>("load/clients");
+    try {
+      await pool.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid: this.users, count, site: SITE, secret: BENCH_SECRET, concurrency: 500 }, 300_000);
+      const before = await this.settledUsage(cluster);
+      this.progress.line(`${this.stack}: ${count} sockets added to the ${this.users} connected`);
+      const reply = await pool.call("connect", {}, 300_000);
+      const after = await this.settledUsage(cluster);
+      const complete = stormComplete && reply.connected === count;
+      if (reply.failed > 0) this.problems.push(`${this.stack}: ${reply.failed} of ${count} added sockets failed to connect (${reply.errors.join("; ")})`);
+      const perNode = reply.connected / cluster.urls.length;
+      for (const [index, usage] of after.entries()) {
+        this.record("connect storm", "RSS per socket added at full load", "KB", (usage.rssBytes - before[index]!.rssBytes) / perNode / 1000, complete);
+        this.record("connect storm", "heap per socket added at full load", "KB", (usage.heapUsedBytes - before[index]!.heapUsedBytes) / perNode / 1000, complete);
+      }
+    } finally {
+      await pool.call("close", {}, 30_000).catch(() => null);
+      await pool.stop();
     }
   }
 
