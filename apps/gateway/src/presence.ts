@@ -15,7 +15,7 @@ export interface PresenceDeps {
   ready: () => boolean;
   /** False with PRESENCE=0: nothing is counted; the node still beats, for /api/v1/info. */
   countSockets: boolean;
-  /** How often batched changes are written. */
+  /** How long changes are batched before they are written. */
   flushMs: number;
   /** How often the node says it is alive and looks for nodes that are not. */
   heartbeatMs: number;
@@ -24,8 +24,8 @@ export interface PresenceDeps {
 
 /**
  * This node's share of cluster-wide presence. Sockets coming and going are counted in a batch of
- * changes, written every `flushMs` (one atomic script per batch) so a connect storm costs a few
- * writes, not one per socket. Whenever the broker becomes ready the node takes back whatever it
+ * changes, written `flushMs` after the first of them (one atomic script per batch) so a connect storm
+ * costs a few writes, not one per socket, and a node whose sockets stay put writes nothing. Whenever the broker becomes ready the node takes back whatever it
  * wrote before and writes its whole share again, read from its sockets (`shares`) rather than kept
  * in a copy of its own, so an outage or a Redis restart leaves nothing counted twice or lost. A node
  * that stops takes its share back; one that crashes has it taken back by the others once its
@@ -36,7 +36,10 @@ export class PresenceTracker {
   private pending = new Tally();
   private resyncNeeded = true;
   private queue: Promise<void> = Promise.resolve();
-  private readonly timers: NodeJS.Timeout[] = [];
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** Armed by the first change after a write, so a node whose sockets do not change never wakes for it. */
+  private flushTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
 
   constructor(
     private readonly node: string,
@@ -44,11 +47,9 @@ export class PresenceTracker {
   ) {}
 
   start(): void {
-    const flush = setInterval(() => this.schedule(() => this.flush()), this.deps.flushMs);
-    const heartbeat = setInterval(() => this.schedule(() => this.heartbeat()), this.deps.heartbeatMs);
-    flush.unref();
-    heartbeat.unref();
-    this.timers.push(flush, heartbeat);
+    this.heartbeatTimer = setInterval(() => this.schedule(() => this.heartbeat()), this.deps.heartbeatMs);
+    this.heartbeatTimer.unref();
+    this.armFlush();
   }
 
   /** The broker became ready: write the whole ledger again. */
@@ -79,7 +80,9 @@ export class PresenceTracker {
 
   /** Stops the timers and takes this node's share back, as a stopping node does. */
   async stop(): Promise<void> {
-    for (const timer of this.timers) clearInterval(timer);
+    this.stopped = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
     this.schedule(async () => {
       if (!this.deps.ready()) return;
       const crossings = await this.deps.state.takeBackNode(this.node);
@@ -91,6 +94,17 @@ export class PresenceTracker {
   private change(kind: PresenceDelta["kind"], key: string, user: string, delta: number): void {
     if (!this.deps.countSockets) return;
     this.pending.add(kind, key, user, delta);
+    this.armFlush();
+  }
+
+  /** A write in `flushMs`, unless one is already due. */
+  private armFlush(): void {
+    if (this.flushTimer !== null || this.stopped) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      this.schedule(() => this.flush());
+    }, this.deps.flushMs);
+    this.flushTimer.unref();
   }
 
   /** One state operation at a time: a flush and a resync never interleave. */
@@ -98,12 +112,14 @@ export class PresenceTracker {
     this.queue = this.queue.then(operation).catch((err: unknown) => {
       // Redis went away mid-write: what was written is unknown, so everything is written again.
       this.resyncNeeded = true;
+      this.armFlush();
       this.deps.logger.debug({ err: err instanceof Error ? err.message : String(err) }, "presence not written; will write it again");
     });
   }
 
   private async flush(): Promise<void> {
     if (!this.deps.ready()) {
+      // Written in full once the broker is ready again (resync); until then changes only add up.
       this.resyncNeeded = true;
       return;
     }

@@ -73,3 +73,71 @@ describe("presence written again in full", () => {
     await tracker.stop();
   });
 });
+
+describe("presence batches", () => {
+  /** A tracker on the in-memory state that counts its writes and fails the next `failures` of them. */
+  function countingTracker() {
+    const state = createMemoryState();
+    const counts = { writes: 0, failures: 0 };
+    const counting: SharedState = {
+      ...state,
+      applyPresence: async (node, deltas) => {
+        counts.writes++;
+        if (counts.failures > 0) {
+          counts.failures--;
+          throw new Error("connection lost mid-write");
+        }
+        return state.applyPresence(node, deltas);
+      },
+    };
+    const shares: PresenceShare[] = [];
+    const tracker = new PresenceTracker("node-a", {
+      state: counting,
+      logger: silent,
+      info: () => ({ node: "node-a", version: "test", startedAt: 0, sockets: shares.length }),
+      shares: () => shares,
+      onCrossings: () => {},
+      ready: () => true,
+      countSockets: true,
+      flushMs: 10,
+      heartbeatMs: 60_000,
+      nodeTtlMs: 180_000,
+    });
+    return { state, counts, shares, tracker };
+  }
+
+  it("writes a burst of changes in one batch, and nothing while the node's sockets stay put", async () => {
+    const { state, counts, shares, tracker } = countingTracker();
+    tracker.start();
+    await sleep(40);
+    const startWrites = counts.writes;
+    for (let index = 0; index < 50; index++) {
+      const identity: Identity = { user: `u${index}`, site: "a.example" };
+      shares.push({ identity, rooms: [] });
+      tracker.socketAdmitted(identity);
+    }
+    await sleep(60);
+    expect(counts.writes - startWrites).toBe(1);
+    expect(await state.roomCount("site(a.example)")).toEqual({ sockets: 50, users: 50 });
+    const settledWrites = counts.writes;
+    await sleep(100);
+    expect(counts.writes).toBe(settledWrites);
+    await tracker.stop();
+  });
+
+  it("writes the whole share again after a write failed, with no further change to prompt it", async () => {
+    const { state, counts, shares, tracker } = countingTracker();
+    tracker.start();
+    await sleep(40);
+    const identity: Identity = { user: "only", site: null };
+    shares.push({ identity, rooms: ["topic(y)"] });
+    counts.failures = 1;
+    tracker.socketAdmitted(identity);
+    tracker.roomJoined(identity, "topic(y)");
+    await sleep(100);
+    expect(counts.failures).toBe(0);
+    expect(await state.userPresence("only")).toEqual({ online: true, sockets: 1, nodes: [{ node: "node-a", sockets: 1 }] });
+    expect(await state.roomCount("topic(y)")).toEqual({ sockets: 1, users: 1 });
+    await tracker.stop();
+  });
+});
