@@ -7,7 +7,7 @@ import type { ServiceWorkerApi } from "./load/service.js";
 import { now } from "./load/clock.js";
 import { HTTP_BATCH, type PublishArgs, type PublisherApi, type PublishMode } from "./load/publisher.js";
 import type { Progress } from "./progress.js";
-import { median, percentile, sortedSamples } from "./stats.js";
+import { leastSquaresSlope, median, percentile, sortedSamples } from "./stats.js";
 
 /** The size knobs of every scenario. */
 export interface Sizes {
@@ -15,7 +15,7 @@ export interface Sizes {
   clientProcesses: number;
   steadyRate: number;
   steadySeconds: number;
-  /** How long the nodes are watched holding every socket with nothing sent. */
+  /** How long the nodes are watched holding every socket with nothing sent, after as long again not counted. */
   restSeconds: number;
   burstMessages: number;
   httpMessages: number;
@@ -55,6 +55,12 @@ export const FULL_SIZES: Sizes = {
 
 /** Each burst is preceded by 1/WARM_UP_SHARE of its messages, unmeasured. */
 const WARM_UP_SHARE = 10;
+
+/** How many steps the sockets added to loaded nodes come in: the memory slope is fitted over them. */
+const ADDED_STEPS = 4;
+
+/** The metric the RSS targets are checked against. */
+export const ADDED_RSS_METRIC = "RSS per socket added to a loaded node";
 
 export const QUICK_SIZES: Sizes = {
   sockets: 200,
@@ -159,6 +165,7 @@ export class StackRun {
       const connected = await this.connectStorm(cluster, load, sizes.sockets, "connect storm");
       const complete = connected === sizes.sockets;
       await this.atRest(cluster, complete);
+      await this.addedSockets(cluster, complete);
       if (this.wanted("targeted")) {
         await this.targetedSteady(cluster, load, complete);
         await this.burst(cluster, load, "targeted", "emitter", "user", sizes.burstMessages, 1, complete);
@@ -172,7 +179,6 @@ export class StackRun {
         await this.burst(cluster, load, "http publish, 1 per request", "http", "user", sizes.httpMessages, 1, complete);
         await this.burst(cluster, load, `http publish, ${HTTP_BATCH} per request`, "http-batch", "user", sizes.burstMessages, 1, complete);
       }
-      await this.addedSockets(cluster, complete);
     } finally {
       await this.stopLoad(load);
       await cluster.stop();
@@ -180,27 +186,40 @@ export class StackRun {
   }
 
   /**
-   * What one more idle socket costs a node that already holds every socket and has run every
-   * scenario: a pool of its own connects a quarter more sockets, and each node's memory is read after
-   * a GC before and after. Unlike the storm's figures, counted from an idle node, this does not depend
-   * on what a node held before its first socket (it varies by tens of MB between starts of the same
-   * build) nor on the code compiled for the first connections. The added sockets leave again.
+   * What one more idle socket costs a node that already holds every socket: a pool of its own adds
+   * half as many sockets again in ADDED_STEPS steps, each node's memory is read after a GC before the
+   * first and after each step, and the figure is the least-squares slope of memory over the node's
+   * sockets. Unlike the storm's figures, counted from an idle node, it does not include what a node
+   * held before its first socket (which varies by tens of MB between starts of the same build) nor
+   * the code compiled for the first connections; a slope over several readings is steadier than one
+   * difference, as what V8 and the allocator keep mapped after a GC moves by MBs between readings. It
+   * runs before any message is sent, so no burst's freed buffers are reused by the added sockets. The
+   * added sockets leave again.
    */
   private async addedSockets(cluster: Cluster, stormComplete: boolean): Promise<void> {
-    const count = Math.max(cluster.urls.length, Math.round(this.sizes.sockets / 4));
+    const nodes = cluster.urls.length;
+    const perStep = Math.max(nodes, Math.round(this.sizes.sockets / 2 / ADDED_STEPS));
     const pool = startWorker<ClientsApi>("load/clients");
+    this.progress.line(`${this.stack}: ${perStep * ADDED_STEPS} sockets added to the ${this.users} connected, in ${ADDED_STEPS} steps`);
     try {
-      await pool.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid: this.users, count, site: SITE, secret: BENCH_SECRET, concurrency: 500 }, 300_000);
-      const before = await this.settledUsage(cluster);
-      this.progress.line(`${this.stack}: ${count} sockets added to the ${this.users} connected`);
-      const reply = await pool.call("connect", {}, 300_000);
-      const after = await this.settledUsage(cluster);
-      const complete = stormComplete && reply.connected === count;
-      if (reply.failed > 0) this.problems.push(`${this.stack}: ${reply.failed} of ${count} added sockets failed to connect (${reply.errors.join("; ")})`);
-      const perNode = reply.connected / cluster.urls.length;
-      for (const [index, usage] of after.entries()) {
-        this.record("connect storm", "RSS per socket added at full load", "KB", (usage.rssBytes - before[index]!.rssBytes) / perNode / 1000, complete);
-        this.record("connect storm", "heap per socket added at full load", "KB", (usage.heapUsedBytes - before[index]!.heapUsedBytes) / perNode / 1000, complete);
+      const readings: { sockets: number; usage: Usage[] }[] = [{ sockets: 0, usage: await this.settledUsage(cluster) }];
+      let complete = stormComplete;
+      let added = 0;
+      for (let step = 0; step < ADDED_STEPS; step++) {
+        const firstUid = this.users + step * perStep;
+        await pool.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid, count: perStep, site: SITE, secret: BENCH_SECRET, concurrency: 500 }, 300_000);
+        const reply = await pool.call("connect", {}, 300_000);
+        if (reply.failed > 0) {
+          complete = false;
+          this.problems.push(`${this.stack}: ${reply.failed} of ${perStep} added sockets failed to connect (${reply.errors.join("; ")})`);
+        }
+        added += reply.connected;
+        readings.push({ sockets: added / nodes, usage: await this.settledUsage(cluster) });
+      }
+      for (let index = 0; index < nodes; index++) {
+        const slope = (bytes: (usage: Usage) => number) => leastSquaresSlope(readings.map((reading) => [reading.sockets, bytes(reading.usage[index]!)]));
+        this.record("connect storm", ADDED_RSS_METRIC, "KB", slope((usage) => usage.rssBytes) / 1000, complete);
+        this.record("connect storm", "heap per socket added to a loaded node", "KB", slope((usage) => usage.heapUsedBytes) / 1000, complete);
       }
     } finally {
       await pool.call("close", {}, 30_000).catch(() => null);
@@ -387,11 +406,14 @@ export class StackRun {
 
   /**
    * What holding the sockets costs with nothing sent: heartbeats, timers, each node's own probes.
-   * Spread over a steady load's messages, it is part of that load's CPU per delivery.
+   * Spread over a steady load's messages, it is part of that load's CPU per delivery. The first
+   * `restSeconds` are not counted: V8 is still compiling the storm's code and returning its memory on
+   * its own threads then, seconds of work that a node at rest does not keep doing.
    */
   private async atRest(cluster: Cluster, connectedAll: boolean): Promise<void> {
     const seconds = this.sizes.restSeconds;
-    this.progress.line(`${this.stack}: every socket connected, nothing sent, for ${seconds} s`);
+    this.progress.line(`${this.stack}: every socket connected, nothing sent, for ${2 * seconds} s (the last ${seconds} s counted)`);
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
     const before = await cluster.usage();
     await this.profiled(cluster, "at rest", () => new Promise((resolve) => setTimeout(resolve, seconds * 1000)));
     const after = await cluster.usage();

@@ -25,3 +25,17 @@ export function round(value: number): number {
   if (Math.abs(value) >= 100) return Math.round(value);
   return Number(value.toPrecision(3));
 }
+
+/** The slope of the least-squares line through `points` ([x, y] pairs); NaN for fewer than two distinct x. */
+export function leastSquaresSlope(points: [number, number][]): number {
+  const count = points.length;
+  const meanX = points.reduce((total, [x]) => total + x, 0) / count;
+  const meanY = points.reduce((total, [, y]) => total + y, 0) / count;
+  let covariance = 0;
+  let variance = 0;
+  for (const [x, y] of points) {
+    covariance += (x - meanX) * (y - meanY);
+    variance += (x - meanX) ** 2;
+  }
+  return variance === 0 ? Number.NaN : covariance / variance;
+}

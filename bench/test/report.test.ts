@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { checkTargets, combine } from "../src/report.js";
-import type { Measurement } from "../src/scenarios.js";
-import { percentile, round } from "../src/stats.js";
+import { ADDED_RSS_METRIC, type Measurement } from "../src/scenarios.js";
+import { leastSquaresSlope, percentile, round } from "../src/stats.js";
 
 const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({ scenario, metric, unit: "µs", value, complete });
 
@@ -27,6 +27,20 @@ describe("the report", () => {
     expect(checks.find((check) => check.target.startsWith("presence"))).toMatchObject({ measured: "7.14%", met: true });
     expect(checks.find((check) => check.target.startsWith("targeted"))).toMatchObject({ measured: "not measured", met: null });
   });
+
+  it("meets no memory target with a slope of zero or less: memory reused while sockets were added measures nothing", () => {
+    const rssTargets = (ours: number, plain: number) =>
+      checkTargets(combine([measured("connect storm", ADDED_RSS_METRIC, ours)], [measured("connect storm", ADDED_RSS_METRIC, plain)])).filter((check) => check.target.startsWith("RSS per idle socket"));
+    expect(rssTargets(12, 12.5)).toMatchObject([
+      { measured: "0.96×", met: true },
+      { measured: "12 KB", met: false },
+    ]);
+    expect(rssTargets(-23.7, -4)).toMatchObject([
+      { measured: "not measurable (-23.7 KB against -4 KB)", met: null },
+      { measured: "not measurable (-23.7 KB)", met: null },
+    ]);
+    expect(rssTargets(7, -4)).toMatchObject([{ met: null }, { measured: "7 KB", met: true }]);
+  });
 });
 
 describe("statistics", () => {
@@ -35,5 +49,11 @@ describe("statistics", () => {
     expect([percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999), percentile(sorted, 1)]).toEqual([50, 99, 100, 100]);
     expect(percentile(new Float64Array(), 0.5)).toBeNaN();
     expect([round(0.123456), round(12.345), round(1234.5)]).toEqual([0.123, 12.3, 1235]);
+  });
+
+  it("fits a least-squares slope through noisy readings, and none through a single x", () => {
+    expect(leastSquaresSlope([[0, 100], [1, 112], [2, 118], [3, 134]])).toBeCloseTo(10.8, 10);
+    expect(leastSquaresSlope([[0, 5], [10, 5]])).toBe(0);
+    expect(leastSquaresSlope([[3, 1], [3, 9]])).toBeNaN();
   });
 });
