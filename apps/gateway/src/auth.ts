@@ -47,13 +47,14 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
   const keyring: Keyring = createKeyring(config.key, deps);
   const allowed: ReadonlySet<string> = new Set(config.algorithms);
   const audience = config.audience ? ([...config.audience] as [string, ...string[]]) : undefined;
+  const headerOf = createHeaderReader();
 
   async function verify(token: unknown): Promise<Session> {
     if (token === undefined || token === null || token === "") throw new AuthError("missing", "no token");
     if (typeof token !== "string") throw new AuthError("malformed", "the token is not a string");
     // Checked before anything is decoded, so an oversized token costs nothing.
     if (token.length > config.maxTokenBytes) throw new AuthError("too_large", `the token is longer than JWT_MAX_BYTES (${config.maxTokenBytes} bytes)`);
-    const header = decodedHeader(token);
+    const header = headerOf(token);
     // The algorithm is checked against the pinned list before any key is used, so `none` and
     // an HS token presented to an RS key never reach signature verification.
     const algorithm = typeof header.alg === "string" ? header.alg : "(none)";
@@ -122,19 +123,52 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
  * RFC 7515 §4.1.11: a `crit` header names extensions the verifier must understand; this server
  * implements none, so any `crit` refuses the token.
  */
-function decodedHeader(token: string): { alg: unknown; kid: unknown } {
-  const parts = token.split(".");
+type TokenHeader = { alg: unknown; kid: unknown };
+
+/** How many distinct token headers are kept decoded, and the longest one that is. */
+const HEADER_CACHE_ENTRIES = 64;
+const HEADER_CACHE_MAX_CHARS = 512;
+
+/**
+ * Reads the `alg` and `kid` of a token's header. An issuer signs every token with the same header, so
+ * each distinct header text is decoded once and kept: a connect storm decodes one header, not one per
+ * socket. The cache is bounded and emptied when full, so tokens with ever-new headers cost a decode
+ * each and hold no memory; a header that fails its checks is never kept.
+ */
+function createHeaderReader(): (token: string) => TokenHeader {
+  const decoded = new Map<string, TokenHeader>();
+  return (token) => {
+    const firstDot = token.indexOf(".");
+    const secondDot = firstDot < 0 ? -1 : token.indexOf(".", firstDot + 1);
+    if (secondDot < 0 || token.indexOf(".", secondDot + 1) >= 0) throw notAJwt();
+    const text = token.slice(0, firstDot);
+    const known = decoded.get(text);
+    if (known) return known;
+    const header = decodedHeader(text);
+    if (text.length <= HEADER_CACHE_MAX_CHARS) {
+      if (decoded.size >= HEADER_CACHE_ENTRIES) decoded.clear();
+      decoded.set(text, header);
+    }
+    return header;
+  };
+}
+
+function decodedHeader(text: string): TokenHeader {
   let header: unknown = null;
-  if (parts.length === 3 && BASE64URL.test(parts[0]!)) {
+  if (BASE64URL.test(text)) {
     try {
-      header = JSON.parse(Buffer.from(parts[0]!, "base64url").toString("utf8"));
+      header = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
     } catch {
       header = null;
     }
   }
-  if (typeof header !== "object" || header === null || Array.isArray(header)) throw new AuthError("malformed", "not a JWT: three base64url parts with a JSON header");
+  if (typeof header !== "object" || header === null || Array.isArray(header)) throw notAJwt();
   if ("crit" in header) throw new AuthError("malformed", "the crit header names extensions this server does not implement");
-  return { alg: "alg" in header ? header.alg : undefined, kid: "kid" in header ? header.kid : undefined };
+  return Object.freeze({ alg: "alg" in header ? header.alg : undefined, kid: "kid" in header ? header.kid : undefined });
+}
+
+function notAJwt(): AuthError {
+  return new AuthError("malformed", "not a JWT: three base64url parts with a JSON header");
 }
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/;

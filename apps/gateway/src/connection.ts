@@ -427,7 +427,8 @@ export class Connection {
     this.ctx.metrics.connectedSockets.inc();
     this.ctx.presence.socketAdmitted(identity);
     this.ctx.lifecycle?.record("connected", identity, this.socket.id);
-    this.socket.leave(UNAUTHENTICATED_ROOM);
+    // Only a socket that authenticated after its handshake was put there; leaving costs an adapter call.
+    if (this.socket.rooms.has(UNAUTHENTICATED_ROOM)) this.socket.leave(UNAUTHENTICATED_ROOM);
     const rooms = roomsFor(identity);
     this.socket.join(rooms);
     this.releaseHandshake();

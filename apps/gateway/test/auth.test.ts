@@ -74,6 +74,24 @@ describe("token verification", () => {
     expect(await codeOf(() => hsVerifier.verify(token))).toBe("token_malformed");
   });
 
+  it("reads each token's own header however many distinct headers came before it (decoded headers are kept, a bounded number)", async () => {
+    const verifier = verifierFor({ JWT_SECRET: SECRET, JWT_ISSUER: "issuer", JWT_AUDIENCE: "sb" });
+    const claims = { sub: "u", iss: "issuer", aud: "sb" };
+    // More distinct headers than are kept, each verified twice (decoded, then read back).
+    for (let index = 0; index < 150; index++) {
+      const token = handMade({ alg: "HS256", typ: "JWT", n: index }, { ...claims, sub: `u${index}` });
+      for (let again = 0; again < 2; again++) expect((await verifier.verify(token)).identity.user).toBe(`u${index}`);
+    }
+    // A header already read, then one that is refused, then the first again: each is judged on its own.
+    const plain = handMade({ alg: "HS256", typ: "JWT" }, claims);
+    expect((await verifier.verify(plain)).identity.user).toBe("u");
+    expect(await codeOf(() => verifier.verify(handMade({ alg: "HS256", typ: "JWT", crit: ["x"], x: 1 }, claims)))).toBe("token_malformed");
+    expect(await codeOf(() => verifier.verify(handMade({ alg: "HS512", typ: "JWT" }, claims)))).toBe("token_invalid_signature");
+    expect(await codeOf(() => verifier.verify(`${plain}.extra`))).toBe("token_malformed");
+    expect(await codeOf(() => verifier.verify(plain.slice(plain.indexOf("."))))).toBe("token_malformed");
+    expect((await verifier.verify(plain)).identity.user).toBe("u");
+  });
+
   it("refuses a payload that is not JSON with token_malformed, not internal_error", async () => {
     expect(await codeOf(() => hsVerifier.verify(handMade({ alg: "HS256", typ: "JWT" }, "this is { not json")))).toBe("token_malformed");
     expect(await codeOf(() => hsVerifier.verify(handMade({ alg: "HS256" }, "plain text")))).toBe("token_malformed");
