@@ -117,12 +117,6 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
   return verifier;
 }
 
-/**
- * The token's header, read before anything else to choose the algorithm and key; the signature and
- * payload are checked by the verification that follows, which decodes the whole token once.
- * RFC 7515 §4.1.11: a `crit` header names extensions the verifier must understand; this server
- * implements none, so any `crit` refuses the token.
- */
 type TokenHeader = { alg: unknown; kid: unknown };
 
 /** How many distinct token headers are kept decoded, and the longest one that is. */
@@ -153,6 +147,12 @@ function createHeaderReader(): (token: string) => TokenHeader {
   };
 }
 
+/**
+ * The token's header, read before anything else to choose the algorithm and key; the signature and
+ * payload are checked by the verification that follows, which decodes the whole token once.
+ * RFC 7515 §4.1.11: a `crit` header names extensions the verifier must understand; this server
+ * implements none, so any `crit` refuses the token.
+ */
 function decodedHeader(text: string): TokenHeader {
   let header: unknown = null;
   if (BASE64URL.test(text)) {

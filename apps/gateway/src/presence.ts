@@ -25,11 +25,11 @@ export interface PresenceDeps {
 /**
  * This node's share of cluster-wide presence. Sockets coming and going are counted in a batch of
  * changes, written `flushMs` after the first of them (one atomic script per batch) so a connect storm
- * costs a few writes, not one per socket, and a node whose sockets stay put writes nothing. Whenever the broker becomes ready the node takes back whatever it
- * wrote before and writes its whole share again, read from its sockets (`shares`) rather than kept
- * in a copy of its own, so an outage or a Redis restart leaves nothing counted twice or lost. A node
- * that stops takes its share back; one that crashes has it taken back by the others once its
- * heartbeat is older than `nodeTtlMs`.
+ * costs a few writes, not one per socket, and a node whose sockets stay put writes nothing. Whenever
+ * the broker becomes ready the node takes back whatever it wrote before and writes its whole share
+ * again, read from its sockets (`shares`) rather than kept in a copy of its own, so an outage or a
+ * Redis restart leaves nothing counted twice or lost. A node that stops takes its share back; one
+ * that crashes has it taken back by the others once its heartbeat is older than `nodeTtlMs`.
  */
 export class PresenceTracker {
   /** What changed since the last write. */
@@ -52,7 +52,7 @@ export class PresenceTracker {
     this.armFlush();
   }
 
-  /** The broker became ready: write the whole ledger again. */
+  /** The broker became ready: write the node's whole share again. */
   resync(): void {
     this.resyncNeeded = true;
     this.schedule(() => this.flush());

@@ -92,6 +92,15 @@ describe("token verification", () => {
     expect((await verifier.verify(plain)).identity.user).toBe("u");
   });
 
+  it("reads a header too long to be kept decoded afresh each time, and refuses a long header that is not JSON", async () => {
+    const verifier = verifierFor({ JWT_SECRET: SECRET, JWT_ISSUER: "issuer", JWT_AUDIENCE: "sb" });
+    const claims = { sub: "long", iss: "issuer", aud: "sb" };
+    const long = handMade({ alg: "HS256", typ: "JWT", note: "x".repeat(900) }, claims);
+    for (let again = 0; again < 3; again++) expect((await verifier.verify(long)).identity.user).toBe("long");
+    const notJson = `${b64("{".repeat(900))}${long.slice(long.indexOf("."))}`;
+    for (let again = 0; again < 2; again++) expect(await codeOf(() => verifier.verify(notJson))).toBe("token_malformed");
+  });
+
   it("refuses a payload that is not JSON with token_malformed, not internal_error", async () => {
     expect(await codeOf(() => hsVerifier.verify(handMade({ alg: "HS256", typ: "JWT" }, "this is { not json")))).toBe("token_malformed");
     expect(await codeOf(() => hsVerifier.verify(handMade({ alg: "HS256" }, "plain text")))).toBe("token_malformed");

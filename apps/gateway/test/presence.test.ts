@@ -9,6 +9,22 @@ import type { SharedState } from "../src/state.js";
 const silent = { info() {}, warn() {}, error() {}, debug() {} } as unknown as FastifyBaseLogger;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Node a's tracker on `state`, with `shares` as its sockets, writing changes 10 ms after the first. */
+function trackerOn(state: SharedState, shares: PresenceShare[]): PresenceTracker {
+  return new PresenceTracker("node-a", {
+    state,
+    logger: silent,
+    info: () => ({ node: "node-a", version: "test", startedAt: 0, sockets: shares.length }),
+    shares: () => shares,
+    onCrossings: () => {},
+    ready: () => true,
+    countSockets: true,
+    flushMs: 10,
+    heartbeatMs: 60_000,
+    nodeTtlMs: 180_000,
+  });
+}
+
 /** A node's tracker on the in-memory state, whose take-back waits until `release` is called. */
 function trackerWithHeldTakeBack(shares: PresenceShare[]) {
   const state = createMemoryState();
@@ -21,19 +37,7 @@ function trackerWithHeldTakeBack(shares: PresenceShare[]) {
       return state.takeBackNode(node);
     },
   };
-  const tracker = new PresenceTracker("node-a", {
-    state: holding,
-    logger: silent,
-    info: () => ({ node: "node-a", version: "test", startedAt: 0, sockets: shares.length }),
-    shares: () => shares,
-    onCrossings: () => {},
-    ready: () => true,
-    countSockets: true,
-    flushMs: 10,
-    heartbeatMs: 60_000,
-    nodeTtlMs: 180_000,
-  });
-  return { state, tracker, release: () => release() };
+  return { state, tracker: trackerOn(holding, shares), release: () => release() };
 }
 
 describe("presence written again in full", () => {
@@ -91,19 +95,7 @@ describe("presence batches", () => {
       },
     };
     const shares: PresenceShare[] = [];
-    const tracker = new PresenceTracker("node-a", {
-      state: counting,
-      logger: silent,
-      info: () => ({ node: "node-a", version: "test", startedAt: 0, sockets: shares.length }),
-      shares: () => shares,
-      onCrossings: () => {},
-      ready: () => true,
-      countSockets: true,
-      flushMs: 10,
-      heartbeatMs: 60_000,
-      nodeTtlMs: 180_000,
-    });
-    return { state, counts, shares, tracker };
+    return { state, counts, shares, tracker: trackerOn(counting, shares) };
   }
 
   it("writes a burst of changes in one batch, and nothing while the node's sockets stay put", async () => {
