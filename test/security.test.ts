@@ -285,6 +285,18 @@ describe("the Redis side", () => {
     }
   });
 
+  it("MessagePack headers that claim a gigabyte in ten bytes, on the broadcast, request and response channels, are dropped unread and both nodes keep delivering", async () => {
+    // An array of eight whose first item is an extension of type 0 claiming about a gigabyte: a decoder
+    // that believes the header allocates and fills that much before it finds the bytes missing.
+    const claim = Buffer.from("98c93e57ffa3003e12f5", "hex");
+    const channels = ["socket.io#/#", "socket.io-request#/#", "socket.io-response#/#"];
+    const dropped = () => Promise.all([a, b].map((url) => readCounter(url, "switchboard_frames_dropped_total", { channel: "adapter", reason: "frame_not_msgpack" })));
+    const before = await dropped();
+    for (const channel of channels) await cluster.publisher.publish(channel, claim);
+    await waitFor("every claim dropped on both nodes", async () => ((await dropped()).every((count, index) => count >= (before[index] as number) + channels.length) ? true : undefined));
+    await bothNodesDeliver("gigabyte-claims");
+  });
+
   it("two thousand bad frames cost a few log lines, every one of them counted", async () => {
     const node = cluster.nodes[0]!;
     const before = await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" });

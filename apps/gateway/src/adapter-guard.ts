@@ -1,4 +1,4 @@
-import { arrayFrameProblem, nestsDeeperThan, preview } from "@switchboard/protocol";
+import { arrayFrameProblem, isWholeMsgpackValue, nestsDeeperThan, preview } from "@switchboard/protocol";
 import { decode as decodeMsgpack, encode as encodeMsgpack } from "notepack.io";
 import { UNAUTHENTICATED_ROOM } from "./rooms.js";
 
@@ -164,9 +164,12 @@ function tooLarge(message: Buffer, limits: GuardLimits): Checked | null {
 }
 
 function decodeMessage(message: Buffer, allowJson: boolean): Checked {
+  // The adapter reads a request or response starting with "{" as JSON, anything else as MessagePack.
+  const json = allowJson && message[0] === 0x7b;
+  // notepack.io believes the lengths a frame declares: checked first, so a few bytes claiming a gigabyte cannot stall the node.
+  if (!json && !isWholeMsgpackValue(message)) return { ok: false, reason: "frame_not_msgpack", detail: "not one whole MessagePack value: a length or count runs past its end" };
   try {
-    // The adapter reads a request or response starting with "{" as JSON, anything else as MessagePack.
-    const value: unknown = allowJson && message[0] === 0x7b ? JSON.parse(message.toString()) : decodeMsgpack(message);
+    const value: unknown = json ? JSON.parse(message.toString()) : decodeMsgpack(message);
     return { ok: true, value };
   } catch (err) {
     // notepack decodes recursively: a frame nested tens of thousands of levels deep overflows it.

@@ -53,7 +53,7 @@ export {
   signedPayload,
 } from "./frames.js";
 export type { DecodeResult, Delivery, FrameLimits, RawFrame, SignedEnvelope } from "./frames.js";
-export { peekFrameRooms } from "./peek.js";
+export { isWholeMsgpackValue, peekFrameRooms } from "./peek.js";
 export { normaliseSiteHost, serviceRoom, siteRoom, userIdOf, userRoom } from "./rooms.js";
 export {
   LIFECYCLE_KEYS,

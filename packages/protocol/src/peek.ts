@@ -45,6 +45,18 @@ export function peekFrameRooms(bytes: Uint8Array): string[] | null {
   return reader.atEnd() ? rooms : null;
 }
 
+/**
+ * True when `bytes` are exactly one MessagePack value whose every length and count fits in them.
+ * Checked without building anything, so a header that claims a gigabyte in a ten-byte frame costs
+ * ten bytes of reading. A decoder that trusts such a header (notepack.io, which the Socket.IO
+ * Redis adapter uses, allocates and fills an ArrayBuffer of the claimed size for an extension of
+ * type 0) can stall a process for seconds on one frame. Never throws.
+ */
+export function isWholeMsgpackValue(bytes: Uint8Array): boolean {
+  const reader = new Reader(bytes);
+  return reader.skip() && reader.atEnd();
+}
+
 class Reader {
   private position = 0;
 

@@ -1,7 +1,7 @@
 import { ExtData, encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { decodeMsgpack, peekFrameRooms } from "../src/index.js";
+import { decodeMsgpack, isWholeMsgpackValue, peekFrameRooms } from "../src/index.js";
 
 /** What a full decode says the frame's `room` rooms are, when a peek may say it too; else null. */
 function roomsByDecoding(bytes: Uint8Array): string[] | null {
@@ -85,6 +85,34 @@ describe("peeking at a raw frame's rooms", () => {
         if (peeked !== null && decodeMsgpack(bytes).ok) expect(peeked).toEqual(roomsByDecoding(bytes));
       }),
       { seed: 20261125, numRuns: 20_000 },
+    );
+  });
+});
+
+describe("checking that bytes are one whole MessagePack value", () => {
+  it("accepts any encoded value, and refuses headers that claim more than the bytes hold", () => {
+    fc.assert(
+      fc.property(anyValue, (value) => {
+        expect(isWholeMsgpackValue(encode(value, { useBigInt64: true }))).toBe(true);
+      }),
+      { seed: 20261205, numRuns: 2000 },
+    );
+    // An array of eight whose first item is an extension of type 0 claiming about a gigabyte, in ten bytes.
+    expect(isWholeMsgpackValue(Buffer.from("98c93e57ffa3003e12f5", "hex"))).toBe(false);
+    expect(isWholeMsgpackValue(new Uint8Array([0xc6, 0x7f, 0xff, 0xff, 0xff, 0x00]))).toBe(false);
+    expect(isWholeMsgpackValue(new Uint8Array([0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0]))).toBe(false);
+    expect(isWholeMsgpackValue(new Uint8Array([0xc0, 0xc0]))).toBe(false);
+    expect(isWholeMsgpackValue(new Uint8Array([0xc1]))).toBe(false);
+    expect(isWholeMsgpackValue(new Uint8Array([]))).toBe(false);
+  });
+
+  it("never throws on arbitrary bytes and accepts every byte string that decodes", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        const whole = isWholeMsgpackValue(bytes);
+        if (decodeMsgpack(bytes).ok) expect(whole).toBe(true);
+      }),
+      { seed: 20261205, numRuns: 20_000 },
     );
   });
 });
