@@ -114,6 +114,17 @@ const redisMessage = fc.tuple(
       return buffer;
     }),
     deepText.map((text) => Buffer.from(text)),
+    // A header claiming far more than the frame holds (a string, bytes, an extension, an array or map
+    // of up to 2^32 items), alone or as the first item of an array. Extensions are often of type 0:
+    // notepack.io, which the adapter uses, allocates and fills whatever length one of those claims.
+    fc.tuple(fc.boolean(), fc.constantFrom(0xc6, 0xc9, 0xdb, 0xdd, 0xdf), fc.integer({ min: 2 ** 20, max: 2 ** 32 - 1 }), fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 255 })), fc.uint8Array({ maxLength: 8 })).map(
+      ([inArray, type, length, extensionType, rest]) => {
+        const header = Buffer.alloc(5);
+        header[0] = type;
+        header.writeUInt32BE(length, 1);
+        return Buffer.concat([Buffer.from(inArray ? [0x93] : []), header, Buffer.from(type === 0xc9 ? [extensionType] : []), rest]);
+      },
+    ),
   ),
 );
 
