@@ -1,5 +1,6 @@
 import { type ConnectionState, connect } from "@switchboard/client";
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
+import { createClient } from "redis";
 import { afterEach, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser, mintToken, openClient } from "./harness/clients.js";
 import { type GatewayProcess, exitCode, readCounter, startGateway } from "./harness/gateway.js";
@@ -118,15 +119,29 @@ describe("presence through a Redis restart", () => {
 });
 
 describe("a subscriber that goes silent", () => {
-  it("is noticed by its missed probes and replaced, and delivery resumes", async () => {
+  // Anyone who can publish may write on a node's probe channel: numbers it never sent must not count.
+  const forgedProbes = ["1e308", "9007199254740993", "Infinity", "-1", "0x7fffffff", "not a number", "9".repeat(100_000)];
+  it.each([
+    ["", []],
+    [", also after forged probes on its channel", forgedProbes],
+  ])("is noticed by its missed probes and replaced, and delivery resumes%s", async (_, forged: string[]) => {
     const server = await redis();
     const proxy = await startProxy(server.port);
     stoppers.push(() => proxy.close());
-    const gateway = await node({ REDIS_URL: proxy.url, SUBSCRIBER_PROBE_MS: "200" });
+    const gateway = await node({ REDIS_URL: proxy.url, SUBSCRIBER_PROBE_MS: "200", NODE_ID: "probed" });
     const client = await connectUser(gateway.url, { sub: "listener" });
     const emitter = emitterFor(server.url);
     await emitter.toUser("listener").emit("before", 1);
     expect(await client.next("before")).toEqual([1]);
+    if (forged.length > 0) {
+      const forger = createClient({ url: server.url });
+      await forger.connect();
+      stoppers.push(() => forger.quit());
+      for (const probe of forged) expect(await forger.publish("switchboard:probe:probed", probe)).toBe(1);
+      // Still live after them: the subscriber keeps receiving.
+      await emitter.toUser("listener").emit("after forged probes", 1);
+      expect(await client.next("after forged probes")).toEqual([1]);
+    }
     expect(await readCounter(gateway.url, "switchboard_redis_subscriber_recreations_total")).toBe(0);
 
     proxy.silenceSubscribers();

@@ -152,8 +152,12 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
     const channel = `switchboard:probe:${nodeId}`;
     let sent = 0;
     let received = 0;
+    // The highest number published so far: anyone may publish on the channel, and a number above it
+    // (say 1e308) would otherwise count every later probe as received and switch the check off for good.
+    let issued = 0;
     subscriber.subscribe(channel, (message: Buffer) => {
-      received = Math.max(received, Number(message.toString()) || 0);
+      const number = message.length <= 16 ? Number(message.toString()) : Number.NaN;
+      if (Number.isSafeInteger(number) && number <= issued) received = Math.max(received, number);
     });
     const timer = setInterval(() => {
       if (!publisher.isReady || !subscriber.isReady()) return;
@@ -165,6 +169,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
         return;
       }
       const next = sent + 1;
+      issued = Math.max(issued, next);
       publisher.publish(channel, String(next)).then(
         () => {
           sent = Math.max(sent, next);
