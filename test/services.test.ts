@@ -48,13 +48,18 @@ async function caller(url: string, sub: string, grants: string[] = []): Promise<
 
 /** An in-process instance answering by payload.op, as the worker process does. */
 async function instance(name: string, options: { concurrency?: number; visibilityTimeoutMs?: number } = {}): Promise<Service> {
-  const service: Service = createService<{ op?: string; steps?: number; ms?: number }>({
+  const service: Service = createService<{ op?: string; steps?: number; ms?: number; kind?: string }>({
     redis: cluster.redis.url,
     name,
     ...options,
     handler: async (request, context) => {
       const call = request.payload ?? {};
       if (call.op === "sleep") await sleep(call.ms ?? 1000);
+      if (call.op === "deep") {
+        // As a service in another language could: JSON text nested far deeper than JSON.stringify here can write.
+        const data = `${"[".repeat(100_000)}${"]".repeat(100_000)}`;
+        await cluster.publisher.publish(`switchboard:replies:${request.caller.node}`, `{"id":${JSON.stringify(request.id)},"kind":"${call.kind}","data":${data}}`);
+      }
       for (let step = 1; step <= (call.steps ?? 0); step++) await context.notify({ step });
       if (call.op === "fail") throw Object.assign(new Error("nothing left"), { code: "out_of_stock" });
       return { instance: service.instanceId, payload: call, caller: request.caller, kind: request.kind, event: request.event };
@@ -110,6 +115,28 @@ describe("requests to a service", () => {
     const failure = client.request("public-orders", { op: "fail" });
     await expect(failure).rejects.toBeInstanceOf(ServiceError);
     await expect(failure).rejects.toMatchObject({ code: "out_of_stock", message: "nothing left" });
+  });
+
+  it.each(["done", "progress"])("ends a call with service_reply_invalid when the service answers %s data nested deeper than PAYLOAD_MAX_DEPTH, and keeps serving", async (kind) => {
+    await instance("public-deep");
+    const client = await caller(b, `deep-${kind}`);
+    const counters = () =>
+      Promise.all([
+        readCounter(b, "switchboard_frames_dropped_total", { channel: "replies" }),
+        readCounter(b, "switchboard_service_requests_total", { service: "public-deep", outcome: "reply_invalid" }),
+        readCounter(b, "switchboard_service_replies_dropped_total"),
+      ]);
+    const [framesBefore, invalidBefore, lateBefore] = await counters();
+    const progress: unknown[] = [];
+    const failure = client.request("public-deep", { op: "deep", kind }, { onProgress: (step) => progress.push(step) });
+    await expect(failure).rejects.toBeInstanceOf(ServiceError);
+    await expect(failure).rejects.toMatchObject({ code: "service_reply_invalid" });
+    expect(progress).toEqual([]);
+    // The service's own done that follows finds the call over: dropped, not passed on.
+    await waitFor("the late done to be dropped", async () => ((await counters())[2] > lateBefore ? true : undefined));
+    expect(await counters()).toEqual([framesBefore + 1, invalidBefore + 1, lateBefore + 1]);
+    expect(await client.request("public-deep", { steps: 1 })).toMatchObject({ payload: { steps: 1 } });
+    for (const node of cluster.nodes) expect(node.child.exitCode).toBeNull();
   });
 
   it("ends a call with request_timeout at its deadline, and drops and counts the answer that comes later", async () => {

@@ -134,7 +134,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     presence.resync();
   });
   presence.start();
-  const services = createServiceCalls({ io, state: broker.state, config: config.services, nodeId: config.nodeId, metrics, logger, dropFrame });
+  const services = createServiceCalls({ io, state: broker.state, config: config.services, nodeId: config.nodeId, metrics, logger, dropFrame, payloadMaxDepth: config.limits.payloadMaxDepth });
   broker.onServiceReply((message) => services.onReply(message));
   metrics.readServiceQueues(() => (broker.ready() ? broker.state.services() : Promise.resolve([])));
   transport.serve({ operations, presence, services, lifecycle });

@@ -6,6 +6,7 @@ import {
   type ServiceRequestAck,
   errorBody,
   isServiceName,
+  nestsDeeperThan,
   newMessageId,
   preview,
   readServiceReply,
@@ -36,6 +37,8 @@ export interface ServiceCallsDeps {
   metrics: Metrics;
   logger: FastifyBaseLogger;
   dropFrame: DropFrame;
+  /** PAYLOAD_MAX_DEPTH: deeper data in a reply would overflow the recursive encoding of the emit. */
+  payloadMaxDepth: number;
 }
 
 /**
@@ -184,6 +187,14 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
       if (!call) {
         // Timed out, or its socket left: the caller was already told, or is not there to tell.
         metrics.serviceReplyDropped();
+        return;
+      }
+      if (answer.kind !== "error" && nestsDeeperThan(answer.data, deps.payloadMaxDepth)) {
+        // The caller is told rather than left waiting: its call cannot end as the service meant it to.
+        deps.dropFrame("replies", "frame_invalid", `a ${answer.kind} reply's data is nested deeper than PAYLOAD_MAX_DEPTH (${deps.payloadMaxDepth})`);
+        end(answer.id);
+        metrics.serviceRequest(call.service, "reply_invalid", Date.now() - call.startedAt);
+        emitTo(call.socketId, { id: call.callerId, kind: "error", error: detailed("service_reply_invalid", `${call.service} answered data nested deeper than ${deps.payloadMaxDepth} levels`) });
         return;
       }
       if (answer.kind === "progress") {

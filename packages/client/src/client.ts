@@ -234,7 +234,8 @@ export class SwitchboardClient<Events extends object = AppEvents> {
   /**
    * Calls a backend service and resolves with its result. Refusals (`service_unknown`,
    * `service_unavailable`, `service_busy`, `service_forbidden`, `payload_too_large`) reject with a
-   * ClientError at once; the service's own errors, and `request_timeout`, with a ServiceError.
+   * ClientError at once; the service's own errors, `request_timeout` and `service_reply_invalid` (the
+   * service answered data nested deeper than the gateway passes on) with a ServiceError.
    */
   async request<Result = unknown, Progress = unknown>(service: string, payload?: unknown, options: RequestOptions<Progress> = {}): Promise<Result> {
     const id = `r${++this.requestCounter}-${Math.random().toString(36).slice(2, 10)}`;

@@ -124,6 +124,10 @@ export const ERRORS = {
     audience: "client",
     message: "This socket may not call that service.",
   },
+  service_reply_invalid: {
+    audience: "client",
+    message: "The service answered with data the gateway cannot pass on (nested deeper than PAYLOAD_MAX_DEPTH); the call has ended.",
+  },
   connection_failed: {
     audience: "client",
     message: "The server could not be reached, and the client has stopped retrying.",
