@@ -101,12 +101,14 @@ const broadcastFrame = fc.tuple(
   fc.oneof(anyValue, fc.record({ rooms: anyValue, except: anyValue, flags: anyValue })),
 );
 const rawFrame = fc.record({ room: anyValue, event: fc.oneof(fc.constantFrom(...EVENTS), anyValue), data: anyValue, except: anyValue, id: anyValue, ts: anyValue }, { requiredKeys: [] });
-const CHANNELS = ["socket.io#emitter", "socket.io#/#", "socket.io#/#user(fz)#", "socket.io-request#/#", "socket.io-response#/#"] as const;
+const replyFrame = fc.record({ id: fc.oneof(fc.string({ maxLength: 8 }), anyValue), kind: fc.oneof(fc.constantFrom("progress", "done", "error"), anyValue), data: anyValue, error: anyValue }, { requiredKeys: [] });
+// The adapter's channels, raw frames, a node's service replies and a node's subscriber probes.
+const CHANNELS = ["socket.io#emitter", "socket.io#/#", "socket.io#/#user(fz)#", "socket.io-request#/#", "socket.io-response#/#", "switchboard:replies:node-a", "switchboard:probe:node-b"] as const;
 const redisMessage = fc.tuple(
   fc.constantFrom(...CHANNELS),
   fc.oneof(
     fc.oneof(requestFrame, broadcastFrame, rawFrame).map((value) => Buffer.from(encode(value, { ignoreUndefined: true }))),
-    fc.oneof(requestFrame, rawFrame).map((value) => Buffer.from(JSON.stringify(value) ?? "null")),
+    fc.oneof(requestFrame, rawFrame, replyFrame).map((value) => Buffer.from(JSON.stringify(value) ?? "null")),
     fc.uint8Array({ maxLength: 300 }).map((value) => Buffer.from(value)),
     fc.tuple(fc.oneof(requestFrame, broadcastFrame, rawFrame), fc.nat(), fc.nat({ max: 255 })).map(([value, at, byte]) => {
       const buffer = Buffer.from(encode(value, { ignoreUndefined: true }));
