@@ -16,6 +16,13 @@ export interface ResultRow {
   plain: number | null;
   /** ours / plain; null unless both stacks delivered everything they were sent. */
   ratio: number | null;
+  /** Each round's own figures, in the order the rounds ran (null where a round measured nothing). */
+  rounds: { ours: (number | null)[]; plain: (number | null)[] };
+  /**
+   * The lowest and highest of the rounds' own ratios: each round runs both stacks back to back, so
+   * this is how far the ratio moves with the machine's noise. Null without a ratio or with one round.
+   */
+  ratioRange: [number, number] | null;
 }
 
 export interface Machine {
@@ -41,7 +48,10 @@ export interface Report {
 export interface TargetCheck {
   target: string;
   measured: string;
+  /** Whether the median figure meets the target. */
   met: boolean | null;
+  /** In how many rounds the round's own figure met it; null with one round or nothing measured. */
+  roundsMet: { met: number; of: number } | null;
 }
 
 export function machine(redisVersion: string): Machine {
@@ -61,7 +71,7 @@ export function redisServerVersion(): string {
 }
 
 /** One figure from several rounds: the median, complete only if every round was. */
-function merged(measurements: Measurement[]): Map<string, { value: number | null; complete: boolean; measurement: Measurement }> {
+function merged(measurements: Measurement[]): Map<string, { value: number | null; values: (number | null)[]; complete: boolean; measurement: Measurement }> {
   const groups = new Map<string, Measurement[]>();
   for (const measurement of measurements) {
     const key = `${measurement.scenario}\u0000${measurement.metric}`;
@@ -70,7 +80,10 @@ function merged(measurements: Measurement[]): Map<string, { value: number | null
   return new Map(
     [...groups].map(([key, group]) => {
       const values = group.flatMap((m) => (m.value === null ? [] : [m.value]));
-      return [key, { value: values.length === group.length ? median(values) : null, complete: group.every((m) => m.complete), measurement: group[0]! }];
+      return [
+        key,
+        { value: values.length === group.length ? median(values) : null, values: group.map((m) => m.value), complete: group.every((m) => m.complete), measurement: group[0]! },
+      ];
     }),
   );
 }
@@ -86,6 +99,8 @@ export function combine(ours: Measurement[], plain: Measurement[]): ResultRow[] 
     const { scenario, metric, unit } = (o ?? p)!.measurement;
     const bothComplete = o?.complete === true && p?.complete === true;
     const ratio = bothComplete && o.value !== null && p.value !== null && p.value !== 0 ? o.value / p.value : null;
+    const ratios = ratio === null ? [] : roundRatios(o?.values ?? [], p?.values ?? []);
+    const rounded = (values: (number | null)[] | undefined) => (values ?? []).map((value) => (value === null ? null : round(value)));
     return {
       scenario,
       metric,
@@ -93,8 +108,26 @@ export function combine(ours: Measurement[], plain: Measurement[]): ResultRow[] 
       ours: o?.value == null ? null : round(o.value),
       plain: p?.value == null ? null : round(p.value),
       ratio: ratio === null ? null : round(ratio),
+      rounds: { ours: rounded(o?.values), plain: rounded(p?.values) },
+      ratioRange: ratios.length < 2 ? null : [round(Math.min(...ratios)), round(Math.max(...ratios))],
     };
   });
+}
+
+/** The ratio of each round's two figures (rounds where either is missing, or the divisor is 0, left out). */
+function roundRatios(dividends: (number | null)[], divisors: (number | null)[]): number[] {
+  const ratios: number[] = [];
+  for (let index = 0; index < Math.min(dividends.length, divisors.length); index++) {
+    const dividend = dividends[index];
+    const divisor = divisors[index];
+    if (dividend != null && divisor != null && divisor !== 0) ratios.push(dividend / divisor);
+  }
+  return ratios;
+}
+
+/** How many of the rounds' figures pass `meets`; null with fewer than two. */
+function roundsMeeting(values: number[], meets: (value: number) => boolean): TargetCheck["roundsMet"] {
+  return values.length < 2 ? null : { met: values.filter(meets).length, of: values.length };
 }
 
 function find(rows: ResultRow[], scenario: (name: string) => boolean, metric: string): ResultRow | undefined {
@@ -105,7 +138,13 @@ function find(rows: ResultRow[], scenario: (name: string) => boolean, metric: st
 export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const ratioAtMost = (target: string, row: ResultRow | undefined, limit: number) => {
-    checks.push({ target, measured: row?.ratio == null ? "not measured" : `${row.ratio}×`, met: row?.ratio == null ? null : row.ratio <= limit });
+    const ratios = row?.ratio == null ? [] : roundRatios(row.rounds.ours, row.rounds.plain);
+    checks.push({
+      target,
+      measured: row?.ratio == null ? "not measured" : `${row.ratio}×${spread(row.ratioRange, "×")}`,
+      met: row?.ratio == null ? null : row.ratio <= limit,
+      roundsMet: roundsMeeting(ratios, (ratio) => ratio <= limit),
+    });
   };
   ratioAtMost("connect storm ≤ 1.1× (server CPU per connection, a JWT verified for each)", find(rows, (s) => s === "connect storm", "server CPU per connection"), 1.1);
   ratioAtMost("fanout ≤ 1.0× (server CPU per delivery)", find(rows, (s) => s === "fanout, burst", "server CPU per delivery"), 1.0);
@@ -117,37 +156,58 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   // A slope of zero or less is a reading that memory the allocator had kept mapped was reused (or
   // given back) while sockets were added; it measures nothing, and meets no target.
   const rssMeasured = rss?.ours != null && rss.ours > 0 && rss.plain != null && rss.plain > 0;
+  const slopes = (values: (number | null)[] | undefined) => (values ?? []).map((value) => (value !== null && value > 0 ? value : null));
+  const rssRatios = rss?.ratio == null || !rssMeasured ? [] : roundRatios(slopes(rss.rounds.ours), slopes(rss.rounds.plain));
   checks.push({
     target: "RSS per idle socket ≤ plain",
-    measured: rss?.ratio == null ? "not measured" : rssMeasured ? `${rss.ratio}×` : `not measurable (${rss.ours} KB against ${rss.plain} KB)`,
+    measured: rss?.ratio == null ? "not measured" : rssMeasured ? `${rss.ratio}×${spread(rss.ratioRange, "×")}` : `not measurable (${rss.ours} KB against ${rss.plain} KB)`,
     met: rss?.ratio == null || !rssMeasured ? null : rss.ratio <= 1,
+    roundsMet: roundsMeeting(rssRatios, (ratio) => ratio <= 1),
   });
+  const oursSlopes = rss?.ours == null || rss.ours <= 0 ? [] : slopes(rss.rounds.ours).filter((value) => value !== null);
   checks.push({
     target: "RSS per idle socket ≤ 8 KB",
-    measured: rss?.ours == null ? "not measured" : rss.ours > 0 ? `${rss.ours} KB` : `not measurable (${rss.ours} KB)`,
+    measured: rss?.ours == null ? "not measured" : rss.ours > 0 ? `${rss.ours} KB${spread(extremes(oursSlopes), " KB")}` : `not measurable (${rss.ours} KB)`,
     met: rss?.ours == null || rss.ours <= 0 ? null : rss.ours <= 8,
+    roundsMet: roundsMeeting(oursSlopes, (slope) => slope <= 8),
   });
-  const withPresence = find(rows, (s) => s === "connect storm", "server CPU per connection")?.ours ?? null;
-  const withoutPresence = find(rows, (s) => s === OURS_WITHOUT_PRESENCE, "server CPU per connection")?.ours ?? null;
+  const storm = find(rows, (s) => s === "connect storm", "server CPU per connection");
+  const withPresence = storm?.ours ?? null;
+  const presenceOff = find(rows, (s) => s === OURS_WITHOUT_PRESENCE, "server CPU per connection");
+  const withoutPresence = presenceOff?.ours ?? null;
   const presenceShare = withPresence === null || withoutPresence === null ? null : round((withPresence / withoutPresence - 1) * 100);
+  // Each round runs both storms, so a round's own share is free of the drift between rounds.
+  const presenceShares = presenceShare === null ? [] : roundRatios(storm?.rounds.ours ?? [], presenceOff?.rounds.ours ?? []).map((ratio) => (ratio - 1) * 100);
   checks.push({
     target: "presence slows the connect storm by ≤ 10% (server CPU per connection, PRESENCE=1 against PRESENCE=0)",
-    measured: presenceShare === null ? "not measured" : `${presenceShare}%`,
+    measured: presenceShare === null ? "not measured" : `${presenceShare}%${spread(extremes(presenceShares), "%")}`,
     met: presenceShare === null ? null : presenceShare <= 10,
+    roundsMet: roundsMeeting(presenceShares, (share) => share <= 10),
   });
-  const withLifecycle = find(rows, (s) => s === OURS_WITH_LIFECYCLE, "server CPU per connection")?.ours ?? null;
+  const lifecycleOn = find(rows, (s) => s === OURS_WITH_LIFECYCLE, "server CPU per connection");
+  const withLifecycle = lifecycleOn?.ours ?? null;
   const lifecycleShare = withPresence === null || withLifecycle === null ? null : round((withLifecycle / withPresence - 1) * 100);
+  const lifecycleShares = lifecycleShare === null ? [] : roundRatios(lifecycleOn?.rounds.ours ?? [], storm?.rounds.ours ?? []).map((ratio) => (ratio - 1) * 100);
   // No target: what LIFECYCLE_EVENTS=1 costs is shown so an operator can weigh it.
   checks.push({
     target: "what lifecycle records add to the connect storm (server CPU per connection, LIFECYCLE_EVENTS=1 against off; no target)",
-    measured: lifecycleShare === null ? "not measured" : `${lifecycleShare}%`,
+    measured: lifecycleShare === null ? "not measured" : `${lifecycleShare}%${spread(extremes(lifecycleShares), "%")}`,
     met: null,
+    roundsMet: null,
   });
-  const emitterCost = find(rows, (s) => s === "targeted, burst", "server CPU per delivery")?.ours ?? null;
+  const emitter = find(rows, (s) => s === "targeted, burst", "server CPU per delivery");
+  const emitterCost = emitter?.ours ?? null;
   const versusEmitter = (target: string, scenario: string, limit: number) => {
-    const cost = find(rows, (s) => s === scenario, "server CPU per delivery")?.ours ?? null;
+    const row = find(rows, (s) => s === scenario, "server CPU per delivery");
+    const cost = row?.ours ?? null;
     const ratio = cost === null || emitterCost === null ? null : round(cost / emitterCost);
-    checks.push({ target, measured: ratio === null ? "not measured" : `${ratio}× our emitter path`, met: ratio === null ? null : ratio <= limit });
+    const ratios = ratio === null ? [] : roundRatios(row?.rounds.ours ?? [], emitter?.rounds.ours ?? []);
+    checks.push({
+      target,
+      measured: ratio === null ? "not measured" : `${ratio}× our emitter path${spread(extremes(ratios), "×")}`,
+      met: ratio === null ? null : ratio <= limit,
+      roundsMet: roundsMeeting(ratios, (value) => value <= limit),
+    });
   };
   versusEmitter("raw frames ≤ the emitter path (server CPU per delivery)", "raw publishers, burst", 1.0);
   versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), batches", "http publish, 100 per request, burst", 1.5);
@@ -157,6 +217,22 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
 
 function cell(value: number | null, unit = ""): string {
   return value === null ? "–" : `${value}${unit}`;
+}
+
+/** The lowest and highest of some values, rounded; null with fewer than two. */
+function extremes(values: number[]): [number, number] | null {
+  return values.length < 2 ? null : [round(Math.min(...values)), round(Math.max(...values))];
+}
+
+/** " (rounds 0.95–1.1×)", or nothing without a spread. */
+function spread(range: [number, number] | null, unit: string): string {
+  return range === null ? "" : ` (rounds ${range[0]}–${range[1]}${unit})`;
+}
+
+function verdict(check: TargetCheck): string {
+  if (check.met === null) return "–";
+  const rounds = check.roundsMet === null ? "" : ` (${check.roundsMet.met} of ${check.roundsMet.of} rounds)`;
+  return `${check.met ? "yes" : "**no**"}${rounds}`;
 }
 
 export function markdown(report: Report): string {
@@ -170,17 +246,17 @@ export function markdown(report: Report): string {
     `Each figure is the median of ${report.rounds} round${report.rounds === 1 ? "" : "s"}; in each round the two stacks take the same load in turn.`,
     "Each burst follows an unmeasured tenth of its messages sent the same way, so that no path is measured while V8 is still compiling it.",
     "Ratio is ours / plain (socket.io + @socket.io/redis-adapter + @socket.io/redis-emitter): below 1 is better, except for rates (conn/s, msgs/s).",
-    "A ratio is only given when both stacks delivered everything they were sent.",
+    "A ratio is only given when both stacks delivered everything they were sent. It is the ratio of the medians; in brackets, the lowest and highest of the rounds' own ratios (each round runs both stacks back to back), which is how far the machine's noise moves it.",
     "The plain stack has no services: their rows are ours only, next to their floor (the same requests and replies through Redis, without the gateway).",
     "",
     "| Scenario | Metric | Ours | Plain | Ratio |",
     "| --- | --- | ---: | ---: | ---: |",
-    ...report.results.map((row) => `| ${row.scenario} | ${row.metric} (${row.unit}) | ${cell(row.ours)} | ${cell(row.plain)} | ${cell(row.ratio, "×")} |`),
+    ...report.results.map((row) => `| ${row.scenario} | ${row.metric} (${row.unit}) | ${cell(row.ours)} | ${cell(row.plain)} | ${cell(row.ratio, "×")}${row.ratioRange === null ? "" : ` (${row.ratioRange[0]}–${row.ratioRange[1]})`} |`),
     "",
     "## Targets",
     "",
     ...(report.targets.length === 0 ? ["Checked on full runs only."] : ["| Target | Measured | Met |", "| --- | --- | --- |"]),
-    ...report.targets.map((check) => `| ${check.target} | ${check.measured} | ${check.met === null ? "–" : check.met ? "yes" : "**no**"} |`),
+    ...report.targets.map((check) => `| ${check.target} | ${check.measured} | ${verdict(check)} |`),
   ];
   if (report.problems.length > 0) lines.push("", "## Problems in this run", "", ...report.problems.map((problem) => `- ${problem}`));
   return `${lines.join("\n")}\n`;

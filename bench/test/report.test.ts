@@ -11,9 +11,26 @@ describe("the report", () => {
     const plain = [measured("targeted, burst", "server CPU per delivery", 20), measured("fanout, burst", "server CPU per delivery", 5, false)];
     const rows = combine([...ours, measured("fanout, burst", "server CPU per delivery", 5)], plain);
     expect(rows).toEqual([
-      { scenario: "targeted, burst", metric: "server CPU per delivery", unit: "µs", ours: 20, plain: 20, ratio: 1 },
-      { scenario: "fanout, burst", metric: "server CPU per delivery", unit: "µs", ours: 5, plain: 5, ratio: null },
+      { scenario: "targeted, burst", metric: "server CPU per delivery", unit: "µs", ours: 20, plain: 20, ratio: 1, rounds: { ours: [30, 10, 20], plain: [20] }, ratioRange: null },
+      { scenario: "fanout, burst", metric: "server CPU per delivery", unit: "µs", ours: 5, plain: 5, ratio: null, rounds: { ours: [5], plain: [5] }, ratioRange: null },
     ]);
+  });
+
+  it("pairs each round's figures: the spread of the rounds' own ratios, and in how many rounds a target was met", () => {
+    const storm = (values: number[]) => values.map((value) => measured("connect storm", "server CPU per connection", value));
+    // The machine slows down from round to round; each round's ratio stays close to 1.2.
+    const rows = combine(storm([120, 240, 360]), storm([100, 200, 290]));
+    expect(rows[0]).toMatchObject({ ours: 240, plain: 200, ratio: 1.2, rounds: { ours: [120, 240, 360], plain: [100, 200, 290] }, ratioRange: [1.2, 1.24] });
+    expect(checkTargets(rows).find((check) => check.target.startsWith("connect storm"))).toEqual({
+      target: expect.any(String),
+      measured: "1.2× (rounds 1.2–1.24×)",
+      met: false,
+      roundsMet: { met: 0, of: 3 },
+    });
+    const mixed = checkTargets(combine(storm([105, 120, 100]), storm([100, 100, 100]))).find((check) => check.target.startsWith("connect storm"));
+    expect(mixed).toMatchObject({ measured: "1.05× (rounds 1–1.2×)", met: true, roundsMet: { met: 2, of: 3 } });
+    // A round that measured nothing leaves no median, so neither a ratio nor a spread.
+    expect(combine([...storm([100]), measured("connect storm", "server CPU per connection", null), ...storm([100])], storm([100, 100, 50]))[0]?.ratioRange).toBeNull();
   });
 
   it("checks each target against its row and says what was not measured", () => {
