@@ -160,14 +160,14 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   const rssRatios = rss?.ratio == null || !rssMeasured ? [] : roundRatios(slopes(rss.rounds.ours), slopes(rss.rounds.plain));
   checks.push({
     target: "RSS per idle socket ≤ plain",
-    measured: rss?.ratio == null ? "not measured" : rssMeasured ? `${rss.ratio}×${spread(rss.ratioRange, "×")}` : `not measurable (${rss.ours} KB against ${rss.plain} KB)`,
+    measured: rss?.ratio == null ? "not measured" : rssMeasured ? `${rss.ratio}×${spread(rss.ratioRange, "×", "readings")}` : `not measurable (${rss.ours} KB against ${rss.plain} KB)`,
     met: rss?.ratio == null || !rssMeasured ? null : rss.ratio <= 1,
     roundsMet: roundsMeeting(rssRatios, (ratio) => ratio <= 1),
   });
   const oursSlopes = rss?.ours == null || rss.ours <= 0 ? [] : slopes(rss.rounds.ours).filter((value) => value !== null);
   checks.push({
     target: "RSS per idle socket ≤ 8 KB",
-    measured: rss?.ours == null ? "not measured" : rss.ours > 0 ? `${rss.ours} KB${spread(extremes(oursSlopes), " KB")}` : `not measurable (${rss.ours} KB)`,
+    measured: rss?.ours == null ? "not measured" : rss.ours > 0 ? `${rss.ours} KB${spread(extremes(oursSlopes), " KB", "readings")}` : `not measurable (${rss.ours} KB)`,
     met: rss?.ours == null || rss.ours <= 0 ? null : rss.ours <= 8,
     roundsMet: roundsMeeting(oursSlopes, (slope) => slope <= 8),
   });
@@ -225,14 +225,15 @@ function extremes(values: number[]): [number, number] | null {
 }
 
 /** " (rounds 0.95–1.1×)", or nothing without a spread. */
-function spread(range: [number, number] | null, unit: string): string {
-  return range === null ? "" : ` (rounds ${range[0]}–${range[1]}${unit})`;
+function spread(range: [number, number] | null, unit: string, over = "rounds"): string {
+  return range === null ? "" : ` (${over} ${range[0]}–${range[1]}${unit})`;
 }
 
-function verdict(check: TargetCheck): string {
+function verdict(check: TargetCheck, rounds: number): string {
   if (check.met === null) return "–";
-  const rounds = check.roundsMet === null ? "" : ` (${check.roundsMet.met} of ${check.roundsMet.of} rounds)`;
-  return `${check.met ? "yes" : "**no**"}${rounds}`;
+  // Memory is read on each node: two readings a round.
+  const counted = check.roundsMet === null ? "" : ` (${check.roundsMet.met} of ${check.roundsMet.of} ${check.roundsMet.of === rounds ? "rounds" : "readings"})`;
+  return `${check.met ? "yes" : "**no**"}${counted}`;
 }
 
 export function markdown(report: Report): string {
@@ -256,7 +257,7 @@ export function markdown(report: Report): string {
     "## Targets",
     "",
     ...(report.targets.length === 0 ? ["Checked on full runs only."] : ["| Target | Measured | Met |", "| --- | --- | --- |"]),
-    ...report.targets.map((check) => `| ${check.target} | ${check.measured} | ${verdict(check)} |`),
+    ...report.targets.map((check) => `| ${check.target} | ${check.measured} | ${verdict(check, report.rounds)} |`),
   ];
   if (report.problems.length > 0) lines.push("", "## Problems in this run", "", ...report.problems.map((problem) => `- ${problem}`));
   return `${lines.join("\n")}\n`;

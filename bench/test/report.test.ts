@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkTargets, combine } from "../src/report.js";
+import { type Report, checkTargets, combine, markdown } from "../src/report.js";
 import { ADDED_RSS_METRIC, type Measurement } from "../src/scenarios.js";
 import { leastSquaresSlope, percentile, round } from "../src/stats.js";
 
@@ -27,6 +27,10 @@ describe("the report", () => {
       met: false,
       roundsMet: { met: 0, of: 3 },
     });
+    const report = { date: "", mode: "full", machine: { cpu: "", cores: 2, memoryGiB: 24, os: "", node: "", redis: "" }, rounds: 3, results: rows, targets: checkTargets(rows), problems: [] };
+    const written = markdown({ ...report, sizes: { sockets: 10_000, growthSockets: 2000, growthNodes: [1, 2, 4] } as Report["sizes"] } as Report);
+    expect(written).toContain("| connect storm | server CPU per connection (µs) | 240 | 200 | 1.2× (1.2–1.24) |");
+    expect(written).toContain("| 1.2× (rounds 1.2–1.24×) | **no** (0 of 3 rounds) |");
     const mixed = checkTargets(combine(storm([105, 120, 100]), storm([100, 100, 100]))).find((check) => check.target.startsWith("connect storm"));
     expect(mixed).toMatchObject({ measured: "1.05× (rounds 1–1.2×)", met: true, roundsMet: { met: 2, of: 3 } });
     // A round that measured nothing leaves no median, so neither a ratio nor a spread.
