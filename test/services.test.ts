@@ -62,6 +62,12 @@ async function instance(name: string, options: { concurrency?: number; visibilit
       }
       for (let step = 1; step <= (call.steps ?? 0); step++) await context.notify({ step });
       if (call.op === "fail") throw Object.assign(new Error("nothing left"), { code: "out_of_stock" });
+      if (call.op === "bigint") return { total: 10n };
+      if (call.op === "cycle") {
+        const node: { self?: unknown } = {};
+        node.self = node;
+        await context.notify(node);
+      }
       return { instance: service.instanceId, payload: call, caller: request.caller, kind: request.kind, event: request.event };
     },
   });
@@ -137,6 +143,18 @@ describe("requests to a service", () => {
     expect(await counters()).toEqual([framesBefore + 1, invalidBefore + 1, lateBefore + 1]);
     expect(await client.request("public-deep", { steps: 1 })).toMatchObject({ payload: { steps: 1 } });
     for (const node of cluster.nodes) expect(node.child.exitCode).toBeNull();
+  });
+
+  it.each([
+    ["bigint", "result"],
+    ["cycle", "progress"],
+  ])("ends a call with internal_error when a Node handler's %s %s cannot be written as JSON", async (op, what) => {
+    await instance("public-unwritable");
+    const client = await caller(a, `unwritable-${op}`);
+    const failure = client.request("public-unwritable", { op });
+    await expect(failure).rejects.toBeInstanceOf(ServiceError);
+    await expect(failure).rejects.toMatchObject({ code: "internal_error", message: expect.stringContaining(`${what} could not be written as JSON`) });
+    expect(await client.request("public-unwritable", { steps: 0 })).toMatchObject({ payload: { steps: 0 } });
   });
 
   it("ends a call with request_timeout at its deadline, and drops and counts the answer that comes later", async () => {

@@ -197,7 +197,18 @@ export function createService<Payload = unknown>(options: ServiceOptions<Payload
     let answered = false;
     const answer = async (reply: ServiceReply) => {
       if (request.kind === "send") return;
-      await commands.publish(request.reply, JSON.stringify(reply));
+      let text: string;
+      try {
+        text = JSON.stringify(reply);
+      } catch (err) {
+        // Data JSON cannot hold (a BigInt, a cycle) ends the call as an error, rather than leaving the caller to time out.
+        const reason = err instanceof Error ? err.message : String(err);
+        const what = reply.kind === "done" ? "result" : "progress";
+        onError(new Error(`request ${request.id}: its ${what} could not be written as JSON: ${reason}`));
+        answered = true;
+        text = JSON.stringify({ id: request.id, kind: "error", error: { code: "internal_error", message: `the service's ${what} could not be written as JSON: ${reason}` } } satisfies ServiceReply);
+      }
+      await commands.publish(request.reply, text);
     };
     const context: RequestContext = {
       notify: async (progress) => {
