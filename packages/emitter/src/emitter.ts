@@ -189,7 +189,7 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
 
   function settle(send: () => void): Promise<PublishResult[]> {
     captured = [];
-    send();
+    encoding(send);
     const sent = captured;
     captured = [];
     return Promise.all(sent);
@@ -204,7 +204,7 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
         checkEvent(event);
         if (signingKey !== null) {
           const frame: RawFrame = exceptRooms.length > 0 ? { room: rooms, event, data, except: exceptRooms } : { room: rooms, event, data };
-          return publish(RAW_FRAME_CHANNEL, rawMessage(encodeRawFrame(frame)));
+          return publish(RAW_FRAME_CHANNEL, rawMessage(encoding(() => encodeRawFrame(frame))));
         }
         const [result] = await settle(() => socketIoEmitter.to(rooms).except(exceptRooms).emit(event, data));
         return result ?? { subscribers: 0 };
@@ -218,7 +218,7 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
     to: (room) => target(() => (Array.isArray(room) ? [...room] : [room])),
     async emit(event: string, data?: unknown) {
       checkEvent(event);
-      if (signingKey !== null) return publish(RAW_FRAME_CHANNEL, rawMessage(encodeEveryoneFrame(event, data)));
+      if (signingKey !== null) return publish(RAW_FRAME_CHANNEL, rawMessage(encoding(() => encodeEveryoneFrame(event, data))));
       const [result] = await settle(() => socketIoEmitter.emit(event, data));
       return result ?? { subscribers: 0 };
     },
@@ -245,6 +245,20 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
       await owned?.close();
     },
   };
+}
+
+/**
+ * Runs an encoder on a caller's data: what MessagePack cannot hold (a BigInt, a symbol, a function)
+ * or what nests past the stack (a cycle) is refused with a code, like every other bad input.
+ */
+function encoding<T>(encode: () => T): T {
+  try {
+    return encode();
+  } catch (err) {
+    if (err instanceof SwitchboardError) throw err;
+    const reason = err instanceof RangeError ? "it nests too deeply, or refers to itself" : err instanceof Error ? err.message : String(err);
+    throw new SwitchboardError("invalid_request", `the data cannot be encoded as MessagePack: ${reason}`, { cause: err });
+  }
 }
 
 /** Wraps a frame in a signed envelope: HMAC-SHA256 over "<ts>." and the frame's bytes. */

@@ -42,6 +42,23 @@ describe("emitter input checks", () => {
     expect(published.at(-1)?.channel).toBe("socket.io#/#user(9)#");
   });
 
+  it("refuses data MessagePack cannot hold with invalid_request, and sends nothing", async () => {
+    const cycle: { self?: unknown } = {};
+    cycle.self = cycle;
+    const signing = createEmitter({ redis: { publish: async (channel, message) => published.push({ channel, message }) }, signingKey: { kid: "k1", secret: "a-secret-of-some-length" } });
+    const sent = published.length;
+    for (const data of [{ total: 10n }, cycle, Symbol("x"), () => 1]) {
+      for (const publisher of [emitter, signing]) {
+        // A signed message is a raw frame, checked as the gateway checks one first: a cycle is data nested too deeply.
+        const refusal =
+          publisher === signing && data === cycle ? { code: "frame_invalid", message: expect.stringContaining("nested deeper") } : { code: "invalid_request", message: expect.stringContaining("cannot be encoded") };
+        await expect(publisher.toUser("9").emit("x", data)).rejects.toMatchObject({ name: "SwitchboardError", ...refusal });
+        await expect(publisher.emit("x", data)).rejects.toMatchObject({ name: "SwitchboardError", ...refusal });
+      }
+    }
+    expect(published.length).toBe(sent);
+  });
+
   it("refuses reserved and empty event names with invalid_event", async () => {
     await expect(emitter.toUser(1).emit("disconnect", 1)).rejects.toMatchObject({ code: "invalid_event" });
     await expect(emitter.emit("", 1)).rejects.toMatchObject({ code: "invalid_event" });

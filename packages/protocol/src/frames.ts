@@ -87,8 +87,11 @@ export function encodeRawFrame(frame: RawFrame, limits: FrameLimits = {}): Uint8
  * Encodes a frame to every authenticated socket, which only the array layout can say
  * (`[packet, { rooms: [] }]`): for publishers that may write nothing but the raw channel.
  */
-export function encodeEveryoneFrame(event: string, data: unknown): Uint8Array {
+export function encodeEveryoneFrame(event: string, data: unknown, limits: FrameLimits = {}): Uint8Array {
   if (!isPublishableEvent(event)) throw new SwitchboardError("invalid_event", `event ${preview(event)} is not a publishable event name`);
+  // Checked as the gateway will check it, as encodeRawFrame does.
+  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+  if (nestsDeeperThan(data, maxDepth)) throw new SwitchboardError("frame_invalid", `data is nested deeper than ${maxDepth} levels`);
   return pack([{ type: 2, data: [event, data], nsp: "/" }, { rooms: [], except: [] }]);
 }
 
