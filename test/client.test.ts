@@ -167,6 +167,19 @@ describe("@switchboard/client", () => {
     await expect(speaker.publish("spoken", 1)).rejects.toMatchObject({ code: "route_unknown" });
   });
 
+  it("refuses data JSON cannot carry with payload_invalid, connected or not, and sends nothing", async () => {
+    const cycle: { self?: unknown } = {};
+    cycle.self = cycle;
+    const speaker = open({ url, token: mintToken({ sub: "c-unsendable", publish: ["topic(*)"] }) });
+    await speaker.ready();
+    const calls = [() => speaker.publish("spoken", { n: 10n }, { room: "topic(sdk)" }), () => speaker.request("any", cycle), () => speaker.send("any", "note", { n: 1n })];
+    for (const call of calls) await expect(call()).rejects.toMatchObject({ name: "ClientError", code: "payload_invalid", message: expect.stringContaining("cannot be sent as JSON") });
+    // Still connected and serving after them.
+    expect(await speaker.publish("spoken", { n: 1 }, { room: "topic(sdk)" })).toEqual(expect.any(String));
+    speaker.socket.disconnect();
+    for (const call of calls) await expect(call()).rejects.toMatchObject({ code: "payload_invalid" });
+  });
+
   it("emits kicked and ends in the kicked state", async () => {
     const client = open({ url, token: mintToken({ sub: "kickee" }) });
     await client.ready();

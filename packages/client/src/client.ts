@@ -37,6 +37,19 @@ export class ClientError extends Error {
 }
 
 /**
+ * Refuses data JSON cannot carry (a BigInt, a cycle) with payload_invalid before it reaches
+ * socket.io, whose encoder would throw: at once when connected, and while offline only once the
+ * socket reconnects and sends what it buffered, out of reach of the caller.
+ */
+function refuseUnsendable(data: unknown): void {
+  try {
+    JSON.stringify(data);
+  } catch (err) {
+    throw new ClientError("payload_invalid", `the data cannot be sent as JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/**
  * A service answered a `request` with an error. `code` is the service's own (a string it chose,
  * such as `out_of_stock`) or one of the registry's (`request_timeout` when it did not answer in time).
  */
@@ -226,6 +239,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
    * `in` rooms. Resolves with the message id; rejects with `publish_forbidden`, `route_unknown`, …
    */
   async publish(event: string, data: unknown, target: { room?: string; in?: string | string[] } = {}): Promise<string> {
+    refuseUnsendable(data);
     const payload: ClientPublishPayload = { event, data, ...(target.room !== undefined ? { room: target.room } : {}), ...(target.in !== undefined ? { _in: target.in } : {}) };
     const reply = await this.acknowledged<PublishReply>(() => this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.publish, payload));
     return reply.id;
@@ -238,6 +252,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
    * service answered data nested deeper than the gateway passes on) with a ServiceError.
    */
   async request<Result = unknown, Progress = unknown>(service: string, payload?: unknown, options: RequestOptions<Progress> = {}): Promise<Result> {
+    refuseUnsendable(payload);
     const id = `r${++this.requestCounter}-${Math.random().toString(36).slice(2, 10)}`;
     return new Promise<Result>((resolve, reject) => {
       // The gateway ends every call with done or error by its deadline; this guards against a gateway that went away.
@@ -267,6 +282,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
 
   /** Hands a backend service a message that wants no reply; resolves once the service's queue took it. */
   async send(service: string, event: string, payload?: unknown): Promise<void> {
+    refuseUnsendable(payload);
     const message: ServiceSendPayload = { service, event, payload: payload ?? null };
     await this.acknowledged<ServiceRequestAck>(() => this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.send, message));
   }
