@@ -1,5 +1,7 @@
 import type { Revocations } from "./state.js";
 
+const MIN_SWEEP_AT = 1024;
+
 /**
  * This node's copy of the revocations in force, so a handshake never waits for Redis: read whole
  * from the shared state whenever the broker becomes ready, and kept current by the kick, allow and
@@ -10,6 +12,12 @@ export class RevocationMirror {
   private users = new Map<string, number>();
   /** jti → refused until this exp (seconds). */
   private tokens = new Map<string, number>();
+  /**
+   * Entries at which the next sweep of the ones that refuse nothing any more runs. An entry is
+   * otherwise dropped only when a token it names is checked again, so a stream of revocations for
+   * tokens never seen again would grow the maps for good; doubling keeps sweeping O(1) per entry.
+   */
+  private sweepAt = MIN_SWEEP_AT;
 
   /**
    * @param maxTokenLifetimeMs beyond this a kick refuses nothing any more (every token it could
@@ -20,10 +28,17 @@ export class RevocationMirror {
   replace(revocations: Revocations): void {
     this.users = new Map(revocations.users);
     this.tokens = new Map(revocations.tokens);
+    this.sweep();
+  }
+
+  /** Entries held: kicked users and revoked tokens. */
+  get size(): number {
+    return this.users.size + this.tokens.size;
   }
 
   refuseUser(user: string, before: number): void {
     this.users.set(user, Math.max(before, this.users.get(user) ?? 0));
+    if (this.size >= this.sweepAt) this.sweep();
   }
 
   allowUser(user: string): void {
@@ -31,7 +46,19 @@ export class RevocationMirror {
   }
 
   refuseToken(jti: string, exp: number): void {
+    // An expired token is refused by its own exp already.
+    if (exp * 1000 <= Date.now()) return;
     this.tokens.set(jti, exp);
+    if (this.size >= this.sweepAt) this.sweep();
+  }
+
+  /** Drops what refuses nothing any more: revoked tokens past their exp, kicks older than any token may live. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const [jti, exp] of this.tokens) if (exp * 1000 <= now) this.tokens.delete(jti);
+    const lifetime = this.maxTokenLifetimeMs;
+    if (lifetime !== null) for (const [user, before] of this.users) if (before + lifetime < now) this.users.delete(user);
+    this.sweepAt = Math.max(MIN_SWEEP_AT, 2 * this.size);
   }
 
   /** Why a token with these claims is refused, or null. */
