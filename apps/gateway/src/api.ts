@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import fastifySwagger from "@fastify/swagger";
 import { Ajv } from "ajv";
-import { SwitchboardError, normaliseSiteHost, userIdOf } from "@switchboard/protocol";
+import { MAX_TOKEN_EXP, SwitchboardError, normaliseSiteHost, userIdOf } from "@switchboard/protocol";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { detailed } from "./errors.js";
 import type { Operations, Publication } from "./operations.js";
@@ -197,7 +197,7 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
               type: "object",
               required: ["jti", "exp"],
               additionalProperties: false,
-              properties: { jti: { type: "string", minLength: 1, maxLength: 256 }, exp: { type: "integer", minimum: 0 } },
+              properties: { jti: { type: "string", minLength: 1, maxLength: 256 }, exp: { type: "integer", minimum: 0, maximum: MAX_TOKEN_EXP } },
             },
             response: { 202: { type: "object", properties: { jti: { type: "string" }, exp: { type: "integer" } } }, ...errors },
           },

@@ -1,3 +1,4 @@
+import { SwitchboardError } from "./errors.js";
 import { pack } from "./msgpack.js";
 import { RAW_FRAME_CHANNEL } from "./frames.js";
 import { REDIS_KEYS } from "./redis-keys.js";
@@ -77,6 +78,11 @@ export interface KickOptions {
   refuseForSeconds?: number;
 }
 
+/** The longest refusal a kick stores: ten years, the longest JWT_MAX_TTL_SECONDS a gateway takes. */
+export const MAX_REFUSE_SECONDS = 10 * 365 * 86_400;
+/** The latest `exp` a revocation takes: the last second of the year 9999. */
+export const MAX_TOKEN_EXP = 253_402_300_799;
+
 /**
  * Kicks a user off the cluster: the one implementation behind the HTTP API's disconnect route,
  * the development kick and the emitter's `disconnectUser`. The refusal is stored before the frame
@@ -86,7 +92,12 @@ export async function kickUser(transport: ControlTransport, userId: string | num
   const user = userIdOf(userId);
   const at = Date.now();
   const refuse = options.refuseReconnect ?? true;
-  if (refuse) await transport.setKey(REDIS_KEYS.revokedUser(user), String(at), (options.refuseForSeconds ?? 86_400) * 1000);
+  const seconds = options.refuseForSeconds ?? 86_400;
+  // Checked before anything is stored: Redis refuses an expiry it cannot hold, after the kick was half done.
+  if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > MAX_REFUSE_SECONDS) {
+    throw new SwitchboardError("invalid_request", `refuseForSeconds must be whole seconds from 1 to ${MAX_REFUSE_SECONDS}, not ${preview(seconds)}`);
+  }
+  if (refuse) await transport.setKey(REDIS_KEYS.revokedUser(user), String(at), seconds * 1000);
   await transport.publishFrame(
     encodeControlFrame({ control: "kick", user, ...(options.reason !== undefined ? { reason: options.reason } : {}), ...(refuse ? { refuseBefore: at } : {}) }),
     RAW_FRAME_CHANNEL,
@@ -104,6 +115,9 @@ export async function allowUser(transport: ControlTransport, userId: string | nu
 
 /** Refuses one token by its `jti` until its `exp` (seconds since the epoch), on every node. */
 export async function revokeToken(transport: ControlTransport, jti: string, exp: number): Promise<void> {
+  if (!Number.isSafeInteger(exp) || exp < 0 || exp > MAX_TOKEN_EXP) {
+    throw new SwitchboardError("invalid_request", `exp must be whole seconds since the epoch, at most ${MAX_TOKEN_EXP} (the end of the year 9999), not ${preview(exp)}`);
+  }
   const ttlMs = exp * 1000 - Date.now();
   if (ttlMs <= 0) return;
   await transport.setKey(REDIS_KEYS.revokedToken(jti), String(exp), ttlMs);
