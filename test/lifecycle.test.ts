@@ -184,6 +184,8 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
       await waitFor("the Python reader's line", () => (first.output.includes(`connected life-py ${socket} `) ? true : undefined));
       client.socket.disconnect();
       await waitFor("the disconnection", () => (first.output.includes(`disconnected life-py ${socket} client namespace disconnect`) ? true : undefined));
+      // The reader prints a record before acknowledging it: killed in between, it would rightly read it again.
+      await waitFor("the reader's acknowledgements", async () => ((await cluster.publisher.xPending(STREAM, "py-audit")).pending === 0 ? true : undefined));
     } finally {
       await stopProcess(first.child, "SIGKILL");
     }
