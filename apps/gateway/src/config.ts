@@ -1,6 +1,7 @@
 import { createPublicKey, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { MAX_REFUSE_SECONDS } from "@switchboard/protocol";
 import proxyAddr from "proxy-addr";
 import { z } from "zod";
 
@@ -218,7 +219,7 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   JWT_MAX_BYTES: integer(256, MIB).default(8 * KIB),
   JWT_REQUIRE_EXP: z.enum(["0", "1", "true", "false", ""]).optional(),
-  JWT_MAX_TTL_SECONDS: integer(1, 10 * 365 * 86_400).optional(),
+  JWT_MAX_TTL_SECONDS: integer(1, MAX_REFUSE_SECONDS).optional(),
   CLIENT_MAX_MESSAGE_BYTES: integer(KIB, 100 * MIB).default(64 * KIB),
   PAYLOAD_MAX_DEPTH: integer(1, 1000).default(32),
   CLIENT_EVENT_RATE: integer(10, 1_000_000).default(50),

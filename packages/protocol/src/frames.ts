@@ -90,8 +90,8 @@ export function encodeRawFrame(frame: RawFrame, limits: FrameLimits = {}): Uint8
 export function encodeEveryoneFrame(event: string, data: unknown, limits: FrameLimits = {}): Uint8Array {
   if (!isPublishableEvent(event)) throw new SwitchboardError("invalid_event", `event ${preview(event)} is not a publishable event name`);
   // Checked as the gateway will check it, as encodeRawFrame does.
-  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
-  if (nestsDeeperThan(data, maxDepth)) throw new SwitchboardError("frame_invalid", `data is nested deeper than ${maxDepth} levels`);
+  const tooDeep = dataDepthProblem(data, limits);
+  if (tooDeep !== null) throw new SwitchboardError("frame_invalid", tooDeep);
   return pack([{ type: 2, data: [event, data], nsp: "/" }, { rooms: [], except: [] }]);
 }
 
@@ -121,6 +121,12 @@ export function newMessageId(): string {
   return globalThis.crypto.randomUUID();
 }
 
+/** Says so when a frame's data nests deeper than the limit; null when it does not. */
+function dataDepthProblem(data: unknown, limits: FrameLimits): string | null {
+  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+  return nestsDeeperThan(data, maxDepth) ? `data is nested deeper than ${maxDepth} levels` : null;
+}
+
 function checkMapFrame(frame: Record<string, unknown>, limits: FrameLimits): Delivery | string {
   const routed = frame.room === undefined || frame.room === null;
   const rooms = routed ? [] : roomList(frame.room, "room");
@@ -129,8 +135,8 @@ function checkMapFrame(frame: Record<string, unknown>, limits: FrameLimits): Del
   if (!("data" in frame)) return "data is missing";
   const event = frame.event ?? DEFAULT_EVENT;
   if (!isPublishableEvent(event)) return `event ${preview(event)} is not a publishable event name`;
-  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
-  if (nestsDeeperThan(frame.data, maxDepth)) return `data is nested deeper than ${maxDepth} levels`;
+  const tooDeep = dataDepthProblem(frame.data, limits);
+  if (tooDeep !== null) return tooDeep;
   const except = frame.except === undefined ? [] : roomList(frame.except, "except");
   if (typeof except === "string") return except;
   const added = frame._in === undefined || frame._in === null ? [] : roomList(frame._in, "_in");
