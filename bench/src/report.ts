@@ -99,8 +99,8 @@ export function combine(ours: Measurement[], plain: Measurement[]): ResultRow[] 
     const { scenario, metric, unit } = (o ?? p)!.measurement;
     const bothComplete = o?.complete === true && p?.complete === true;
     const ratio = bothComplete && o.value !== null && p.value !== null && p.value !== 0 ? o.value / p.value : null;
-    const ratios = ratio === null ? [] : roundRatios(o?.values ?? [], p?.values ?? []);
     const rounded = (values: (number | null)[] | undefined) => (values ?? []).map((value) => (value === null ? null : round(value)));
+    const rounds = { ours: rounded(o?.values), plain: rounded(p?.values) };
     return {
       scenario,
       metric,
@@ -108,8 +108,9 @@ export function combine(ours: Measurement[], plain: Measurement[]): ResultRow[] 
       ours: o?.value == null ? null : round(o.value),
       plain: p?.value == null ? null : round(p.value),
       ratio: ratio === null ? null : round(ratio),
-      rounds: { ours: rounded(o?.values), plain: rounded(p?.values) },
-      ratioRange: ratios.length < 2 ? null : [round(Math.min(...ratios)), round(Math.max(...ratios))],
+      rounds,
+      // From the figures as the row shows them, so the targets' per-round counts agree with it.
+      ratioRange: ratio === null ? null : extremes(roundRatios(rounds.ours, rounds.plain)),
     };
   });
 }
