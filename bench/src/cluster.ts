@@ -1,5 +1,5 @@
 import { freePort } from "@switchboard/e2e/harness/ports";
-import { type Usage, type Worker, startWorker } from "./ipc.js";
+import { type Usage, type Worker, pinToCpus, startWorker } from "./ipc.js";
 import type { ServerApi } from "./servers/node.js";
 
 export type Stack = "ours" | "plain";
@@ -18,6 +18,8 @@ export interface Cluster {
   profileStop(prefix: string): Promise<void>;
   /** Writes each node's heap as `<prefix>-<node index>.heapsnapshot`. */
   heapSnapshot(prefix: string): Promise<void>;
+  /** Binds every node to `cpus` (see pinToCpus); returns why it could not, or null. */
+  pin(cpus: string): string | null;
   stop(): Promise<void>;
 }
 
@@ -83,6 +85,7 @@ export async function startCluster(stack: Stack, nodes: number, redisUrl: string
     profileStop: async (prefix) => {
       await Promise.all(workers.map((worker, index) => worker.call("profileStop", { path: `${prefix}-${index}.${profileExtension}` })));
     },
+    pin: (cpus) => workers.map((worker) => pinToCpus(worker.child.pid, cpus)).find((problem) => problem !== null) ?? null,
     stop: async () => {
       await Promise.all(workers.map((worker) => worker.stop()));
     },

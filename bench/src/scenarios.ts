@@ -1,6 +1,7 @@
+import { availableParallelism } from "node:os";
 import { createClient } from "redis";
 import { BENCH_API_KEY, BENCH_SECRET, type Cluster, type Stack, startCluster } from "./cluster.js";
-import { type Usage, type Worker, startWorker } from "./ipc.js";
+import { type Usage, type Worker, pinToCpus, startWorker } from "./ipc.js";
 import type { CallReply, CallersApi } from "./load/callers.js";
 import type { ClientsApi } from "./load/clients.js";
 import type { ServiceWorkerApi } from "./load/service.js";
@@ -32,6 +33,8 @@ export interface Sizes {
   serviceRequests: number;
   /** Requests each service instance handles at once. */
   serviceConcurrency: number;
+  /** Sockets of the handshake measured on one node with a core of its own. */
+  pinnedSockets: number;
 }
 
 export const FULL_SIZES: Sizes = {
@@ -51,6 +54,7 @@ export const FULL_SIZES: Sizes = {
   serviceCallers: 50,
   serviceRequests: 20_000,
   serviceConcurrency: 64,
+  pinnedSockets: 4000,
 };
 
 /** Each burst is preceded by 1/WARM_UP_SHARE of its messages, unmeasured. */
@@ -79,6 +83,7 @@ export const QUICK_SIZES: Sizes = {
   serviceCallers: 10,
   serviceRequests: 300,
   serviceConcurrency: 16,
+  pinnedSockets: 100,
 };
 
 /** One figure of one stack. `complete` is false when a run lost messages or connections. */
@@ -108,9 +113,16 @@ interface Load {
   publisher: Worker<PublisherApi>;
 }
 
-/** Scenarios that can be picked with --only; the connect storm always runs, as it connects the sockets. */
-export const SCENARIO_NAMES = ["storm", "targeted", "fanout", "raw", "http", "growth", "services"] as const;
+/** Scenarios that can be picked with --only; the two-node connect storm runs with any of MAIN_SCENARIOS, as it connects their sockets. */
+export const SCENARIO_NAMES = ["storm", "targeted", "fanout", "raw", "http", "growth", "services", "pinned"] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
+/** The scenarios of the two-node run that starts with the connect storm. */
+const MAIN_SCENARIOS: readonly ScenarioName[] = ["storm", "targeted", "fanout", "raw", "http"];
+
+/** The handshake measured on one node that has a core of its own. */
+export const PINNED_STORM = "connect storm, one node on its own core";
+/** Handshakes in flight at once in the pinned storm. */
+const PINNED_CONCURRENCY = 100;
 
 export interface RunOptions {
   /** Only these scenarios; null runs all. */
@@ -158,6 +170,7 @@ export class StackRun {
   /** Connect storm, targeted (steady and burst), fanout, raw publishers and HTTP publish on two nodes. */
   async mainScenarios(): Promise<void> {
     const { sizes } = this;
+    if (!MAIN_SCENARIOS.some((name) => this.wanted(name))) return;
     await this.flushRedis();
     const cluster = await startCluster(this.stack, 2, this.redisUrl);
     const load = await this.startLoad(cluster);
@@ -224,6 +237,46 @@ export class StackRun {
     } finally {
       await pool.call("close", {}, 30_000).catch(() => null);
       await pool.stop();
+    }
+  }
+
+  /**
+   * The connect storm on one node bound to core 0, its client pool bound to core 1. In the two-node
+   * storm the nodes, the pools and Redis share both cores, and a node's CPU time per connection moves
+   * by tens of percent between rounds with what else ran on its core; here mostly by a few. A
+   * tenth of the sockets connect first, unmeasured, as V8 is still compiling the path then.
+   */
+  async pinnedStorm(): Promise<void> {
+    if (!this.wanted("pinned")) return;
+    const count = this.sizes.pinnedSockets;
+    const warmUp = Math.ceil(count / WARM_UP_SHARE);
+    await this.flushRedis();
+    const cluster = await startCluster(this.stack, 1, this.redisUrl);
+    const pool = startWorker<ClientsApi>("load/clients");
+    try {
+      const unpinned = availableParallelism() < 2 ? "fewer than 2 CPUs" : (cluster.pin("0") ?? pinToCpus(pool.child.pid, "1"));
+      if (unpinned !== null) {
+        this.problems.push(`${this.stack} ${PINNED_STORM}: not measured, as the node could not have a core of its own (${unpinned})`);
+        return;
+      }
+      this.progress.line(`${this.stack}: ${PINNED_STORM}, ${count} sockets after ${warmUp} unmeasured`);
+      const prepare = (firstUid: number, share: number) =>
+        pool.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid, count: share, site: SITE, secret: BENCH_SECRET, concurrency: PINNED_CONCURRENCY }, 300_000);
+      await prepare(0, warmUp);
+      const warm = await pool.call("connect", {}, 300_000);
+      await prepare(warmUp, count);
+      const before = await cluster.usage();
+      const reply = await this.profiled(cluster, PINNED_STORM, () => pool.call("connect", {}, 300_000));
+      const after = await cluster.usage();
+      const failed = warm.failed + reply.failed;
+      if (failed > 0) this.problems.push(`${this.stack} ${PINNED_STORM}: ${failed} of ${warmUp + count} sockets failed to connect (${[...warm.errors, ...reply.errors].join("; ")})`);
+      const complete = failed === 0;
+      this.record(PINNED_STORM, "server CPU per connection", "µs", cpuDelta(before, after) / reply.connected, complete);
+      this.record(PINNED_STORM, "connections per second", "conn/s", reply.connected / ((reply.finishedAtMs - reply.startedAtMs) / 1000), complete);
+    } finally {
+      await pool.call("close", {}, 30_000).catch(() => null);
+      await pool.stop();
+      await cluster.stop();
     }
   }
 

@@ -19,6 +19,7 @@ describe("the bench command line", () => {
     [["--sockets=-3"], "--sockets must be a whole number of 1 or more, not -3"],
     [["--sockets", "-3"], "Option '--sockets' argument is ambiguous"],
     [["--socket", "5"], "Unknown option '--socket'"],
+    [["--pinned-sockets", "0"], "--pinned-sockets must be a whole number of 1 or more, not 0"],
   ])("refuses %j with exit code 2 and says why, before starting Redis", (args, message) => {
     const result = bench(...args);
     expect(result.status).toBe(2);

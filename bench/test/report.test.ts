@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type Report, checkTargets, combine, markdown } from "../src/report.js";
-import { ADDED_RSS_METRIC, type Measurement } from "../src/scenarios.js";
+import { ADDED_RSS_METRIC, type Measurement, PINNED_STORM } from "../src/scenarios.js";
 import { leastSquaresSlope, percentile, round } from "../src/stats.js";
 
 const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({ scenario, metric, unit: "µs", value, complete });
@@ -39,13 +39,20 @@ describe("the report", () => {
 
   it("checks each target against its row and says what was not measured", () => {
     const rows = combine(
-      [measured("fanout, burst", "server CPU per delivery", 9), measured("connect storm", "server CPU per connection", 300), measured("connect storm, PRESENCE=0", "server CPU per connection", 280)],
-      [measured("fanout, burst", "server CPU per delivery", 10), measured("connect storm", "server CPU per connection", 200)],
+      [
+        measured("fanout, burst", "server CPU per delivery", 9),
+        measured("connect storm", "server CPU per connection", 300),
+        measured("connect storm, PRESENCE=0", "server CPU per connection", 280),
+        measured(PINNED_STORM, "server CPU per connection", 210),
+      ],
+      [measured("fanout, burst", "server CPU per delivery", 10), measured("connect storm", "server CPU per connection", 200), measured(PINNED_STORM, "server CPU per connection", 200)],
     );
     const checks = checkTargets(rows);
     expect(checks.find((check) => check.target.startsWith("fanout"))).toMatchObject({ measured: "0.9×", met: true });
     expect(checks.find((check) => check.target.startsWith("connect storm"))).toMatchObject({ measured: "1.5×", met: false });
     expect(checks.find((check) => check.target.startsWith("presence"))).toMatchObject({ measured: "7.14%", met: true });
+    // The storm's target is checked on each measurement of it, the pinned one against its own row.
+    expect(checks.find((check) => check.target.startsWith("connect storm on one node"))).toMatchObject({ measured: "1.05×", met: true });
     expect(checks.find((check) => check.target.startsWith("targeted"))).toMatchObject({ measured: "not measured", met: null });
   });
 
