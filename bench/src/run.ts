@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startRedis } from "@switchboard/e2e/harness/redis";
+import { pinnedPair } from "./pinned.js";
 import { Progress } from "./progress.js";
 import { type Report, checkTargets, combine, machine, redisServerVersion, writeReport } from "./report.js";
 import type { Stack } from "./cluster.js";
@@ -14,7 +15,7 @@ const USAGE = `npm run bench [-- options]
   --messages <n>      messages in each targeted burst (default ${FULL_SIZES.burstMessages})
   --growth-sockets <n> sockets for the cost-growth scenario (default ${FULL_SIZES.growthSockets})
   --service-requests <n> round trips in each services run (default ${FULL_SIZES.serviceRequests})
-  --pinned-sockets <n> sockets for the storm on one node with a core of its own (default ${FULL_SIZES.pinnedSockets})
+  --pinned-sockets <n> sockets for the storm on one pinned node per stack, taking turns (default ${FULL_SIZES.pinnedSockets})
   --rounds <n>        rounds of every scenario, figures are medians (default 5; 1 with --quick)
   --only <list>       some of ${SCENARIO_NAMES.join(",")} (the two-node connect storm runs
                       whenever one of storm,targeted,fanout,raw,http does, as it connects their sockets)
@@ -102,7 +103,7 @@ try {
     // it (a warm or busy machine, memory the kernel has yet to reclaim) falls on each stack alike.
     const order = round % 2 === 1 ? stacks : [...stacks].reverse();
     for (const stack of order) await runs[stack].mainScenarios();
-    for (const stack of order) await runs[stack].pinnedStorm();
+    if (only === null || only.has("pinned")) await pinnedPair(stacks.map((stack) => runs[stack]), sizes, progress, round, { directory: profileDirectory, allocations: options.allocations });
     if (stacks.includes("ours")) {
       await runs.ours.featureCosts();
       await runs.ours.services();

@@ -1,7 +1,6 @@
-import { availableParallelism } from "node:os";
 import { createClient } from "redis";
 import { BENCH_API_KEY, BENCH_SECRET, type Cluster, type Stack, startCluster } from "./cluster.js";
-import { type Usage, type Worker, pinToCpus, startWorker } from "./ipc.js";
+import { type Usage, type Worker, startWorker } from "./ipc.js";
 import type { CallReply, CallersApi } from "./load/callers.js";
 import type { ClientsApi } from "./load/clients.js";
 import type { ServiceWorkerApi } from "./load/service.js";
@@ -58,7 +57,7 @@ export const FULL_SIZES: Sizes = {
 };
 
 /** Each burst is preceded by 1/WARM_UP_SHARE of its messages, unmeasured. */
-const WARM_UP_SHARE = 10;
+export const WARM_UP_SHARE = 10;
 
 /** How many steps the sockets added to loaded nodes come in: the memory slope is fitted over them. */
 const ADDED_STEPS = 4;
@@ -95,7 +94,7 @@ export interface Measurement {
   complete: boolean;
 }
 
-const SITE = "bench.example";
+export const SITE = "bench.example";
 /** The scenario of the storm against nodes that count no presence. */
 export const OURS_WITHOUT_PRESENCE = "connect storm, PRESENCE=0";
 /** Scenarios that only the gateway has: no plain figure, no ratio. */
@@ -108,7 +107,7 @@ const SERVICE_NAME = "bench-echo";
 /** How long deliveries may stall before a scenario counts what it got. */
 const STALL_MS = 5000;
 
-interface Load {
+export interface Load {
   clients: Worker<ClientsApi>[];
   publisher: Worker<PublisherApi>;
 }
@@ -119,10 +118,10 @@ export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 /** The scenarios of the two-node run that starts with the connect storm. */
 const MAIN_SCENARIOS: readonly ScenarioName[] = ["storm", "targeted", "fanout", "raw", "http"];
 
-/** The handshake measured on one node that has a core of its own. */
-export const PINNED_STORM = "connect storm, one node on its own core";
-/** Handshakes in flight at once in the pinned storm. */
-const PINNED_CONCURRENCY = 100;
+/** The handshake measured on one node of each stack at once, bound to a core the load does not use (see pinned.ts). */
+export const PINNED_STORM = "connect storm, pinned nodes taking turns";
+/** The targeted burst on those nodes. */
+export const PINNED_TARGETED = "targeted, pinned nodes taking turns";
 
 export interface RunOptions {
   /** Only these scenarios; null runs all. */
@@ -138,7 +137,7 @@ export class StackRun {
   /** Problems that make a figure unusable; the run reports them and fails in quick mode. */
   readonly problems: string[] = [];
   /** Users 0 … users - 1 are connected; targeted messages pick among them. */
-  private users = 0;
+  users = 0;
 
   constructor(
     readonly stack: Stack,
@@ -237,46 +236,6 @@ export class StackRun {
     } finally {
       await pool.call("close", {}, 30_000).catch(() => null);
       await pool.stop();
-    }
-  }
-
-  /**
-   * The connect storm on one node bound to core 0, its client pool bound to core 1. In the two-node
-   * storm the nodes, the pools and Redis share both cores, and a node's CPU time per connection moves
-   * by tens of percent between rounds with what else ran on its core; here mostly by a few. A
-   * tenth of the sockets connect first, unmeasured, as V8 is still compiling the path then.
-   */
-  async pinnedStorm(): Promise<void> {
-    if (!this.wanted("pinned")) return;
-    const count = this.sizes.pinnedSockets;
-    const warmUp = Math.ceil(count / WARM_UP_SHARE);
-    await this.flushRedis();
-    const cluster = await startCluster(this.stack, 1, this.redisUrl);
-    const pool = startWorker<ClientsApi>("load/clients");
-    try {
-      const unpinned = availableParallelism() < 2 ? "fewer than 2 CPUs" : (cluster.pin("0") ?? pinToCpus(pool.child.pid, "1"));
-      if (unpinned !== null) {
-        this.problems.push(`${this.stack} ${PINNED_STORM}: not measured, as the node could not have a core of its own (${unpinned})`);
-        return;
-      }
-      this.progress.line(`${this.stack}: ${PINNED_STORM}, ${count} sockets after ${warmUp} unmeasured`);
-      const prepare = (firstUid: number, share: number) =>
-        pool.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid, count: share, site: SITE, secret: BENCH_SECRET, concurrency: PINNED_CONCURRENCY }, 300_000);
-      await prepare(0, warmUp);
-      const warm = await pool.call("connect", {}, 300_000);
-      await prepare(warmUp, count);
-      const before = await cluster.usage();
-      const reply = await this.profiled(cluster, PINNED_STORM, () => pool.call("connect", {}, 300_000));
-      const after = await cluster.usage();
-      const failed = warm.failed + reply.failed;
-      if (failed > 0) this.problems.push(`${this.stack} ${PINNED_STORM}: ${failed} of ${warmUp + count} sockets failed to connect (${[...warm.errors, ...reply.errors].join("; ")})`);
-      const complete = failed === 0;
-      this.record(PINNED_STORM, "server CPU per connection", "µs", cpuDelta(before, after) / reply.connected, complete);
-      this.record(PINNED_STORM, "connections per second", "conn/s", reply.connected / ((reply.finishedAtMs - reply.startedAtMs) / 1000), complete);
-    } finally {
-      await pool.call("close", {}, 30_000).catch(() => null);
-      await pool.stop();
-      await cluster.stop();
     }
   }
 
@@ -544,7 +503,8 @@ export class StackRun {
     return { ...args, users: this.users, site: SITE, maxMs };
   }
 
-  private async publishAndWait(
+  /** Publishes `args` and waits for `expected` deliveries: what arrived, and the nodes' CPU time meanwhile. */
+  async publishAndWait(
     cluster: Cluster,
     load: Load,
     args: Pick<PublishArgs, "mode" | "target" | "count" | "ratePerSecond">,

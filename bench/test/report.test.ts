@@ -52,7 +52,7 @@ describe("the report", () => {
     expect(checks.find((check) => check.target.startsWith("connect storm"))).toMatchObject({ measured: "1.5×", met: false });
     expect(checks.find((check) => check.target.startsWith("presence"))).toMatchObject({ measured: "7.14%", met: true });
     // The storm's target is checked on each measurement of it, the pinned one against its own row.
-    expect(checks.find((check) => check.target.startsWith("connect storm on one node"))).toMatchObject({ measured: "1.05×", met: true });
+    expect(checks.find((check) => check.target.startsWith("connect storm on pinned nodes"))).toMatchObject({ measured: "1.05×", met: true });
     expect(checks.find((check) => check.target.startsWith("targeted"))).toMatchObject({ measured: "not measured", met: null });
   });
 

@@ -4,6 +4,8 @@ import { freePort } from "./ports.js";
 export interface RedisServer {
   url: string;
   port: number;
+  /** The redis-server process, to bind it to CPUs for a benchmark. */
+  pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -36,7 +38,7 @@ export async function startRedis(port?: number): Promise<RedisServer> {
       reject(new Error(`redis-server exited with ${code}:\n${output}`));
     });
   });
-  return { url: `redis://127.0.0.1:${port}`, port, stop: () => stopProcess(child) };
+  return { url: `redis://127.0.0.1:${port}`, port, pid: child.pid, stop: () => stopProcess(child) };
 }
 
 /** Stops a process this harness started, by its own handle; SIGKILL if it lingers. */
