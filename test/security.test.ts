@@ -97,6 +97,22 @@ describe("a client that stops reading", () => {
   });
 });
 
+describe("a client that keeps reading", () => {
+  it("is never taken for a slow consumer, however much is sent to it over time", async () => {
+    // Six times CLIENT_MAX_BUFFER_BYTES (1 MiB) in all, each blob sent once the one before arrived, so
+    // nothing ever waits: a watch that counted every byte sent, not only what is queued, would drop it.
+    const reader = await connectUser(b, { sub: "steady-reader" });
+    const before = await readCounter(b, "switchboard_limit_hits_total", { kind: "slow_consumer" });
+    const blob = "y".repeat(100_000);
+    for (let index = 0; index < 60; index++) {
+      await emitter.toUser("steady-reader").emit("blob", { index, blob });
+      await reader.next("blob", ([data]) => (data as { index: number }).index === index);
+    }
+    expect(reader.socket.connected).toBe(true);
+    expect(await readCounter(b, "switchboard_limit_hits_total", { kind: "slow_consumer" })).toBe(before);
+  });
+});
+
 describe("room patterns", () => {
   it.each(["*", "a*", "*e"])("a token whose sub is %j cannot read inbox(alice) through inbox({user})", async (sub) => {
     const client = await connectUser(a, { sub });
