@@ -96,7 +96,8 @@ const profileDirectory = options.profile ? fileURLToPath(new URL("../results/pro
 const runOptions = { only: only as ReadonlySet<ScenarioName> | null, profileDirectory, allocations: options.allocations };
 const runs = { plain: new StackRun("plain", sizes, redis.url, progress, runOptions), ours: new StackRun("ours", sizes, redis.url, progress, runOptions) };
 try {
-  // The same load against each stack in turn, never both at once; rounds even out the noise of a shared machine.
+  // The same load against each stack in turn, never both at once (the pinned pair holds a node of each, but
+  // they take the load by turns); rounds even out the noise of a shared machine.
   for (let round = 1; round <= rounds; round++) {
     if (rounds > 1) progress.line(`round ${round} of ${rounds}`);
     // Every other round runs the stacks the other way round, so what a stack inherits from the one before

@@ -32,7 +32,7 @@ export interface Sizes {
   serviceRequests: number;
   /** Requests each service instance handles at once. */
   serviceConcurrency: number;
-  /** Sockets of the handshake measured on one node with a core of its own. */
+  /** Sockets each of the pinned nodes takes in their connect storm (see pinned.ts). */
   pinnedSockets: number;
 }
 
