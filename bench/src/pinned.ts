@@ -57,12 +57,12 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
       if (unpinned !== null) return refuse(`could not bind the processes to cores (${unpinned})`);
     }
     // Odd rounds start with the first stack, even ones with the other.
-    const turns = (batch: number) => ((batch + round) % 2 === 0 ? sides : [...sides].reverse());
+    const turns: Turns = (batch) => ((batch + round) % 2 === 0 ? sides : [...sides].reverse());
     // With --profile, each node's profile spans both phases; it is idle while the other node takes its turn.
     const { directory } = profiling;
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStart(profiling.allocations)));
-    await storm(sides, sizes.pinnedSockets, turns, progress);
-    await targeted(sides, sizes.burstMessages, turns, progress);
+    const connected = await storm(sides, sizes.pinnedSockets, turns, progress);
+    await targeted(sides, connected, sizes.burstMessages, turns, progress);
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/pinned-${side.stack}`)));
   } finally {
     await Promise.allSettled(workers.map((worker) => worker.call("close", {}, 30_000)));
@@ -72,9 +72,22 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
   }
 }
 
-async function storm(sides: Side[], count: number, turns: (batch: number) => Side[], progress: Progress): Promise<void> {
+/** The sides in the order they take batch number `batch`. */
+type Turns = (batch: number) => Side[];
+
+/** Splits `total` into BATCHES and hands each batch, `[offset, count]`, to every side in turn. */
+async function byTurns(total: number, turns: Turns, sides: ReadonlySet<Side>, take: (side: Side, offset: number, count: number) => Promise<void>): Promise<void> {
+  const perBatch = Math.ceil(total / BATCHES);
+  for (let batch = 0, offset = 0; offset < total; batch++, offset += perBatch) {
+    for (const side of turns(batch)) if (sides.has(side)) await take(side, offset, Math.min(perBatch, total - offset));
+  }
+}
+
+const names = (sides: Iterable<Side>) => [...sides].map((side) => side.stack).join(" and ");
+
+/** Connects `count` sockets to each side's node by turns; returns the sides that connected them all. */
+async function storm(sides: Side[], count: number, turns: Turns, progress: Progress): Promise<Set<Side>> {
   const warmUp = Math.ceil(count / WARM_UP_SHARE);
-  const perBatch = Math.ceil(count / BATCHES);
   const connect = async (side: Side, firstUid: number, share: number) => {
     const pool = side.load.clients[0];
     // Tokens are signed before the node's CPU time is read: signing is the client's work.
@@ -84,58 +97,51 @@ async function storm(sides: Side[], count: number, turns: (batch: number) => Sid
     const [after] = await side.cluster.usage();
     return { ...reply, cpuUs: after!.cpuUs - before!.cpuUs };
   };
-  progress.line(`${sides.map((side) => side.stack).join(" and ")}: ${PINNED_STORM}, ${count} sockets each in ${BATCHES} batches by turns, after ${warmUp} unmeasured`);
-  // The first handshakes run while V8 is still compiling the path: not counted, as for each burst.
+  progress.line(`${names(sides)}: ${PINNED_STORM}, ${count} sockets each in ${BATCHES} batches by turns, after ${warmUp} unmeasured`);
   const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, cpuUs: 0, errors: [] as string[] }]));
-  for (const side of sides) {
-    const warm = await connect(side, 0, warmUp);
-    totals.get(side)!.failed += warm.failed;
-  }
-  for (let batch = 0, firstUid = warmUp; firstUid < warmUp + count; batch++, firstUid += perBatch) {
-    const share = Math.min(perBatch, warmUp + count - firstUid);
-    for (const side of turns(batch)) {
-      const reply = await connect(side, firstUid, share);
-      const total = totals.get(side)!;
-      total.connected += reply.connected;
-      total.failed += reply.failed;
-      total.cpuUs += reply.cpuUs;
-      total.errors.push(...reply.errors);
-    }
-  }
+  // The first handshakes run while V8 is still compiling the path: not counted, as for each burst.
+  for (const side of sides) totals.get(side)!.failed += (await connect(side, 0, warmUp)).failed;
+  await byTurns(count, turns, new Set(sides), async (side, offset, share) => {
+    const reply = await connect(side, warmUp + offset, share);
+    const total = totals.get(side)!;
+    total.connected += reply.connected;
+    total.failed += reply.failed;
+    total.cpuUs += reply.cpuUs;
+    total.errors.push(...reply.errors);
+  });
+  const connected = new Set<Side>();
   for (const side of sides) {
     const total = totals.get(side)!;
+    const complete = total.failed === 0 && total.connected === count;
     if (total.failed > 0) side.run.problems.push(`${side.stack} ${PINNED_STORM}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`);
-    side.run.record(PINNED_STORM, "server CPU per connection", "µs", total.cpuUs / total.connected, total.failed === 0 && total.connected === count);
-    side.run.users = total.connected === count ? warmUp + count : 0;
+    side.run.record(PINNED_STORM, "server CPU per connection", "µs", total.cpuUs / total.connected, complete);
+    if (complete) {
+      side.run.users = warmUp + count;
+      connected.add(side);
+    }
   }
+  return connected;
 }
 
-async function targeted(sides: Side[], messages: number, turns: (batch: number) => Side[], progress: Progress): Promise<void> {
-  const perBatch = Math.ceil(messages / BATCHES);
-  const bar = progress.bar(`${sides.map((side) => side.stack).join(" and ")}: ${PINNED_TARGETED}, ${messages} messages each in ${BATCHES} bursts by turns`, messages * sides.length);
+/** The targeted burst, `messages` to each side's sockets by turns; a side whose storm fell short (not in `ready`) measures nothing. */
+async function targeted(sides: Side[], ready: ReadonlySet<Side>, messages: number, turns: Turns, progress: Progress): Promise<void> {
+  const bar = progress.bar(`${names(ready)}: ${PINNED_TARGETED}, ${messages} messages each in ${BATCHES} bursts by turns`, messages * ready.size);
+  const publish = (side: Side, count: number) => side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null }, count);
+  const totals = new Map(sides.map((side) => [side, { delivered: 0, cpuUs: 0, complete: ready.has(side) }]));
+  for (const side of ready) await publish(side, Math.ceil(messages / WARM_UP_SHARE));
   let done = 0;
-  const totals = new Map(sides.map((side) => [side, { delivered: 0, cpuUs: 0, complete: side.run.users > 0 }]));
-  for (const side of sides) {
-    if (side.run.users === 0) continue;
-    const warmUp = Math.ceil(messages / WARM_UP_SHARE);
-    await side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count: warmUp, ratePerSecond: null }, warmUp);
-  }
-  for (let batch = 0, sent = 0; sent < messages; batch++, sent += perBatch) {
-    const count = Math.min(perBatch, messages - sent);
-    for (const side of turns(batch)) {
-      const total = totals.get(side)!;
-      if (!total.complete) continue;
-      const run = await side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null }, count);
-      total.delivered += run.delivered;
-      total.cpuUs += run.cpuUs;
-      total.complete &&= run.delivered === count && run.published === count;
-      done += count;
-      bar.update(done);
-    }
-  }
-  bar.stop();
-  for (const side of sides) {
+  await byTurns(messages, turns, ready, async (side, _offset, count) => {
     const total = totals.get(side)!;
+    // A side that lost messages has no figure to give: it sits out the rest of the burst.
+    if (!total.complete) return;
+    const run = await publish(side, count);
+    total.delivered += run.delivered;
+    total.cpuUs += run.cpuUs;
+    total.complete &&= run.delivered === count && run.published === count;
+    bar.update((done += count));
+  });
+  bar.stop();
+  for (const [side, total] of totals) {
     side.run.record(`${PINNED_TARGETED}, burst`, "server CPU per delivery", "µs", total.delivered === 0 ? null : total.cpuUs / total.delivered, total.complete);
   }
 }
