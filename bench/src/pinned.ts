@@ -138,7 +138,8 @@ async function targeted(sides: Side[], ready: ReadonlySet<Side>, messages: numbe
     total.delivered += run.delivered;
     total.cpuUs += run.cpuUs;
     total.complete &&= run.delivered === count && run.published === count;
-    bar.update((done += count));
+    done += count;
+    bar.update(done);
   });
   bar.stop();
   for (const [side, total] of totals) {
