@@ -174,30 +174,34 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     met: rss?.ours == null || rss.ours <= 0 ? null : rss.ours <= 8,
     roundsMet: roundsMeeting(oursSlopes, (slope) => slope <= 8),
   });
+  // What a setting adds to the storm, in percent of the storm without it. Each round runs both
+  // storms, so a round's own share is free of the drift between rounds.
+  const addedShare = (target: string, withIt: ResultRow | undefined, withoutIt: ResultRow | undefined, limitPercent: number | null) => {
+    const cost = withIt?.ours ?? null;
+    const base = withoutIt?.ours ?? null;
+    const share = cost === null || base === null ? null : round((cost / base - 1) * 100);
+    const shares = share === null ? [] : roundRatios(withIt?.rounds.ours ?? [], withoutIt?.rounds.ours ?? []).map((ratio) => round((ratio - 1) * 100));
+    checks.push({
+      target,
+      measured: share === null ? "not measured" : `${share}%${spread(extremes(shares), "%")}`,
+      met: share === null || limitPercent === null ? null : share <= limitPercent,
+      roundsMet: limitPercent === null ? null : roundsMeeting(shares, (value) => value <= limitPercent),
+    });
+  };
   const storm = find(rows, (s) => s === "connect storm", "server CPU per connection");
-  const withPresence = storm?.ours ?? null;
-  const presenceOff = find(rows, (s) => s === OURS_WITHOUT_PRESENCE, "server CPU per connection");
-  const withoutPresence = presenceOff?.ours ?? null;
-  const presenceShare = withPresence === null || withoutPresence === null ? null : round((withPresence / withoutPresence - 1) * 100);
-  // Each round runs both storms, so a round's own share is free of the drift between rounds.
-  const presenceShares = presenceShare === null ? [] : roundRatios(storm?.rounds.ours ?? [], presenceOff?.rounds.ours ?? []).map((ratio) => (ratio - 1) * 100);
-  checks.push({
-    target: "presence slows the connect storm by ≤ 10% (server CPU per connection, PRESENCE=1 against PRESENCE=0)",
-    measured: presenceShare === null ? "not measured" : `${presenceShare}%${spread(extremes(presenceShares), "%")}`,
-    met: presenceShare === null ? null : presenceShare <= 10,
-    roundsMet: roundsMeeting(presenceShares, (share) => share <= 10),
-  });
-  const lifecycleOn = find(rows, (s) => s === OURS_WITH_LIFECYCLE, "server CPU per connection");
-  const withLifecycle = lifecycleOn?.ours ?? null;
-  const lifecycleShare = withPresence === null || withLifecycle === null ? null : round((withLifecycle / withPresence - 1) * 100);
-  const lifecycleShares = lifecycleShare === null ? [] : roundRatios(lifecycleOn?.rounds.ours ?? [], storm?.rounds.ours ?? []).map((ratio) => (ratio - 1) * 100);
+  addedShare(
+    "presence slows the connect storm by ≤ 10% (server CPU per connection, PRESENCE=1 against PRESENCE=0)",
+    storm,
+    find(rows, (s) => s === OURS_WITHOUT_PRESENCE, "server CPU per connection"),
+    10,
+  );
   // No target: what LIFECYCLE_EVENTS=1 costs is shown so an operator can weigh it.
-  checks.push({
-    target: "what lifecycle records add to the connect storm (server CPU per connection, LIFECYCLE_EVENTS=1 against off; no target)",
-    measured: lifecycleShare === null ? "not measured" : `${lifecycleShare}%${spread(extremes(lifecycleShares), "%")}`,
-    met: null,
-    roundsMet: null,
-  });
+  addedShare(
+    "what lifecycle records add to the connect storm (server CPU per connection, LIFECYCLE_EVENTS=1 against off; no target)",
+    find(rows, (s) => s === OURS_WITH_LIFECYCLE, "server CPU per connection"),
+    storm,
+    null,
+  );
   const emitter = find(rows, (s) => s === "targeted, burst", "server CPU per delivery");
   const emitterCost = emitter?.ours ?? null;
   const versusEmitter = (target: string, scenario: string, limit: number) => {

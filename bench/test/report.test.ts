@@ -56,6 +56,17 @@ describe("the report", () => {
     expect(checks.find((check) => check.target.startsWith("targeted"))).toMatchObject({ measured: "not measured", met: null });
   });
 
+  it("gives what presence and lifecycle records add to the storm per round, and judges only presence", () => {
+    const storm = (scenario: string, values: number[]) => values.map((value) => measured(scenario, "server CPU per connection", value));
+    const rows = combine(
+      [...storm("connect storm", [110, 120, 100]), ...storm("connect storm, PRESENCE=0", [100, 100, 100]), ...storm("connect storm, LIFECYCLE_EVENTS=1", [121, 120, 105])],
+      storm("connect storm", [100, 100, 100]),
+    );
+    const checks = checkTargets(rows);
+    expect(checks.find((check) => check.target.startsWith("presence"))).toEqual({ target: expect.any(String), measured: "10% (rounds 0–20%)", met: true, roundsMet: { met: 2, of: 3 } });
+    expect(checks.find((check) => check.target.startsWith("what lifecycle"))).toEqual({ target: expect.any(String), measured: "9.09% (rounds 0–10%)", met: null, roundsMet: null });
+  });
+
   it("meets no memory target with a slope of zero or less: memory reused while sockets were added measures nothing", () => {
     const rssTargets = (ours: number, plain: number) =>
       checkTargets(combine([measured("connect storm", ADDED_RSS_METRIC, ours)], [measured("connect storm", ADDED_RSS_METRIC, plain)])).filter((check) => check.target.startsWith("RSS per idle socket"));
