@@ -115,15 +115,27 @@ export function combine(ours: Measurement[], plain: Measurement[]): ResultRow[] 
   });
 }
 
-/** The ratio of each round's two figures (rounds where either is missing, or the divisor is 0, left out). */
+/**
+ * The ratio of each round's two figures, rounded as every figure is shown (rounds where either is
+ * missing, or the divisor is 0, left out): a round exactly at a target's limit meets it, whatever
+ * the last bits of the division.
+ */
 function roundRatios(dividends: (number | null)[], divisors: (number | null)[]): number[] {
   const ratios: number[] = [];
   for (let index = 0; index < Math.min(dividends.length, divisors.length); index++) {
     const dividend = dividends[index];
     const divisor = divisors[index];
-    if (dividend != null && divisor != null && divisor !== 0) ratios.push(dividend / divisor);
+    if (dividend != null && divisor != null && divisor !== 0) ratios.push(round(dividend / divisor));
   }
   return ratios;
+}
+
+/** Our figure in one row against ours in another: the ratio of the medians, and each round's own. */
+function oursAgainst(row: ResultRow | undefined, base: ResultRow | undefined): { ratio: number | null; ratios: number[] } {
+  const value = row?.ours ?? null;
+  const baseValue = base?.ours ?? null;
+  if (value === null || baseValue === null || baseValue === 0) return { ratio: null, ratios: [] };
+  return { ratio: value / baseValue, ratios: roundRatios(row?.rounds.ours ?? [], base?.rounds.ours ?? []) };
 }
 
 /** How many of the rounds' figures pass `meets`; null with fewer than two. */
@@ -177,10 +189,10 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   // What a setting adds to the storm, in percent of the storm without it. Each round runs both
   // storms, so a round's own share is free of the drift between rounds.
   const addedShare = (target: string, withIt: ResultRow | undefined, withoutIt: ResultRow | undefined, limitPercent: number | null) => {
-    const cost = withIt?.ours ?? null;
-    const base = withoutIt?.ours ?? null;
-    const share = cost === null || base === null ? null : round((cost / base - 1) * 100);
-    const shares = share === null ? [] : roundRatios(withIt?.rounds.ours ?? [], withoutIt?.rounds.ours ?? []).map((ratio) => round((ratio - 1) * 100));
+    const { ratio, ratios } = oursAgainst(withIt, withoutIt);
+    const percent = (value: number) => round((value - 1) * 100);
+    const share = ratio === null ? null : percent(ratio);
+    const shares = ratios.map(percent);
     checks.push({
       target,
       measured: share === null ? "not measured" : `${share}%${spread(extremes(shares), "%")}`,
@@ -203,12 +215,10 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     null,
   );
   const emitter = find(rows, (s) => s === "targeted, burst", "server CPU per delivery");
-  const emitterCost = emitter?.ours ?? null;
   const versusEmitter = (target: string, scenario: string, limit: number) => {
-    const row = find(rows, (s) => s === scenario, "server CPU per delivery");
-    const cost = row?.ours ?? null;
-    const ratio = cost === null || emitterCost === null ? null : round(cost / emitterCost);
-    const ratios = ratio === null ? [] : roundRatios(row?.rounds.ours ?? [], emitter?.rounds.ours ?? []);
+    const measured = oursAgainst(find(rows, (s) => s === scenario, "server CPU per delivery"), emitter);
+    const ratio = measured.ratio === null ? null : round(measured.ratio);
+    const { ratios } = measured;
     checks.push({
       target,
       measured: ratio === null ? "not measured" : `${ratio}× our emitter path${spread(extremes(ratios), "×")}`,
