@@ -61,8 +61,8 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
     // With --profile, each node's profile spans both phases; it is idle while the other node takes its turn.
     const { directory } = profiling;
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStart(profiling.allocations)));
-    const connected = await storm(sides, sizes.pinnedSockets, turns, progress);
-    await targeted(sides, connected, sizes.burstMessages, turns, progress);
+    const { ready, users } = await storm(sides, sizes.pinnedSockets, turns, progress);
+    await targeted(sides, ready, users, sizes.burstMessages, turns, progress);
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/pinned-${side.stack}`)));
   } finally {
     await Promise.allSettled(workers.map((worker) => worker.call("close", {}, 30_000)));
@@ -85,8 +85,11 @@ async function byTurns(total: number, turns: Turns, sides: ReadonlySet<Side>, ta
 
 const names = (sides: Iterable<Side>) => [...sides].map((side) => side.stack).join(" and ");
 
-/** Connects `count` sockets to each side's node by turns; returns the sides that connected them all. */
-async function storm(sides: Side[], count: number, turns: Turns, progress: Progress): Promise<Set<Side>> {
+/**
+ * Connects `count` sockets (after the unmeasured ones) to each side's node by turns. Returns the sides
+ * that connected them all, and how many users each of those holds: users 0 … users - 1.
+ */
+async function storm(sides: Side[], count: number, turns: Turns, progress: Progress): Promise<{ ready: Set<Side>; users: number }> {
   const warmUp = Math.ceil(count / WARM_UP_SHARE);
   const connect = async (side: Side, firstUid: number, share: number) => {
     const pool = side.load.clients[0];
@@ -109,24 +112,21 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     total.cpuUs += reply.cpuUs;
     total.errors.push(...reply.errors);
   });
-  const connected = new Set<Side>();
+  const ready = new Set<Side>();
   for (const side of sides) {
     const total = totals.get(side)!;
     const complete = total.failed === 0 && total.connected === count;
     if (total.failed > 0) side.run.problems.push(`${side.stack} ${PINNED_STORM}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`);
     side.run.record(PINNED_STORM, "server CPU per connection", "µs", total.cpuUs / total.connected, complete);
-    if (complete) {
-      side.run.users = warmUp + count;
-      connected.add(side);
-    }
+    if (complete) ready.add(side);
   }
-  return connected;
+  return { ready, users: warmUp + count };
 }
 
-/** The targeted burst, `messages` to each side's sockets by turns; a side whose storm fell short (not in `ready`) measures nothing. */
-async function targeted(sides: Side[], ready: ReadonlySet<Side>, messages: number, turns: Turns, progress: Progress): Promise<void> {
+/** The targeted burst, `messages` to each side's users by turns; a side whose storm fell short (not in `ready`) measures nothing. */
+async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, messages: number, turns: Turns, progress: Progress): Promise<void> {
   const bar = progress.bar(`${names(ready)}: ${PINNED_TARGETED}, ${messages} messages each in ${BATCHES} bursts by turns`, messages * ready.size);
-  const publish = (side: Side, count: number) => side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null }, count);
+  const publish = (side: Side, count: number) => side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null, users }, count);
   const totals = new Map(sides.map((side) => [side, { delivered: 0, cpuUs: 0, complete: ready.has(side) }]));
   for (const side of ready) await publish(side, Math.ceil(messages / WARM_UP_SHARE));
   let done = 0;

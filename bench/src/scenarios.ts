@@ -107,6 +107,9 @@ const SERVICE_NAME = "bench-echo";
 /** How long deliveries may stall before a scenario counts what it got. */
 const STALL_MS = 5000;
 
+/** What a scenario asks a publisher for; the users it targets default to the run's own. */
+type PublishRequest = Pick<PublishArgs, "mode" | "target" | "count" | "ratePerSecond"> & Partial<Pick<PublishArgs, "users">>;
+
 export interface Load {
   clients: Worker<ClientsApi>[];
   publisher: Worker<PublisherApi>;
@@ -136,8 +139,8 @@ export class StackRun {
   readonly results: Measurement[] = [];
   /** Problems that make a figure unusable; the run reports them and fails in quick mode. */
   readonly problems: string[] = [];
-  /** Users 0 … users - 1 are connected; targeted messages pick among them. */
-  users = 0;
+  /** Users 0 … users - 1 are connected to this run's two-node cluster; targeted messages pick among them. */
+  private users = 0;
 
   constructor(
     readonly stack: Stack,
@@ -498,16 +501,17 @@ export class StackRun {
     return { published: run.published, receivers: run.receivers, complete };
   }
 
-  private publishArgs(args: Pick<PublishArgs, "mode" | "target" | "count" | "ratePerSecond">): PublishArgs {
+  /** `users` defaults to the sockets of this run's own storm; another cluster (the pinned pair's) names its own. */
+  private publishArgs(args: PublishRequest): PublishArgs {
     const maxMs = args.ratePerSecond === null ? 120_000 : (args.count / args.ratePerSecond) * 1000 + 30_000;
-    return { ...args, users: this.users, site: SITE, maxMs };
+    return { users: this.users, ...args, site: SITE, maxMs };
   }
 
   /** Publishes `args` and waits for `expected` deliveries: what arrived, and the nodes' CPU time meanwhile. */
   async publishAndWait(
     cluster: Cluster,
     load: Load,
-    args: Pick<PublishArgs, "mode" | "target" | "count" | "ratePerSecond">,
+    args: PublishRequest,
     expected: number,
     onProgress?: (delivered: number) => void,
   ): Promise<{ delivered: number; published: number; receivers: number | null; cpuUs: number; durationMs: number }> {
