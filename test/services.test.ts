@@ -47,7 +47,7 @@ async function caller(url: string, sub: string, grants: string[] = []): Promise<
 }
 
 /** An in-process instance answering by payload.op, as the worker process does. */
-async function instance(name: string, options: { concurrency?: number; visibilityTimeoutMs?: number } = {}): Promise<Service> {
+async function instance(name: string, options: { concurrency?: number; visibilityTimeoutMs?: number; onError?: (error: Error) => void } = {}): Promise<Service> {
   const service: Service = createService<{ op?: string; steps?: number; ms?: number; kind?: string }>({
     redis: cluster.redis.url,
     name,
@@ -149,11 +149,14 @@ describe("requests to a service", () => {
     ["bigint", "result"],
     ["cycle", "progress"],
   ])("ends a call with internal_error when a Node handler's %s %s cannot be written as JSON", async (op, what) => {
-    await instance("public-unwritable");
+    const told: string[] = [];
+    await instance("public-unwritable", { onError: (error) => told.push(error.message) });
     const client = await caller(a, `unwritable-${op}`);
     const failure = client.request("public-unwritable", { op });
     await expect(failure).rejects.toBeInstanceOf(ServiceError);
     await expect(failure).rejects.toMatchObject({ code: "internal_error", message: expect.stringContaining(`${what} could not be written as JSON`) });
+    // The service's own onError is told why, as its README says.
+    expect(told).toContainEqual(expect.stringContaining(`its ${what} could not be written as JSON`));
     expect(await client.request("public-unwritable", { steps: 0 })).toMatchObject({ payload: { steps: 0 } });
   });
 
