@@ -1,7 +1,6 @@
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { stopProcess } from "@switchboard/e2e/harness/redis";
 
 /**
  * Request/reply over the IPC channel of a forked worker process (a gateway node, a client pool,
@@ -95,7 +94,17 @@ export function startWorker<A extends Api>(file: string, env: Record<string, str
     onNotice(name, listener) {
       noticeListeners.set(name, [...(noticeListeners.get(name) ?? []), listener]);
     },
-    stop: () => stopProcess(child, "SIGTERM", 10_000),
+    stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        child.once("exit", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.kill("SIGTERM");
+      });
+    },
   };
 }
 
