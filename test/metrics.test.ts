@@ -69,7 +69,7 @@ describe("GET /metrics", () => {
     await cluster.publisher.publish("socket.io#emitter", Buffer.from(encode({ room: "user(metered)", event: "raw", data: 1 })));
     await client.next("raw");
     expect(await readCounter(a, "switchboard_messages_received_total", { source: "adapter" })).toBe(before.adapterA + 1);
-    // A broadcast to one room travels on that room's channel: a node holding no socket of it skips it undecoded.
+    // A broadcast to one room travels on that room's channel, which a node holding no socket of it does not receive.
     expect(await readCounter(b, "switchboard_messages_received_total", { source: "adapter" })).toBe(before.adapterB);
     expect(await readCounter(a, "switchboard_messages_received_total", { source: "raw_frame" })).toBe(before.raw + 1);
     client.close();

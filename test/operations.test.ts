@@ -88,6 +88,34 @@ describe("a Redis restart while nodes run", () => {
   });
 });
 
+describe("room channels (REDIS_SUBSCRIPTIONS=rooms) through a Redis restart", () => {
+  it("drops the channel of a room emptied while Redis was away, and holds the one of a room joined meanwhile", async () => {
+    const first = await redis();
+    const gateway = await node({ REDIS_URL: first.url, NODE_ID: "churn", REDIS_SUBSCRIPTIONS: "rooms" });
+    const leaving = await connectUser(gateway.url, { sub: "left-while-away" });
+    await first.stop();
+    await waitFor("the node to notice", async () => ((await readyz(gateway.url)).status === 503 ? true : undefined));
+    leaving.close();
+    await waitFor("the socket to be gone", async () => ((await readCounter(gateway.url, "switchboard_connected_sockets")) === 0 ? true : undefined));
+    const arriving = await connectUser(gateway.url, { sub: "came-while-away" });
+
+    const second = await redis(first.port);
+    await waitFor("the node to be ready again", async () => ((await readyz(gateway.url)).status === 200 ? true : undefined));
+    const inspector = createClient({ url: second.url });
+    await inspector.connect();
+    stoppers.push(() => inspector.quit());
+    const subscribed = async (user: string) => {
+      const channel = `socket.io#/#user(${user})#`;
+      return (await inspector.pubSubNumSub(channel))[channel];
+    };
+    // The Redis client subscribes again to what it held before the outage; what emptied meanwhile is dropped then.
+    await waitFor("the emptied room's channel to be dropped", async () => ((await subscribed("left-while-away")) === 0 ? true : undefined));
+    expect(await subscribed("came-while-away")).toBe(1);
+    expect((await emitterFor(second.url).toUser("came-while-away").emit("hello-again", 1)).subscribers).toBe(1);
+    expect(await arriving.next("hello-again")).toEqual([1]);
+  });
+});
+
 describe("presence through a Redis restart", () => {
   it("writes each node's sockets again once an empty Redis returns, counting none twice", async () => {
     const key = "presence-api-key-of-at-least-32-characters";

@@ -30,6 +30,8 @@ export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
     },
     // No Redis, no services: nothing ever replies.
     onServiceReply() {},
+    // Every broadcast is local: a room receives its messages as soon as it is joined.
+    roomsSubscribed: () => null,
     onRawFrame(next) {
       handler = next;
     },

@@ -9,6 +9,7 @@ import { Deadlines } from "./deadlines.js";
 import { memoryRateLimiter } from "./broker-memory.js";
 import { type Broker, type BrokerDeps, type OutboundMessage, broadcastOf } from "./broker.js";
 import { type RedisClient, ResilientSubscriber } from "./redis-subscriber.js";
+import { RoomChannels } from "./room-channels.js";
 import { exceptUnauthenticated } from "./rooms.js";
 import { createRedisState } from "./state-redis.js";
 
@@ -40,13 +41,14 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
   connection.watch(pub, "publisher");
   pub.connect().catch(() => {});
 
+  const onSubscribeFailure = (err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "redis subscription failed");
   const sub = new ResilientSubscriber(
     () => {
       const client = createClient(options);
       connection.watch(client, "subscriber");
       return client;
     },
-    (err) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "redis subscription failed"),
+    onSubscribeFailure,
     () => readiness.check(),
   );
   connection.setSubscriber(() => sub.current);
@@ -62,6 +64,9 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
     metrics.publishFailures.inc();
     deps.logger.debug({ err: err.message }, "a broadcast could not be handed to Redis");
   });
+  /** The room channels of each namespace's adapter (the gateway has one namespace, `/`). */
+  const roomChannels: RoomChannels[] = [];
+  metrics.readRoomChannels(() => roomChannels.reduce((count, channels) => count + channels.size, 0));
   const probe = deps.probeIntervalMs > 0 ? startProbe(pub, sub, deps) : null;
 
   /** A message as @socket.io/redis-adapter publishes one, under a uid no node has (so the taking node delivers it too), with its channel. */
@@ -76,7 +81,12 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
     mode: "redis",
     adapter: class extends ClusterAdapter {
       constructor(nsp: Namespace) {
-        super(nsp, adapterPublisher, guardedSub, { parser: guard.parser });
+        const channels = deps.subscriptions === "rooms" ? new RoomChannels(sub, onSubscribeFailure) : null;
+        super(nsp, adapterPublisher, channels === null ? guardedSub : guard.guard(channels), { parser: guard.parser });
+        if (channels !== null) {
+          channels.follow(this);
+          roomChannels.push(channels);
+        }
         guard.ownUid(String(this.uid));
         guard.localRooms(this.rooms);
       }
@@ -136,6 +146,14 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
         insuranceLimiter: memoryRateLimiter(rate),
       }),
     state: createRedisState({ command: (args: string[]) => pub.sendCommand(args) }, () => deps.nodeTtlMs),
+    roomsSubscribed() {
+      let pending: Promise<void> | null = null;
+      for (const channels of roomChannels) {
+        const settled = channels.settled();
+        if (settled !== null) pending = pending === null ? settled : Promise.all([pending, settled]).then(() => {});
+      }
+      return pending;
+    },
     ready: () => pub.isReady && sub.isReady(),
     onReady: (listener) => readiness.listeners.add(listener),
     redisState: () => (pub.isReady && sub.isReady() ? "ready" : "unavailable"),

@@ -13,11 +13,12 @@ export type AdapterFactory = typeof Adapter;
 
 /**
  * The broker: everything a node does with Redis, behind one contract, with one implementation per
- * mode — `memory` (one node, no Redis) and `redis` (classic pub/sub through @socket.io/redis-adapter).
+ * mode — `memory` (one node, no Redis) and `redis` (classic pub/sub through @socket.io/redis-adapter,
+ * by default on the channels of the node's own rooms: see room-channels.ts).
  *
  * - `adapter` delivers Socket.IO broadcasts to every node's sockets, each socket once.
  * - `publish` hands a message for the cluster's sockets to Redis in the adapter's own format, on
- *   the channel of its room when it has one, so a node holding none of it skips it undecoded.
+ *   the channel of its room when it has one, so it reaches only the nodes holding that room.
  * - `onRawFrame` / `publishRaw` carry raw frames: every node receives every frame.
  * - `publish` and `publishRaw` resolve only once Redis took the message; otherwise they reject with a
  *   {@link SwitchboardError} (`redis_unavailable`, `publish_timeout`, `frame_too_large`), so
@@ -47,6 +48,12 @@ export interface Broker {
   createRateLimiter(options: RateLimiterOptions): RateLimiterAbstract;
   /** What nodes share besides messages: revocations, registered routes, presence, live nodes. */
   state: SharedState;
+  /**
+   * Null when this node receives the broadcasts of every room its sockets joined so far; otherwise
+   * a promise settled once it does (see room-channels.ts). A socket is told it joined a room only
+   * then, so a message published after the telling reaches it.
+   */
+  roomsSubscribed(): Promise<void> | null;
   /** True when the node can serve the whole cluster: Redis connected and every subscription held. */
   ready(): boolean;
   /**
@@ -92,6 +99,8 @@ export interface BrokerDeps {
   nodeId: string;
   /** How often the node checks that its subscriber still receives (0: never). */
   probeIntervalMs: number;
+  /** `rooms`: the adapter receives only the broadcasts for rooms this node holds (see room-channels.ts); `pattern`: all. */
+  subscriptions: "rooms" | "pattern";
   /** A node whose heartbeat is older than this is gone. */
   nodeTtlMs: number;
 }

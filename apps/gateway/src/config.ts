@@ -117,6 +117,8 @@ export interface Config {
   drainSpreadMs: number;
   /** How often the node checks that its Redis subscriber still receives; 0: never. */
   subscriberProbeMs: number;
+  /** `rooms`: a node subscribes to the broadcast channel of each room it holds; `pattern`: to every room's, as @socket.io/redis-adapter does. */
+  redisSubscriptions: "rooms" | "pattern";
   /** When set, raw frames must be signed with one of these keys (kid to secret); null: signatures are not required. */
   frameSigning: FrameSigningConfig | null;
   /** Keys of the HTTP server API (`Authorization: Bearer <key>`); null: the API is off and its routes answer 404. */
@@ -237,6 +239,7 @@ const envSchema = z.object({
   DRAIN_TIMEOUT_MS: integer(0, 600_000).default(10_000),
   DRAIN_SPREAD_MS: integer(0, 600_000).optional(),
   SUBSCRIBER_PROBE_MS: integer(0, 3_600_000).default(5000),
+  REDIS_SUBSCRIPTIONS: z.enum(["pattern", "rooms"], { error: "must be pattern or rooms" }).default("pattern"),
   FRAME_SIGNING_KEYS: optionalText,
   API_KEYS: list.optional(),
   EVENT_ROUTES: optionalText,
@@ -348,6 +351,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     drainTimeoutMs: vars.DRAIN_TIMEOUT_MS,
     drainSpreadMs,
     subscriberProbeMs: vars.SUBSCRIBER_PROBE_MS,
+    redisSubscriptions: vars.REDIS_SUBSCRIPTIONS,
     apiKeys: apiKeys === null ? null : Object.freeze([...apiKeys]),
     eventRoutes: vars.EVENT_ROUTES === undefined ? new Map() : eventRoutes(vars.EVENT_ROUTES),
     presence,

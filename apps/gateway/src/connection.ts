@@ -125,6 +125,8 @@ export interface ConnectionContext {
   servicePolicy: readonly CompiledPattern[];
   /** Token expiry and its notice, for every connection of the node. */
   deadlines: Deadlines<Connection>;
+  /** See Broker.roomsSubscribed. */
+  roomsSubscribed(): Promise<void> | null;
 }
 
 type Ack = (reply: unknown) => void;
@@ -144,9 +146,9 @@ export class Connection {
   /** One table for every connection: a node holds many, and a closure per event each would add up. */
   private static readonly handlers: Handlers = {
     authenticate: (connection, payload, ack) => connection.authenticate(payload.token, ack),
-    subscribe: (connection, payload, ack) => ack?.(connection.subscribe(payload.room)),
+    subscribe: (connection, payload, ack) => connection.answerJoined(ack, connection.subscribe(payload.room)),
     unsubscribe: (connection, payload, ack) => ack?.(connection.unsubscribe(payload.room)),
-    join: (connection, payload, ack) => ack?.(connection.subscribe(payload.room)),
+    join: (connection, payload, ack) => connection.answerJoined(ack, connection.subscribe(payload.room)),
     leave: (connection, payload, ack) => ack?.(connection.unsubscribe(payload.room)),
     configure: (connection, payload, ack) => connection.configure(payload, ack),
     publish: (connection, payload, ack) => connection.publish(payload, ack),
@@ -331,8 +333,28 @@ export class Connection {
       if (!reply.ok) refused.push({ room: room.slice(0, 200), error: reply.error });
     }
     const configured: ConfiguredPayload = { ok: true, rooms: [...(this.subscriptions ?? [])], refused };
-    this.socket.emit(SERVER_EVENTS.configured, configured);
-    ack?.(configured);
+    this.onceRoomsReceived(() => {
+      this.socket.emit(SERVER_EVENTS.configured, configured);
+      ack?.(configured);
+    });
+  }
+
+  /** Acknowledges a subscription once the node receives the room's messages. */
+  private answerJoined(ack: Ack | undefined, reply: SubscriptionReply): void {
+    if (ack) this.onceRoomsReceived(() => ack(reply));
+  }
+
+  /**
+   * Runs `then` once this node receives the broadcasts of every room the socket joined (at once
+   * when it already does, as for most joins), and only if the socket is still connected.
+   */
+  private onceRoomsReceived(then: () => void): void {
+    const pending = this.ctx.roomsSubscribed();
+    if (pending === null) then();
+    else
+      pending.then(() => {
+        if (this.socket.connected) then();
+      });
   }
 
   /**
@@ -443,7 +465,8 @@ export class Connection {
       joinable: [...patternsFor(this.ctx.subscribePatterns, identity), ...patternsFor(this.claimedRooms, identity)],
       publishable: patternsFor(this.publishable, identity),
     };
-    this.socket.emit(SERVER_EVENTS.welcome, welcome);
+    // Welcomed once the node receives its rooms' messages: anything published after the welcome reaches the socket.
+    this.onceRoomsReceived(() => this.socket.emit(SERVER_EVENTS.welcome, welcome));
     this.watchExpiry(session.expiresAt);
   }
 

@@ -73,6 +73,8 @@ export interface Metrics {
   lifecycleDropped(count: number): void;
   /** Where the queue depths come from when the metrics are read. */
   readServiceQueues(reader: () => Promise<{ name: string; queueDepth: number }[]>): void;
+  /** Where the number of room channels the node holds comes from when the metrics are read. */
+  readRoomChannels(reader: () => number): void;
 }
 
 /** How often the event-loop lag is sampled. */
@@ -162,6 +164,15 @@ export function createMetrics(nodeId: string): Metrics {
       for (const { name, queueDepth } of (await queueReader?.().catch(() => [])) ?? []) this.set({ service: name }, queueDepth);
     },
   });
+  let roomChannelReader: () => number = () => 0;
+  new Gauge({
+    name: "switchboard_redis_room_channels",
+    help: "Room channels this node is subscribed to: one per room with a socket here (REDIS_SUBSCRIPTIONS=rooms)",
+    registers: [registry],
+    collect() {
+      this.set(roomChannelReader());
+    },
+  });
   // Every label set is present from the start, at zero, so an alert can tell "none yet" from "not exported".
   for (const kind of LIMIT_KINDS) limitHits.inc({ kind }, 0);
   for (const code of AUTH_FAILURE_CODES) authFailures.inc({ code }, 0);
@@ -191,6 +202,9 @@ export function createMetrics(nodeId: string): Metrics {
     lifecycleDropped: (count) => lifecycleDropped.inc(count),
     readServiceQueues(reader) {
       queueReader = reader;
+    },
+    readRoomChannels(reader) {
+      roomChannelReader = reader;
     },
     frameDelivered: (layout) => delivered.add(layout),
     framesDropped,

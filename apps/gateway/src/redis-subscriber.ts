@@ -20,6 +20,11 @@ export class ResilientSubscriber implements AdapterSubscriber {
   private readonly recorded: Subscriptions = { channels: new Map(), patterns: new Map() };
   /** What the current client was sent; node-redis keeps these across its own reconnections. */
   private sent: Subscriptions = { channels: new Map(), patterns: new Map() };
+  /**
+   * What was removed while the current client was away: node-redis resubscribes to it from its own
+   * state when it returns, so it is unsubscribed then (a node drops room channels at any time).
+   */
+  private dropped = { channels: new Set<string>(), patterns: new Set<string>() };
   private readonly errorListeners = new Set<(err: Error) => void>();
 
   constructor(
@@ -95,10 +100,12 @@ export class ResilientSubscriber implements AdapterSubscriber {
     const client = this.createSubscriber();
     this.applied = false;
     this.sent = { channels: new Map(), patterns: new Map() };
+    this.dropped = { channels: new Set(), patterns: new Set() };
     for (const listener of this.errorListeners) client.on("error", listener);
     // Every ready: the first connection, or a reconnection after which something was added meanwhile.
     client.on("ready", () => {
       if (this.client !== client) return;
+      this.unsubscribeDropped(client);
       this.sendMissing(client).then(
         () => {
           if (this.client !== client) return;
@@ -112,53 +119,98 @@ export class ResilientSubscriber implements AdapterSubscriber {
     return client;
   }
 
-  /** Sends the current client every recorded subscription it does not hold yet. */
-  private sendMissing(client: RedisClient): Promise<unknown> {
+  /**
+   * Sends the current client the recorded subscriptions it does not hold yet, of `names` or of all:
+   * one command per kind and listener, however many names (a node may hold thousands of room channels).
+   */
+  private sendMissing(client: RedisClient, only?: { kind: keyof Subscriptions; names: readonly string[] }): Promise<unknown> {
     const pending: Promise<void>[] = [];
-    for (const kind of ["channels", "patterns"] as const) {
-      for (const [name, listeners] of this.recorded[kind]) {
-        for (const listener of listeners) {
-          if (this.sent[kind].get(name)?.has(listener)) continue;
+    for (const kind of only ? [only.kind] : (["channels", "patterns"] as const)) {
+      const missing = new Map<Listener, string[]>();
+      for (const name of only ? only.names : this.recorded[kind].keys()) {
+        for (const listener of listenersOf(this.recorded[kind].get(name))) {
+          if (holds(this.sent[kind].get(name), listener)) continue;
           mark(this.sent[kind], name, listener);
-          pending.push(kind === "channels" ? client.subscribe(name, listener, true) : client.pSubscribe(name, listener, true));
+          const names = missing.get(listener);
+          if (names) names.push(name);
+          else missing.set(listener, [name]);
         }
+      }
+      for (const [listener, names] of missing) {
+        pending.push(kind === "channels" ? client.subscribe(names, listener, true) : client.pSubscribe(names, listener, true));
       }
     }
     return Promise.all(pending);
   }
 
   private add(kind: keyof Subscriptions, names: string | string[], listener: Listener): Promise<void> {
-    for (const name of typeof names === "string" ? [names] : names) mark(this.recorded[kind], name, listener);
+    const list = typeof names === "string" ? [names] : names;
+    for (const name of list) mark(this.recorded[kind], name, listener);
     // A client that is not ready would queue the command and replay it twice: it gets it on its next ready.
     if (!this.client.isReady) return Promise.resolve();
-    return this.sendMissing(this.client).then(
+    return this.sendMissing(this.client, { kind, names: list }).then(
       () => {},
       (err: unknown) => this.onApplyFailure(err),
     );
   }
 
+  private unsubscribeDropped(client: RedisClient): void {
+    for (const kind of ["channels", "patterns"] as const) {
+      const stale = [...this.dropped[kind]].filter((name) => !this.recorded[kind].has(name));
+      this.dropped[kind].clear();
+      if (stale.length === 0) continue;
+      (kind === "channels" ? client.unsubscribe(stale) : client.pUnsubscribe(stale)).catch((err: unknown) => this.onApplyFailure(err));
+    }
+  }
+
   private remove(kind: keyof Subscriptions, names: string | string[], listener: Listener | undefined): Promise<void> {
     const list = typeof names === "string" ? [names] : names;
+    const away = !this.client.isReady;
     for (const table of [this.recorded[kind], this.sent[kind]]) {
       for (const name of list) {
-        const listeners = table.get(name);
-        if (listener) listeners?.delete(listener);
-        if (!listener || listeners?.size === 0) table.delete(name);
+        if (away && table === this.sent[kind] && table.has(name)) this.dropped[kind].add(name);
+        unmark(table, name, listener);
       }
     }
-    // Only the adapter's close unsubscribes; a client that is not connected is about to be closed anyway.
-    if (!this.client.isReady) return Promise.resolve();
+    if (away) return Promise.resolve();
     const client = this.client;
     return (kind === "channels" ? client.unsubscribe(list, listener, true) : client.pUnsubscribe(list, listener, true)).catch(() => {});
   }
 }
 
+/**
+ * The listeners of each name: one listener as itself, several in a set. Nearly every name has one
+ * (a node may hold a channel for each of thousands of rooms), and a set each would cost memory per room.
+ */
+type Listeners = Listener | Set<Listener>;
+
 interface Subscriptions {
-  channels: Map<string, Set<Listener>>;
-  patterns: Map<string, Set<Listener>>;
+  channels: Map<string, Listeners>;
+  patterns: Map<string, Listeners>;
 }
 
-function mark(table: Map<string, Set<Listener>>, name: string, listener: Listener): void {
-  const listeners = table.get(name) ?? new Set<Listener>();
-  table.set(name, listeners.add(listener));
+function listenersOf(listeners: Listeners | undefined): Iterable<Listener> {
+  if (listeners === undefined) return [];
+  return listeners instanceof Set ? listeners : [listeners];
+}
+
+function holds(listeners: Listeners | undefined, listener: Listener): boolean {
+  return listeners === listener || (listeners instanceof Set && listeners.has(listener));
+}
+
+function mark(table: Map<string, Listeners>, name: string, listener: Listener): void {
+  const listeners = table.get(name);
+  if (listeners === undefined) table.set(name, listener);
+  else if (listeners instanceof Set) listeners.add(listener);
+  else if (listeners !== listener) table.set(name, new Set([listeners, listener]));
+}
+
+/** Takes `listener` off `name`, or every listener when there is none. */
+function unmark(table: Map<string, Listeners>, name: string, listener: Listener | undefined): void {
+  const listeners = table.get(name);
+  if (listener === undefined || listeners === listener) table.delete(name);
+  else if (listeners instanceof Set) {
+    listeners.delete(listener);
+    if (listeners.size === 0) table.delete(name);
+  }
 }

@@ -78,6 +78,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     limits: config.limits,
     nodeId: config.nodeId,
     probeIntervalMs: config.subscriberProbeMs,
+    subscriptions: config.redisSubscriptions,
     nodeTtlMs: config.presenceNodeTtlMs,
   });
   let draining = false;
@@ -91,6 +92,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     version: VERSION,
     adapter: broker.adapter,
     createRateLimiter: (options) => broker.createRateLimiter(options),
+    roomsSubscribed: () => broker.roomsSubscribed(),
     draining: () => draining,
   });
   const { io } = transport;

@@ -31,6 +31,7 @@ export interface TransportDeps {
   adapter: typeof Adapter;
   /** The broker's shared counters (see Broker.createRateLimiter). */
   createRateLimiter: Broker["createRateLimiter"];
+  roomsSubscribed: Broker["roomsSubscribed"];
   /** True once the node is stopping. */
   draining(): boolean;
 }
@@ -191,6 +192,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     eventRate: new RateLimiterMemory({ points: limits.clientEventRate, duration: 1, keyPrefix: "" }),
     strikes: new RateLimiterMemory({ points: limits.clientEventRate, duration: 10, keyPrefix: "" }),
     admitted,
+    roomsSubscribed: deps.roomsSubscribed,
   };
   return {
     io,

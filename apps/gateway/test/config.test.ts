@@ -145,6 +145,15 @@ describe("safe defaults", () => {
     expect(configFailure({ JWT_SECRET: SECRET, PRESENCE: "off" }).variable).toBe("PRESENCE");
   });
 
+  it("subscribes each node to every room's channel, or with REDIS_SUBSCRIPTIONS=rooms to its own rooms' only", () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).redisSubscriptions).toBe("pattern");
+    expect(loadConfig({ JWT_SECRET: SECRET, REDIS_SUBSCRIPTIONS: "rooms" }).redisSubscriptions).toBe("rooms");
+    expect(loadConfig({ JWT_SECRET: SECRET, REDIS_SUBSCRIPTIONS: "pattern" }).redisSubscriptions).toBe("pattern");
+    for (const bad of ["all", "ROOMS", " rooms", "1", "rooms,pattern", "x".repeat(10_000)]) {
+      expect(configFailure({ JWT_SECRET: SECRET, REDIS_SUBSCRIPTIONS: bad }).variable).toBe("REDIS_SUBSCRIPTIONS");
+    }
+  });
+
   it("records lifecycle events only when asked, only with Redis, in a stream of LIFECYCLE_MAXLEN", () => {
     const redis = { JWT_SECRET: SECRET, REDIS_URL: "redis://127.0.0.1:6379" };
     expect(loadConfig(redis).lifecycleMaxLen).toBeNull();
