@@ -4,7 +4,7 @@ import { cpus, totalmem, type as osType, release } from "node:os";
 import { join } from "node:path";
 import { View, parse } from "vega";
 import { type TopLevelSpec, compile } from "vega-lite";
-import { ADDED_RSS_METRIC, type Measurement, OURS_WITH_LIFECYCLE, OURS_WITHOUT_PRESENCE, PINNED_STORM, type Sizes } from "./scenarios.js";
+import { ADDED_RSS_METRIC, COST_GROWTH, COST_GROWTH_ROOM_CHANNELS, type Measurement, OURS_WITH_LIFECYCLE, OURS_WITHOUT_PRESENCE, PINNED_STORM, type Sizes } from "./scenarios.js";
 import { median, round } from "./stats.js";
 
 /** One line of the results: a figure of both stacks and ours/plain. */
@@ -287,15 +287,19 @@ async function svg(spec: TopLevelSpec): Promise<string> {
 
 type ConcatPanel = Extract<TopLevelSpec, { hconcat: unknown }>["hconcat"][number];
 const CHART_CONFIG = { font: "sans-serif", background: "white" } as const;
-const STACK_COLOURS = { domain: ["ours", "plain"], range: ["#1f77b4", "#bbbbbb"] };
+const ROOM_CHANNELS_SERIES = "ours, REDIS_SUBSCRIPTIONS=rooms";
+const STACK_COLOURS = { domain: ["ours", ROOM_CHANNELS_SERIES, "plain"], range: ["#1f77b4", "#ff7f0e", "#bbbbbb"] };
 
 /** Cost growth: server µs per delivery and Redis messages per node, by cluster size. */
 export function costGrowthChart(rows: ResultRow[]): TopLevelSpec {
   const values = rows
-    .filter((row) => row.scenario.startsWith("cost growth"))
+    .filter((row) => row.scenario.startsWith(COST_GROWTH))
     .flatMap((row) => {
       const nodes = Number(/(\d+) node/.exec(row.scenario)?.[1]);
-      return (["ours", "plain"] as const).flatMap((stack) => (row[stack] === null ? [] : [{ nodes, stack, metric: `${row.metric} (${row.unit})`, value: row[stack] }]));
+      const metric = `${row.metric} (${row.unit})`;
+      // The room-channel rows carry the plain stack's figures again, for their ratio: drawn once.
+      if (row.scenario.startsWith(COST_GROWTH_ROOM_CHANNELS)) return row.ours === null ? [] : [{ nodes, stack: ROOM_CHANNELS_SERIES, metric, value: row.ours }];
+      return (["ours", "plain"] as const).flatMap((stack) => (row[stack] === null ? [] : [{ nodes, stack, metric, value: row[stack] }]));
     });
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",

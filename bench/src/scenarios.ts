@@ -97,9 +97,12 @@ export interface Measurement {
 export const SITE = "bench.example";
 /** The scenario of the storm against nodes that count no presence. */
 export const OURS_WITHOUT_PRESENCE = "connect storm, PRESENCE=0";
-/** Scenarios that only the gateway has: no plain figure, no ratio. */
 /** The scenario of the storm against nodes that record each socket in the lifecycle stream. */
 export const OURS_WITH_LIFECYCLE = "connect storm, LIFECYCLE_EVENTS=1";
+/** Cost growth again, with the gateway's nodes subscribed to their own rooms' channels only. */
+export const COST_GROWTH = "cost growth";
+export const COST_GROWTH_ROOM_CHANNELS = "cost growth, REDIS_SUBSCRIPTIONS=rooms";
+/** Scenarios that only the gateway has: no plain figure, no ratio. */
 export const OURS_ONLY = ["http publish", OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services"];
 /** The floor of the services scenario: the same requests and replies through Redis, without the gateway. */
 export const SERVICES_FLOOR = "services, direct Redis round trip (floor)";
@@ -323,25 +326,44 @@ export class StackRun {
     return { p50, complete };
   }
 
-  /** The targeted burst with 1, 2, 4… nodes: Redis messages each node receives, server µs per delivery. */
+  /**
+   * The targeted burst with 1, 2, 4… nodes: Redis messages each node receives, server µs per
+   * delivery. Ours runs it twice: as configured by default, and with REDIS_SUBSCRIPTIONS=rooms.
+   */
   async costGrowth(): Promise<void> {
     const { sizes } = this;
     if (!this.wanted("growth")) return;
-    for (const nodes of sizes.growthNodes) {
-      await this.flushRedis();
-      const cluster = await startCluster(this.stack, nodes, this.redisUrl);
-      const load = await this.startLoad(cluster);
-      try {
-        const scenario = `cost growth, ${nodes} node${nodes === 1 ? "" : "s"}`;
-        const connected = await this.connectStorm(cluster, load, sizes.growthSockets, scenario, false);
-        const result = await this.burst(cluster, load, scenario, "adapter", "user", sizes.growthMessages, 1, connected === sizes.growthSockets);
-        const perNode = result.receivers === null ? null : result.receivers / result.published / nodes;
-        this.record(scenario, "Redis messages received per node per message", "msgs", perNode, result.complete);
-      } finally {
-        await this.stopLoad(load);
-        await cluster.stop();
+    const variants: [string, Record<string, string>][] =
+      this.stack === "ours"
+        ? [
+            [COST_GROWTH, {}],
+            [COST_GROWTH_ROOM_CHANNELS, { REDIS_SUBSCRIPTIONS: "rooms" }],
+          ]
+        : [[COST_GROWTH, {}]];
+    for (const [name, env] of variants) {
+      for (const nodes of sizes.growthNodes) {
+        await this.flushRedis();
+        const cluster = await startCluster(this.stack, nodes, this.redisUrl, { env });
+        const load = await this.startLoad(cluster);
+        try {
+          const scenario = `${name}, ${nodes} node${nodes === 1 ? "" : "s"}`;
+          const connected = await this.connectStorm(cluster, load, sizes.growthSockets, scenario, "cpu");
+          const result = await this.burst(cluster, load, scenario, "adapter", "user", sizes.growthMessages, 1, connected === sizes.growthSockets);
+          const perNode = result.receivers === null ? null : result.receivers / result.published / nodes;
+          this.record(scenario, "Redis messages received per node per message", "msgs", perNode, result.complete);
+          // The plain stack has one way to subscribe: its figures stand against both of ours.
+          if (this.stack === "plain") this.copyRecords(scenario, `${COST_GROWTH_ROOM_CHANNELS}, ${nodes} node${nodes === 1 ? "" : "s"}`);
+        } finally {
+          await this.stopLoad(load);
+          await cluster.stop();
+        }
       }
     }
+  }
+
+  /** Records every figure of `from` once more under the scenario `to`. */
+  private copyRecords(from: string, to: string): void {
+    for (const row of this.results.filter((result) => result.scenario === from)) this.results.push({ ...row, scenario: to });
   }
 
   private async flushRedis(): Promise<void> {
@@ -364,7 +386,8 @@ export class StackRun {
   }
 
   /** Connects `count` sockets (ours verifies a JWT for each); returns how many made it. */
-  private async connectStorm(cluster: Cluster, load: Load, count: number, scenario: string, recordFigures = true): Promise<number> {
+  /** Connects `count` sockets at once; records every figure of the storm, or (`cpu`) only the CPU it took per connection. */
+  private async connectStorm(cluster: Cluster, load: Load, count: number, scenario: string, figures: "all" | "cpu" = "all"): Promise<number> {
     const before = await cluster.usage(true);
     const perProcess = Math.ceil(count / load.clients.length);
     const done = new Array<number>(load.clients.length).fill(0);
@@ -391,9 +414,12 @@ export class StackRun {
     const connected = replies.reduce((total, reply) => total + reply.connected, 0);
     const failed = replies.reduce((total, reply) => total + reply.failed, 0);
     if (failed > 0) this.problems.push(`${this.stack} ${scenario}: ${failed} of ${count} sockets failed to connect (${replies.flatMap((reply) => reply.errors).join("; ")})`);
-    if (!recordFigures) return connected;
-    const elapsedMs = Math.max(...replies.map((reply) => reply.finishedAtMs)) - Math.min(...replies.map((reply) => reply.startedAtMs));
     const complete = connected === count;
+    if (figures === "cpu") {
+      this.record(scenario, "server CPU per connection", "µs", cpuDelta(before, cpuAfter) / connected, complete);
+      return connected;
+    }
+    const elapsedMs = Math.max(...replies.map((reply) => reply.finishedAtMs)) - Math.min(...replies.map((reply) => reply.startedAtMs));
     const after = await this.settledUsage(cluster);
     if (this.options.profileDirectory !== null) await cluster.heapSnapshot(`${this.options.profileDirectory}/connected-${this.stack}`);
     const socketsPerNode = connected / cluster.urls.length;
@@ -491,10 +517,10 @@ export class StackRun {
     );
     bar.stop();
     const complete = connectedAll && run.delivered === expected && run.published === count;
-    const label = scenario.startsWith("cost growth") ? scenario : `${scenario}, burst`;
+    const label = scenario.startsWith(COST_GROWTH) ? scenario : `${scenario}, burst`;
     this.record(label, "server CPU per delivery", "µs", run.cpuUs / run.delivered, complete);
     this.record(label, "deliveries per second", "msgs/s", run.delivered / (run.durationMs / 1000), complete);
-    if (!scenario.startsWith("cost growth")) {
+    if (!scenario.startsWith(COST_GROWTH)) {
       const latencies = sortedSamples(await this.latencySamples(load));
       this.record(label, "latency p99", "ms", percentile(latencies, 0.99), complete);
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { type Report, checkTargets, combine, markdown } from "../src/report.js";
-import { ADDED_RSS_METRIC, type Measurement, PINNED_STORM } from "../src/scenarios.js";
+import { type Report, checkTargets, combine, costGrowthChart, markdown } from "../src/report.js";
+import { ADDED_RSS_METRIC, COST_GROWTH_ROOM_CHANNELS, type Measurement, PINNED_STORM } from "../src/scenarios.js";
 import { leastSquaresSlope, percentile, round } from "../src/stats.js";
 
 const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({ scenario, metric, unit: "µs", value, complete });
@@ -37,6 +37,20 @@ describe("the report", () => {
     expect(checkTargets(combine(storm([1101, 1101]), storm([1000, 1000]))).find((check) => check.target.startsWith("connect storm"))).toMatchObject({ measured: "1.1× (rounds 1.1–1.1×)", met: true, roundsMet: { met: 2, of: 2 } });
     // A round that measured nothing leaves no median, so neither a ratio nor a spread.
     expect(combine([...storm([100]), measured("connect storm", "server CPU per connection", null), ...storm([100])], storm([100, 100, 50]))[0]?.ratioRange).toBeNull();
+  });
+
+  it("draws cost growth for both stacks and for ours with room channels, the plain stack's figures once", () => {
+    const growth = (scenario: string, value: number) => measured(scenario, "server CPU per delivery", value);
+    const rows = combine(
+      [growth("cost growth, 1 node", 30), growth("cost growth, 2 nodes", 40), growth(`${COST_GROWTH_ROOM_CHANNELS}, 1 node`, 31), growth(`${COST_GROWTH_ROOM_CHANNELS}, 2 nodes`, 32)],
+      // The plain stack's run stands against both of ours.
+      [growth("cost growth, 1 node", 28), growth("cost growth, 2 nodes", 38), growth(`${COST_GROWTH_ROOM_CHANNELS}, 1 node`, 28), growth(`${COST_GROWTH_ROOM_CHANNELS}, 2 nodes`, 38)],
+    );
+    expect(rows.find((row) => row.scenario === `${COST_GROWTH_ROOM_CHANNELS}, 2 nodes`)).toMatchObject({ ours: 32, plain: 38, ratio: 0.842 });
+    const { values } = costGrowthChart(rows).data as { values: { nodes: number; stack: string; value: number }[] };
+    expect(values.map(({ nodes, stack, value }) => `${stack} ${nodes} ${value}`).sort()).toEqual(
+      ["ours 1 30", "ours 2 40", "ours, REDIS_SUBSCRIPTIONS=rooms 1 31", "ours, REDIS_SUBSCRIPTIONS=rooms 2 32", "plain 1 28", "plain 2 38"].sort(),
+    );
   });
 
   it("checks each target against its row and says what was not measured", () => {
