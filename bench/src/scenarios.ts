@@ -347,12 +347,13 @@ export class StackRun {
         const load = await this.startLoad(cluster);
         try {
           const scenario = `${name}, ${nodes} node${nodes === 1 ? "" : "s"}`;
+          const recordedBefore = this.results.length;
           const connected = await this.connectStorm(cluster, load, sizes.growthSockets, scenario, "cpu");
           const result = await this.burst(cluster, load, scenario, "adapter", "user", sizes.growthMessages, 1, connected === sizes.growthSockets);
           const perNode = result.receivers === null ? null : result.receivers / result.published / nodes;
           this.record(scenario, "Redis messages received per node per message", "msgs", perNode, result.complete);
           // The plain stack has one way to subscribe: its figures stand against both of ours.
-          if (this.stack === "plain") this.copyRecords(scenario, `${COST_GROWTH_ROOM_CHANNELS}, ${nodes} node${nodes === 1 ? "" : "s"}`);
+          if (this.stack === "plain") this.copyRecords(recordedBefore, `${COST_GROWTH_ROOM_CHANNELS}, ${nodes} node${nodes === 1 ? "" : "s"}`);
         } finally {
           await this.stopLoad(load);
           await cluster.stop();
@@ -361,9 +362,9 @@ export class StackRun {
     }
   }
 
-  /** Records every figure of `from` once more under the scenario `to`. */
-  private copyRecords(from: string, to: string): void {
-    for (const row of this.results.filter((result) => result.scenario === from)) this.results.push({ ...row, scenario: to });
+  /** Records the figures recorded since the `from`th once more, under the scenario `to` (the run keeps every round's). */
+  private copyRecords(from: number, to: string): void {
+    for (const row of this.results.slice(from)) this.results.push({ ...row, scenario: to });
   }
 
   private async flushRedis(): Promise<void> {
