@@ -141,3 +141,28 @@ describe("REDIS_SUBSCRIPTIONS=pattern (the default): every node receives every r
     expect(await onB.next("to-both")).toEqual([2]);
   });
 });
+
+describe("a cluster of both settings", () => {
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    cluster = await startCluster(2, {}, [{ REDIS_SUBSCRIPTIONS: "pattern" }, { REDIS_SUBSCRIPTIONS: "rooms" }]);
+  });
+
+  afterAll(async () => {
+    await cluster?.close();
+  });
+
+  it("delivers a message once to each socket, whichever way its node subscribes", async () => {
+    const [a, b] = cluster.nodes.map((node) => node.url) as [string, string];
+    const onPattern = await connectUser(a, { sub: "mixed" });
+    const onRooms = await connectUser(b, { sub: "mixed" });
+    // The pattern node and the room channel of the rooms node: two receivers.
+    expect(await cluster.publisher.publish("socket.io#/#user(mixed)#", adapterFrame(["user(mixed)"], "once", 1))).toBe(2);
+    expect(await cluster.publisher.publish("socket.io#/#", adapterFrame(["user(mixed)"], "once", 2))).toBe(2);
+    for (const client of [onPattern, onRooms]) {
+      expect(await client.next("once", (args) => args[0] === 2)).toEqual([2]);
+      expect(client.count("once")).toBe(2);
+    }
+  });
+});
