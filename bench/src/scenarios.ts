@@ -64,6 +64,8 @@ const ADDED_STEPS = 4;
 
 /** The metric the RSS targets are checked against. */
 export const ADDED_RSS_METRIC = "RSS per socket added to a loaded node";
+/** Server CPU per connection of the sockets added to nodes that already hold every socket (warm nodes). */
+export const ADDED_CPU_METRIC = "server CPU per connection added to a loaded node";
 
 export const QUICK_SIZES: Sizes = {
   sockets: 200,
@@ -212,7 +214,7 @@ export class StackRun {
    * the code compiled for the first connections; a slope over several readings is steadier than one
    * difference, as what V8 and the allocator keep mapped after a GC moves by MBs between readings. It
    * runs before any message is sent, so no burst's freed buffers are reused by the added sockets. The
-   * added sockets leave again.
+   * added sockets leave again. Their CPU per connection is recorded too: that of nodes already warm.
    */
   private async addedSockets(cluster: Cluster, stormComplete: boolean): Promise<void> {
     const nodes = cluster.urls.length;
@@ -223,10 +225,13 @@ export class StackRun {
       const readings: { sockets: number; usage: Usage[] }[] = [{ sockets: 0, usage: await this.settledUsage(cluster) }];
       let complete = stormComplete;
       let added = 0;
+      let cpuUs = 0;
       for (let step = 0; step < ADDED_STEPS; step++) {
         const firstUid = this.users + step * perStep;
         await pool.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid, count: perStep, site: SITE, secret: BENCH_SECRET, concurrency: 500 }, 300_000);
+        const cpuBefore = await cluster.usage();
         const reply = await pool.call("connect", {}, 300_000);
+        cpuUs += cpuDelta(cpuBefore, await cluster.usage());
         if (reply.failed > 0) {
           complete = false;
           this.problems.push(`${this.stack}: ${reply.failed} of ${perStep} added sockets failed to connect (${reply.errors.join("; ")})`);
@@ -234,6 +239,8 @@ export class StackRun {
         added += reply.connected;
         readings.push({ sockets: added / nodes, usage: await this.settledUsage(cluster) });
       }
+      // Nodes that have taken the storm have compiled their hot paths: this is a connection's cost without the compiling.
+      this.record("connect storm", ADDED_CPU_METRIC, "µs", cpuUs / added, complete);
       for (let index = 0; index < nodes; index++) {
         const slope = (bytes: (usage: Usage) => number) => leastSquaresSlope(readings.map((reading) => [reading.sockets, bytes(reading.usage[index]!)]));
         this.record("connect storm", ADDED_RSS_METRIC, "KB", slope((usage) => usage.rssBytes) / 1000, complete);
