@@ -49,10 +49,13 @@ export class RoomChannels implements AdapterSubscriber {
 
   /** Follows the adapter's rooms; called once, from the adapter's constructor. */
   follow(adapter: RoomSource): void {
+    // A socket is still in `sids` as its own room is created and deleted.
     adapter.on("create-room", (room) => {
       if (!adapter.sids.has(String(room))) this.change(String(room), true);
     });
-    adapter.on("delete-room", (room) => this.change(String(room), false));
+    adapter.on("delete-room", (room) => {
+      if (!adapter.sids.has(String(room))) this.change(String(room), false);
+    });
   }
 
   /** How many room channels this node holds. */
