@@ -37,7 +37,7 @@ export class RoomChannels implements AdapterSubscriber {
   /** A flush is queued for the next turn of the event loop. */
   private flushQueued = false;
   /** Settles the next flush's subscriptions; made only when somebody waits for them. */
-  private resolveQueued: ((settled: Promise<void> | undefined) => void) | null = null;
+  private resolveQueued: ((settles: void | PromiseLike<void>) => void) | null = null;
   private queued: Promise<void> | null = null;
   /** The last SUBSCRIBE Redis has not answered yet. */
   private inFlight: Promise<void> | null = null;
@@ -70,9 +70,10 @@ export class RoomChannels implements AdapterSubscriber {
    */
   settled(): Promise<void> | null {
     if (this.changes.size === 0) return this.inFlight;
-    this.queued ??= new Promise<Promise<void> | undefined>((resolve) => {
+    // Resolved with the flush's SUBSCRIBE once it is sent, the promise then settles with its answer.
+    this.queued ??= new Promise<void>((resolve) => {
       this.resolveQueued = resolve;
-    }).then((settled) => settled);
+    });
     return this.queued;
   }
 
