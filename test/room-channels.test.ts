@@ -1,7 +1,7 @@
 import { encode } from "@msgpack/msgpack";
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { closeAllClients, connectUser } from "./harness/clients.js";
+import { closeAllClients, connectUser, mintToken, openClient } from "./harness/clients.js";
 import { type Cluster, startCluster } from "./harness/cluster.js";
 import { readCounter } from "./harness/gateway.js";
 import { waitFor } from "./harness/ports.js";
@@ -26,7 +26,8 @@ describe("REDIS_SUBSCRIPTIONS=rooms: a node receives only the messages of rooms 
   let b: string;
 
   beforeAll(async () => {
-    cluster = await startCluster(2, { SUBSCRIBE_ROOMS: "topic(*)", REDIS_SUBSCRIPTIONS: "rooms" });
+    // Per-address admission is off: one test opens 200 sockets at once from loopback.
+    cluster = await startCluster(2, { SUBSCRIBE_ROOMS: "topic(*)", REDIS_SUBSCRIPTIONS: "rooms", IP_CONNECTIONS_PER_SECOND: "0", IP_MAX_CONNECTIONS: "0" });
     [a, b] = cluster.nodes.map((node) => node.url) as [string, string];
     emitter = createEmitter({ redis: cluster.redis.url });
   });
@@ -99,6 +100,16 @@ describe("REDIS_SUBSCRIPTIONS=rooms: a node receives only the messages of rooms 
     expect(await client.next("topical")).toEqual(["three"]);
     expect(await client.socket.emitWithAck("unsubscribe", { room: "topic(three)" })).toEqual({ ok: true, room: "topic(three)" });
     await waitFor("topic(three) to be dropped", async () => ((await subscribers(cluster, "socket.io#/#topic(three)#")) === 0 ? true : undefined));
+  });
+
+  it("subscribes the channels of sockets that arrive together in fewer commands than sockets", async () => {
+    const subscribeCalls = async () => Number(/cmdstat_subscribe:calls=(\d+)/.exec(await cluster.publisher.info("commandstats"))?.[1] ?? 0);
+    const before = await subscribeCalls();
+    const together = Array.from({ length: 200 }, (_, index) => openClient(a, { auth: { token: mintToken({ sub: `together-${index}` }) } }));
+    await Promise.all(together.map((client) => client.next("welcome", () => true, 10_000)));
+    for (let index = 0; index < 200; index++) expect(await subscribers(cluster, `socket.io#/#user(together-${index})#`)).toBe(1);
+    // One SUBSCRIBE in flight at a time: the channels that wait for it go out together in the next.
+    expect(await subscribeCalls()).toBeLessThan(before + 200);
   });
 
   it("delivers a frame for several rooms, or for one socket id, written on socket.io#/#", async () => {
