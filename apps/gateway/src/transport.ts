@@ -20,6 +20,7 @@ import type { PresenceTracker } from "./presence.js";
 import type { LifecycleLog } from "./lifecycle.js";
 import type { ServiceCalls } from "./service-calls.js";
 import { compilePatterns, createSubscriptionPolicy } from "./rooms.js";
+import { coalesceAcceptWrites, coalesceUpgradeWrites } from "./write-coalescing.js";
 
 export interface TransportDeps {
   config: Pick<Config, "nodeId" | "auth" | "subscribeRooms" | "limits" | "http" | "corsOrigins" | "services">;
@@ -114,6 +115,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     next();
   });
   io.engine.on("connection_error", (error: { req: IncomingMessage }) => admission.failed(error.req));
+  coalesceUpgradeWrites(io.engine);
   // Every open connection, with its client's address and whether admission counted it under that address.
   const open = new Map<EngineConnection, { address: string; counted: boolean }>();
   const watch = createOutboundWatch<EngineConnection>(limits.clientMaxBufferBytes, (connection) => {
@@ -168,6 +170,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
           return next(refuse(socket.conn, errorBody("user_connection_limit")));
         }
         socket.data.session = session;
+        coalesceAcceptWrites(socket.conn);
         next();
       },
       (err: unknown) => {

@@ -1,0 +1,76 @@
+import type { IncomingMessage } from "node:http";
+import type { Socket as NetSocket } from "node:net";
+
+/**
+ * A WebSocket handshake makes a node write to the client four times: the HTTP 101 response, the
+ * engine.io `open` packet, Socket.IO's CONNECT acknowledgement and the gateway's `welcome`. ws
+ * writes every frame with its own syscall, and engine.io writes a packet only once the previous
+ * write has completed, so each is a syscall of its own, and on loopback or a virtual machine each
+ * costs the node more than everything the gateway does for the socket in JavaScript. Holding the
+ * TCP socket's writes until the current burst of work is done (Node's cork/uncork) turns them into
+ * two writes: the 101 with the `open` packet, and the acknowledgement with the `welcome`. What is
+ * written, and its order, does not change.
+ */
+
+/** The parts of an engine.io WebSocket transport this module relies on. */
+interface HoldableTransport {
+  name: string;
+  writable: boolean;
+  socket?: { _socket?: unknown };
+}
+
+/** The parts of an engine.io connection this module relies on. */
+interface HoldableConnection {
+  transport: HoldableTransport;
+  readyState: string;
+}
+
+function isNetSocket(value: unknown): value is NetSocket {
+  return typeof value === "object" && value !== null && "cork" in value && "uncork" in value && typeof value.cork === "function";
+}
+
+/** Holds a TCP socket's writes until the work queued now (ticks, promises) has run. */
+function corkUntilIdle(socket: NetSocket): void {
+  socket.cork();
+  setImmediate(() => {
+    // A socket destroyed meanwhile has nothing left to write.
+    if (!socket.destroyed) socket.uncork();
+  });
+}
+
+/**
+ * The 101 response and the `open` packet in one write: ws emits `headers` just before writing the
+ * 101, and engine.io sends `open` a few microtasks later, before any I/O. Only upgrades: a polling
+ * response is one write already.
+ */
+export function coalesceUpgradeWrites(engine: { on(event: "headers", listener: (headers: unknown, request: IncomingMessage) => void): unknown }): void {
+  engine.on("headers", (_headers, request) => {
+    if (request.headers.upgrade?.toLowerCase() !== "websocket") return;
+    const socket: unknown = request.socket;
+    if (isNetSocket(socket) && !socket.destroyed) corkUntilIdle(socket);
+  });
+}
+
+/**
+ * Socket.IO's CONNECT acknowledgement and what the gateway sends right after it (`welcome`) in one
+ * write. Called as the handshake is accepted, before Socket.IO sends the acknowledgement on a later
+ * tick. engine.io queues a packet while its transport is not writable and sends the queue at once
+ * when it is; the transport is marked busy until that tick's work is done, then the queue is
+ * flushed under cork, so its frames leave in one syscall. WebSocket only: a polling transport's
+ * `writable` means a pending GET, which this must not touch.
+ */
+export function coalesceAcceptWrites(connection: HoldableConnection): void {
+  const transport = connection.transport;
+  const socket = transport.socket?._socket;
+  if (transport.name !== "websocket" || !transport.writable || !isNetSocket(socket) || socket.destroyed) return;
+  transport.writable = false;
+  socket.cork();
+  setImmediate(() => {
+    // The transport may have been replaced or closed meanwhile; a busy flag is only ever cleared on the one set.
+    transport.writable = true;
+    // engine.io's own flush (private in its types): what it runs when a transport reports it is writable again.
+    const flush: unknown = (connection as { flush?: unknown }).flush;
+    if (connection.readyState === "open" && connection.transport === transport && typeof flush === "function") flush.call(connection);
+    if (!socket.destroyed) socket.uncork();
+  });
+}

@@ -1,0 +1,66 @@
+import { type Socket, connect } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mintToken } from "./harness/clients.js";
+import { type GatewayProcess, startGateway } from "./harness/gateway.js";
+
+/** A client's WebSocket text frame: masked, as a client's must be (a zero key leaves the bytes as they are). */
+function clientTextFrame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const length = payload.length < 126 ? Buffer.from([0x80 | payload.length]) : Buffer.from([0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  return Buffer.concat([Buffer.from([0x81]), length, Buffer.alloc(4), payload]);
+}
+
+/** Each chunk the client's TCP socket reads, in order. */
+function chunksOf(socket: Socket): { chunks: string[]; next(): Promise<string> } {
+  const chunks: string[] = [];
+  let waiting: ((chunk: string) => void) | null = null;
+  socket.on("data", (data: Buffer) => {
+    const text = data.toString("latin1");
+    chunks.push(text);
+    waiting?.(text);
+    waiting = null;
+  });
+  let read = 0;
+  return {
+    chunks,
+    next: () =>
+      new Promise<string>((resolve, reject) => {
+        const index = read++;
+        if (chunks[index] !== undefined) return resolve(chunks[index]);
+        const timer = setTimeout(() => reject(new Error(`no chunk ${index} within 5 s; got ${JSON.stringify(chunks)}`)), 5000);
+        waiting = (chunk) => {
+          clearTimeout(timer);
+          resolve(chunk);
+        };
+      }),
+  };
+}
+
+describe("the writes of a WebSocket handshake", () => {
+  let node: GatewayProcess;
+  beforeAll(async () => {
+    node = await startGateway();
+  });
+  afterAll(() => node?.stop());
+
+  it("come in two: the 101 with engine.io's open packet, then the CONNECT acknowledgement with welcome", async () => {
+    const socket = connect(Number(new URL(node.url).port), "127.0.0.1");
+    try {
+      const reader = chunksOf(socket);
+      socket.write(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+      );
+      // One write on the node's side is one read on the client's: each chunk holds all of one write.
+      const upgrade = await reader.next();
+      expect(upgrade).toMatch(/^HTTP\/1\.1 101 /);
+      expect(upgrade).toContain('0{"sid":"');
+      socket.write(clientTextFrame(`40${JSON.stringify({ token: mintToken({ sub: "writes-1", site: "writes.example" }) })}`));
+      const accepted = await reader.next();
+      expect(accepted).toContain('40{"sid":"');
+      expect(accepted).toContain('42["welcome",');
+      expect(accepted.indexOf("40{")).toBeLessThan(accepted.indexOf('42["welcome"'));
+    } finally {
+      socket.destroy();
+    }
+  });
+});
