@@ -230,7 +230,7 @@ export class StackRun {
         const firstUid = this.users + step * perStep;
         await pool.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid, count: perStep, site: SITE, secret: BENCH_SECRET, concurrency: 500 }, 300_000);
         const cpuBefore = await cluster.usage();
-        const reply = await pool.call("connect", {}, 300_000);
+        const reply = await this.profiled(cluster, `added sockets ${step + 1}`, () => pool.call("connect", {}, 300_000));
         cpuUs += cpuDelta(cpuBefore, await cluster.usage());
         if (reply.failed > 0) {
           complete = false;
