@@ -103,16 +103,18 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
   // CORS headers for long-polling only: browsers do not apply CORS to a WebSocket upgrade (the origin
   // is checked by admission for both), and computing them for every upgrade costs each handshake.
   const corsHeaders = cors({ origin: config.corsOrigins === null ? true : [...config.corsOrigins] });
+  // One engine.io middleware rather than three: engine.io chains a promise per middleware for every
+  // request, a handshake's included. In order: CORS, admission, then the upgrade request released.
   io.engine.use((request: IncomingMessage, response: ServerResponse | object, next: (err?: unknown) => void) => {
-    if (response instanceof ServerResponse) corsHeaders(request, response, next);
-    else next();
-  });
-  io.engine.use(admission.middleware);
-  // Last of the middlewares: engine.io keeps the response object of a WebSocket upgrade for as long as
-  // the connection lives, and through it the upgrade request; nothing after the middlewares needs it.
-  io.engine.use((_request: IncomingMessage, response: ServerResponse | object, next: () => void) => {
-    if (!(response instanceof ServerResponse) && "req" in response) (response as { req: unknown }).req = null;
-    next();
+    const admitted = (err?: Error) => {
+      if (err) return next(err);
+      // engine.io keeps the response object of a WebSocket upgrade for as long as the connection
+      // lives, and through it the upgrade request; nothing after the middlewares needs it.
+      if (!(response instanceof ServerResponse) && "req" in response) (response as { req: unknown }).req = null;
+      next();
+    };
+    if (!(response instanceof ServerResponse)) return admission.middleware(request, response, admitted);
+    corsHeaders(request, response, (err?: unknown) => (err ? next(err) : admission.middleware(request, response, admitted)));
   });
   io.engine.on("connection_error", (error: { req: IncomingMessage }) => admission.failed(error.req));
   coalesceUpgradeWrites(io.engine);
