@@ -50,7 +50,8 @@ describe("the writes of a WebSocket handshake", () => {
       socket.write(
         "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
       );
-      // One write on the node's side is one read on the client's: each chunk holds all of one write.
+      // A write of a few hundred bytes on loopback arrives whole in one read, so a read holding two
+      // packets means they left in one write (two writes may also share a read, never the reverse).
       const upgrade = await reader.next();
       expect(upgrade).toMatch(/^HTTP\/1\.1 101 /);
       expect(upgrade).toContain('0{"sid":"');
