@@ -1,5 +1,5 @@
 import type { IncomingMessage } from "node:http";
-import type { Socket as NetSocket } from "node:net";
+import { Socket as NetSocket } from "node:net";
 
 /**
  * A WebSocket handshake makes a node write to the client four times: the HTTP 101 response, the
@@ -25,14 +25,14 @@ interface HoldableConnection {
   readyState: string;
 }
 
-function isNetSocket(value: unknown): value is NetSocket {
-  return typeof value === "object" && value !== null && "cork" in value && "uncork" in value && typeof value.cork === "function";
-}
-
-/** Holds a TCP socket's writes until the work queued now (ticks, promises) has run. */
-function corkUntilIdle(socket: NetSocket): void {
+/**
+ * Holds a TCP socket's writes until the work queued now (ticks, promises) has run; `beforeRelease`
+ * runs just before they go, so that what it writes leaves with them.
+ */
+function corkUntilIdle(socket: NetSocket, beforeRelease?: () => void): void {
   socket.cork();
   setImmediate(() => {
+    beforeRelease?.();
     // A socket destroyed meanwhile has nothing left to write.
     if (!socket.destroyed) socket.uncork();
   });
@@ -46,8 +46,7 @@ function corkUntilIdle(socket: NetSocket): void {
 export function coalesceUpgradeWrites(engine: { on(event: "headers", listener: (headers: unknown, request: IncomingMessage) => void): unknown }): void {
   engine.on("headers", (_headers, request) => {
     if (request.headers.upgrade?.toLowerCase() !== "websocket") return;
-    const socket: unknown = request.socket;
-    if (isNetSocket(socket) && !socket.destroyed) corkUntilIdle(socket);
+    if (!request.socket.destroyed) corkUntilIdle(request.socket);
   });
 }
 
@@ -62,15 +61,13 @@ export function coalesceUpgradeWrites(engine: { on(event: "headers", listener: (
 export function coalesceAcceptWrites(connection: HoldableConnection): void {
   const transport = connection.transport;
   const socket = transport.socket?._socket;
-  if (transport.name !== "websocket" || !transport.writable || !isNetSocket(socket) || socket.destroyed) return;
+  if (transport.name !== "websocket" || !transport.writable || !(socket instanceof NetSocket) || socket.destroyed) return;
   transport.writable = false;
-  socket.cork();
-  setImmediate(() => {
+  corkUntilIdle(socket, () => {
     // The transport may have been replaced or closed meanwhile; a busy flag is only ever cleared on the one set.
     transport.writable = true;
     // engine.io's own flush (private in its types): what it runs when a transport reports it is writable again.
     const flush: unknown = (connection as { flush?: unknown }).flush;
     if (connection.readyState === "open" && connection.transport === transport && typeof flush === "function") flush.call(connection);
-    if (!socket.destroyed) socket.uncork();
   });
 }
