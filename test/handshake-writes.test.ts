@@ -2,6 +2,7 @@ import { type Socket, connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mintToken } from "./harness/clients.js";
 import { type GatewayProcess, startGateway } from "./harness/gateway.js";
+import { upgradeRequest } from "./harness/raw.js";
 
 /** A client's WebSocket text frame: masked, as a client's must be (a zero key leaves the bytes as they are). */
 function clientTextFrame(text: string): Buffer {
@@ -47,9 +48,7 @@ describe("the writes of a WebSocket handshake", () => {
     const socket = connect(Number(new URL(node.url).port), "127.0.0.1");
     try {
       const reader = chunksOf(socket);
-      socket.write(
-        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-      );
+      socket.write(upgradeRequest());
       // A write of a few hundred bytes on loopback arrives whole in one read, so a read holding two
       // packets means they left in one write (two writes may also share a read, never the reverse).
       const upgrade = await reader.next();

@@ -83,16 +83,19 @@ export function closeAllRaw(): void {
   sockets.clear();
 }
 
+/** An engine.io WebSocket upgrade request as a client writes it on the wire, with `headers` added. */
+export function upgradeRequest(headers: Record<string, string> = {}): string {
+  const extra = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join("");
+  return `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
+}
+
 /** A WebSocket upgrade request written by hand, to read the status and body of a refusal. */
 export async function rawUpgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   const { port } = new URL(url);
   const socket = connect(Number(port), "127.0.0.1");
-  const extra = Object.entries(headers)
-    .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join("");
-  socket.write(
-    `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
-  );
+  socket.write(upgradeRequest(headers));
   let text = "";
   for await (const chunk of socket) {
     text += String(chunk);
