@@ -1,5 +1,5 @@
 import { freePort } from "@switchboard/e2e/harness/ports";
-import { type Usage, type Worker, pinToCpus, startWorker } from "./ipc.js";
+import { type NodeUsage, type Worker, pinToCpus, startWorker } from "./ipc.js";
 import type { ServerApi } from "./servers/node.js";
 
 export type Stack = "ours" | "plain";
@@ -10,8 +10,8 @@ export const BENCH_API_KEY = "switchboard-bench-api-key-of-at-least-32-chars";
 export interface Cluster {
   stack: Stack;
   urls: string[];
-  /** Each node's CPU time and memory (after a full GC when `gc`). */
-  usage(gc?: boolean): Promise<Usage[]>;
+  /** Each node's CPU time, memory (after a full GC when `gc`) and heap allocated so far. */
+  usage(gc?: boolean): Promise<NodeUsage[]>;
   /** Starts every node's CPU profiler, or with `allocations` its sampling heap profiler. */
   profileStart(allocations: boolean): Promise<void>;
   /** Writes each node's profile as `<prefix>-<node index>.cpuprofile` (or `.heapprofile`). */

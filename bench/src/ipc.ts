@@ -144,6 +144,11 @@ export interface Usage {
   externalBytes: number;
 }
 
+/** What a server node reports: its process, and what its heap allocated since it started (garbage included). */
+export interface NodeUsage extends Usage {
+  allocatedBytes: number;
+}
+
 export function ownUsage(): Usage {
   const cpu = process.cpuUsage();
   const memory = process.memoryUsage();

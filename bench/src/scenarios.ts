@@ -1,6 +1,6 @@
 import { createClient } from "redis";
 import { BENCH_API_KEY, BENCH_SECRET, type Cluster, type Stack, startCluster } from "./cluster.js";
-import { type Usage, type Worker, startWorker } from "./ipc.js";
+import { type NodeUsage, type Usage, type Worker, startWorker } from "./ipc.js";
 import type { CallReply, CallersApi } from "./load/callers.js";
 import type { ClientsApi } from "./load/clients.js";
 import type { ServiceWorkerApi } from "./load/service.js";
@@ -66,6 +66,12 @@ const ADDED_STEPS = 4;
 export const ADDED_RSS_METRIC = "RSS per socket added to a loaded node";
 /** Server CPU per connection of the sockets added to nodes that already hold every socket (warm nodes). */
 export const ADDED_CPU_METRIC = "server CPU per connection added to a loaded node";
+/**
+ * What the nodes' heaps allocated, garbage included. Unlike CPU time it barely moves between runs, and
+ * what a path allocates is what its collections cost, on V8's own threads as much as on the main one.
+ */
+export const ALLOCATED_PER_CONNECTION = "heap allocated per connection";
+export const ALLOCATED_PER_DELIVERY = "heap allocated per delivery";
 
 export const QUICK_SIZES: Sizes = {
   sockets: 200,
@@ -226,12 +232,15 @@ export class StackRun {
       let complete = stormComplete;
       let added = 0;
       let cpuUs = 0;
+      let allocatedBytes = 0;
       for (let step = 0; step < ADDED_STEPS; step++) {
         const firstUid = this.users + step * perStep;
         await pool.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid, count: perStep, site: SITE, secret: BENCH_SECRET, concurrency: 500 }, 300_000);
         const cpuBefore = await cluster.usage();
         const reply = await this.profiled(cluster, `added sockets ${step + 1}`, () => pool.call("connect", {}, 300_000));
-        cpuUs += cpuDelta(cpuBefore, await cluster.usage());
+        const cpuAfter = await cluster.usage();
+        cpuUs += cpuDelta(cpuBefore, cpuAfter);
+        allocatedBytes += allocatedDelta(cpuBefore, cpuAfter);
         if (reply.failed > 0) {
           complete = false;
           this.problems.push(`${this.stack}: ${reply.failed} of ${perStep} added sockets failed to connect (${reply.errors.join("; ")})`);
@@ -241,6 +250,7 @@ export class StackRun {
       }
       // Nodes that have taken the storm have compiled their hot paths: this is a connection's cost without the compiling.
       this.record("connect storm", ADDED_CPU_METRIC, "µs", cpuUs / added, complete);
+      this.record("connect storm", "heap allocated per connection added to a loaded node", "KB", allocatedBytes / added / 1000, complete);
       for (let index = 0; index < nodes; index++) {
         const slope = (bytes: (usage: Usage) => number) => leastSquaresSlope(readings.map((reading) => [reading.sockets, bytes(reading.usage[index]!)]));
         this.record("connect storm", ADDED_RSS_METRIC, "KB", slope((usage) => usage.rssBytes) / 1000, complete);
@@ -423,6 +433,7 @@ export class StackRun {
     const failed = replies.reduce((total, reply) => total + reply.failed, 0);
     if (failed > 0) this.problems.push(`${this.stack} ${scenario}: ${failed} of ${count} sockets failed to connect (${replies.flatMap((reply) => reply.errors).join("; ")})`);
     const complete = connected === count;
+    this.record(scenario, ALLOCATED_PER_CONNECTION, "KB", allocatedDelta(before, cpuAfter) / connected / 1000, complete);
     if (figures === "cpu") {
       this.record(scenario, "server CPU per connection", "µs", cpuDelta(before, cpuAfter) / connected, complete);
       return connected;
@@ -527,6 +538,7 @@ export class StackRun {
     const complete = connectedAll && run.delivered === expected && run.published === count;
     const label = scenario.startsWith(COST_GROWTH) ? scenario : `${scenario}, burst`;
     this.record(label, "server CPU per delivery", "µs", run.cpuUs / run.delivered, complete);
+    this.record(label, ALLOCATED_PER_DELIVERY, "B", run.allocatedBytes / run.delivered, complete);
     this.record(label, "deliveries per second", "msgs/s", run.delivered / (run.durationMs / 1000), complete);
     if (!scenario.startsWith(COST_GROWTH)) {
       const latencies = sortedSamples(await this.latencySamples(load));
@@ -548,7 +560,7 @@ export class StackRun {
     args: PublishRequest,
     expected: number,
     onProgress?: (delivered: number) => void,
-  ): Promise<{ delivered: number; published: number; receivers: number | null; cpuUs: number; durationMs: number }> {
+  ): Promise<{ delivered: number; published: number; receivers: number | null; cpuUs: number; allocatedBytes: number; durationMs: number }> {
     await Promise.all(load.clients.map((client) => client.call("reset", {})));
     const before = await cluster.usage();
     const startedAt = now();
@@ -557,7 +569,7 @@ export class StackRun {
     const { delivered, lastAtMs } = await this.waitForDeliveries(load, expected, onProgress);
     const after = await cluster.usage();
     if (delivered < expected) this.problems.push(`${this.stack} ${args.mode} to ${args.target}: ${delivered} of ${expected} deliveries arrived`);
-    return { delivered, published: sent.published, receivers: sent.receivers, cpuUs: cpuDelta(before, after), durationMs: Math.max(1, lastAtMs - startedAt) };
+    return { delivered, published: sent.published, receivers: sent.receivers, cpuUs: cpuDelta(before, after), allocatedBytes: allocatedDelta(before, after), durationMs: Math.max(1, lastAtMs - startedAt) };
   }
 
   /** Waits until `expected` deliveries arrived, or they stall; returns what arrived and when the last did. */
@@ -584,4 +596,9 @@ export class StackRun {
 
 function cpuDelta(before: Usage[], after: Usage[]): number {
   return after.reduce((total, usage, index) => total + usage.cpuUs - before[index]!.cpuUs, 0);
+}
+
+/** What the nodes' heaps allocated between two readings, summed over the nodes (bytes). */
+function allocatedDelta(before: NodeUsage[], after: NodeUsage[]): number {
+  return after.reduce((total, usage, index) => total + usage.allocatedBytes - before[index]!.allocatedBytes, 0);
 }

@@ -8,11 +8,12 @@ import { createClient } from "redis";
 import { dirname } from "node:path";
 import { writeHeapSnapshot } from "node:v8";
 import { Server } from "socket.io";
-import { type Usage, collectGarbage, notify, ownUsage, serveRequests } from "../ipc.js";
+import { type NodeUsage, collectGarbage, notify, ownUsage, serveRequests } from "../ipc.js";
+import { countHeapAllocation } from "./allocation.js";
 
 /** One server node of either stack, as its own process; the parent reads its CPU time and memory. */
 export type ServerApi = {
-  usage: { args: { gc: boolean }; reply: Usage };
+  usage: { args: { gc: boolean }; reply: NodeUsage };
   /**
    * Starts the V8 CPU profiler (for one scenario), or with `allocations` the sampling heap
    * profiler, counting objects that are already garbage when it stops.
@@ -70,6 +71,7 @@ const post = (method: string, params: object = {}) =>
   new Promise<unknown>((resolve, reject) => profiler.post(method, params, (err, result) => (err ? reject(err) : resolve(result))));
 
 let profiling: "cpu" | "allocations" = "cpu";
+const allocated = countHeapAllocation();
 
 serveRequests<ServerApi>({
   async profileStart({ allocations }) {
@@ -102,7 +104,7 @@ serveRequests<ServerApi>({
       collectGarbage();
       collectGarbage();
     }
-    return ownUsage();
+    return { ...ownUsage(), allocatedBytes: allocated() };
   },
 });
 

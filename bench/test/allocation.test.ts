@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest";
+import { countHeapAllocation } from "../src/servers/allocation.js";
+
+describe("counting what the heap allocated", () => {
+  it("counts garbage collected on the way, not only what is still held", () => {
+    const allocated = countHeapAllocation();
+    const start = allocated();
+    // 40 MB in arrays of which only the last few are kept: the young generation is collected many times over.
+    const kept: number[][] = [];
+    for (let index = 0; index < 50_000; index++) {
+      kept.push(new Array<number>(100).fill(index));
+      if (kept.length > 100) kept.shift();
+    }
+    const counted = allocated() - start;
+    // Each array holds 100 small integers (8 bytes each, plus headers): at least 40 MB allocated.
+    expect(counted).toBeGreaterThan(40e6);
+    expect(counted).toBeLessThan(80e6);
+    expect(kept).toHaveLength(100);
+  });
+
+  it("adds up across readings", () => {
+    const allocated = countHeapAllocation();
+    const first = allocated();
+    const garbage = Array.from({ length: 10_000 }, (_, index) => ({ index, text: `item ${index}` }));
+    const second = allocated();
+    expect(garbage).toHaveLength(10_000);
+    expect(second).toBeGreaterThan(first + 10_000 * 16);
+    expect(allocated()).toBeGreaterThanOrEqual(second);
+  });
+});
