@@ -145,7 +145,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
         rejectIfRedisNotReady: true,
         insuranceLimiter: memoryRateLimiter(rate),
       }),
-    state: createRedisState({ command: (args: string[]) => pub.sendCommand(args) }, () => deps.nodeTtlMs),
+    state: createRedisState({ command: (args: (string | Buffer)[]) => pub.sendCommand(args) }, () => deps.nodeTtlMs),
     roomsSubscribed() {
       let pending: Promise<void> | null = null;
       for (const channels of roomChannels) {

@@ -11,6 +11,8 @@ export interface PresenceDeps {
   shares: () => Iterable<PresenceShare>;
   /** Told of users whose first socket on a site arrived, or whose last one left. */
   onCrossings: (crossings: PresenceCrossing[]) => void;
+  /** False when nothing listens to `onCrossings` (PRESENCE_EVENTS off): the writes then skip them. */
+  reportCrossings: boolean;
   /** Whether the shared state can be written now (Redis is there). */
   ready: () => boolean;
   /** False with PRESENCE=0: nothing is counted; the node still beats, for /api/v1/info. */
@@ -137,7 +139,7 @@ export class PresenceTracker {
       deltas = this.pending.deltas();
       this.pending = new Tally();
     }
-    crossings.push(...(await this.deps.state.applyPresence(this.node, deltas)));
+    crossings.push(...(await this.deps.state.applyPresence(this.node, deltas, this.deps.reportCrossings)));
     // A user who left and came back within one resync is neither: report only real changes.
     this.deps.onCrossings(netCrossings(crossings));
   }

@@ -114,6 +114,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     logger,
     info: () => ({ node: config.nodeId, version: VERSION, startedAt, sockets: transport.authenticatedSockets() }),
     shares: () => transport.presenceShares(),
+    reportCrossings: config.presenceEvents,
     onCrossings: (crossings) => {
       if (!config.presenceEvents) return;
       for (const { site, user, online } of crossings) {

@@ -52,12 +52,12 @@ export function createMemoryState(): SharedState {
     async deleteRoute(event) {
       return routes.delete(event);
     },
-    async applyPresence(node, deltas) {
+    async applyPresence(node, deltas, reportCrossings) {
       const crossings: PresenceCrossing[] = [];
       for (const { kind, key, user, delta } of deltas) {
         const after = add(presence[kind], key, kind === "user" ? node : user, delta);
         const before = after - delta;
-        if (kind === "site" && (before <= 0) !== (after <= 0)) crossings.push({ site: key, user, online: after > 0 });
+        if (reportCrossings && kind === "site" && (before <= 0) !== (after <= 0)) crossings.push({ site: key, user, online: after > 0 });
       }
       return crossings;
     },

@@ -14,6 +14,7 @@ import {
   requestFields,
   unregisterService,
 } from "@switchboard/protocol";
+import { encode as encodeMsgpack } from "notepack.io";
 import type { EnqueueResult, NodeInfo, PresenceCrossing, PresenceDelta, Revocations, SharedState } from "./state.js";
 
 /**
@@ -21,12 +22,15 @@ import type { EnqueueResult, NodeInfo, PresenceCrossing, PresenceDelta, Revocati
  * (user → node → sockets; site → user → sockets, with the site's user list; room → user → sockets)
  * and the node's own ledger of what it added, so the node's share can be taken back exactly when
  * it is gone. Returns the site presences that crossed zero, as flat triples (host, user, "1"/"0").
- * ARGV: prefix, node, then (kind, key, user, delta) per delta.
+ * ARGV: prefix, node, then "take-back", or whether to return the crossings ("1"/"0") and the deltas
+ * as one MessagePack array (kind, key, user, delta, kind, …): one argument rather than four per delta,
+ * which the client would otherwise encode as a handful of strings each.
  */
 const APPLY_PRESENCE = `
 local prefix, node = ARGV[1], ARGV[2]
 local ledger = prefix .. "presence:node:" .. node
 local crossings = {}
+local report = ARGV[3] ~= "0"
 local function change(kind, key, user, delta)
   local hash, field
   if kind == "u" then hash, field = prefix .. "presence:user:" .. key, node
@@ -39,10 +43,10 @@ local function change(kind, key, user, delta)
     local users = prefix .. "presence:siteusers:" .. key
     if before <= 0 and after > 0 then
       redis.call("ZADD", users, 0, user)
-      table.insert(crossings, key) table.insert(crossings, user) table.insert(crossings, "1")
+      if report then table.insert(crossings, key) table.insert(crossings, user) table.insert(crossings, "1") end
     elseif before > 0 and after <= 0 then
       redis.call("ZREM", users, user)
-      table.insert(crossings, key) table.insert(crossings, user) table.insert(crossings, "0")
+      if report then table.insert(crossings, key) table.insert(crossings, user) table.insert(crossings, "0") end
     end
   end
 end
@@ -59,8 +63,9 @@ if ARGV[3] == "take-back" then
   redis.call("ZREM", prefix .. "nodes", node)
   return crossings
 end
-for i = 3, #ARGV, 4 do
-  local kind, key, user, delta = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+local deltas = cmsgpack.unpack(ARGV[4])
+for i = 1, #deltas, 4 do
+  local kind, key, user, delta = deltas[i], deltas[i + 1], deltas[i + 2], deltas[i + 3]
   change(kind, key, user, delta)
   -- The ledger's field carries the key's length, so keys and users can hold any character.
   local entry = kind .. ":" .. #key .. ":" .. key .. user
@@ -97,8 +102,13 @@ const KIND_CODES: Record<PresenceDelta["kind"], string> = { user: "u", site: "s"
 /** Deltas per script call: a connect storm's batch is split into calls of this size. */
 const DELTAS_PER_CALL = 500;
 
-export function createRedisState(redis: RedisCommander, nodeTtlMs: () => number): SharedState {
-  const run = (args: string[]) => redis.command(args);
+/** A Redis connection that also takes binary arguments (node-redis's sendCommand does). */
+export interface BinaryRedisCommander extends RedisCommander {
+  command(args: (string | Buffer)[]): Promise<unknown>;
+}
+
+export function createRedisState(redis: BinaryRedisCommander, nodeTtlMs: () => number): SharedState {
+  const run = (args: (string | Buffer)[]) => redis.command(args);
 
   async function scanKeys(pattern: string): Promise<string[]> {
     const found: string[] = [];
@@ -152,12 +162,16 @@ export function createRedisState(redis: RedisCommander, nodeTtlMs: () => number)
     async deleteRoute(event) {
       return Number(await run(["HDEL", REDIS_KEYS.routes, event])) > 0;
     },
-    async applyPresence(node, deltas) {
+    async applyPresence(node, deltas, reportCrossings) {
       const crossings: PresenceCrossing[] = [];
       for (let from = 0; from < deltas.length; from += DELTAS_PER_CALL) {
-        const args = ["EVAL", APPLY_PRESENCE, "0", KEY_PREFIX, node];
-        for (const { kind, key, user, delta } of deltas.slice(from, from + DELTAS_PER_CALL)) args.push(KIND_CODES[kind], key, user, String(delta));
-        crossings.push(...crossingsOf(await run(args)));
+        const flat: (string | number)[] = [];
+        for (let index = from; index < Math.min(deltas.length, from + DELTAS_PER_CALL); index++) {
+          const { kind, key, user, delta } = deltas[index]!;
+          flat.push(KIND_CODES[kind], key, user, delta);
+        }
+        const reply = await run(["EVAL", APPLY_PRESENCE, "0", KEY_PREFIX, node, reportCrossings ? "1" : "0", encodeMsgpack(flat)]);
+        if (reportCrossings) crossings.push(...crossingsOf(reply));
       }
       return crossings;
     },

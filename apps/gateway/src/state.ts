@@ -17,8 +17,11 @@ export interface SharedState {
   /** False when there was no such registered route. */
   deleteRoute(event: string): Promise<boolean>;
 
-  /** Adds one node's presence changes; returns the users whose presence on a site crossed zero. */
-  applyPresence(node: string, deltas: readonly PresenceDelta[]): Promise<PresenceCrossing[]>;
+  /**
+   * Adds one node's presence changes; returns the users whose presence on a site crossed zero, or
+   * nothing without `reportCrossings` (nobody is told of them unless PRESENCE_EVENTS is on).
+   */
+  applyPresence(node: string, deltas: readonly PresenceDelta[], reportCrossings: boolean): Promise<PresenceCrossing[]>;
   /** Takes back everything a node added to presence (it stopped, or its heartbeat did). */
   takeBackNode(node: string): Promise<PresenceCrossing[]>;
   heartbeat(info: NodeInfo, ttlMs: number): Promise<void>;

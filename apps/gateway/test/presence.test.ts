@@ -17,6 +17,7 @@ function trackerOn(state: SharedState, shares: PresenceShare[]): PresenceTracker
     info: () => ({ node: "node-a", version: "test", startedAt: 0, sockets: shares.length }),
     shares: () => shares,
     onCrossings: () => {},
+    reportCrossings: false,
     ready: () => true,
     countSockets: true,
     flushMs: 10,
@@ -85,13 +86,13 @@ describe("presence batches", () => {
     const counts = { writes: 0, failures: 0 };
     const counting: SharedState = {
       ...state,
-      applyPresence: async (node, deltas) => {
+      applyPresence: async (node, deltas, reportCrossings) => {
         counts.writes++;
         if (counts.failures > 0) {
           counts.failures--;
           throw new Error("connection lost mid-write");
         }
-        return state.applyPresence(node, deltas);
+        return state.applyPresence(node, deltas, reportCrossings);
       },
     };
     const shares: PresenceShare[] = [];
