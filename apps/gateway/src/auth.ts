@@ -141,7 +141,8 @@ function createHeaderReader(): (token: string) => TokenHeader {
     const header = decodedHeader(text);
     if (text.length <= HEADER_CACHE_MAX_CHARS) {
       if (decoded.size >= HEADER_CACHE_ENTRIES) decoded.clear();
-      decoded.set(text, header);
+      // Kept as a copy: a slice of the token would keep the whole token, a credential, in memory.
+      decoded.set(Buffer.from(text, "latin1").toString("latin1"), header);
     }
     return header;
   };
