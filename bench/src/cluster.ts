@@ -1,5 +1,6 @@
 import { freePort } from "@switchboard/e2e/harness/ports";
-import { type NodeUsage, type Worker, pinToCpus, startWorker } from "./ipc.js";
+import type { NodeUsage } from "./ipc.js";
+import { type Worker, pinToCpus, startWorker } from "./workers.js";
 import type { ServerApi } from "./servers/node.js";
 
 export type Stack = "ours" | "plain";

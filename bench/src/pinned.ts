@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
 import { type RedisServer, startRedis } from "@switchboard/e2e/harness/redis";
 import { BENCH_API_KEY, BENCH_SECRET, type Cluster, type Stack, startCluster } from "./cluster.js";
-import { type Worker, pinToCpus, startWorker } from "./ipc.js";
+import { type Worker, pinToCpus, startWorker } from "./workers.js";
 import type { ClientsApi } from "./load/clients.js";
 import type { PublisherApi } from "./load/publisher.js";
 import type { Progress } from "./progress.js";

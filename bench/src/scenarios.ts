@@ -1,6 +1,7 @@
 import { createClient } from "redis";
 import { BENCH_API_KEY, BENCH_SECRET, type Cluster, type Stack, startCluster } from "./cluster.js";
-import { type NodeUsage, type Usage, type Worker, startWorker } from "./ipc.js";
+import type { NodeUsage, Usage } from "./ipc.js";
+import { type Worker, startWorker } from "./workers.js";
 import type { CallReply, CallersApi } from "./load/callers.js";
 import type { ClientsApi } from "./load/clients.js";
 import type { ServiceWorkerApi } from "./load/service.js";

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { pinToCpus } from "../src/ipc.js";
+import { pinToCpus } from "../src/workers.js";
 
 /** The CPUs the kernel lets a process run on, as /proc writes them ("0", "0-1"). */
 function allowedCpus(pid: number): string | undefined {

@@ -41,11 +41,11 @@ export async function startRedis(port?: number): Promise<RedisServer> {
   return { url: `redis://127.0.0.1:${port}`, port, pid: child.pid, stop: () => stopProcess(child) };
 }
 
-/** Stops a process this harness started, by its own handle; SIGKILL if it lingers. */
-export function stopProcess(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+/** Stops a process this harness started, by its own handle; SIGKILL if it lingers for `graceMs`. */
+export function stopProcess(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM", graceMs = 5000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
     child.once("exit", () => {
       clearTimeout(timer);
       resolve();
