@@ -170,7 +170,10 @@ interface ArrayFrameParts {
 
 // The one check of the array layout, shared by the raw channel and the adapter guard.
 function checkArrayFrame(frame: unknown[], limits: FrameLimits): ArrayFrameParts | string {
-  const [packet, opts] = frame.length === 3 && typeof frame[0] === "string" ? [frame[1], frame[2]] : frame.length === 2 ? [frame[0], frame[1]] : [];
+  // Read by index, not destructured from a pair: this runs for every adapter message a node receives.
+  const withUid = frame.length === 3 && typeof frame[0] === "string";
+  const packet = withUid ? frame[1] : frame.length === 2 ? frame[0] : undefined;
+  const opts = withUid ? frame[2] : frame.length === 2 ? frame[1] : undefined;
   if (!isPlainObject(packet)) return "array frame: expected [packet, opts] or [uid, packet, opts]";
   // 5 is BINARY_EVENT, which Socket.IO servers write when an argument holds binary data.
   if (packet.type !== 2 && packet.type !== 5) return "array frame: packet.type must be 2 (EVENT) or 5 (BINARY_EVENT)";

@@ -28,36 +28,52 @@ export function preview(value: unknown, maxChars: number = PREVIEW_CHARS): strin
 
 /**
  * True when objects and arrays in `value` nest deeper than `maxDepth` (a scalar has depth 0,
- * `[1]` depth 1). Walks with its own stack and stops at the first path that is too deep.
+ * `[1]` depth 1). Walks with its own stack and stops at the first container that would be too deep.
  */
 export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
   if (!isContainer(value)) return false;
-  // Two parallel stacks rather than one of [value, depth] pairs: this runs for every message, and
-  // a pair per container was most of its cost.
-  const containers: object[] = [value];
-  const depths: number[] = [1];
+  if (maxDepth < 1) return true;
+  // This runs for every message a node receives: the stacks are kept between calls rather than
+  // grown anew each time (nothing in the walk calls out, so no call can interleave with another),
+  // and they are empty again whenever it returns. Two parallel stacks, not one of pairs, for the same reason.
+  const containers = pendingContainers;
+  const depths = pendingDepths;
+  containers.push(value);
+  depths.push(1);
   while (containers.length > 0) {
     const current = containers.pop() as object;
     const depth = depths.pop() as number;
-    if (depth > maxDepth) return true;
     if (Array.isArray(current)) {
-      for (const child of current) {
-        if (isContainer(child)) {
-          containers.push(child);
-          depths.push(depth + 1);
-        }
-      }
-      continue;
-    }
-    for (const key of Object.keys(current)) {
-      const child: unknown = (current as Record<string, unknown>)[key];
-      if (isContainer(child)) {
+      for (let index = 0; index < current.length; index++) {
+        const child: unknown = current[index];
+        if (!isContainer(child)) continue;
+        if (depth === maxDepth) return emptiedStacks(true);
         containers.push(child);
         depths.push(depth + 1);
       }
+      continue;
+    }
+    // for…in rather than Object.keys, which builds an array for every object.
+    for (const key in current) {
+      if (!Object.hasOwn(current, key)) continue;
+      const child: unknown = (current as Record<string, unknown>)[key];
+      if (!isContainer(child)) continue;
+      if (depth === maxDepth) return emptiedStacks(true);
+      containers.push(child);
+      depths.push(depth + 1);
     }
   }
   return false;
+}
+
+const pendingContainers: object[] = [];
+const pendingDepths: number[] = [];
+
+/** Drops what a walk that stopped early left on the stacks, so that they hold no value after it. */
+function emptiedStacks(result: boolean): boolean {
+  pendingContainers.length = 0;
+  pendingDepths.length = 0;
+  return result;
 }
 
 // Binary payloads are opaque bytes, not nested structure.

@@ -42,4 +42,19 @@ describe("nesting depth", () => {
   it("does not walk into binary data", () => {
     expect(nestsDeeperThan({ blob: new Uint8Array(1000) }, 1)).toBe(false);
   });
+
+  it("answers each value on its own: a walk that stopped early leaves nothing for the next", () => {
+    // The walk stops inside the second item, with the first still to visit.
+    expect(nestsDeeperThan([nested(5), nested(10)], 8)).toBe(true);
+    expect(nestsDeeperThan([], 2)).toBe(false);
+    expect(nestsDeeperThan({ a: nested(5), b: nested(10) }, 8)).toBe(true);
+    expect(nestsDeeperThan({}, 2)).toBe(false);
+  });
+
+  it("counts only an object's own properties", () => {
+    const inherited = Object.create({ deep: nested(10) }) as Record<string, unknown>;
+    inherited.flat = 1;
+    expect(nestsDeeperThan(inherited, 2)).toBe(false);
+    expect(nestsDeeperThan(Object.assign(Object.create(null) as object, { deep: nested(3) }), 3)).toBe(true);
+  });
 });
