@@ -53,14 +53,23 @@ export function peekFrameRooms(bytes: Uint8Array): string[] | null {
  * type 0) can stall a process for seconds on one frame. Never throws.
  */
 export function isWholeMsgpackValue(bytes: Uint8Array): boolean {
-  const reader = new Reader(bytes);
-  return reader.skip() && reader.atEnd();
+  // Every message a node receives is checked: one reader serves them all, and lets go of each frame after it.
+  wholeValueReader.reset(bytes);
+  const whole = wholeValueReader.skip() && wholeValueReader.atEnd();
+  wholeValueReader.reset(NO_BYTES);
+  return whole;
 }
 
 class Reader {
   private position = 0;
 
-  constructor(private readonly bytes: Uint8Array) {}
+  constructor(private bytes: Uint8Array) {}
+
+  /** Reads `bytes` from their start. */
+  reset(bytes: Uint8Array): void {
+    this.bytes = bytes;
+    this.position = 0;
+  }
 
   atEnd(): boolean {
     return this.position === this.bytes.length;
@@ -223,3 +232,6 @@ class Reader {
     return true;
   }
 }
+
+const NO_BYTES = new Uint8Array(0);
+const wholeValueReader = new Reader(NO_BYTES);
