@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startRedis } from "@switchboard/e2e/harness/redis";
 import { pinnedPair } from "./pinned.js";
+import { writeReadmeTable } from "./readme-table.js";
 import { Progress } from "./progress.js";
 import { type Report, checkTargets, combine, machine, redisServerVersion, writeReport } from "./report.js";
 import type { Stack } from "./cluster.js";
@@ -131,6 +132,12 @@ const report: Report = {
 const published = !options.quick && only === null && stacks.length === 2 && !options.profile;
 const directory = fileURLToPath(new URL(published ? "../results/" : "../results/partial/", import.meta.url));
 const files = await writeReport(directory, report);
+if (published) {
+  // The README's table is the published run's, written from it rather than copied by hand.
+  const readme = fileURLToPath(new URL("../../README.md", import.meta.url));
+  writeReadmeTable(readme, report);
+  files.push(readme);
+}
 process.stdout.write(`\n${readFileSync(files[1]!, "utf8")}\nwritten: ${files.join(", ")}\n`);
 
 if (options.quick) {

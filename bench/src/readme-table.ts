@@ -1,0 +1,178 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import type { Report, ResultRow } from "./report.js";
+import {
+  ADDED_CPU_METRIC,
+  ADDED_RSS_METRIC,
+  ALLOCATED_PER_CONNECTION,
+  ALLOCATED_PER_DELIVERY,
+  COST_GROWTH,
+  COST_GROWTH_ROOM_CHANNELS,
+  OURS_WITH_LIFECYCLE,
+  OURS_WITHOUT_PRESENCE,
+  PINNED_STORM,
+  PINNED_TARGETED,
+  SERVICES_FLOOR,
+} from "./scenarios.js";
+
+/** Where the table sits in the README: it is written from the results, never by hand. */
+export const TABLE_START = "<!-- bench table: written by the benchmark from bench/results/latest.json -->";
+export const TABLE_END = "<!-- end of bench table -->";
+
+type Side = "ours" | "plain";
+
+const LATENCIES = ["latency p50", "latency p99", "latency p99.9"] as const;
+const FANOUT_LATENCIES = ["latency p50 (median of runs)", "latency to the last socket (median of runs)"] as const;
+
+/** The README's table of the main figures of a full run, in Markdown. */
+export function readmeTable(report: Report): string {
+  const sizes = report.sizes;
+  const find = (scenario: string, metric: string): ResultRow | undefined => report.results.find((row) => row.scenario === scenario && row.metric === metric);
+  const value = (scenario: string, metric: string, side: Side): number | null => find(scenario, metric)?.[side] ?? null;
+  const figure = (scenario: string, metric: string, side: Side, unit: string) => withUnit(number(value(scenario, metric, side)), unit);
+  const ratio = (scenario: string, metric: string): string => {
+    const row = find(scenario, metric);
+    if (!row || row.ratio === null) return "–";
+    return row.ratioRange === null ? times(row.ratio) : `${times(row.ratio)} (${range(row.ratioRange)})`;
+  };
+  const both = (label: string, what: string, scenario: string, metric: string, unit: string, ratioText = ratio(scenario, metric)) =>
+    `| ${label === "" ? "" : `${label} `}| ${what} | ${figure(scenario, metric, "ours", unit)} | ${figure(scenario, metric, "plain", unit)} | ${ratioText} |`;
+  const of = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? null : a / b);
+  const several = (scenarios: string[], metric: string, side: Side, unit: string) => withUnit(scenarios.map((scenario) => number(value(scenario, metric, side))).join(" / "), unit);
+  const ratios = (scenarios: string[], metric: string) => scenarios.map((scenario) => ratioOnly(find(scenario, metric))).join(" / ");
+
+  const storm = "connect storm";
+  const steady = `targeted, steady ${sizes.steadyRate} msgs/s`;
+  const fanoutOne = `fanout, one broadcast to ${sizes.sockets} sockets`;
+  const emitterCpu = value("targeted, burst", "server CPU per delivery", "ours");
+  const emitterAllocated = value("targeted, burst", ALLOCATED_PER_DELIVERY, "ours");
+  const growth = sizes.growthNodes.map((nodes) => `${COST_GROWTH}, ${nodes} node${nodes === 1 ? "" : "s"}`);
+  const rooms = sizes.growthNodes.map((nodes) => `${COST_GROWTH_ROOM_CHANNELS}, ${nodes} node${nodes === 1 ? "" : "s"}`);
+  const services = ["services, 1 instance", "services, 2 instances"];
+  const addedRss = find(storm, ADDED_RSS_METRIC);
+  const metricRatios = (scenario: string, metrics: readonly string[]) => metrics.map((metric) => ratioOnly(find(scenario, metric))).join(" / ");
+  const steadyLatency = (side: Side) => withUnit(LATENCIES.map((metric) => number(value(steady, metric, side))).join(" / "), "ms");
+  const fanoutLatency = (side: Side) => withUnit(FANOUT_LATENCIES.map((metric) => number(value(fanoutOne, metric, side))).join(" / "), "ms");
+  const serviceLatency = (scenario: string) => `${number(value(scenario, "latency p50", "ours"))} / ${number(value(scenario, "latency p99", "ours"))} ms`;
+
+  const rows = [
+    "| scenario | figure | Switchboard | plain | ratio |",
+    "| --- | --- | ---: | ---: | ---: |",
+    both(`connect storm, ${thousands(sizes.sockets)} sockets`, "server CPU per connection", storm, "server CPU per connection", "µs"),
+    both("", "time to all connected", storm, "time to all connected", "s"),
+    both("", ADDED_CPU_METRIC, storm, ADDED_CPU_METRIC, "µs"),
+    both("", `${ALLOCATED_PER_CONNECTION}, garbage included`, storm, ALLOCATED_PER_CONNECTION, "KB"),
+    both("", `${ALLOCATED_PER_CONNECTION} added to a loaded node`, storm, `${ALLOCATED_PER_CONNECTION} added to a loaded node`, "KB"),
+    both("", "heap per socket", storm, "heap per socket", "KB", ratioOnly(find(storm, "heap per socket"))),
+    both("", "RSS per socket, counted from the idle node (median node)", storm, "RSS per 1,000 sockets per node", "KB", ratioOnly(find(storm, "RSS per 1,000 sockets per node"))),
+    both(
+      "",
+      `${ADDED_RSS_METRIC} (slope)`,
+      storm,
+      ADDED_RSS_METRIC,
+      "KB",
+      addedRss?.ratio == null ? "–" : `${times(addedRss.ratio)}${addedRss.ratioRange ? ` (${range(addedRss.ratioRange)} over ${addedRss.rounds.ours.length} readings, one per node per round)` : ""}`,
+    ),
+    both("", "heap per socket added to a loaded node (slope)", storm, "heap per socket added to a loaded node", "KB", ratioOnly(find(storm, "heap per socket added to a loaded node"))),
+    both("", "RSS per node, every socket connected", storm, "RSS per node, every socket connected", "MB", ratioOnly(find(storm, "RSS per node, every socket connected"))),
+    both("", "server CPU at rest, every socket connected", storm, "server CPU at rest, every socket connected", "ms/s", ratioOnly(find(storm, "server CPU at rest, every socket connected"))),
+    `| | server CPU with LIFECYCLE_EVENTS=1 / with PRESENCE=0 | ${several([OURS_WITH_LIFECYCLE, OURS_WITHOUT_PRESENCE], "server CPU per connection", "ours", "µs")} | – | |`,
+    both(`pinned nodes taking turns: connect storm, ${thousands(sizes.pinnedSockets)} sockets`, "server CPU per connection", PINNED_STORM, "server CPU per connection", "µs"),
+    both("", ALLOCATED_PER_CONNECTION, PINNED_STORM, ALLOCATED_PER_CONNECTION, "KB"),
+    both(`pinned nodes taking turns: targeted burst, ${thousands(sizes.burstMessages)} messages`, "server CPU per delivery", `${PINNED_TARGETED}, burst`, "server CPU per delivery", "µs"),
+    both("", ALLOCATED_PER_DELIVERY, `${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY, "B", ratioOnly(find(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY))),
+    `| targeted, steady ${thousands(sizes.steadyRate)}/s | latency p50 / p99 / p99.9 | ${steadyLatency("ours")} | ${steadyLatency("plain")} | ${metricRatios(steady, LATENCIES)} |`,
+    both("", "server CPU per delivery", steady, "server CPU per delivery", "µs", ratioOnly(find(steady, "server CPU per delivery"))),
+    both("targeted, burst", "server CPU per delivery", "targeted, burst", "server CPU per delivery", "µs"),
+    both("", ALLOCATED_PER_DELIVERY, "targeted, burst", ALLOCATED_PER_DELIVERY, "B"),
+    `| fanout to ${thousands(sizes.sockets)} sockets | p50 / last socket | ${fanoutLatency("ours")} | ${fanoutLatency("plain")} | ${metricRatios(fanoutOne, FANOUT_LATENCIES)} |`,
+    both("fanout, burst", "server CPU per delivery", "fanout, burst", "server CPU per delivery", "µs"),
+    both("", ALLOCATED_PER_DELIVERY, "fanout, burst", ALLOCATED_PER_DELIVERY, "B", ratioOnly(find("fanout, burst", ALLOCATED_PER_DELIVERY))),
+    both(
+      "raw publishers, burst",
+      "server CPU per delivery",
+      "raw publishers, burst",
+      "server CPU per delivery",
+      "µs",
+      `${ratioOnly(find("raw publishers, burst", "server CPU per delivery"))} (${timesOrDash(of(value("raw publishers, burst", "server CPU per delivery", "ours"), emitterCpu))} our emitter path)`,
+    ),
+    both(
+      "",
+      ALLOCATED_PER_DELIVERY,
+      "raw publishers, burst",
+      ALLOCATED_PER_DELIVERY,
+      "B",
+      `${ratioOnly(find("raw publishers, burst", ALLOCATED_PER_DELIVERY))} (${timesOrDash(of(value("raw publishers, burst", ALLOCATED_PER_DELIVERY, "ours"), emitterAllocated))} our emitter path)`,
+    ),
+    ...(
+      [
+        ["1 per request", "http publish, 1 per request, burst"],
+        ["100 per request", "http publish, 100 per request, burst"],
+      ] as const
+    ).map(
+      ([label, scenario]) =>
+        `| http publish, ${label} | server CPU per delivery | ${figure(scenario, "server CPU per delivery", "ours", "µs")} | – | ${timesOrDash(of(value(scenario, "server CPU per delivery", "ours"), emitterCpu))} our emitter path |`,
+    ),
+    `| cost growth, ${sizes.growthNodes.join(" / ")} nodes | server CPU per delivery | ${several(growth, "server CPU per delivery", "ours", "µs")} | ${several(growth, "server CPU per delivery", "plain", "µs")} | ${ratios(growth, "server CPU per delivery")} |`,
+    `| | Redis messages per node per message | ${several(growth, "Redis messages received per node per message", "ours", "")} | ${several(growth, "Redis messages received per node per message", "plain", "")} | |`,
+    `| cost growth with \`REDIS_SUBSCRIPTIONS=rooms\`, ${sizes.growthNodes.join(" / ")} nodes | server CPU per delivery | ${several(rooms, "server CPU per delivery", "ours", "µs")} | ${several(growth, "server CPU per delivery", "plain", "µs")} | ${ratios(rooms, "server CPU per delivery")} |`,
+    `| | Redis messages per node per message | ${several(rooms, "Redis messages received per node per message", "ours", "")} | ${several(growth, "Redis messages received per node per message", "plain", "")} | |`,
+    `| | ${ALLOCATED_PER_DELIVERY} | ${several(rooms, ALLOCATED_PER_DELIVERY, "ours", "B")} | ${several(growth, ALLOCATED_PER_DELIVERY, "plain", "B")} | ${ratios(rooms, ALLOCATED_PER_DELIVERY)} |`,
+    `| | server CPU per connection, ${thousands(sizes.growthSockets)} sockets | ${several(rooms, "server CPU per connection", "ours", "µs")} | ${several(growth, "server CPU per connection", "plain", "µs")} | ${ratios(rooms, "server CPU per connection")} (${ratios(growth, "server CPU per connection")} with \`pattern\`) |`,
+    `| services, 1 / 2 instances | round trips per second | ${several(services, "round trips per second", "ours", "")} | – | floor ${number(value(SERVICES_FLOOR, "round trips per second", "ours"))} |`,
+    `| | latency p50 / p99 | ${services.map(serviceLatency).join(", ")} | – | floor ${serviceLatency(SERVICES_FLOOR)} |`,
+    `| | gateway CPU per round trip | ${several(services, "gateway CPU per round trip", "ours", "µs")} | – | |`,
+  ];
+  return rows.join("\n");
+}
+
+/** Rewrites the table between the README's markers; throws when the markers are not there. */
+export function writeReadmeTable(readmePath: string, report: Report): void {
+  const readme = readFileSync(readmePath, "utf8");
+  writeFileSync(readmePath, withTable(readme, readmeTable(report)));
+}
+
+/** `readme` with the text between its table markers replaced by `table`. */
+export function withTable(readme: string, table: string): string {
+  const start = readme.indexOf(TABLE_START);
+  const end = readme.indexOf(TABLE_END);
+  if (start < 0 || end < start) throw new Error(`the README has no table markers (${TABLE_START} … ${TABLE_END})`);
+  return `${readme.slice(0, start + TABLE_START.length)}\n${table}\n${readme.slice(end)}`;
+}
+
+/** The text between the README's table markers. */
+export function tableIn(readme: string): string | null {
+  const start = readme.indexOf(TABLE_START);
+  const end = readme.indexOf(TABLE_END);
+  return start < 0 || end < start ? null : readme.slice(start + TABLE_START.length, end).trim();
+}
+
+/** Three significant digits below 100 (no trailing zeros), whole numbers above, with thousands separated. */
+function number(value: number | null): string {
+  if (value === null) return "–";
+  if (Math.abs(value) >= 100) return thousands(Math.round(value));
+  return String(Number(value.toPrecision(3)));
+}
+
+function thousands(value: number): string {
+  return value.toLocaleString("en-US");
+}
+
+function withUnit(text: string, unit: string): string {
+  return unit === "" ? text : `${text} ${unit}`;
+}
+
+function times(ratio: number): string {
+  return `${ratio.toFixed(2)}×`;
+}
+
+function timesOrDash(ratio: number | null): string {
+  return ratio === null ? "–" : times(ratio);
+}
+
+function ratioOnly(row: ResultRow | undefined): string {
+  return row?.ratio == null ? "–" : times(row.ratio);
+}
+
+function range([low, high]: [number, number]): string {
+  return `${low.toFixed(2)}–${high.toFixed(2)}`;
+}
