@@ -3,6 +3,7 @@ import type { Report, ResultRow } from "./report.js";
 import {
   ADDED_CPU_METRIC,
   ADDED_RSS_METRIC,
+  ALLOCATED_PER_ADDED_CONNECTION,
   ALLOCATED_PER_CONNECTION,
   ALLOCATED_PER_DELIVERY,
   COST_GROWTH,
@@ -61,7 +62,7 @@ export function readmeTable(report: Report): string {
     both("", "time to all connected", storm, "time to all connected", "s"),
     both("", ADDED_CPU_METRIC, storm, ADDED_CPU_METRIC, "µs"),
     both("", `${ALLOCATED_PER_CONNECTION}, garbage included`, storm, ALLOCATED_PER_CONNECTION, "KB"),
-    both("", `${ALLOCATED_PER_CONNECTION} added to a loaded node`, storm, `${ALLOCATED_PER_CONNECTION} added to a loaded node`, "KB"),
+    both("", ALLOCATED_PER_ADDED_CONNECTION, storm, ALLOCATED_PER_ADDED_CONNECTION, "KB"),
     both("", "heap per socket", storm, "heap per socket", "KB", ratioOnly(find(storm, "heap per socket"))),
     both("", "RSS per socket, counted from the idle node (median node)", storm, "RSS per 1,000 sockets per node", "KB", ratioOnly(find(storm, "RSS per 1,000 sockets per node"))),
     both(

@@ -73,6 +73,7 @@ export const ADDED_CPU_METRIC = "server CPU per connection added to a loaded nod
  */
 export const ALLOCATED_PER_CONNECTION = "heap allocated per connection";
 export const ALLOCATED_PER_DELIVERY = "heap allocated per delivery";
+export const ALLOCATED_PER_ADDED_CONNECTION = `${ALLOCATED_PER_CONNECTION} added to a loaded node`;
 
 export const QUICK_SIZES: Sizes = {
   sockets: 200,
@@ -251,7 +252,7 @@ export class StackRun {
       }
       // Nodes that have taken the storm have compiled their hot paths: this is a connection's cost without the compiling.
       this.record("connect storm", ADDED_CPU_METRIC, "µs", cpuUs / added, complete);
-      this.record("connect storm", "heap allocated per connection added to a loaded node", "KB", allocatedBytes / added / 1000, complete);
+      this.record("connect storm", ALLOCATED_PER_ADDED_CONNECTION, "KB", allocatedBytes / added / 1000, complete);
       for (let index = 0; index < nodes; index++) {
         const slope = (bytes: (usage: Usage) => number) => leastSquaresSlope(readings.map((reading) => [reading.sockets, bytes(reading.usage[index]!)]));
         this.record("connect storm", ADDED_RSS_METRIC, "KB", slope((usage) => usage.rssBytes) / 1000, complete);
