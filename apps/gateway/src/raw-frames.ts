@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import {
   type ControlFrame,
   type Delivery,
+  type FrameLimits,
   RAW_FRAME_CHANNEL,
   decodeMsgpack,
   peekFrameRooms,
@@ -19,7 +20,8 @@ export interface RawFrameDeps {
   operations: Pick<Operations, "deliver" | "control" | "holdsAny">;
   metrics: Metrics;
   dropFrame: DropFrame;
-  payloadMaxDepth: number;
+  /** How deeply a frame's data may nest (PAYLOAD_MAX_DEPTH). */
+  limits: FrameLimits;
   /** When set, only frames signed with one of its keys are taken. */
   signing: FrameSigningConfig | null;
 }
@@ -88,6 +90,6 @@ function readFrame(bytes: Uint8Array, deps: RawFrameDeps): Read {
   const control = readControlFrame(value);
   if (typeof control === "string") return { ok: false, code: "frame_invalid", reason: control };
   if (control !== null) return { ok: true, control };
-  const frame = readRawFrame(value, { maxDepth: deps.payloadMaxDepth });
+  const frame = readRawFrame(value, deps.limits);
   return frame.ok ? { ok: true, delivery: frame.delivery } : frame;
 }

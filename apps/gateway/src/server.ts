@@ -141,9 +141,9 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   broker.onServiceReply((message) => services.onReply(message));
   metrics.readServiceQueues(() => (broker.ready() ? broker.state.services() : Promise.resolve([])));
   transport.serve({ operations, presence, services, lifecycle });
-  const payloadMaxDepth = config.limits.payloadMaxDepth;
-  const signing = config.frameSigning;
-  broker.onRawFrame((frame) => handleRawFrame(frame, { operations, metrics, dropFrame, payloadMaxDepth, signing }));
+  // Made once: every node takes every raw frame.
+  const rawFrameDeps = { operations, metrics, dropFrame, limits: { maxDepth: config.limits.payloadMaxDepth }, signing: config.frameSigning };
+  broker.onRawFrame((frame) => handleRawFrame(frame, rawFrameDeps));
   registerErrorHandling(app, metrics);
   await registerHttpRoutes(app, { config, broker, metrics, version: VERSION, draining: () => draining });
   if (config.apiKeys !== null) await registerApi(app, { keys: config.apiKeys, operations, nodeId: config.nodeId, services: broker.state });
