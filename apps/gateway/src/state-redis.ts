@@ -7,6 +7,7 @@ import {
   SERVICE_INSTANCE_TTL_MS,
   SERVICE_KEYS,
   listServices,
+  pack,
   readRoomCount,
   readService,
   readSitePresence,
@@ -14,7 +15,6 @@ import {
   requestFields,
   unregisterService,
 } from "@switchboard/protocol";
-import { encode as encodeMsgpack } from "notepack.io";
 import type { EnqueueResult, NodeInfo, PresenceCrossing, PresenceDelta, Revocations, SharedState } from "./state.js";
 
 /**
@@ -170,7 +170,9 @@ export function createRedisState(redis: BinaryRedisCommander, nodeTtlMs: () => n
           const { kind, key, user, delta } = deltas[index]!;
           flat.push(KIND_CODES[kind], key, user, delta);
         }
-        const reply = await run(["EVAL", APPLY_PRESENCE, "0", KEY_PREFIX, node, reportCrossings ? "1" : "0", encodeMsgpack(flat)]);
+        // node-redis takes Buffers: the packed bytes (a copy of its own) are wrapped, not copied again.
+        const packed = pack(flat);
+        const reply = await run(["EVAL", APPLY_PRESENCE, "0", KEY_PREFIX, node, reportCrossings ? "1" : "0", Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength)]);
         if (reportCrossings) crossings.push(...crossingsOf(reply));
       }
       return crossings;

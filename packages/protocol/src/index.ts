@@ -53,6 +53,7 @@ export {
   signedPayload,
 } from "./frames.js";
 export type { DecodeResult, Delivery, FrameLimits, RawFrame, SignedEnvelope } from "./frames.js";
+export { pack } from "./msgpack.js";
 export { isWholeMsgpackValue, peekFrameRooms } from "./peek.js";
 export { normaliseSiteHost, serviceRoom, siteRoom, userIdOf, userRoom } from "./rooms.js";
 export {
