@@ -72,14 +72,26 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     return { identity, expiresAt, grants: grantsOf(claims), ...(jti !== undefined ? { jti } : {}) };
   }
 
-  function verifyWithJsonwebtoken(token: string, key: ResolvedKey, algorithm: string): jwt.JwtPayload {
-    try {
-      const verified = jwt.verify(token, key.key, {
+  // One set of options per accepted algorithm (no other reaches here), made once: jsonwebtoken copies
+  // what it is given before using it.
+  const verifyOptions = new Map<string, jwt.VerifyOptions & { complete: false }>();
+  const verifyOptionsFor = (algorithm: string) => {
+    let options = verifyOptions.get(algorithm);
+    if (options === undefined) {
+      options = {
         algorithms: [algorithm as jwt.Algorithm],
         complete: false,
         ...(config.issuer ? { issuer: config.issuer } : {}),
         ...(audience ? { audience } : {}),
-      });
+      };
+      verifyOptions.set(algorithm, options);
+    }
+    return options;
+  };
+
+  function verifyWithJsonwebtoken(token: string, key: ResolvedKey, algorithm: string): jwt.JwtPayload {
+    try {
+      const verified = jwt.verify(token, key.key, verifyOptionsFor(algorithm));
       if (typeof verified === "string") throw new AuthError("malformed", "the payload is not a JSON object");
       return verified;
     } catch (err) {

@@ -462,7 +462,7 @@ export class Connection {
       user: identity.user,
       site: identity.site,
       rooms,
-      joinable: [...patternsFor(this.ctx.subscribePatterns, identity), ...patternsFor(this.claimedRooms, identity)],
+      joinable: patternsFor(this.ctx.subscribePatterns, identity).concat(patternsFor(this.claimedRooms, identity)),
       publishable: patternsFor(this.publishable, identity),
     };
     // Welcomed once the node receives its rooms' messages: anything published after the welcome reaches the socket.
