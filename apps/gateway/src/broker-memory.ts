@@ -2,7 +2,7 @@ import { SwitchboardError } from "@switchboard/protocol";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Adapter, type BroadcastOptions } from "socket.io-adapter";
 import { encode as encodeMsgpack } from "notepack.io";
-import { type Broker, type BrokerDeps, type OutboundMessage, type RateLimiterOptions, broadcastOf } from "./broker.js";
+import { type Broker, type BrokerDeps, type OutboundMessage, type RateLimiterOptions, asBuffer, broadcastOf } from "./broker.js";
 import { exceptUnauthenticated } from "./rooms.js";
 import { createMemoryState } from "./state-memory.js";
 
@@ -37,7 +37,7 @@ export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
     },
     // The frame takes the same delivery path as one from Redis.
     async publishRaw(frame) {
-      const bytes = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+      const bytes = asBuffer(frame);
       if (bytes.length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
       handler?.(bytes);
     },

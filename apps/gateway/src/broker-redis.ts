@@ -7,7 +7,7 @@ import type { BroadcastOptions } from "socket.io-adapter";
 import { createAdapterGuard } from "./adapter-guard.js";
 import { Deadlines } from "./deadlines.js";
 import { memoryRateLimiter } from "./broker-memory.js";
-import { type Broker, type BrokerDeps, type OutboundMessage, broadcastOf } from "./broker.js";
+import { type Broker, type BrokerDeps, type OutboundMessage, asBuffer, broadcastOf } from "./broker.js";
 import { type RedisClient, ResilientSubscriber } from "./redis-subscriber.js";
 import { RoomChannels } from "./room-channels.js";
 import { exceptUnauthenticated } from "./rooms.js";
@@ -133,7 +133,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
     async publishRaw(frame) {
       if (frame.byteLength > limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
       if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
-      await publishWithin(pub, RAW_FRAME_CHANNEL, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+      await publishWithin(pub, RAW_FRAME_CHANNEL, asBuffer(frame));
     },
     createRateLimiter: (rate) =>
       new RateLimiterRedis({

@@ -15,6 +15,7 @@ import {
   requestFields,
   unregisterService,
 } from "@switchboard/protocol";
+import { asBuffer } from "./broker.js";
 import type { EnqueueResult, NodeInfo, PresenceCrossing, PresenceDelta, Revocations, SharedState } from "./state.js";
 
 /**
@@ -170,9 +171,7 @@ export function createRedisState(redis: BinaryRedisCommander, nodeTtlMs: () => n
           const { kind, key, user, delta } = deltas[index]!;
           flat.push(KIND_CODES[kind], key, user, delta);
         }
-        // node-redis takes Buffers: the packed bytes (a copy of its own) are wrapped, not copied again.
-        const packed = pack(flat);
-        const reply = await run(["EVAL", APPLY_PRESENCE, "0", KEY_PREFIX, node, reportCrossings ? "1" : "0", Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength)]);
+        const reply = await run(["EVAL", APPLY_PRESENCE, "0", KEY_PREFIX, node, reportCrossings ? "1" : "0", asBuffer(pack(flat))]);
         if (reportCrossings) crossings.push(...crossingsOf(reply));
       }
       return crossings;
