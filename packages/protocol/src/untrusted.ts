@@ -47,7 +47,7 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
       for (let index = 0; index < current.length; index++) {
         const child: unknown = current[index];
         if (!isContainer(child)) continue;
-        if (depth === maxDepth) return emptiedStacks(true);
+        if (depth === maxDepth) return stoppedTooDeep();
         containers.push(child);
         depths.push(depth + 1);
       }
@@ -58,7 +58,7 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
       if (!Object.hasOwn(current, key)) continue;
       const child: unknown = (current as Record<string, unknown>)[key];
       if (!isContainer(child)) continue;
-      if (depth === maxDepth) return emptiedStacks(true);
+      if (depth === maxDepth) return stoppedTooDeep();
       containers.push(child);
       depths.push(depth + 1);
     }
@@ -69,11 +69,11 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
 const pendingContainers: object[] = [];
 const pendingDepths: number[] = [];
 
-/** Drops what a walk that stopped early left on the stacks, so that they hold no value after it. */
-function emptiedStacks(result: boolean): boolean {
+/** Ends a walk that found a container too deep: drops what it left on the stacks, so that they hold no value after it. */
+function stoppedTooDeep(): true {
   pendingContainers.length = 0;
   pendingDepths.length = 0;
-  return result;
+  return true;
 }
 
 // Binary payloads are opaque bytes, not nested structure.
