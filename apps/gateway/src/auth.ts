@@ -72,26 +72,25 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     return { identity, expiresAt, grants: grantsOf(claims), ...(jti !== undefined ? { jti } : {}) };
   }
 
-  // One set of options per accepted algorithm (no other reaches here), made once: jsonwebtoken copies
-  // what it is given before using it.
-  const verifyOptions = new Map<string, jwt.VerifyOptions & { complete: false }>();
-  const verifyOptionsFor = (algorithm: string) => {
-    let options = verifyOptions.get(algorithm);
-    if (options === undefined) {
-      options = {
+  // Made once per accepted algorithm (no other reaches jsonwebtoken); it copies what it is given before using it.
+  const verifyOptions = new Map(
+    config.algorithms.map((algorithm) => [
+      algorithm,
+      {
         algorithms: [algorithm as jwt.Algorithm],
-        complete: false,
+        complete: false as const,
         ...(config.issuer ? { issuer: config.issuer } : {}),
         ...(audience ? { audience } : {}),
-      };
-      verifyOptions.set(algorithm, options);
-    }
-    return options;
-  };
+      },
+    ]),
+  );
 
   function verifyWithJsonwebtoken(token: string, key: ResolvedKey, algorithm: string): jwt.JwtPayload {
+    const options = verifyOptions.get(algorithm);
+    // Checked against the accepted list before: never verified without the issuer and audience checks.
+    if (options === undefined) throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm.slice(0, 20)} is not accepted`);
     try {
-      const verified = jwt.verify(token, key.key, verifyOptionsFor(algorithm));
+      const verified = jwt.verify(token, key.key, options);
       if (typeof verified === "string") throw new AuthError("malformed", "the payload is not a JSON object");
       return verified;
     } catch (err) {
