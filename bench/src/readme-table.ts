@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import type { Report, ResultRow } from "./report.js";
 import {
   ADDED_CPU_METRIC,
@@ -14,6 +15,10 @@ import {
   PINNED_TARGETED,
   SERVICES_FLOOR,
 } from "./scenarios.js";
+
+/** The project's README, whose table this writes, and the published results it is written from. */
+export const README_PATH = fileURLToPath(new URL("../../README.md", import.meta.url));
+export const PUBLISHED_RESULTS_PATH = fileURLToPath(new URL("../results/latest.json", import.meta.url));
 
 /** Where the table sits in the README: it is written from the results, never by hand. */
 export const TABLE_START = "<!-- bench table: written by the benchmark from bench/results/latest.json -->";

@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startRedis } from "@switchboard/e2e/harness/redis";
 import { pinnedPair } from "./pinned.js";
-import { writeReadmeTable } from "./readme-table.js";
+import { README_PATH, writeReadmeTable } from "./readme-table.js";
 import { Progress } from "./progress.js";
 import { type Report, checkTargets, combine, machine, redisServerVersion, writeReport } from "./report.js";
 import type { Stack } from "./cluster.js";
@@ -134,9 +134,8 @@ const directory = fileURLToPath(new URL(published ? "../results/" : "../results/
 const files = await writeReport(directory, report);
 if (published) {
   // The README's table is the published run's, written from it rather than copied by hand.
-  const readme = fileURLToPath(new URL("../../README.md", import.meta.url));
-  writeReadmeTable(readme, report);
-  files.push(readme);
+  writeReadmeTable(README_PATH, report);
+  files.push(README_PATH);
 }
 process.stdout.write(`\n${readFileSync(files[1]!, "utf8")}\nwritten: ${files.join(", ")}\n`);
 

@@ -596,11 +596,12 @@ export class StackRun {
   }
 }
 
-function cpuDelta(before: Usage[], after: Usage[]): number {
-  return after.reduce((total, usage, index) => total + usage.cpuUs - before[index]!.cpuUs, 0);
+/** How much a reading grew between two readings of each node, summed over the nodes. */
+function grown<U extends Usage>(before: U[], after: U[], reading: (usage: U) => number): number {
+  return after.reduce((total, usage, index) => total + reading(usage) - reading(before[index]!), 0);
 }
 
-/** What the nodes' heaps allocated between two readings, summed over the nodes (bytes). */
-function allocatedDelta(before: NodeUsage[], after: NodeUsage[]): number {
-  return after.reduce((total, usage, index) => total + usage.allocatedBytes - before[index]!.allocatedBytes, 0);
-}
+/** The nodes' CPU time between two readings (µs). */
+const cpuDelta = (before: Usage[], after: Usage[]) => grown(before, after, (usage) => usage.cpuUs);
+/** What the nodes' heaps allocated between two readings (bytes). */
+const allocatedDelta = (before: NodeUsage[], after: NodeUsage[]) => grown(before, after, (usage) => usage.allocatedBytes);

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { TABLE_END, TABLE_START, readmeTable, tableIn, withTable } from "../src/readme-table.js";
+import { PUBLISHED_RESULTS_PATH, README_PATH, TABLE_END, TABLE_START, readmeTable, tableIn, withTable } from "../src/readme-table.js";
 import type { Report } from "../src/report.js";
 
-const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
-const published = JSON.parse(readFileSync(new URL("../results/latest.json", import.meta.url), "utf8")) as Report;
+const readme = readFileSync(README_PATH, "utf8");
+const published = JSON.parse(readFileSync(PUBLISHED_RESULTS_PATH, "utf8")) as Report;
 
 describe("the README's table of results", () => {
   it("is the published run's, figure for figure", () => {
