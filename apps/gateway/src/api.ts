@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import fastifySwagger from "@fastify/swagger";
 import { Ajv } from "ajv";
 import { MAX_TOKEN_EXP, SwitchboardError, normaliseSiteHost, userIdOf } from "@switchboard/protocol";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { detailed } from "./errors.js";
 import type { Operations, Publication } from "./operations.js";
 import type { SharedState } from "./state.js";
@@ -87,8 +87,9 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
     for (const digest of digests) found = timingSafeEqual(digest, given) || found;
     return found;
   };
-  const requireKey = async (request: FastifyRequest) => {
-    if (!authorised(request)) throw new SwitchboardError("api_key_invalid");
+  // A callback hook rather than an async one: fastify chains a promise per async hook, on every request.
+  const requireKey = (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
+    done(authorised(request) ? undefined : new SwitchboardError("api_key_invalid"));
   };
 
   await app.register(

@@ -20,6 +20,8 @@ export interface HttpDeps {
 
 // Probes and scrapes run every few seconds; at info they would drown everything else.
 const QUIET_PATHS = new Set(["/healthz", "/readyz", "/metrics"]);
+/** The levels at which request lines are written (probes and scrapes at debug and below). */
+const REQUEST_LOG_LEVELS = new Set(["info", "debug", "trace"]);
 
 /** The path of a request URL without its query string, which may carry a token. */
 export function pathOf(url: string): string {
@@ -67,6 +69,8 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics): v
     reply.code(404).send(detailed("not_found", `${request.method} ${pathOf(request.url).slice(0, 100)}`)),
   );
 
+  // With LOG_LEVEL above info no request line would be written, so none is built (the level is set once, at start).
+  if (!REQUEST_LOG_LEVELS.has(app.log.level)) return;
   app.addHook("onResponse", (request, reply, done) => {
     const path = pathOf(request.url);
     const line = { method: request.method, path: path.slice(0, 200), status: reply.statusCode, ms: Math.round(reply.elapsedTime) };
