@@ -25,13 +25,13 @@ export interface Cluster {
 }
 
 /**
- * The gateway as a user would run it for load: the server API on, per-IP and per-user limits off
+ * The gateway as a user would run it for load: the server API on (API_KEYS, from the common
+ * settings), per-IP and per-user limits off
  * (every client of the benchmark comes from 127.0.0.1), logs at warn.
  */
 function oursEnv(extra: Record<string, string>): Record<string, string> {
   return {
     JWT_SECRET: BENCH_SECRET,
-    API_KEYS: BENCH_API_KEY,
     LOG_LEVEL: "warn",
     IP_CONNECTIONS_PER_SECOND: "0",
     IP_MAX_CONNECTIONS: "0",
@@ -53,7 +53,8 @@ export async function startCluster(stack: Stack, nodes: number, redisUrl: string
   try {
     for (let index = 0; index < nodes; index++) {
       const port = await freePort();
-      const base = { STACK: stack, HOST: "127.0.0.1", PORT: String(port), REDIS_URL: redisUrl, NODE_ID: `${stack}-${index}` };
+      // Both stacks take the same key on their HTTP publish endpoint.
+      const base = { STACK: stack, HOST: "127.0.0.1", PORT: String(port), REDIS_URL: redisUrl, NODE_ID: `${stack}-${index}`, API_KEYS: BENCH_API_KEY };
       const worker = startWorker<ServerApi>("servers/node", stack === "ours" ? oursEnv({ ...base, ...options.env }) : base);
       workers.push(worker);
       urls.push(

@@ -114,9 +114,15 @@ export function readmeTable(report: Report): string {
         ["1 per request", "http publish, 1 per request, burst"],
         ["100 per request", "http publish, 100 per request, burst"],
       ] as const
-    ).map(
-      ([label, scenario]) =>
-        `| http publish, ${label} | server CPU per delivery | ${figure(scenario, "server CPU per delivery", "ours", "µs")} | – | ${timesOrDash(of(value(scenario, "server CPU per delivery", "ours"), emitterCpu))} our emitter path |`,
+    ).map(([label, scenario]) =>
+      both(
+        `http publish, ${label}`,
+        "server CPU per delivery",
+        scenario,
+        "server CPU per delivery",
+        "µs",
+        `${ratio(scenario, "server CPU per delivery")} (${timesOrDash(of(value(scenario, "server CPU per delivery", "ours"), emitterCpu))} our emitter path)`,
+      ),
     ),
     `| cost growth, ${sizes.growthNodes.join(" / ")} nodes | server CPU per delivery | ${several(growth, "server CPU per delivery", "ours", "µs")} | ${several(growth, "server CPU per delivery", "plain", "µs")} | ${ratios(growth, "server CPU per delivery")} |`,
     `| | Redis messages per node per message | ${several(growth, "Redis messages received per node per message", "ours", "")} | ${several(growth, "Redis messages received per node per message", "plain", "")} | |`,
@@ -163,8 +169,9 @@ function thousands(value: number): string {
   return value.toLocaleString("en-US");
 }
 
+/** A figure with its unit; a missing one is a dash alone. */
 function withUnit(text: string, unit: string): string {
-  return unit === "" ? text : `${text} ${unit}`;
+  return unit === "" || text === "–" ? text : `${text} ${unit}`;
 }
 
 function times(ratio: number): string {

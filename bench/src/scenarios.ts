@@ -113,7 +113,7 @@ export const OURS_WITH_LIFECYCLE = "connect storm, LIFECYCLE_EVENTS=1";
 export const COST_GROWTH = "cost growth";
 export const COST_GROWTH_ROOM_CHANNELS = "cost growth, REDIS_SUBSCRIPTIONS=rooms";
 /** Scenarios that only the gateway has: no plain figure, no ratio. */
-export const OURS_ONLY = ["http publish", OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services"];
+export const OURS_ONLY = [OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services"];
 /** The floor of the services scenario: the same requests and replies through Redis, without the gateway. */
 export const SERVICES_FLOOR = "services, direct Redis round trip (floor)";
 const SERVICE_NAME = "bench-echo";
@@ -203,7 +203,7 @@ export class StackRun {
         await this.burst(cluster, load, "fanout", "emitter", "site", sizes.fanoutBurst, connected, complete);
       }
       if (this.wanted("raw")) await this.burst(cluster, load, "raw publishers", "raw", "user", sizes.burstMessages, 1, complete);
-      if (this.wanted("http") && this.stack === "ours") {
+      if (this.wanted("http")) {
         await this.burst(cluster, load, "http publish, 1 per request", "http", "user", sizes.httpMessages, 1, complete);
         await this.burst(cluster, load, `http publish, ${HTTP_BATCH} per request`, "http-batch", "user", sizes.burstMessages, 1, complete);
       }

@@ -14,8 +14,9 @@ import { BENCH_EVENT, type BenchData } from "./message.js";
  * - `raw`: bytes written with a plain Redis client: ours as a map-layout frame on
  *   `socket.io#emitter`, the plain stack in the socket.io adapter format (its only format);
  * - `adapter`: the socket.io adapter format with a plain Redis client, for both stacks;
- * - `http`: ours only, `POST /api/v1/publish`, one message per request;
- * - `http-batch`: ours only, `POST /api/v1/publish/batch`, HTTP_BATCH messages per request.
+ * - `http`: `POST /api/v1/publish`, one message per request: ours to the server API, the plain
+ *   stack to the endpoint a user would write by hand (servers/node.ts);
+ * - `http-batch`: `POST /api/v1/publish/batch`, HTTP_BATCH messages per request, likewise.
  */
 export type PublishMode = "emitter" | "raw" | "adapter" | "http" | "http-batch";
 
@@ -60,6 +61,7 @@ const WINDOW = 512;
 const HTTP_CONCURRENCY = 32;
 export const HTTP_BATCH = 100;
 const HTTP_BATCH_CONCURRENCY = 4;
+const HTTP_TIMEOUT_MS = 30_000;
 
 let options: OpenArgs | null = null;
 let redis: ReturnType<typeof createClient> | null = null;
@@ -130,6 +132,8 @@ function post(path: string, body: unknown, index: number): Promise<void> {
       },
     );
     req.once("error", reject);
+    // A node that never answers fails its requests rather than holding the burst until the parent gives up.
+    req.setTimeout(HTTP_TIMEOUT_MS, () => req.destroy(new Error(`no answer within ${HTTP_TIMEOUT_MS} ms`)));
     req.end(payload);
   });
 }

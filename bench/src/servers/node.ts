@@ -1,5 +1,5 @@
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
+import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import { Session } from "node:inspector";
 import type { AddressInfo } from "node:net";
 import { createAdapter } from "@socket.io/redis-adapter";
@@ -35,16 +35,70 @@ async function startOurs(): Promise<{ url: string; close(): Promise<void> }> {
   return { url, close: () => gateway.close() };
 }
 
+/** One message of the plain stack's publish endpoint, as the bench's publisher sends it. */
+interface PlainPublication {
+  room: string;
+  event: string;
+  data: unknown;
+}
+
+const PLAIN_BODY_LIMIT = 1 << 20;
+
+function isPublication(value: unknown): value is PlainPublication {
+  if (typeof value !== "object" || value === null) return false;
+  const { room, event } = value as Partial<PlainPublication>;
+  return typeof room === "string" && typeof event === "string";
+}
+
+/**
+ * A publish endpoint as a user of the plain stack writes one by hand, on node:http with no
+ * framework: a bearer key compared as a string, the JSON body read whole, each message handed to
+ * `io.to(room).emit()` (the adapter delivers to this node's sockets and publishes for the others,
+ * without waiting for Redis), then `202`. No schema, no message ids, no confirmation from Redis.
+ */
+function plainPublishEndpoint(emit: (publication: PlainPublication) => void, apiKey: string): (request: IncomingMessage, response: ServerResponse) => void {
+  const answer = (response: ServerResponse, status: number, body: string) => {
+    response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+    response.end(body);
+  };
+  return (request, response) => {
+    const batch = request.url === "/api/v1/publish/batch";
+    if (request.method !== "POST" || (!batch && request.url !== "/api/v1/publish")) return answer(response, 404, "{}");
+    if (request.headers.authorization !== `Bearer ${apiKey}`) return answer(response, 401, "{}");
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > PLAIN_BODY_LIMIT) request.destroy();
+      else chunks.push(chunk);
+    });
+    request.on("end", () => {
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch {
+        return answer(response, 400, "{}");
+      }
+      const messages = batch ? (body as { messages?: unknown }).messages : [body];
+      if (!Array.isArray(messages) || !messages.every(isPublication)) return answer(response, 400, "{}");
+      for (const message of messages) emit(message);
+      answer(response, 202, "{}");
+    });
+  };
+}
+
 /**
  * The stock stack users would otherwise write: socket.io with the Redis adapter, each socket
- * joined to user(<uid>) and site(<site>) from fields of the handshake that nothing verifies.
+ * joined to user(<uid>) and site(<site>) from fields of the handshake that nothing verifies, and a
+ * hand-written HTTP publish endpoint (API_KEYS, one key).
  */
 async function startPlain(): Promise<{ url: string; close(): Promise<void> }> {
   const pubClient = createClient({ url: redisUrl });
   const subClient = pubClient.duplicate();
   for (const client of [pubClient, subClient]) client.on("error", (err: Error) => process.stderr.write(`plain node: redis: ${err.message}\n`));
   await Promise.all([pubClient.connect(), subClient.connect()]);
-  const http = createServer();
+  // Added before Socket.IO is attached: it then answers its own path and passes every other request on.
+  const http = createServer(plainPublishEndpoint(({ room, event, data }) => io.to(room).emit(event, data), process.env.API_KEYS ?? ""));
   const io = new Server(http, { adapter: createAdapter(pubClient, subClient) });
   io.on("connection", (socket) => {
     const auth = socket.handshake.auth as { uid?: unknown; site?: unknown };
