@@ -266,6 +266,7 @@ export function markdown(report: Report): string {
     "Ratio is ours / plain (socket.io + @socket.io/redis-adapter + @socket.io/redis-emitter): below 1 is better, except for rates (conn/s, msgs/s).",
     "A ratio is only given when both stacks delivered everything they were sent. It is the ratio of the medians; in brackets, the lowest and highest of the rounds' own ratios (each round runs both stacks back to back), which is how far the machine's noise moves it.",
     "The plain stack has no services: their rows are ours only, next to their floor (the same requests and replies through Redis, without the gateway).",
+    "For HTTP publish, the plain stack answers on an endpoint written by hand on node:http: the key compared as a string, the JSON body parsed, io.to(room).emit() for each message, then 202.",
     "",
     "| Scenario | Metric | Ours | Plain | Ratio |",
     "| --- | --- | ---: | ---: | ---: |",
