@@ -121,7 +121,7 @@ export function readmeTable(report: Report): string {
         scenario,
         "server CPU per delivery",
         "µs",
-        `${ratio(scenario, "server CPU per delivery")} (${timesOrDash(of(value(scenario, "server CPU per delivery", "ours"), emitterCpu))} our emitter path)`,
+        `${ratio(scenario, "server CPU per delivery")}; ${timesOrDash(of(value(scenario, "server CPU per delivery", "ours"), emitterCpu))} our emitter path`,
       ),
     ),
     `| cost growth, ${sizes.growthNodes.join(" / ")} nodes | server CPU per delivery | ${several(growth, "server CPU per delivery", "ours", "µs")} | ${several(growth, "server CPU per delivery", "plain", "µs")} | ${ratios(growth, "server CPU per delivery")} |`,

@@ -79,7 +79,7 @@ function plainPublishEndpoint(emit: (publication: PlainPublication) => void, api
       } catch {
         return answer(response, 400, "{}");
       }
-      const messages = batch ? (body as { messages?: unknown }).messages : [body];
+      const messages = !batch ? [body] : typeof body === "object" && body !== null ? (body as { messages?: unknown }).messages : null;
       if (!Array.isArray(messages) || !messages.every(isPublication)) return answer(response, 400, "{}");
       for (const message of messages) emit(message);
       answer(response, 202, "{}");
