@@ -1,11 +1,10 @@
 import { RedisAdapter } from "@socket.io/redis-adapter";
-import { RAW_FRAME_CHANNEL, SwitchboardError, replyChannel } from "@switchboard/protocol";
+import { Deadlines, RAW_FRAME_CHANNEL, SwitchboardError, replyChannel } from "@switchboard/protocol";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import { createClient } from "redis";
 import type { Namespace } from "socket.io";
 import type { BroadcastOptions } from "socket.io-adapter";
 import { createAdapterGuard } from "./adapter-guard.js";
-import { Deadlines } from "./deadlines.js";
 import { memoryRateLimiter } from "./broker-memory.js";
 import { type Broker, type BrokerDeps, type OutboundMessage, asBuffer, broadcastOf } from "./broker.js";
 import { type RedisClient, ResilientSubscriber } from "./redis-subscriber.js";

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import {
+  type Deadlines,
   type AuthenticatedPayload,
   type ClientToServerEvents,
   type ConfiguredPayload,
@@ -23,7 +24,6 @@ import { type RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import type { Socket } from "socket.io";
 import { AuthError, type Grants, type Session, type TokenVerifier } from "./auth.js";
 import type { Config } from "./config.js";
-import type { Deadlines } from "./deadlines.js";
 import { detailed, toWireError } from "./errors.js";
 import type { Metrics } from "./metrics.js";
 import type { Operations, Publication } from "./operations.js";

@@ -1,4 +1,5 @@
 import {
+  Deadlines,
   type ErrorBody,
   type Identity,
   SERVER_EVENTS,
@@ -16,7 +17,6 @@ import type { FastifyBaseLogger } from "fastify";
 import type { Server } from "socket.io";
 import type { DropFrame } from "./adapter-guard.js";
 import type { ServicesConfig } from "./config.js";
-import { Deadlines } from "./deadlines.js";
 import { detailed } from "./errors.js";
 import type { Metrics, ServiceOutcome } from "./metrics.js";
 import type { SharedState } from "./state.js";

@@ -1,6 +1,6 @@
 import { type IncomingMessage, type Server as HttpServer, ServerResponse } from "node:http";
 import cors from "cors";
-import { type ClientToServerEvents, type ErrorBody, type ReconnectPayload, SERVER_EVENTS, type ServerToClientEvents, errorBody } from "@switchboard/protocol";
+import { type ClientToServerEvents, Deadlines, type ErrorBody, type ReconnectPayload, SERVER_EVENTS, type ServerToClientEvents, errorBody } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Server, type Socket } from "socket.io";
@@ -11,7 +11,6 @@ import { createOutboundWatch, dropConnection } from "./backpressure.js";
 import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
 import { AdmittedSockets, type ClientSocket, Connection, type ConnectionContext, type PresenceShare, type SocketData } from "./connection.js";
-import { Deadlines } from "./deadlines.js";
 import { toWireError } from "./errors.js";
 import type { ThrottledWarnings } from "./log-throttle.js";
 import type { Metrics } from "./metrics.js";

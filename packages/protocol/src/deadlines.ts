@@ -1,7 +1,7 @@
 /**
- * Moments for many sockets (a token's expiry and the notice before it) on one timer. A setTimeout
- * per socket costs a Timeout object each, and a timer list for every distinct duration; here a
- * deadline is a place in a set. Deadlines are kept in buckets of `resolutionMs`, and the one timer
+ * Moments for many items (a socket's token expiry, a publish waiting for Redis) on one timer. A
+ * setTimeout per item costs a Timeout object each, and a timer list for every distinct duration;
+ * here a deadline is a place in a set. Deadlines are kept in buckets of `resolutionMs`, and the one timer
  * is set for the earliest bucket, so an item is due at its moment or up to `resolutionMs` after,
  * never before, and a node whose next deadline is an hour away does not wake up until then.
  */
@@ -10,7 +10,7 @@ export class Deadlines<T> {
   /** The buckets that hold items, earliest first: a binary heap, with each bucket's place in it. */
   private readonly order: number[] = [];
   private readonly placeOf = new Map<number, number>();
-  private timer: NodeJS.Timeout | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
   /** The bucket the timer is set for. */
   private timerBucket = Number.POSITIVE_INFINITY;
   /** The last bucket fired. */
@@ -74,8 +74,10 @@ export class Deadlines<T> {
     this.cancel();
     // setTimeout takes at most 2^31 - 1 ms; a later bucket is waited for in steps.
     const delayMs = Math.min(Math.max(0, bucket * this.resolutionMs - Date.now()), 2 ** 31 - 1);
-    this.timer = setTimeout(() => this.tick(), delayMs);
-    this.timer.unref();
+    const timer = setTimeout(() => this.tick(), delayMs);
+    // In Node, a deadline alone does not keep the process alive (browsers' timers have no unref).
+    if (typeof timer === "object" && timer !== null && "unref" in timer) timer.unref();
+    this.timer = timer;
     this.timerBucket = bucket;
   }
 
