@@ -1,6 +1,7 @@
 import { createHmac } from "node:crypto";
 import { Emitter } from "@socket.io/redis-emitter";
 import {
+  Deadlines,
   ERRORS,
   RAW_FRAME_CHANNEL,
   SwitchboardError,
@@ -32,6 +33,11 @@ import type {
   UserPresence,
 } from "@switchboard/protocol";
 import { type OwnedConnection, type PublishClient, commandRunner, defaultErrorReporter, openConnection } from "./redis.js";
+
+/** A publish still waiting for Redis's answer. */
+interface PendingPublish {
+  reject(err: Error): void;
+}
 
 export interface EmitterOptions {
   /** A Redis URL (the emitter opens and closes its own connection) or a connected client. */
@@ -159,40 +165,60 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
-  async function publish(channel: string, message: Buffer | string): Promise<PublishResult> {
-    if (closed) throw new SwitchboardError("emitter_closed");
-    if (owned && !(await owned.whenReady(connectWaitMs))) throw new SwitchboardError("redis_unavailable");
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new SwitchboardError("publish_timeout")), timeoutMs);
-    });
-    try {
-      const subscribers = await Promise.race([client.publish(channel, message), timeout]);
-      return { subscribers: typeof subscribers === "number" ? subscribers : 0 };
-    } catch (err) {
-      if (err instanceof SwitchboardError) throw err;
-      throw new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${errorText(err)})`, { cause: err });
-    } finally {
-      clearTimeout(timer);
+  // One timer for every publish in flight rather than one each: a service may publish thousands a second.
+  const publishTimeouts = new Deadlines<PendingPublish>((pending) => pending.reject(new SwitchboardError("publish_timeout")));
+
+  function publish(channel: string, message: Buffer | string): Promise<PublishResult> {
+    if (closed) return Promise.reject(new SwitchboardError("emitter_closed"));
+    if (owned && !owned.isReady()) {
+      return owned.whenReady(connectWaitMs).then((ready) => {
+        if (!ready) throw new SwitchboardError("redis_unavailable");
+        return confirmed(channel, message);
+      });
     }
+    return confirmed(channel, message);
+  }
+
+  /** Settles with Redis's answer, or with publish_timeout when Redis has not answered in time. */
+  function confirmed(channel: string, message: Buffer | string): Promise<PublishResult> {
+    return new Promise((resolve, reject) => {
+      const pending: PendingPublish = { reject };
+      const key = publishTimeouts.add(Date.now() + timeoutMs, pending);
+      const failed = (err: unknown) => {
+        publishTimeouts.remove(key, pending);
+        reject(new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${errorText(err)})`, { cause: err }));
+      };
+      let sent: Promise<unknown>;
+      try {
+        sent = client.publish(channel, message);
+      } catch (err) {
+        failed(err);
+        return;
+      }
+      sent.then((subscribers) => {
+        publishTimeouts.remove(key, pending);
+        resolve({ subscribers: typeof subscribers === "number" ? subscribers : 0 });
+      }, failed);
+    });
   }
 
   // @socket.io/redis-emitter builds the standard adapter frames but fires its publish and forgets
-  // it; handing it this client lets every publish it makes be awaited and mapped to a code.
-  let captured: Promise<PublishResult>[] = [];
+  // it; handing it this client lets the one publish each emit makes be awaited and mapped to a code.
+  let captured: Promise<PublishResult> | null = null;
   const capturingClient = {
     publish(channel: string, message: Buffer | string): void {
-      captured.push(publish(channel, message));
+      captured = publish(channel, message);
     },
   };
   const socketIoEmitter = new Emitter(capturingClient, { key: options.key ?? "socket.io" });
 
-  function settle(send: () => void): Promise<PublishResult[]> {
-    captured = [];
+  /** Runs one emit of the socket.io emitter, and answers with the publish it made. */
+  function published(send: () => void): Promise<PublishResult> {
+    captured = null;
     encoding(send);
-    const sent = captured;
-    captured = [];
-    return Promise.all(sent);
+    const sent = captured ?? Promise.resolve({ subscribers: 0 });
+    captured = null;
+    return sent;
   }
 
   function target(resolveRooms: () => string[], exceptRooms: string[] = []): Target<Events> {
@@ -200,14 +226,18 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
       except: (room) => target(resolveRooms, [...exceptRooms, ...(Array.isArray(room) ? room : [room])]),
       async emit(event: string, data?: unknown) {
         const rooms = resolveRooms();
-        checkRooms([...rooms, ...exceptRooms]);
+        checkRooms(rooms);
+        checkRooms(exceptRooms);
         checkEvent(event);
         if (signingKey !== null) {
           const frame: RawFrame = exceptRooms.length > 0 ? { room: rooms, event, data, except: exceptRooms } : { room: rooms, event, data };
           return publish(RAW_FRAME_CHANNEL, rawMessage(encoding(() => encodeRawFrame(frame))));
         }
-        const [result] = await settle(() => socketIoEmitter.to(rooms).except(exceptRooms).emit(event, data));
-        return result ?? { subscribers: 0 };
+        // Each operator copies its rooms into a new Set: one more only when there are exceptions.
+        return published(() => {
+          const operator = socketIoEmitter.to(rooms);
+          (exceptRooms.length > 0 ? operator.except(exceptRooms) : operator).emit(event, data);
+        });
       },
     };
   }
@@ -219,8 +249,7 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
     async emit(event: string, data?: unknown) {
       checkEvent(event);
       if (signingKey !== null) return publish(RAW_FRAME_CHANNEL, rawMessage(encoding(() => encodeEveryoneFrame(event, data))));
-      const [result] = await settle(() => socketIoEmitter.emit(event, data));
-      return result ?? { subscribers: 0 };
+      return published(() => socketIoEmitter.emit(event, data));
     },
     async disconnectUser(userId, options = {}) {
       await kickUser(controlTransport(), userId, typeof options === "string" ? { reason: options } : options);

@@ -25,6 +25,8 @@ export function commandRunner(client: PublishClient): ((args: string[]) => Promi
 /** A Redis connection the emitter opened itself from a URL, and so also closes. */
 export interface OwnedConnection {
   client: PublishClient;
+  /** True while the connection takes commands. */
+  isReady(): boolean;
   /** Resolves true once the connection is ready, false if it is not ready within `timeoutMs`. */
   whenReady(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
@@ -40,20 +42,26 @@ export function openConnection(url: string, onError: (error: Error) => void): Ow
   });
   client.on("error", onError);
   client.connect().catch(onError);
+  let nextReady: Promise<void> | null = null;
   return {
     client: { publish: (channel, message) => client.publish(channel, message), sendCommand: (args) => client.sendCommand(args) },
+    isReady: () => client.isReady,
     whenReady(timeoutMs) {
       if (client.isReady) return Promise.resolve(true);
+      // Every publish made while connecting waits on one listener, not one each.
+      nextReady ??= new Promise<void>((resolve) =>
+        client.once("ready", () => {
+          nextReady = null;
+          resolve();
+        }),
+      );
+      const ready = nextReady;
       return new Promise((resolve) => {
-        const onReady = () => {
+        const timer = setTimeout(() => resolve(false), timeoutMs);
+        ready.then(() => {
           clearTimeout(timer);
           resolve(true);
-        };
-        const timer = setTimeout(() => {
-          client.off("ready", onReady);
-          resolve(false);
-        }, timeoutMs);
-        client.once("ready", onReady);
+        });
       });
     },
     async close() {

@@ -20,6 +20,34 @@ describe("emitter without a reachable Redis", () => {
     await expect(emitter.toSite("a.com").emit("x", 1)).rejects.toMatchObject({ code: "publish_timeout" });
   });
 
+  it("lets publishes made while its connection opens wait on one listener, not one each", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on("warning", onWarning);
+    try {
+      const emitter = createEmitter({ redis: `redis://127.0.0.1:${UNREACHABLE_PORT}`, publishTimeoutMs: 300, onError: () => {} });
+      const results = await Promise.allSettled(Array.from({ length: 50 }, (_, index) => emitter.toUser(index).emit("x", index)));
+      expect(results.every((result) => result.status === "rejected" && (result.reason as { code?: string }).code === "redis_unavailable")).toBe(true);
+      await emitter.close();
+      // A warning is emitted on a later tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((warning) => warning.name === "MaxListenersExceededWarning")).toEqual([]);
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+
+  it("maps a client whose publish throws to redis_unavailable", async () => {
+    const emitter = createEmitter({
+      redis: {
+        publish: () => {
+          throw new Error("not connected");
+        },
+      },
+    });
+    await expect(emitter.toUser(1).emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable", message: expect.stringContaining("not connected") });
+  });
+
   it("maps a client's publish failure to redis_unavailable", async () => {
     const emitter = createEmitter({ redis: { publish: () => Promise.reject(new Error("The client is closed")) } });
     await expect(emitter.to("room").emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable", message: expect.stringContaining("The client is closed") });
