@@ -49,7 +49,8 @@ export interface EmitterOptions {
   key?: string;
   /**
    * How long a publish may wait for Redis to take the frame before it rejects with
-   * `redis_unavailable` (not connected) or `publish_timeout` (sent, not confirmed).
+   * `redis_unavailable` (not connected) or `publish_timeout` (sent, not confirmed). One timer serves
+   * every publish in flight, so the rejection comes at this moment or up to 100 ms after it.
    * @default 5000
    */
   publishTimeoutMs?: number;
