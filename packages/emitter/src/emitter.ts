@@ -167,7 +167,8 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
   }
 
   // One timer for every publish in flight rather than one each: a service may publish thousands a second.
-  const publishTimeouts = new Deadlines<PendingPublish>((pending) => pending.reject(new SwitchboardError("publish_timeout")));
+  // Kept alive: a script awaiting a publish gets its answer or its timeout before the process ends.
+  const publishTimeouts = new Deadlines<PendingPublish>((pending) => pending.reject(new SwitchboardError("publish_timeout")), 100, true);
 
   function publish(channel: string, message: Buffer | string): Promise<PublishResult> {
     if (closed) return Promise.reject(new SwitchboardError("emitter_closed"));

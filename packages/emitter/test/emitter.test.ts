@@ -1,5 +1,17 @@
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { createEmitter } from "../src/index.js";
+
+const BUILT = fileURLToPath(new URL("../dist/index.js", import.meta.url));
+
+/** Runs a script that imports the built emitter as `createEmitter`, in a Node process of its own. */
+function runScript(body: string): Promise<{ code: number | null; stdout: string }> {
+  const source = `import { createEmitter } from ${JSON.stringify(BUILT)};\n${body}`;
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, ["--input-type=module", "-e", source], { timeout: 20_000 }, (_err, stdout) => resolve({ code: child.exitCode, stdout }));
+  });
+}
 
 // Port 1 (tcpmux) has no listener on any ordinary machine: connections to it are refused at once.
 const UNREACHABLE_PORT = 1;
@@ -52,6 +64,27 @@ describe("emitter without a reachable Redis", () => {
     const emitter = createEmitter({ redis: { publish: () => Promise.reject(new Error("The client is closed")) } });
     await expect(emitter.to("room").emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable", message: expect.stringContaining("The client is closed") });
   });
+});
+
+describe("emitter in a process of its own", () => {
+  it("lets a script end once its publishes are answered, whatever the publish timeout", async () => {
+    // A timer left waiting for the 60 s timeout would hold the process until the 20 s kill (code null).
+    const { code, stdout } = await runScript(`
+      const emitter = createEmitter({ redis: { publish: async () => 1 }, publishTimeoutMs: 60000 });
+      const { subscribers } = await emitter.toUser(1).emit("x", 1);
+      console.log("answered", subscribers);
+    `);
+    expect(stdout.trim()).toBe("answered 1");
+    expect(code).toBe(0);
+  }, 30_000);
+
+  it("keeps a script alive until a publish that is never answered times out", async () => {
+    const { stdout } = await runScript(`
+      const emitter = createEmitter({ redis: { publish: () => new Promise(() => {}) }, publishTimeoutMs: 200 });
+      await emitter.toUser(1).emit("x", 1).catch((err) => console.log(err.code));
+    `);
+    expect(stdout.trim()).toBe("publish_timeout");
+  }, 30_000);
 });
 
 describe("emitter input checks", () => {

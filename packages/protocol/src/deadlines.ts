@@ -16,9 +16,14 @@ export class Deadlines<T> {
   /** The last bucket fired. */
   private firedThrough: number;
 
+  /**
+   * @param keepsAlive whether a pending deadline keeps a Node process running: a socket's token
+   *   expiry need not, a caller awaiting a publish's answer or its timeout must
+   */
   constructor(
     private readonly onDue: (item: T) => void,
     private readonly resolutionMs = 100,
+    private readonly keepsAlive = false,
   ) {
     this.firedThrough = Math.floor(Date.now() / resolutionMs) - 1;
   }
@@ -43,7 +48,9 @@ export class Deadlines<T> {
     if (items.size > 0) return;
     this.buckets.delete(key);
     this.pull(key);
-    // The timer is left as it is: firing early with nothing due only sets it again.
+    // A timer that keeps the process alive goes with the last deadline. Otherwise it is left as it
+    // is: firing early with nothing due only sets it again.
+    if (this.keepsAlive && this.buckets.size === 0) this.cancel();
   }
 
   /** Forgets every deadline. */
@@ -75,8 +82,8 @@ export class Deadlines<T> {
     // setTimeout takes at most 2^31 - 1 ms; a later bucket is waited for in steps.
     const delayMs = Math.min(Math.max(0, bucket * this.resolutionMs - Date.now()), 2 ** 31 - 1);
     const timer = setTimeout(() => this.tick(), delayMs);
-    // In Node, a deadline alone does not keep the process alive (browsers' timers have no unref).
-    if (typeof timer === "object" && timer !== null && "unref" in timer) timer.unref();
+    // Browsers' timers have no unref.
+    if (!this.keepsAlive && typeof timer === "object" && timer !== null && "unref" in timer) timer.unref();
     this.timer = timer;
     this.timerBucket = bucket;
   }
