@@ -42,26 +42,31 @@ export function openConnection(url: string, onError: (error: Error) => void): Ow
   });
   client.on("error", onError);
   client.connect().catch(onError);
-  let nextReady: Promise<void> | null = null;
+  const waiters = new Set<() => void>();
+  const wakeWaiters = () => {
+    const woken = [...waiters];
+    waiters.clear();
+    for (const wake of woken) wake();
+  };
   return {
     client: { publish: (channel, message) => client.publish(channel, message), sendCommand: (args) => client.sendCommand(args) },
     isReady: () => client.isReady,
     whenReady(timeoutMs) {
       if (client.isReady) return Promise.resolve(true);
-      // Every publish made while connecting waits on one listener, not one each.
-      nextReady ??= new Promise<void>((resolve) =>
-        client.once("ready", () => {
-          nextReady = null;
-          resolve();
-        }),
-      );
-      const ready = nextReady;
+      // One listener for every publish waiting on the connection; a waiter that gives up leaves,
+      // so a Redis that stays away for hours does not collect one waiter per publish.
+      if (waiters.size === 0) client.once("ready", wakeWaiters);
       return new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(false), timeoutMs);
-        ready.then(() => {
+        const onReady = () => {
           clearTimeout(timer);
           resolve(true);
-        });
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(onReady);
+          if (waiters.size === 0) client.off("ready", wakeWaiters);
+          resolve(false);
+        }, timeoutMs);
+        waiters.add(onReady);
       });
     },
     async close() {
