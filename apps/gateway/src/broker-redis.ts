@@ -1,5 +1,5 @@
 import { RedisAdapter } from "@socket.io/redis-adapter";
-import { Deadlines, RAW_FRAME_CHANNEL, SwitchboardError, replyChannel } from "@switchboard/protocol";
+import { AnswerTimeouts, RAW_FRAME_CHANNEL, SwitchboardError, replyChannel } from "@switchboard/protocol";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import { createClient } from "redis";
 import type { Namespace } from "socket.io";
@@ -127,7 +127,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
       if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
       // One command for the whole batch: the messages go out in order, all or none, and the node pays
       // for one command and one reply instead of one per message.
-      await confirmedWithin(pub.sendCommand(["EVAL", PUBLISH_ALL, "0", ...args]));
+      await confirmedWithin(() => pub.sendCommand(["EVAL", PUBLISH_ALL, "0", ...args]));
     },
     async publishRaw(frame) {
       if (frame.byteLength > limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
@@ -281,34 +281,16 @@ function publisherForAdapter(pub: RedisClient, onFailure: (err: Error) => void) 
   };
 }
 
-/** A publish still waiting for Redis, failed with publish_timeout if Redis has not confirmed it in time. */
-interface PendingPublish {
-  reject(err: Error): void;
-}
-
 /** One timer for every publish in flight, rather than one each: a node may publish tens of thousands a second. */
-const publishTimeouts = new Deadlines<PendingPublish>((pending) => pending.reject(new SwitchboardError("publish_timeout")));
+const publishTimeouts = new AnswerTimeouts(PUBLISH_TIMEOUT_MS, () => new SwitchboardError("publish_timeout"));
 
 function publishWithin(client: RedisClient, channel: string, message: Buffer): Promise<void> {
-  return confirmedWithin(client.publish(channel, message));
+  return confirmedWithin(() => client.publish(channel, message));
 }
 
 /** Settles with Redis's answer, or with publish_timeout when Redis has not answered in time. */
-function confirmedWithin(sent: Promise<unknown>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const pending: PendingPublish = { reject };
-    const key = publishTimeouts.add(Date.now() + PUBLISH_TIMEOUT_MS, pending);
-    sent.then(
-      () => {
-        publishTimeouts.remove(key, pending);
-        resolve();
-      },
-      (err: unknown) => {
-        publishTimeouts.remove(key, pending);
-        reject(new SwitchboardError("redis_unavailable", undefined, { cause: err }));
-      },
-    );
-  });
+async function confirmedWithin(send: () => Promise<unknown>): Promise<void> {
+  await publishTimeouts.within(send, (err) => new SwitchboardError("redis_unavailable", undefined, { cause: err }));
 }
 
 async function closeClient(client: RedisClient): Promise<void> {

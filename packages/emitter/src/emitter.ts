@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { Emitter } from "@socket.io/redis-emitter";
 import {
-  Deadlines,
+  AnswerTimeouts,
   ERRORS,
   RAW_FRAME_CHANNEL,
   SwitchboardError,
@@ -33,11 +33,6 @@ import type {
   UserPresence,
 } from "@switchboard/protocol";
 import { type OwnedConnection, type PublishClient, commandRunner, defaultErrorReporter, openConnection } from "./redis.js";
-
-/** A publish still waiting for Redis's answer. */
-interface PendingPublish {
-  reject(err: Error): void;
-}
 
 export interface EmitterOptions {
   /** A Redis URL (the emitter opens and closes its own connection) or a connected client. */
@@ -168,7 +163,8 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
 
   // One timer for every publish in flight rather than one each: a service may publish thousands a second.
   // Kept alive: a script awaiting a publish gets its answer or its timeout before the process ends.
-  const publishTimeouts = new Deadlines<PendingPublish>((pending) => pending.reject(new SwitchboardError("publish_timeout")), 100, true);
+  const publishTimeouts = new AnswerTimeouts(timeoutMs, () => new SwitchboardError("publish_timeout"), true);
+  const unavailable = (err: unknown) => new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${errorText(err)})`, { cause: err });
 
   function publish(channel: string, message: Buffer | string): Promise<PublishResult> {
     if (closed) return Promise.reject(new SwitchboardError("emitter_closed"));
@@ -183,25 +179,9 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
 
   /** Settles with Redis's answer, or with publish_timeout when Redis has not answered in time. */
   function confirmed(channel: string, message: Buffer | string): Promise<PublishResult> {
-    return new Promise((resolve, reject) => {
-      const pending: PendingPublish = { reject };
-      const key = publishTimeouts.add(Date.now() + timeoutMs, pending);
-      const failed = (err: unknown) => {
-        publishTimeouts.remove(key, pending);
-        reject(new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${errorText(err)})`, { cause: err }));
-      };
-      let sent: Promise<unknown>;
-      try {
-        sent = client.publish(channel, message);
-      } catch (err) {
-        failed(err);
-        return;
-      }
-      sent.then((subscribers) => {
-        publishTimeouts.remove(key, pending);
-        resolve({ subscribers: typeof subscribers === "number" ? subscribers : 0 });
-      }, failed);
-    });
+    return publishTimeouts
+      .within(() => client.publish(channel, message), unavailable)
+      .then((subscribers) => ({ subscribers: typeof subscribers === "number" ? subscribers : 0 }));
   }
 
   // @socket.io/redis-emitter builds the standard adapter frames but fires its publish and forgets

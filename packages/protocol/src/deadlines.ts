@@ -145,3 +145,49 @@ export class Deadlines<T> {
     this.placeOf.set(bucket, place);
   }
 }
+
+/**
+ * Answers awaited with a time limit, all on one timer: a node or a service may have thousands of
+ * publishes in flight, and a timer and a race per publish cost more than the publish.
+ */
+export class AnswerTimeouts {
+  private readonly deadlines: Deadlines<(err: Error) => void>;
+
+  /**
+   * @param timedOut the error an answer that did not come within `timeoutMs` fails with
+   * @param keepsAlive as for Deadlines: whether a pending answer keeps a Node process running
+   */
+  constructor(
+    private readonly timeoutMs: number,
+    timedOut: () => Error,
+    keepsAlive = false,
+  ) {
+    this.deadlines = new Deadlines((reject) => reject(timedOut()), 100, keepsAlive);
+  }
+
+  /**
+   * Settles as the answer `ask()` promises, or with the timeout's error when it has not come in
+   * time (at `timeoutMs`, or up to 100 ms after). A failure, or `ask` throwing, is turned into
+   * the error `failed` makes of it.
+   */
+  within<T>(ask: () => Promise<T>, failed: (err: unknown) => Error): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const key = this.deadlines.add(Date.now() + this.timeoutMs, reject);
+      const onFailure = (err: unknown) => {
+        this.deadlines.remove(key, reject);
+        reject(failed(err));
+      };
+      let answer: Promise<T>;
+      try {
+        answer = ask();
+      } catch (err) {
+        onFailure(err);
+        return;
+      }
+      answer.then((value) => {
+        this.deadlines.remove(key, reject);
+        resolve(value);
+      }, onFailure);
+    });
+  }
+}

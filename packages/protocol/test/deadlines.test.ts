@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Deadlines } from "../src/deadlines.js";
+import { AnswerTimeouts, Deadlines } from "../src/deadlines.js";
 
 describe("deadlines", () => {
   beforeEach(() => {
@@ -131,5 +131,42 @@ describe("deadlines", () => {
       }),
       { numRuns: 100 },
     );
+  });
+});
+
+describe("answer timeouts", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+    vi.setSystemTime(1_000_000);
+  });
+  afterEach(() => vi.useRealTimers());
+
+  const failed = (err: unknown) => new Error(`failed: ${err instanceof Error ? err.message : String(err)}`);
+
+  it("settles with the answer when it comes in time", async () => {
+    const timeouts = new AnswerTimeouts(1000, () => new Error("timed out"));
+    await expect(timeouts.within(() => Promise.resolve(7), failed)).resolves.toBe(7);
+  });
+
+  it("fails with the timeout's error once the time is up, never before", async () => {
+    const timeouts = new AnswerTimeouts(1000, () => new Error("timed out"));
+    let outcome: string | null = null;
+    timeouts.within(() => new Promise<never>(() => {}), failed).catch((err: Error) => {
+      outcome = err.message;
+    });
+    await vi.advanceTimersByTimeAsync(999);
+    expect(outcome).toBeNull();
+    await vi.advanceTimersByTimeAsync(101);
+    expect(outcome).toBe("timed out");
+  });
+
+  it("turns a failed answer, or an ask that throws, into the caller's error", async () => {
+    const timeouts = new AnswerTimeouts(1000, () => new Error("timed out"));
+    await expect(timeouts.within(() => Promise.reject(new Error("closed")), failed)).rejects.toThrow("failed: closed");
+    await expect(
+      timeouts.within(() => {
+        throw new Error("not connected");
+      }, failed),
+    ).rejects.toThrow("failed: not connected");
   });
 });
