@@ -1,3 +1,5 @@
+import { getHeapSpaceStatistics } from "node:v8";
+
 /**
  * Request/reply over the IPC channel of a forked worker process (a gateway node, a client pool,
  * a publisher): what both sides share, and the worker's side. The parent's side is workers.ts.
@@ -44,6 +46,8 @@ export function notify(notice: string, value: unknown): void {
   process.send?.({ notice, value } satisfies Notice);
 }
 
+const YOUNG_GENERATION_SPACES: ReadonlySet<string> = new Set(["new_space", "new_large_object_space"]);
+
 /** What a server node reports of its own process. */
 export interface Usage {
   /** User + system CPU time since the process started, in microseconds. */
@@ -53,6 +57,11 @@ export interface Usage {
   heapTotalBytes: number;
   /** Memory outside the V8 heap that V8 knows of: Buffers, ArrayBuffers. */
   externalBytes: number;
+  /**
+   * What V8 has committed for its young generation. It grows to its cap (16 MB a semi-space on
+   * 64-bit Node) while a process allocates fast, whatever the process holds, and is part of RSS.
+   */
+  youngGenerationBytes: number;
 }
 
 /** What a server node reports: its process, and what its heap allocated since it started (garbage included). */
@@ -63,7 +72,9 @@ export interface NodeUsage extends Usage {
 export function ownUsage(): Usage {
   const cpu = process.cpuUsage();
   const memory = process.memoryUsage();
-  return { cpuUs: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, heapTotalBytes: memory.heapTotal, externalBytes: memory.external };
+  let youngGenerationBytes = 0;
+  for (const space of getHeapSpaceStatistics()) if (YOUNG_GENERATION_SPACES.has(space.space_name)) youngGenerationBytes += space.space_size;
+  return { cpuUs: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, heapTotalBytes: memory.heapTotal, externalBytes: memory.external, youngGenerationBytes };
 }
 
 /** Runs a full garbage collection when the process was started with --expose-gc. */

@@ -4,6 +4,7 @@ import type { Report, ResultRow } from "./report.js";
 import {
   ADDED_CPU_METRIC,
   ADDED_RSS_METRIC,
+  ADDED_RSS_YOUNG_ASIDE_METRIC,
   ALLOCATED_PER_ADDED_CONNECTION,
   ALLOCATED_PER_CONNECTION,
   ALLOCATED_PER_DELIVERY,
@@ -77,6 +78,14 @@ export function readmeTable(report: Report): string {
       ADDED_RSS_METRIC,
       "KB",
       addedRss?.ratio == null ? "–" : `${times(addedRss.ratio)}${addedRss.ratioRange ? ` (${range(addedRss.ratioRange)} over ${addedRss.rounds.ours.length} readings, one per node per round)` : ""}`,
+    ),
+    both(
+      "",
+      "RSS per socket added, young generation aside (slope)",
+      storm,
+      ADDED_RSS_YOUNG_ASIDE_METRIC,
+      "KB",
+      ratioOnly(find(storm, ADDED_RSS_YOUNG_ASIDE_METRIC)),
     ),
     both("", "heap per socket added to a loaded node (slope)", storm, "heap per socket added to a loaded node", "KB", ratioOnly(find(storm, "heap per socket added to a loaded node"))),
     both("", "RSS per node, every socket connected", storm, "RSS per node, every socket connected", "MB", ratioOnly(find(storm, "RSS per node, every socket connected"))),

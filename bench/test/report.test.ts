@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type Report, checkTargets, combine, costGrowthChart, markdown } from "../src/report.js";
-import { ADDED_RSS_METRIC, COST_GROWTH_ROOM_CHANNELS, type Measurement, PINNED_STORM } from "../src/scenarios.js";
+import { ADDED_RSS_METRIC, ADDED_RSS_YOUNG_ASIDE_METRIC, COST_GROWTH_ROOM_CHANNELS, type Measurement, PINNED_STORM } from "../src/scenarios.js";
 import { leastSquaresSlope, percentile, round } from "../src/stats.js";
 
 const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({ scenario, metric, unit: "µs", value, complete });
@@ -89,12 +89,29 @@ describe("the report", () => {
     expect(rssTargets(12, 12.5)).toMatchObject([
       { measured: "0.96×", met: true },
       { measured: "12 KB", met: false },
+      { measured: "not measured", met: null },
+      { measured: "not measured", met: null },
     ]);
     expect(rssTargets(-23.7, -4)).toMatchObject([
       { measured: "not measurable (-23.7 KB against -4 KB)", met: null },
       { measured: "not measurable (-23.7 KB)", met: null },
+      { measured: "not measured", met: null },
+      { measured: "not measured", met: null },
     ]);
-    expect(rssTargets(7, -4)).toMatchObject([{ met: null }, { measured: "7 KB", met: true }]);
+    expect(rssTargets(7, -4)).toMatchObject([{ met: null }, { measured: "7 KB", met: true }, { measured: "not measured", met: null }, { measured: "not measured", met: null }]);
+  });
+
+  it("checks the memory targets again on the slope with the young generation aside, each on its own figure", () => {
+    const rows = combine(
+      [measured("connect storm", ADDED_RSS_METRIC, 22.6), measured("connect storm", ADDED_RSS_YOUNG_ASIDE_METRIC, 7.9)],
+      [measured("connect storm", ADDED_RSS_METRIC, 22), measured("connect storm", ADDED_RSS_YOUNG_ASIDE_METRIC, 10.5)],
+    );
+    expect(checkTargets(rows).filter((check) => check.target.startsWith("RSS per idle socket"))).toMatchObject([
+      { target: "RSS per idle socket ≤ plain", measured: "1.03×", met: false },
+      { target: "RSS per idle socket ≤ 8 KB", measured: "22.6 KB", met: false },
+      { target: "RSS per idle socket ≤ plain, young generation aside", measured: "0.752×", met: true },
+      { target: "RSS per idle socket ≤ 8 KB, young generation aside", measured: "7.9 KB", met: true },
+    ]);
   });
 });
 
