@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { getHeapSpaceStatistics } from "node:v8";
+import type { HeapActivity } from "./servers/allocation.js";
 
 /**
  * Request/reply over the IPC channel of a forked worker process (a gateway node, a client pool,
@@ -62,19 +64,40 @@ export interface Usage {
    * 64-bit Node) while a process allocates fast, whatever the process holds, and is part of RSS.
    */
   youngGenerationBytes: number;
+  /**
+   * CPU time of the thread that runs JavaScript, in microseconds; the rest of `cpuUs` is V8's own
+   * threads (compiling, collecting) and libuv's. Null where the system does not give it (Linux does).
+   */
+  mainThreadCpuUs: number | null;
 }
 
-/** What a server node reports: its process, and what its heap allocated since it started (garbage included). */
-export interface NodeUsage extends Usage {
-  allocatedBytes: number;
-}
+/** What a server node reports: its process, and what its heap did since it started. */
+export interface NodeUsage extends Usage, HeapActivity {}
 
 export function ownUsage(): Usage {
   const cpu = process.cpuUsage();
   const memory = process.memoryUsage();
   let youngGenerationBytes = 0;
   for (const space of getHeapSpaceStatistics()) if (YOUNG_GENERATION_SPACES.has(space.space_name)) youngGenerationBytes += space.space_size;
-  return { cpuUs: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, heapTotalBytes: memory.heapTotal, externalBytes: memory.external, youngGenerationBytes };
+  return {
+    cpuUs: cpu.user + cpu.system,
+    rssBytes: memory.rss,
+    heapUsedBytes: memory.heapUsed,
+    heapTotalBytes: memory.heapTotal,
+    externalBytes: memory.external,
+    youngGenerationBytes,
+    mainThreadCpuUs: ownThreadCpuUs(),
+  };
+}
+
+/** The calling thread's time on a CPU, from the first field of its schedstat (nanoseconds). */
+function ownThreadCpuUs(): number | null {
+  try {
+    const nanoseconds = Number(readFileSync("/proc/thread-self/schedstat", "latin1").split(" ", 1)[0]);
+    return Number.isFinite(nanoseconds) ? nanoseconds / 1000 : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Runs a full garbage collection when the process was started with --expose-gc. */

@@ -5,7 +5,19 @@ import { type Worker, pinToCpus, startWorker } from "./workers.js";
 import type { ClientsApi } from "./load/clients.js";
 import type { PublisherApi } from "./load/publisher.js";
 import type { Progress } from "./progress.js";
-import { ALLOCATED_PER_CONNECTION, ALLOCATED_PER_DELIVERY, type Load, PINNED_STORM, PINNED_TARGETED, SITE, type Sizes, type StackRun, WARM_UP_SHARE } from "./scenarios.js";
+import {
+  ALLOCATED_PER_CONNECTION,
+  ALLOCATED_PER_DELIVERY,
+  type Load,
+  MAIN_THREAD_PER_CONNECTION,
+  MAIN_THREAD_PER_DELIVERY,
+  PINNED_STORM,
+  PINNED_TARGETED,
+  SITE,
+  type Sizes,
+  type StackRun,
+  WARM_UP_SHARE,
+} from "./scenarios.js";
 
 /** The core the measured nodes share, and the one everything else is bound to. */
 const NODE_CPU = "0";
@@ -83,6 +95,9 @@ async function byTurns(total: number, turns: Turns, sides: ReadonlySet<Side>, ta
   }
 }
 
+/** A sum that stays unknown once one of its parts is. */
+const addKnown = (sum: number | null, part: number | null) => (sum === null || part === null ? null : sum + part);
+
 const names = (sides: Iterable<Side>) => [...sides].map((side) => side.stack).join(" and ");
 
 /**
@@ -98,10 +113,11 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     const [before] = await side.cluster.usage();
     const reply = await pool.call("connect", {}, 300_000);
     const [after] = await side.cluster.usage();
-    return { ...reply, cpuUs: after!.cpuUs - before!.cpuUs, allocatedBytes: after!.allocatedBytes - before!.allocatedBytes };
+    const mainThreadUs = before!.mainThreadCpuUs === null || after!.mainThreadCpuUs === null ? null : after!.mainThreadCpuUs - before!.mainThreadCpuUs;
+    return { ...reply, cpuUs: after!.cpuUs - before!.cpuUs, mainThreadUs, allocatedBytes: after!.allocatedBytes - before!.allocatedBytes };
   };
   progress.line(`${names(sides)}: ${PINNED_STORM}, ${count} sockets each in ${BATCHES} batches by turns, after ${warmUp} unmeasured`);
-  const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, cpuUs: 0, allocatedBytes: 0, errors: [] as string[] }]));
+  const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, cpuUs: 0, mainThreadUs: 0 as number | null, allocatedBytes: 0, errors: [] as string[] }]));
   // The first handshakes run while V8 is still compiling the path: not counted, as for each burst.
   for (const side of sides) totals.get(side)!.failed += (await connect(side, 0, warmUp)).failed;
   await byTurns(count, turns, new Set(sides), async (side, offset, share) => {
@@ -110,6 +126,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     total.connected += reply.connected;
     total.failed += reply.failed;
     total.cpuUs += reply.cpuUs;
+    total.mainThreadUs = addKnown(total.mainThreadUs, reply.mainThreadUs);
     total.allocatedBytes += reply.allocatedBytes;
     total.errors.push(...reply.errors);
   });
@@ -119,6 +136,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     const complete = total.failed === 0 && total.connected === count;
     if (total.failed > 0) side.run.problems.push(`${side.stack} ${PINNED_STORM}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`);
     side.run.record(PINNED_STORM, "server CPU per connection", "µs", total.cpuUs / total.connected, complete);
+    side.run.record(PINNED_STORM, MAIN_THREAD_PER_CONNECTION, "µs", total.mainThreadUs === null ? null : total.mainThreadUs / total.connected, complete);
     side.run.record(PINNED_STORM, ALLOCATED_PER_CONNECTION, "KB", total.allocatedBytes / total.connected / 1000, complete);
     if (complete) ready.add(side);
   }
@@ -129,7 +147,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
 async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, messages: number, turns: Turns, progress: Progress): Promise<void> {
   const bar = progress.bar(`${names(ready)}: ${PINNED_TARGETED}, ${messages} messages each in ${BATCHES} bursts by turns`, messages * ready.size);
   const publish = (side: Side, count: number) => side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null, users }, count);
-  const totals = new Map(sides.map((side) => [side, { delivered: 0, cpuUs: 0, allocatedBytes: 0, complete: ready.has(side) }]));
+  const totals = new Map(sides.map((side) => [side, { delivered: 0, cpuUs: 0, mainThreadUs: 0 as number | null, allocatedBytes: 0, complete: ready.has(side) }]));
   for (const side of ready) await publish(side, Math.ceil(messages / WARM_UP_SHARE));
   let done = 0;
   await byTurns(messages, turns, ready, async (side, _offset, count) => {
@@ -139,6 +157,7 @@ async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, 
     const run = await publish(side, count);
     total.delivered += run.delivered;
     total.cpuUs += run.cpuUs;
+    total.mainThreadUs = addKnown(total.mainThreadUs, run.mainThreadUs);
     total.allocatedBytes += run.allocatedBytes;
     total.complete &&= run.delivered === count && run.published === count;
     done += count;
@@ -147,6 +166,13 @@ async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, 
   bar.stop();
   for (const [side, total] of totals) {
     side.run.record(`${PINNED_TARGETED}, burst`, "server CPU per delivery", "µs", total.delivered === 0 ? null : total.cpuUs / total.delivered, total.complete);
+    side.run.record(
+      `${PINNED_TARGETED}, burst`,
+      MAIN_THREAD_PER_DELIVERY,
+      "µs",
+      total.delivered === 0 || total.mainThreadUs === null ? null : total.mainThreadUs / total.delivered,
+      total.complete,
+    );
     side.run.record(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY, "B", total.delivered === 0 ? null : total.allocatedBytes / total.delivered, total.complete);
   }
 }

@@ -71,6 +71,16 @@ export const ADDED_RSS_METRIC = "RSS per socket added to a loaded node";
  * not per socket it holds. The targets are checked against both figures.
  */
 export const ADDED_RSS_YOUNG_ASIDE_METRIC = "RSS per socket added to a loaded node, young generation aside";
+/**
+ * The part of a storm's or a burst's CPU spent on the nodes' JavaScript threads; the rest is on V8's
+ * own threads (compiling hot functions, helping collections) and libuv's.
+ */
+export const MAIN_THREAD_PER_CONNECTION = "server CPU per connection, JavaScript thread";
+export const MAIN_THREAD_PER_DELIVERY = "server CPU per delivery, JavaScript thread";
+/** Of that, the time in collections; and the full collections, which land where the heap reaches its limit. */
+export const GC_PAUSE_PER_CONNECTION = "collection pauses per connection, JavaScript thread";
+export const GC_PAUSE_PER_DELIVERY = "collection pauses per delivery, JavaScript thread";
+export const FULL_COLLECTIONS = "full collections during the burst";
 /** Server CPU per connection of the sockets added to nodes that already hold every socket (warm nodes). */
 export const ADDED_CPU_METRIC = "server CPU per connection added to a loaded node";
 /**
@@ -445,6 +455,8 @@ export class StackRun {
     this.record(scenario, ALLOCATED_PER_CONNECTION, "KB", allocatedDelta(before, cpuAfter) / connected / 1000, complete);
     if (figures === "cpu") {
       this.record(scenario, "server CPU per connection", "µs", cpuDelta(before, cpuAfter) / connected, complete);
+      this.record(scenario, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(mainThreadDelta(before, cpuAfter), connected), complete);
+      this.record(scenario, GC_PAUSE_PER_CONNECTION, "µs", grown(before, cpuAfter, (usage) => usage.gcPauseUs) / connected, complete);
       return connected;
     }
     const elapsedMs = Math.max(...replies.map((reply) => reply.finishedAtMs)) - Math.min(...replies.map((reply) => reply.startedAtMs));
@@ -455,6 +467,8 @@ export class StackRun {
     this.record(scenario, "connections per second", "conn/s", connected / (elapsedMs / 1000), complete);
     this.record(scenario, "failed connections", "sockets", failed, true);
     this.record(scenario, "server CPU per connection", "µs", cpuDelta(before, cpuAfter) / connected, complete);
+    this.record(scenario, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(mainThreadDelta(before, cpuAfter), connected), complete);
+    this.record(scenario, GC_PAUSE_PER_CONNECTION, "µs", grown(before, cpuAfter, (usage) => usage.gcPauseUs) / connected, complete);
     // One figure per node: the report takes the median over nodes and rounds, as what the allocator
     // keeps mapped after a GC jumps between runs by several KB per socket.
     for (const [index, usage] of after.entries()) {
@@ -547,6 +561,9 @@ export class StackRun {
     const complete = connectedAll && run.delivered === expected && run.published === count;
     const label = scenario.startsWith(COST_GROWTH) ? scenario : `${scenario}, burst`;
     this.record(label, "server CPU per delivery", "µs", run.cpuUs / run.delivered, complete);
+    this.record(label, MAIN_THREAD_PER_DELIVERY, "µs", perUnit(run.mainThreadUs, run.delivered), complete);
+    this.record(label, GC_PAUSE_PER_DELIVERY, "µs", run.gcPauseUs / run.delivered, complete);
+    this.record(label, FULL_COLLECTIONS, "collections", run.fullCollections, complete);
     this.record(label, ALLOCATED_PER_DELIVERY, "B", run.allocatedBytes / run.delivered, complete);
     this.record(label, "deliveries per second", "msgs/s", run.delivered / (run.durationMs / 1000), complete);
     if (!scenario.startsWith(COST_GROWTH)) {
@@ -569,7 +586,17 @@ export class StackRun {
     args: PublishRequest,
     expected: number,
     onProgress?: (delivered: number) => void,
-  ): Promise<{ delivered: number; published: number; receivers: number | null; cpuUs: number; allocatedBytes: number; durationMs: number }> {
+  ): Promise<{
+    delivered: number;
+    published: number;
+    receivers: number | null;
+    cpuUs: number;
+    mainThreadUs: number | null;
+    gcPauseUs: number;
+    fullCollections: number;
+    allocatedBytes: number;
+    durationMs: number;
+  }> {
     await Promise.all(load.clients.map((client) => client.call("reset", {})));
     const before = await cluster.usage();
     const startedAt = now();
@@ -578,7 +605,17 @@ export class StackRun {
     const { delivered, lastAtMs } = await this.waitForDeliveries(load, expected, onProgress);
     const after = await cluster.usage();
     if (delivered < expected) this.problems.push(`${this.stack} ${args.mode} to ${args.target}: ${delivered} of ${expected} deliveries arrived`);
-    return { delivered, published: sent.published, receivers: sent.receivers, cpuUs: cpuDelta(before, after), allocatedBytes: allocatedDelta(before, after), durationMs: Math.max(1, lastAtMs - startedAt) };
+    return {
+      delivered,
+      published: sent.published,
+      receivers: sent.receivers,
+      cpuUs: cpuDelta(before, after),
+      mainThreadUs: mainThreadDelta(before, after),
+      gcPauseUs: grown(before, after, (usage) => usage.gcPauseUs),
+      fullCollections: grown(before, after, (usage) => usage.fullCollections),
+      allocatedBytes: allocatedDelta(before, after),
+      durationMs: Math.max(1, lastAtMs - startedAt),
+    };
   }
 
   /** Waits until `expected` deliveries arrived, or they stall; returns what arrived and when the last did. */
@@ -610,5 +647,9 @@ function grown<U extends Usage>(before: U[], after: U[], reading: (usage: U) => 
 
 /** The nodes' CPU time between two readings (µs). */
 const cpuDelta = (before: Usage[], after: Usage[]) => grown(before, after, (usage) => usage.cpuUs);
+const perUnit = (total: number | null, count: number) => (total === null ? null : total / count);
+/** The part of it on the nodes' JavaScript threads, or null where a node cannot tell. */
+const mainThreadDelta = (before: Usage[], after: Usage[]): number | null =>
+  [...before, ...after].every((usage) => usage.mainThreadCpuUs !== null) ? grown(before, after, (usage) => usage.mainThreadCpuUs ?? 0) : null;
 /** What the nodes' heaps allocated between two readings (bytes). */
 const allocatedDelta = (before: NodeUsage[], after: NodeUsage[]) => grown(before, after, (usage) => usage.allocatedBytes);

@@ -1,9 +1,12 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
-import { countHeapAllocation } from "../src/servers/allocation.js";
+import { watchHeap } from "../src/servers/allocation.js";
 
 describe("counting what the heap allocated", () => {
   it("counts garbage collected on the way, not only what is still held", () => {
-    const allocated = countHeapAllocation();
+    const heap = watchHeap();
+    const allocated = () => heap().allocatedBytes;
     const start = allocated();
     // 40 MB in arrays of which only the last few are kept: the young generation is collected many times over.
     const kept: number[][] = [];
@@ -19,12 +22,25 @@ describe("counting what the heap allocated", () => {
   });
 
   it("adds up across readings", () => {
-    const allocated = countHeapAllocation();
+    const heap = watchHeap();
+    const allocated = () => heap().allocatedBytes;
     const first = allocated();
     const garbage = Array.from({ length: 10_000 }, (_, index) => ({ index, text: `item ${index}` }));
     const second = allocated();
     expect(garbage).toHaveLength(10_000);
     expect(second).toBeGreaterThan(first + 10_000 * 16);
     expect(allocated()).toBeGreaterThanOrEqual(second);
+  });
+
+  it("counts the JavaScript thread's time in collections, and the full collections apart", () => {
+    const heap = watchHeap();
+    const before = heap();
+    setFlagsFromString("--expose-gc");
+    const collectAll = runInNewContext("gc") as () => void;
+    collectAll();
+    collectAll();
+    const after = heap();
+    expect(after.fullCollections - before.fullCollections).toBeGreaterThanOrEqual(2);
+    expect(after.gcPauseUs).toBeGreaterThan(before.gcPauseUs);
   });
 });

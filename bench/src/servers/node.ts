@@ -9,7 +9,7 @@ import { dirname } from "node:path";
 import { writeHeapSnapshot } from "node:v8";
 import { Server } from "socket.io";
 import { type NodeUsage, collectGarbage, notify, ownUsage, serveRequests } from "../ipc.js";
-import { countHeapAllocation } from "./allocation.js";
+import { watchHeap } from "./allocation.js";
 
 /** One server node of either stack, as its own process; the parent reads its CPU time and memory. */
 export type ServerApi = {
@@ -125,7 +125,7 @@ const post = (method: string, params: object = {}) =>
   new Promise<unknown>((resolve, reject) => profiler.post(method, params, (err, result) => (err ? reject(err) : resolve(result))));
 
 let profiling: "cpu" | "allocations" = "cpu";
-const allocated = countHeapAllocation();
+const heapActivity = watchHeap();
 
 serveRequests<ServerApi>({
   async profileStart({ allocations }) {
@@ -158,7 +158,7 @@ serveRequests<ServerApi>({
       collectGarbage();
       collectGarbage();
     }
-    return { ...ownUsage(), allocatedBytes: allocated() };
+    return { ...ownUsage(), ...heapActivity() };
   },
 });
 
