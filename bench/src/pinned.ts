@@ -17,6 +17,7 @@ import {
   type Sizes,
   type StackRun,
   WARM_UP_SHARE,
+  mainThreadDelta,
 } from "./scenarios.js";
 
 /** The core the measured nodes share, and the one everything else is bound to. */
@@ -113,8 +114,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     const [before] = await side.cluster.usage();
     const reply = await pool.call("connect", {}, 300_000);
     const [after] = await side.cluster.usage();
-    const mainThreadUs = before!.mainThreadCpuUs === null || after!.mainThreadCpuUs === null ? null : after!.mainThreadCpuUs - before!.mainThreadCpuUs;
-    return { ...reply, cpuUs: after!.cpuUs - before!.cpuUs, mainThreadUs, allocatedBytes: after!.allocatedBytes - before!.allocatedBytes };
+    return { ...reply, cpuUs: after!.cpuUs - before!.cpuUs, mainThreadUs: mainThreadDelta([before!], [after!]), allocatedBytes: after!.allocatedBytes - before!.allocatedBytes };
   };
   progress.line(`${names(sides)}: ${PINNED_STORM}, ${count} sockets each in ${BATCHES} batches by turns, after ${warmUp} unmeasured`);
   const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, cpuUs: 0, mainThreadUs: 0 as number | null, allocatedBytes: 0, errors: [] as string[] }]));

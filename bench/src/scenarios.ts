@@ -649,7 +649,7 @@ function grown<U extends Usage>(before: U[], after: U[], reading: (usage: U) => 
 const cpuDelta = (before: Usage[], after: Usage[]) => grown(before, after, (usage) => usage.cpuUs);
 const perUnit = (total: number | null, count: number) => (total === null ? null : total / count);
 /** The part of it on the nodes' JavaScript threads, or null where a node cannot tell. */
-const mainThreadDelta = (before: Usage[], after: Usage[]): number | null =>
+export const mainThreadDelta = (before: Usage[], after: Usage[]): number | null =>
   [...before, ...after].every((usage) => usage.mainThreadCpuUs !== null) ? grown(before, after, (usage) => usage.mainThreadCpuUs ?? 0) : null;
 /** What the nodes' heaps allocated between two readings (bytes). */
 const allocatedDelta = (before: NodeUsage[], after: NodeUsage[]) => grown(before, after, (usage) => usage.allocatedBytes);
