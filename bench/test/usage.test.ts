@@ -2,24 +2,25 @@ import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { ownUsage } from "../src/ipc.js";
 
-/** Keeps the calling thread on a CPU for `ms`. */
-function spin(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until) {}
-}
+/** A fixed amount of work (not a span of time: a loaded machine stretches the time, not the work). */
+const WORK = "let sum = 0; for (let i = 0; i < 30_000_000; i++) sum = (sum + i * i) % 1_000_003;";
 
 describe("a node's own usage", () => {
   it.runIf(process.platform === "linux")("tells the JavaScript thread's CPU time from the process's, which other threads add to", async () => {
-    const before = ownUsage();
-    spin(200);
-    // Another thread of the same process busy meanwhile: counted in the process's CPU time only.
-    const busy = new Worker("const until = Date.now() + 300; while (Date.now() < until) {}", { eval: true });
-    await new Promise((resolve) => busy.once("exit", resolve));
-    const after = ownUsage();
-    const whole = after.cpuUs - before.cpuUs;
-    const main = (after.mainThreadCpuUs ?? Number.NaN) - (before.mainThreadCpuUs ?? Number.NaN);
-    expect(main).toBeGreaterThan(150_000);
-    expect(whole - main).toBeGreaterThan(200_000);
+    const main = (usage: ReturnType<typeof ownUsage>) => usage.mainThreadCpuUs ?? Number.NaN;
+    const start = ownUsage();
+    new Function(WORK)();
+    const worked = ownUsage();
+    // The same work on another thread of the process while this one waits.
+    const other = new Worker(WORK, { eval: true });
+    await new Promise((resolve) => other.once("exit", resolve));
+    const waited = ownUsage();
+    const ownWhileWorking = main(worked) - main(start);
+    const othersWhileWorking = worked.cpuUs - start.cpuUs - ownWhileWorking;
+    const ownWhileWaiting = main(waited) - main(worked);
+    const othersWhileWaiting = waited.cpuUs - worked.cpuUs - ownWhileWaiting;
+    expect(ownWhileWorking).toBeGreaterThan(2 * othersWhileWorking);
+    expect(othersWhileWaiting).toBeGreaterThan(2 * ownWhileWaiting);
   });
 
   it("reads the young generation's size apart from the rest of the heap", () => {
