@@ -120,7 +120,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
     async publish(message) {
       const [channel, frame] = adapterFrame(message);
       if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
-      await publishWithin(pub, channel, frame);
+      await confirmedWithin(() => pub.publish(channel, frame));
     },
     async publishBatch(messages) {
       const args = messages.flatMap(adapterFrame);
@@ -132,7 +132,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
     async publishRaw(frame) {
       if (frame.byteLength > limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
       if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
-      await publishWithin(pub, RAW_FRAME_CHANNEL, asBuffer(frame));
+      await confirmedWithin(() => pub.publish(RAW_FRAME_CHANNEL, asBuffer(frame)));
     },
     createRateLimiter: (rate) =>
       new RateLimiterRedis({
@@ -284,13 +284,11 @@ function publisherForAdapter(pub: RedisClient, onFailure: (err: Error) => void) 
 /** One timer for every publish in flight, rather than one each: a node may publish tens of thousands a second. */
 const publishTimeouts = new AnswerTimeouts(PUBLISH_TIMEOUT_MS, () => new SwitchboardError("publish_timeout"));
 
-function publishWithin(client: RedisClient, channel: string, message: Buffer): Promise<void> {
-  return confirmedWithin(() => client.publish(channel, message));
-}
+const redisUnavailable = (err: unknown) => new SwitchboardError("redis_unavailable", undefined, { cause: err });
 
 /** Settles with Redis's answer, or with publish_timeout when Redis has not answered in time. */
-async function confirmedWithin(send: () => Promise<unknown>): Promise<void> {
-  await publishTimeouts.within(send, (err) => new SwitchboardError("redis_unavailable", undefined, { cause: err }));
+function confirmedWithin(send: () => Promise<unknown>): Promise<unknown> {
+  return publishTimeouts.within(send, redisUnavailable);
 }
 
 async function closeClient(client: RedisClient): Promise<void> {
