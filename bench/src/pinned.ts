@@ -18,6 +18,7 @@ import {
   type StackRun,
   WARM_UP_SHARE,
   mainThreadDelta,
+  perUnit,
 } from "./scenarios.js";
 
 /** The core the measured nodes share, and the one everything else is bound to. */
@@ -136,7 +137,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     const complete = total.failed === 0 && total.connected === count;
     if (total.failed > 0) side.run.problems.push(`${side.stack} ${PINNED_STORM}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`);
     side.run.record(PINNED_STORM, "server CPU per connection", "µs", total.cpuUs / total.connected, complete);
-    side.run.record(PINNED_STORM, MAIN_THREAD_PER_CONNECTION, "µs", total.mainThreadUs === null ? null : total.mainThreadUs / total.connected, complete);
+    side.run.record(PINNED_STORM, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(total.mainThreadUs, total.connected), complete);
     side.run.record(PINNED_STORM, ALLOCATED_PER_CONNECTION, "KB", total.allocatedBytes / total.connected / 1000, complete);
     if (complete) ready.add(side);
   }
@@ -166,13 +167,7 @@ async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, 
   bar.stop();
   for (const [side, total] of totals) {
     side.run.record(`${PINNED_TARGETED}, burst`, "server CPU per delivery", "µs", total.delivered === 0 ? null : total.cpuUs / total.delivered, total.complete);
-    side.run.record(
-      `${PINNED_TARGETED}, burst`,
-      MAIN_THREAD_PER_DELIVERY,
-      "µs",
-      total.delivered === 0 || total.mainThreadUs === null ? null : total.mainThreadUs / total.delivered,
-      total.complete,
-    );
+    side.run.record(`${PINNED_TARGETED}, burst`, MAIN_THREAD_PER_DELIVERY, "µs", perUnit(total.mainThreadUs, total.delivered), total.complete);
     side.run.record(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY, "B", total.delivered === 0 ? null : total.allocatedBytes / total.delivered, total.complete);
   }
 }

@@ -647,7 +647,8 @@ function grown<U extends Usage>(before: U[], after: U[], reading: (usage: U) => 
 
 /** The nodes' CPU time between two readings (µs). */
 const cpuDelta = (before: Usage[], after: Usage[]) => grown(before, after, (usage) => usage.cpuUs);
-const perUnit = (total: number | null, count: number) => (total === null ? null : total / count);
+/** A total per unit, unknown where the total is (and not finite, so not recorded, for no units). */
+export const perUnit = (total: number | null, count: number) => (total === null ? null : total / count);
 /** The part of it on the nodes' JavaScript threads, or null where a node cannot tell. */
 export const mainThreadDelta = (before: Usage[], after: Usage[]): number | null =>
   [...before, ...after].every((usage) => usage.mainThreadCpuUs !== null) ? grown(before, after, (usage) => usage.mainThreadCpuUs ?? 0) : null;
