@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startRedis } from "@switchboard/e2e/harness/redis";
 import { pinnedPair } from "./pinned.js";
+import { setServerFlags } from "./workers.js";
 import { README_PATH, writeReadmeTable } from "./readme-table.js";
 import { Progress } from "./progress.js";
 import { type Report, checkTargets, combine, machine, redisServerVersion, writeReport } from "./report.js";
@@ -26,6 +27,8 @@ const USAGE = `npm run bench [-- options]
                       (summarise one with: npm run profile -w @switchboard/bench -- <file>)
   --allocations       with --profile: a sampling profile of what each phase allocates (garbage
                       included) instead of CPU time, as <phase>-<stack>-<node>.heapprofile
+  --node-flags <flags> Node/V8 flags for the server nodes of both stacks, space-separated (for
+                      example --node-flags=--trace-gc: each node prints its collections)
   --help`;
 
 const OPTIONS = {
@@ -40,6 +43,7 @@ const OPTIONS = {
   stack: { type: "string" },
   profile: { type: "boolean", default: false },
   allocations: { type: "boolean", default: false },
+  "node-flags": { type: "string" },
   help: { type: "boolean", default: false },
 } as const;
 
@@ -74,6 +78,9 @@ for (const name of only ?? []) if (!(SCENARIO_NAMES as readonly string[]).includ
 if (options.stack !== undefined && options.stack !== "ours" && options.stack !== "plain") fail(`--stack must be ours or plain, not ${options.stack}`);
 const stacks: Stack[] = options.stack === undefined ? ["plain", "ours"] : [options.stack];
 if (options.allocations && !options.profile) fail("--allocations goes with --profile");
+const nodeFlags = options["node-flags"]?.split(" ").filter((flag) => flag.length > 0) ?? [];
+for (const flag of nodeFlags) if (!flag.startsWith("--")) fail(`--node-flags takes flags that start with --, not ${flag}`);
+setServerFlags(nodeFlags);
 
 const base = options.quick ? QUICK_SIZES : FULL_SIZES;
 const sizes: Sizes = {

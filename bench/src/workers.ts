@@ -20,6 +20,15 @@ export interface Worker<A extends Api> {
 
 const BENCH_DIR = fileURLToPath(new URL("..", import.meta.url));
 const workers = new Set<ChildProcess>();
+let serverFlags: readonly string[] = [];
+
+/**
+ * Node and V8 flags for every server node started from now on, of both stacks alike (`--node-flags`):
+ * `--trace-gc` shows where each node's collections fall in a phase. Load workers never get them.
+ */
+export function setServerFlags(flags: readonly string[]): void {
+  serverFlags = flags;
+}
 
 // An interrupted run leaves no worker behind.
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -37,7 +46,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 export function startWorker<A extends Api>(file: string, env: Record<string, string> = {}): Worker<A> {
   const child = fork(join(BENCH_DIR, "dist", `${file}.js`), [], {
     cwd: BENCH_DIR,
-    execArgv: ["--expose-gc"],
+    execArgv: ["--expose-gc", ...(file.startsWith("servers/") ? serverFlags : [])],
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
