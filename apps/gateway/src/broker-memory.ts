@@ -2,7 +2,8 @@ import { SwitchboardError } from "@switchboard/protocol";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Adapter, type BroadcastOptions } from "socket.io-adapter";
 import { encode as encodeMsgpack } from "notepack.io";
-import { type Broker, type BrokerDeps, type OutboundMessage, type RateLimiterOptions, asBuffer, broadcastOf } from "./broker.js";
+import type { Broker, BrokerDeps, OutboundMessage, RateLimiterOptions } from "./broker.js";
+import { asBuffer, broadcastOf } from "./broker-frames.js";
 import { exceptUnauthenticated } from "./rooms.js";
 import { createMemoryState } from "./state-memory.js";
 

@@ -76,19 +76,6 @@ export interface OutboundMessage {
   args: readonly unknown[];
 }
 
-/** Socket.IO's EVENT packet type (the parser turns it into BINARY_EVENT when an argument holds binary data). */
-const EVENT_PACKET = 2;
-
-/** The same bytes as a Buffer, without copying them: node-redis takes Buffers, not other Uint8Arrays. */
-export function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-/** The message as Socket.IO's adapters broadcast it: a packet for the namespace `/`, and its options. */
-export function broadcastOf(message: OutboundMessage): { packet: { type: number; data: unknown[]; nsp: string }; rooms: string[]; except: string[] } {
-  return { packet: { type: EVENT_PACKET, data: [message.event, ...message.args], nsp: "/" }, rooms: [...message.rooms], except: [...message.except] };
-}
-
 export interface RateLimiterOptions {
   points: number;
   durationSeconds: number;

@@ -15,7 +15,7 @@ import {
   requestFields,
   unregisterService,
 } from "@switchboard/protocol";
-import { asBuffer } from "./broker.js";
+import { asBuffer } from "./broker-frames.js";
 import type { EnqueueResult, NodeInfo, PresenceCrossing, PresenceDelta, Revocations, SharedState } from "./state.js";
 
 /**
