@@ -8,6 +8,9 @@ import type { Progress } from "./progress.js";
 import {
   ALLOCATED_PER_CONNECTION,
   ALLOCATED_PER_DELIVERY,
+  FULL_COLLECTIONS,
+  GC_PAUSE_PER_CONNECTION,
+  GC_PAUSE_PER_DELIVERY,
   type Load,
   MAIN_THREAD_PER_CONNECTION,
   MAIN_THREAD_PER_DELIVERY,
@@ -115,10 +118,16 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     const [before] = await side.cluster.usage();
     const reply = await pool.call("connect", {}, 300_000);
     const [after] = await side.cluster.usage();
-    return { ...reply, cpuUs: after!.cpuUs - before!.cpuUs, mainThreadUs: mainThreadDelta([before!], [after!]), allocatedBytes: after!.allocatedBytes - before!.allocatedBytes };
+    return {
+      ...reply,
+      cpuUs: after!.cpuUs - before!.cpuUs,
+      mainThreadUs: mainThreadDelta([before!], [after!]),
+      gcPauseUs: after!.gcPauseUs - before!.gcPauseUs,
+      allocatedBytes: after!.allocatedBytes - before!.allocatedBytes,
+    };
   };
   progress.line(`${names(sides)}: ${PINNED_STORM}, ${count} sockets each in ${BATCHES} batches by turns, after ${warmUp} unmeasured`);
-  const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, cpuUs: 0, mainThreadUs: 0 as number | null, allocatedBytes: 0, errors: [] as string[] }]));
+  const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, cpuUs: 0, mainThreadUs: 0 as number | null, gcPauseUs: 0, allocatedBytes: 0, errors: [] as string[] }]));
   // The first handshakes run while V8 is still compiling the path: not counted, as for each burst.
   for (const side of sides) totals.get(side)!.failed += (await connect(side, 0, warmUp)).failed;
   await byTurns(count, turns, new Set(sides), async (side, offset, share) => {
@@ -128,6 +137,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     total.failed += reply.failed;
     total.cpuUs += reply.cpuUs;
     total.mainThreadUs = addKnown(total.mainThreadUs, reply.mainThreadUs);
+    total.gcPauseUs += reply.gcPauseUs;
     total.allocatedBytes += reply.allocatedBytes;
     total.errors.push(...reply.errors);
   });
@@ -138,6 +148,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     if (total.failed > 0) side.run.problems.push(`${side.stack} ${PINNED_STORM}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`);
     side.run.record(PINNED_STORM, "server CPU per connection", "µs", total.cpuUs / total.connected, complete);
     side.run.record(PINNED_STORM, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(total.mainThreadUs, total.connected), complete);
+    side.run.record(PINNED_STORM, GC_PAUSE_PER_CONNECTION, "µs", total.gcPauseUs / total.connected, complete);
     side.run.record(PINNED_STORM, ALLOCATED_PER_CONNECTION, "KB", total.allocatedBytes / total.connected / 1000, complete);
     if (complete) ready.add(side);
   }
@@ -148,7 +159,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
 async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, messages: number, turns: Turns, progress: Progress): Promise<void> {
   const bar = progress.bar(`${names(ready)}: ${PINNED_TARGETED}, ${messages} messages each in ${BATCHES} bursts by turns`, messages * ready.size);
   const publish = (side: Side, count: number) => side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null, users }, count);
-  const totals = new Map(sides.map((side) => [side, { delivered: 0, cpuUs: 0, mainThreadUs: 0 as number | null, allocatedBytes: 0, complete: ready.has(side) }]));
+  const totals = new Map(sides.map((side) => [side, { delivered: 0, cpuUs: 0, mainThreadUs: 0 as number | null, gcPauseUs: 0, fullCollections: 0, allocatedBytes: 0, complete: ready.has(side) }]));
   for (const side of ready) await publish(side, Math.ceil(messages / WARM_UP_SHARE));
   let done = 0;
   await byTurns(messages, turns, ready, async (side, _offset, count) => {
@@ -159,6 +170,8 @@ async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, 
     total.delivered += run.delivered;
     total.cpuUs += run.cpuUs;
     total.mainThreadUs = addKnown(total.mainThreadUs, run.mainThreadUs);
+    total.gcPauseUs += run.gcPauseUs;
+    total.fullCollections += run.fullCollections;
     total.allocatedBytes += run.allocatedBytes;
     total.complete &&= run.delivered === count && run.published === count;
     done += count;
@@ -168,6 +181,8 @@ async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, 
   for (const [side, total] of totals) {
     side.run.record(`${PINNED_TARGETED}, burst`, "server CPU per delivery", "µs", total.delivered === 0 ? null : total.cpuUs / total.delivered, total.complete);
     side.run.record(`${PINNED_TARGETED}, burst`, MAIN_THREAD_PER_DELIVERY, "µs", perUnit(total.mainThreadUs, total.delivered), total.complete);
+    side.run.record(`${PINNED_TARGETED}, burst`, GC_PAUSE_PER_DELIVERY, "µs", total.gcPauseUs / total.delivered, total.complete);
+    side.run.record(`${PINNED_TARGETED}, burst`, FULL_COLLECTIONS, "collections", total.fullCollections, total.complete);
     side.run.record(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY, "B", total.delivered === 0 ? null : total.allocatedBytes / total.delivered, total.complete);
   }
 }

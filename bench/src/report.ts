@@ -4,7 +4,24 @@ import { cpus, totalmem, type as osType, release } from "node:os";
 import { join } from "node:path";
 import { View, parse } from "vega";
 import { type TopLevelSpec, compile } from "vega-lite";
-import { ADDED_RSS_METRIC, ADDED_RSS_YOUNG_ASIDE_METRIC, COST_GROWTH, COST_GROWTH_ROOM_CHANNELS, type Measurement, OURS_WITH_LIFECYCLE, OURS_WITHOUT_PRESENCE, PINNED_STORM, type Sizes } from "./scenarios.js";
+import {
+  ADDED_RSS_METRIC,
+  ADDED_RSS_YOUNG_ASIDE_METRIC,
+  ALLOCATED_PER_CONNECTION,
+  ALLOCATED_PER_DELIVERY,
+  COST_GROWTH,
+  COST_GROWTH_ROOM_CHANNELS,
+  FULL_COLLECTIONS,
+  GC_PAUSE_PER_CONNECTION,
+  GC_PAUSE_PER_DELIVERY,
+  MAIN_THREAD_PER_CONNECTION,
+  MAIN_THREAD_PER_DELIVERY,
+  type Measurement,
+  OURS_WITH_LIFECYCLE,
+  OURS_WITHOUT_PRESENCE,
+  PINNED_STORM,
+  type Sizes,
+} from "./scenarios.js";
 import { median, round } from "./stats.js";
 
 /** One line of the results: a figure of both stacks and ours/plain. */
@@ -167,6 +184,30 @@ function rssTargets(checks: TargetCheck[], rss: ResultRow | undefined, qualifier
     met: rss?.ours == null || rss.ours <= 0 ? null : rss.ours <= 8,
     roundsMet: roundsMeeting(oursSlopes, (slope) => slope <= 8),
   });
+}
+
+/**
+ * The figures that go with a CPU figure, split as the README reads them: the JavaScript thread's
+ * share, its collection pauses and what the heap allocated, and for a burst the full collections
+ * within it.
+ */
+const CONNECTION_COMPANIONS = [MAIN_THREAD_PER_CONNECTION, GC_PAUSE_PER_CONNECTION, ALLOCATED_PER_CONNECTION];
+const BURST_COMPANIONS = [MAIN_THREAD_PER_DELIVERY, GC_PAUSE_PER_DELIVERY, FULL_COLLECTIONS, ALLOCATED_PER_DELIVERY];
+
+/** The companion figures (above) that a scenario with a storm's or a burst's CPU figure lacks, as `scenario / metric`. */
+export function missingCompanions(rows: readonly ResultRow[]): string[] {
+  const metrics = new Map<string, Set<string>>();
+  for (const row of rows) metrics.set(row.scenario, (metrics.get(row.scenario) ?? new Set()).add(row.metric));
+  const missing: string[] = [];
+  for (const [scenario, recorded] of metrics) {
+    const burst = scenario.endsWith(", burst") || scenario.startsWith(COST_GROWTH);
+    const wanted = [
+      ...(recorded.has("server CPU per connection") ? CONNECTION_COMPANIONS : []),
+      ...(burst && recorded.has("server CPU per delivery") ? BURST_COMPANIONS : []),
+    ];
+    for (const metric of wanted) if (!recorded.has(metric)) missing.push(`${scenario} / ${metric}`);
+  }
+  return missing;
 }
 
 /** The goals the gateway is held to, checked against this run. */

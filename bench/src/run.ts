@@ -6,7 +6,7 @@ import { pinnedPair } from "./pinned.js";
 import { setServerFlags } from "./workers.js";
 import { README_PATH, writeReadmeTable } from "./readme-table.js";
 import { Progress } from "./progress.js";
-import { type Report, checkTargets, combine, machine, redisServerVersion, writeReport } from "./report.js";
+import { type Report, checkTargets, combine, machine, missingCompanions, redisServerVersion, writeReport } from "./report.js";
 import type { Stack } from "./cluster.js";
 import { FULL_SIZES, OURS_ONLY, QUICK_SIZES, SCENARIO_NAMES, type ScenarioName, type Sizes, StackRun } from "./scenarios.js";
 
@@ -149,7 +149,11 @@ process.stdout.write(`\n${readFileSync(files[1]!, "utf8")}\nwritten: ${files.joi
 if (options.quick) {
   // The quick run exists so that the suite cannot rot: every figure must be there for both stacks.
   const missing = results.filter((row) => row.ours === null || (row.plain === null && !OURS_ONLY.some((name) => row.scenario.startsWith(name))));
-  const failures = [...report.problems, ...missing.map((row) => `no figure for ${row.scenario} / ${row.metric}`)];
+  const failures = [
+    ...report.problems,
+    ...missing.map((row) => `no figure for ${row.scenario} / ${row.metric}`),
+    ...missingCompanions(results).map((row) => `no row for ${row}`),
+  ];
   if (failures.length > 0) {
     process.stderr.write(`bench --quick failed:\n${failures.map((failure) => `  - ${failure}`).join("\n")}\n`);
     process.exit(1);

@@ -1,11 +1,42 @@
 import { describe, expect, it } from "vitest";
-import { type Report, checkTargets, combine, costGrowthChart, markdown } from "../src/report.js";
-import { ADDED_RSS_METRIC, ADDED_RSS_YOUNG_ASIDE_METRIC, COST_GROWTH_ROOM_CHANNELS, type Measurement, PINNED_STORM } from "../src/scenarios.js";
+import { type Report, checkTargets, combine, costGrowthChart, markdown, missingCompanions } from "../src/report.js";
+import {
+  ADDED_RSS_METRIC,
+  ADDED_RSS_YOUNG_ASIDE_METRIC,
+  ALLOCATED_PER_CONNECTION,
+  ALLOCATED_PER_DELIVERY,
+  COST_GROWTH_ROOM_CHANNELS,
+  FULL_COLLECTIONS,
+  GC_PAUSE_PER_CONNECTION,
+  GC_PAUSE_PER_DELIVERY,
+  MAIN_THREAD_PER_CONNECTION,
+  MAIN_THREAD_PER_DELIVERY,
+  type Measurement,
+  PINNED_STORM,
+} from "../src/scenarios.js";
 import { leastSquaresSlope, percentile, round } from "../src/stats.js";
 
 const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({ scenario, metric, unit: "µs", value, complete });
 
 describe("the report", () => {
+  it("names each storm or burst that lacks a figure of its CPU's split, its collections or its allocation", () => {
+    const figures = (scenario: string, metrics: string[]) => metrics.map((metric) => measured(scenario, metric, 1));
+    const storm = ["server CPU per connection", MAIN_THREAD_PER_CONNECTION, GC_PAUSE_PER_CONNECTION, ALLOCATED_PER_CONNECTION];
+    const burst = ["server CPU per delivery", MAIN_THREAD_PER_DELIVERY, GC_PAUSE_PER_DELIVERY, FULL_COLLECTIONS, ALLOCATED_PER_DELIVERY];
+    const complete = [
+      ...figures(PINNED_STORM, storm),
+      ...figures("targeted, burst", burst),
+      ...figures("cost growth, 2 nodes", [...storm, ...burst]),
+      // A steady load is not a burst: its CPU figure stands alone.
+      ...figures("targeted, steady 2000 msgs/s", ["server CPU per delivery"]),
+    ];
+    expect(missingCompanions(combine(complete, complete))).toEqual([]);
+    const lacking = complete.filter(
+      (row) => !(row.scenario === PINNED_STORM && row.metric === GC_PAUSE_PER_CONNECTION) && !(row.scenario === "cost growth, 2 nodes" && row.metric === FULL_COLLECTIONS),
+    );
+    expect(missingCompanions(combine(lacking, lacking))).toEqual([`${PINNED_STORM} / ${GC_PAUSE_PER_CONNECTION}`, `cost growth, 2 nodes / ${FULL_COLLECTIONS}`]);
+  });
+
   it("takes the median of the rounds and gives a ratio only when both stacks delivered everything", () => {
     const ours = [measured("targeted, burst", "server CPU per delivery", 30), measured("targeted, burst", "server CPU per delivery", 10), measured("targeted, burst", "server CPU per delivery", 20)];
     const plain = [measured("targeted, burst", "server CPU per delivery", 20), measured("fanout, burst", "server CPU per delivery", 5, false)];
