@@ -1,4 +1,5 @@
 import { encode } from "@msgpack/msgpack";
+import { CLIENT_EVENTS, ERRORS } from "@switchboard/protocol";
 import { type SwitchboardEmitter, createEmitter } from "@switchboard/emitter";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +19,11 @@ const CLIENT_PACKETS = 3000;
 const POLLING_BODIES = 300;
 const REDIS_FRAMES = 3000;
 const SEND_BUDGET_MS = 15_000;
+const EVENT_CALLS = 400;
+/** Names socket.io-client refuses to emit. */
+const CLIENT_RESERVED = new Set(["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"]);
+/** Events sent at once, spread over 4 sockets: at most 10 each, 50 points (the default CLIENT_EVENT_RATE) if all are `configure`. */
+const EVENT_WINDOW = 40;
 const MIB = 1024 * 1024;
 
 let cluster: Cluster;
@@ -36,10 +42,33 @@ afterAll(async () => {
   await cluster?.close();
 });
 
-const EVENTS = ["authenticate", "subscribe", "unsubscribe", "connect", "disconnect", "error", "welcome", "__proto__", "constructor", "newListener"];
+const EVENTS = [
+  "authenticate",
+  "subscribe",
+  "unsubscribe",
+  "join",
+  "leave",
+  "configure",
+  "publish",
+  "request",
+  "send",
+  "connect",
+  "disconnect",
+  "error",
+  "welcome",
+  "__proto__",
+  "constructor",
+  "newListener",
+];
+// The authenticated sockets may publish, join topics and call any service, so that what they send reaches the checks behind the claims.
+const FUZZ_CLAIMS = { rooms: ["topic(*)"], publish: ["topic(*)", "user(*)"], services: ["*"] };
 const VALID_PACKETS = [
   '42["subscribe",{"room":"topic(a)"}]',
   '421["unsubscribe",{"room":"topic(a)"}]',
+  '422["publish",{"room":"topic(a)","event":"note","data":{"n":1}}]',
+  '423["configure",{"topic(a)":true,"topic(b)":false}]',
+  '424["request",{"service":"echo","data":{"n":1},"timeoutMs":50}]',
+  '42["send",{"service":"echo","data":1}]',
   `42["authenticate",{"token":"${mintToken({ sub: "fuzz" })}"}]`,
   "40{}",
   "41",
@@ -101,14 +130,31 @@ const broadcastFrame = fc.tuple(
   fc.oneof(anyValue, fc.record({ type: fc.oneof(fc.integer({ min: 0, max: 6 }), anyValue), data: fc.oneof(anyValue, fc.tuple(fc.constantFrom(...EVENTS), anyValue)), nsp: fc.constantFrom("/", "/x", undefined) })),
   fc.oneof(anyValue, fc.record({ rooms: anyValue, except: anyValue, flags: anyValue })),
 );
-const rawFrame = fc.record({ room: anyValue, event: fc.oneof(fc.constantFrom(...EVENTS), anyValue), data: anyValue, except: anyValue, id: anyValue, ts: anyValue }, { requiredKeys: [] });
+const rawFrame = fc.record(
+  { room: anyValue, event: fc.oneof(fc.constantFrom(...EVENTS), anyValue), data: anyValue, except: anyValue, id: anyValue, ts: anyValue, user: anyValue, site: anyValue, _in: anyValue },
+  { requiredKeys: [] },
+);
+// Control frames travel on the raw channel: a kick, an allow, a token revocation, a reload of the event routes.
+const controlFrame = fc.record(
+  {
+    control: fc.oneof(fc.constantFrom("kick", "allow", "revoke", "routes"), anyValue),
+    user: fc.oneof(fc.constantFrom("fz-0", "fz-2"), anyValue),
+    reason: anyValue,
+    refuseBefore: fc.oneof(fc.integer(), anyValue),
+    jti: anyValue,
+    exp: fc.oneof(fc.integer(), anyValue),
+  },
+  { requiredKeys: ["control"] },
+);
+// A signed frame's envelope, with no key that could verify it.
+const signedEnvelope = fc.record({ kid: fc.oneof(fc.string({ maxLength: 8 }), anyValue), ts: fc.oneof(fc.integer(), anyValue), sig: fc.uint8Array({ maxLength: 40 }), frame: fc.oneof(fc.uint8Array({ maxLength: 200 }), anyValue) }, { requiredKeys: [] });
 const replyFrame = fc.record({ id: fc.oneof(fc.string({ maxLength: 8 }), anyValue), kind: fc.oneof(fc.constantFrom("progress", "done", "error"), anyValue), data: anyValue, error: anyValue }, { requiredKeys: [] });
 // The adapter's channels, raw frames, a node's service replies and a node's subscriber probes.
 const CHANNELS = ["socket.io#emitter", "socket.io#/#", "socket.io#/#user(fz)#", "socket.io-request#/#", "socket.io-response#/#", "switchboard:replies:node-a", "switchboard:probe:node-b"] as const;
 const redisMessage = fc.tuple(
   fc.constantFrom(...CHANNELS),
   fc.oneof(
-    fc.oneof(requestFrame, broadcastFrame, rawFrame).map((value) => Buffer.from(encode(value, { ignoreUndefined: true }))),
+    fc.oneof(requestFrame, broadcastFrame, rawFrame, controlFrame, signedEnvelope).map((value) => Buffer.from(encode(value, { ignoreUndefined: true }))),
     fc.oneof(requestFrame, rawFrame, replyFrame).map((value) => Buffer.from(JSON.stringify(value) ?? "null")),
     fc.uint8Array({ maxLength: 300 }).map((value) => Buffer.from(value)),
     fc.tuple(fc.oneof(requestFrame, broadcastFrame, rawFrame), fc.nat(), fc.nat({ max: 255 })).map(([value, at, byte]) => {
@@ -153,7 +199,7 @@ describe("fuzzing", () => {
     let sent = 0;
     const open = async (index: number): Promise<RawSocket> => {
       const url = urls[index % urls.length] as string;
-      return index % 2 === 0 ? openRawAuthenticated(url, mintToken({ sub: `fz-${index}` })) : openRaw(url);
+      return index % 2 === 0 ? openRawAuthenticated(url, mintToken({ sub: `fz-${index}`, ...FUZZ_CLAIMS })) : openRaw(url);
     };
     const sockets = await Promise.all(Array.from({ length: 20 }, (_, index) => open(index)));
     const sendClients = async () => {
@@ -221,6 +267,68 @@ describe("fuzzing", () => {
     const rssAfter = await Promise.all(urls.map(rss));
     for (const [index, after] of rssAfter.entries()) expect(after - (rssBefore[index] ?? 0), `RSS growth of node ${index}`).toBeLessThan(150 * MIB);
     // No uncaught failure was logged on either node.
+    for (const node of cluster.nodes) expect(node.lines.filter((line) => /"level":(50|60)/.test(line)).slice(0, 3)).toEqual([]);
+  }, 90_000);
+
+  it(`answers every client event with random arguments in its acknowledgement, with a documented code, and keeps the socket (seed ${SEED})`, async () => {
+    const urls = cluster.nodes.map((node) => node.url);
+    // Well-formed Socket.IO events, so that each reaches the gateway's handlers rather than closing the
+    // socket, most with a payload close to its event's shape so that the checks behind the schema run too.
+    const argument = fc.oneof(anyValue, fc.jsonValue({ maxDepth: 12 }), fc.uint8Array({ maxLength: 300 }));
+    const room = fc.oneof(fc.constantFrom("topic(a)", "topic(*)", "user(fz)", "site(x)", "service(echo)", "__proto__", "", "x".repeat(300)), anyValue);
+    const clientEvents = Object.values(CLIENT_EVENTS).filter((event) => event !== CLIENT_EVENTS.authenticate);
+    const shaped = <T>(event: fc.Arbitrary<string>, payload: fc.Arbitrary<T>) => fc.tuple(event, fc.tuple(payload));
+    // Not `authenticate`: a token that fails ends the socket, by design (the first test sends it garbage).
+    const call = fc.oneof(
+      shaped(fc.constantFrom("subscribe", "unsubscribe", "join", "leave"), fc.record({ room }, { requiredKeys: [] })),
+      shaped(
+        fc.constant("publish"),
+        fc.record({ room, event: fc.oneof(fc.constantFrom("note", "message", "welcome", ""), anyValue), data: argument, _in: fc.oneof(fc.array(room, { maxLength: 3 }), anyValue) }, { requiredKeys: [] }),
+      ),
+      shaped(fc.constant("configure"), fc.dictionary(fc.oneof(fc.constantFrom("topic(a)", "user(fz)", "__proto__"), fc.string({ maxLength: 12 })), fc.oneof(fc.boolean(), anyValue), { maxKeys: 5 })),
+      shaped(
+        fc.constantFrom("request", "send"),
+        fc.record(
+          { id: anyValue, service: fc.oneof(fc.constantFrom("echo", "*", ""), anyValue), event: anyValue, payload: argument, timeoutMs: fc.oneof(fc.integer(), anyValue) },
+          { requiredKeys: [] },
+        ),
+      ),
+      fc.tuple(fc.oneof(fc.constantFrom(...clientEvents), fc.string({ maxLength: 20 }).filter((name) => !CLIENT_RESERVED.has(name))), fc.array(argument, { maxLength: 3 })),
+    );
+    const calls: [string, unknown[]][] = fc.sample(call, { seed: SEED + 3, numRuns: EVENT_CALLS });
+    const sockets = await Promise.all(Array.from({ length: 4 }, (_, index) => connectUser(urls[index % urls.length] as string, { sub: `fz-events-${index}`, ...FUZZ_CLAIMS })));
+    const codes = new Set(Object.keys(ERRORS));
+    const answers: unknown[] = [];
+    const deadline = Date.now() + SEND_BUDGET_MS;
+    // In windows a second apart, so that the event rate limit is met rather than tested.
+    for (let start = 0; start < calls.length && Date.now() < deadline; start += EVENT_WINDOW) {
+      const window = calls.slice(start, start + EVENT_WINDOW);
+      answers.push(
+        ...(await Promise.all(
+          window.map(([event, args], index) => {
+            const socket = sockets[index % sockets.length]!.socket;
+            return socket.timeout(15_000).emitWithAck(event, ...args).catch((err: Error) => ({ unanswered: err.message }));
+          }),
+        )),
+      );
+      await sleep(1000);
+    }
+    expect(answers.length, "events sent").toBeGreaterThan(EVENT_CALLS / 4);
+    const unexpected = answers.filter((answer) => {
+      if (typeof answer !== "object" || answer === null || !("ok" in answer)) return true;
+      if (answer.ok === true) return false;
+      const error = (answer as { error?: { code?: unknown; message?: unknown } }).error;
+      return !(typeof error?.code === "string" && codes.has(error.code) && typeof error.message === "string" && error.message.length > 0);
+    });
+    const outcomes = new Map<string, number>();
+    for (const answer of answers) {
+      const outcome = (answer as { ok?: unknown }).ok === true ? "ok" : String((answer as { error?: { code?: unknown } }).error?.code);
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    }
+    console.log(`fuzz: ${answers.length} events answered: ${[...outcomes].map(([outcome, count]) => `${outcome} ${count}`).join(", ")}`);
+    expect(unexpected.slice(0, 3), `of ${answers.length} answers`).toEqual([]);
+    for (const client of sockets) expect(client.socket.connected, `${client.socket.id} still connected`).toBe(true);
+    for (const node of cluster.nodes) expect(node.child.exitCode, `${node.nodeId} exited`).toBeNull();
     for (const node of cluster.nodes) expect(node.lines.filter((line) => /"level":(50|60)/.test(line)).slice(0, 3)).toEqual([]);
   }, 90_000);
 });
