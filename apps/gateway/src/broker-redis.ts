@@ -1,7 +1,7 @@
 import { RedisAdapter } from "@socket.io/redis-adapter";
 import { AnswerTimeouts, RAW_FRAME_CHANNEL, SwitchboardError, replyChannel } from "@switchboard/protocol";
 import { RateLimiterRedis } from "rate-limiter-flexible";
-import { createClient } from "redis";
+import { createClient } from "@redis/client";
 import type { Namespace } from "socket.io";
 import type { BroadcastOptions } from "socket.io-adapter";
 import { createAdapterGuard } from "./adapter-guard.js";

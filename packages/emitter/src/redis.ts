@@ -1,4 +1,4 @@
-import { createClient } from "redis";
+import { createClient } from "@redis/client";
 
 /**
  * The part of a Redis client the emitter uses. node-redis (v4, v5) and ioredis clients fit it.

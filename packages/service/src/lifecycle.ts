@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { LIFECYCLE_KEYS, type LifecycleRecord, SwitchboardError, readLifecycleRecord } from "@switchboard/protocol";
-import { createClient } from "redis";
+import { createClient } from "@redis/client";
 import { entriesOf } from "./streams.js";
 
 export interface LifecycleReaderOptions {

@@ -1,5 +1,5 @@
 import { type ServiceInfo, listServices, readService, unregisterService } from "@switchboard/protocol";
-import { createClient } from "redis";
+import { createClient } from "@redis/client";
 
 /** The cluster's services as Redis holds them: what `GET /api/v1/services` shows, from Node. */
 export interface Registry {

@@ -13,7 +13,7 @@ import {
   readRequestFields,
   serviceRoom,
 } from "@switchboard/protocol";
-import { createClient } from "redis";
+import { createClient } from "@redis/client";
 import { entriesOf } from "./streams.js";
 
 /** A request as the handler sees it. */
