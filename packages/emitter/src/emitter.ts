@@ -198,7 +198,9 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
   function published(send: () => void): Promise<PublishResult> {
     captured = null;
     encoding(send);
-    const sent = captured ?? Promise.resolve({ subscribers: 0 });
+    // It publishes synchronously within emit() or throws; were that ever to change, a message not
+    // sent must not be reported as published.
+    const sent = captured ?? Promise.reject(new SwitchboardError("invalid_request", "the socket.io emitter published nothing for this message (nothing was sent)"));
     captured = null;
     return sent;
   }
