@@ -79,7 +79,7 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
     const { directory } = profiling;
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStart(profiling.allocations)));
     const { ready, users } = await storm(sides, sizes.pinnedSockets, turns, progress);
-    await targeted(sides, ready, users, sizes.burstMessages, turns, progress);
+    await targeted(sides, ready, users, sizes.pinnedMessages, turns, progress);
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/pinned-${side.stack}`)));
   } finally {
     await Promise.allSettled(workers.map((worker) => worker.call("close", {}, 30_000)));

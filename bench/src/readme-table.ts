@@ -93,7 +93,7 @@ export function readmeTable(report: Report): string {
     `| | server CPU with LIFECYCLE_EVENTS=1 / with PRESENCE=0 | ${several([OURS_WITH_LIFECYCLE, OURS_WITHOUT_PRESENCE], "server CPU per connection", "ours", "µs")} | – | |`,
     both(`pinned nodes taking turns: connect storm, ${thousands(sizes.pinnedSockets)} sockets`, "server CPU per connection", PINNED_STORM, "server CPU per connection", "µs"),
     both("", ALLOCATED_PER_CONNECTION, PINNED_STORM, ALLOCATED_PER_CONNECTION, "KB"),
-    both(`pinned nodes taking turns: targeted burst, ${thousands(sizes.burstMessages)} messages`, "server CPU per delivery", `${PINNED_TARGETED}, burst`, "server CPU per delivery", "µs"),
+    both(`pinned nodes taking turns: targeted burst, ${thousands(sizes.pinnedMessages)} messages`, "server CPU per delivery", `${PINNED_TARGETED}, burst`, "server CPU per delivery", "µs"),
     both("", ALLOCATED_PER_DELIVERY, `${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY, "B", ratioOnly(find(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY))),
     `| targeted, steady ${thousands(sizes.steadyRate)}/s | latency p50 / p99 / p99.9 | ${steadyLatency("ours")} | ${steadyLatency("plain")} | ${metricRatios(steady, LATENCIES)} |`,
     both("", "server CPU per delivery", steady, "server CPU per delivery", "µs", ratioOnly(find(steady, "server CPU per delivery"))),

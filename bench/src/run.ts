@@ -135,8 +135,8 @@ const report: Report = {
   targets: options.quick ? [] : checkTargets(results),
   problems: [...runs.plain.problems, ...runs.ours.problems],
 };
-// Only a full run of both stacks with every scenario replaces the published results.
-const published = !options.quick && only === null && stacks.length === 2 && !options.profile;
+// Only a full run of both stacks with every scenario, and the nodes as they run in production, replaces the published results.
+const published = !options.quick && only === null && stacks.length === 2 && !options.profile && nodeFlags.length === 0;
 const directory = fileURLToPath(new URL(published ? "../results/" : "../results/partial/", import.meta.url));
 const files = await writeReport(directory, report);
 if (published) {

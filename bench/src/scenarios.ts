@@ -18,6 +18,12 @@ export interface Sizes {
   steadySeconds: number;
   /** How long the nodes are watched holding every socket with nothing sent, after as long again not counted. */
   restSeconds: number;
+  /**
+   * Messages in each two-node burst (targeted, raw, HTTP batches): enough that every node of both
+   * stacks runs full collections within it. V8 starts one when the old generation reaches a limit set
+   * at the last, and a shorter burst ends just before that point on one stack and just after it on
+   * the other, which moved a burst's ratio by tens of percent.
+   */
   burstMessages: number;
   httpMessages: number;
   fanoutRepeats: number;
@@ -35,6 +41,8 @@ export interface Sizes {
   serviceConcurrency: number;
   /** Sockets each of the pinned nodes takes in their connect storm (see pinned.ts). */
   pinnedSockets: number;
+  /** Messages the pinned nodes each take in their targeted burst. */
+  pinnedMessages: number;
 }
 
 export const FULL_SIZES: Sizes = {
@@ -43,7 +51,7 @@ export const FULL_SIZES: Sizes = {
   steadyRate: 2000,
   steadySeconds: 5,
   restSeconds: 5,
-  burstMessages: 50_000,
+  burstMessages: 200_000,
   httpMessages: 20_000,
   fanoutRepeats: 5,
   fanoutBurst: 20,
@@ -55,6 +63,7 @@ export const FULL_SIZES: Sizes = {
   serviceRequests: 20_000,
   serviceConcurrency: 64,
   pinnedSockets: 4000,
+  pinnedMessages: 50_000,
 };
 
 /** Each burst is preceded by 1/WARM_UP_SHARE of its messages, unmeasured. */
@@ -109,6 +118,7 @@ export const QUICK_SIZES: Sizes = {
   serviceRequests: 300,
   serviceConcurrency: 16,
   pinnedSockets: 100,
+  pinnedMessages: 2000,
 };
 
 /** One figure of one stack. `complete` is false when a run lost messages or connections. */
