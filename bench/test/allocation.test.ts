@@ -15,8 +15,10 @@ describe("counting what the heap allocated", () => {
       if (kept.length > 100) kept.shift();
     }
     const counted = allocated() - start;
-    // Each array holds 100 small integers (8 bytes each, plus headers): at least 40 MB allocated.
-    expect(counted).toBeGreaterThan(40e6);
+    // Each array holds 100 small integers (8 bytes each, plus headers): about 42 MB allocated, of which
+    // about 85 KB is still held. The count can fall a few MB short of the total (38.6 MB in one run),
+    // so the bound sits well below the total, and far above what is held.
+    expect(counted).toBeGreaterThan(30e6);
     expect(counted).toBeLessThan(80e6);
     expect(kept).toHaveLength(100);
   });
