@@ -6,22 +6,16 @@ import type { ClientsApi } from "./load/clients.js";
 import type { PublisherApi } from "./load/publisher.js";
 import type { Progress } from "./progress.js";
 import {
-  ALLOCATED_PER_CONNECTION,
-  ALLOCATED_PER_DELIVERY,
-  FULL_COLLECTIONS,
-  GC_PAUSE_PER_CONNECTION,
-  GC_PAUSE_PER_DELIVERY,
   type Load,
-  MAIN_THREAD_PER_CONNECTION,
-  MAIN_THREAD_PER_DELIVERY,
+  NOTHING_SPENT,
   PINNED_STORM,
   PINNED_TARGETED,
   SITE,
   type Sizes,
   type StackRun,
   WARM_UP_SHARE,
-  mainThreadDelta,
-  perUnit,
+  addSpent,
+  spentBetween,
 } from "./scenarios.js";
 
 /** The core the measured nodes share, and the one everything else is bound to. */
@@ -100,9 +94,6 @@ async function byTurns(total: number, turns: Turns, sides: ReadonlySet<Side>, ta
   }
 }
 
-/** A sum that stays unknown once one of its parts is. */
-const addKnown = (sum: number | null, part: number | null) => (sum === null || part === null ? null : sum + part);
-
 const names = (sides: Iterable<Side>) => [...sides].map((side) => side.stack).join(" and ");
 
 /**
@@ -115,19 +106,12 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     const pool = side.load.clients[0];
     // Tokens are signed before the node's CPU time is read: signing is the client's work.
     await pool.call("prepare", { stack: side.stack, urls: side.cluster.urls, firstUid, count: share, site: SITE, secret: BENCH_SECRET, concurrency: CONCURRENCY }, 300_000);
-    const [before] = await side.cluster.usage();
+    const before = await side.cluster.usage();
     const reply = await pool.call("connect", {}, 300_000);
-    const [after] = await side.cluster.usage();
-    return {
-      ...reply,
-      cpuUs: after!.cpuUs - before!.cpuUs,
-      mainThreadUs: mainThreadDelta([before!], [after!]),
-      gcPauseUs: after!.gcPauseUs - before!.gcPauseUs,
-      allocatedBytes: after!.allocatedBytes - before!.allocatedBytes,
-    };
+    return { ...reply, spent: spentBetween(before, await side.cluster.usage()) };
   };
   progress.line(`${names(sides)}: ${PINNED_STORM}, ${count} sockets each in ${BATCHES} batches by turns, after ${warmUp} unmeasured`);
-  const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, cpuUs: 0, mainThreadUs: 0 as number | null, gcPauseUs: 0, allocatedBytes: 0, errors: [] as string[] }]));
+  const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, spent: NOTHING_SPENT, errors: [] as string[] }]));
   // The first handshakes run while V8 is still compiling the path: not counted, as for each burst.
   for (const side of sides) totals.get(side)!.failed += (await connect(side, 0, warmUp)).failed;
   await byTurns(count, turns, new Set(sides), async (side, offset, share) => {
@@ -135,10 +119,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     const total = totals.get(side)!;
     total.connected += reply.connected;
     total.failed += reply.failed;
-    total.cpuUs += reply.cpuUs;
-    total.mainThreadUs = addKnown(total.mainThreadUs, reply.mainThreadUs);
-    total.gcPauseUs += reply.gcPauseUs;
-    total.allocatedBytes += reply.allocatedBytes;
+    total.spent = addSpent(total.spent, reply.spent);
     total.errors.push(...reply.errors);
   });
   const ready = new Set<Side>();
@@ -146,10 +127,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     const total = totals.get(side)!;
     const complete = total.failed === 0 && total.connected === count;
     if (total.failed > 0) side.run.problems.push(`${side.stack} ${PINNED_STORM}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`);
-    side.run.record(PINNED_STORM, "server CPU per connection", "µs", total.cpuUs / total.connected, complete);
-    side.run.record(PINNED_STORM, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(total.mainThreadUs, total.connected), complete);
-    side.run.record(PINNED_STORM, GC_PAUSE_PER_CONNECTION, "µs", total.gcPauseUs / total.connected, complete);
-    side.run.record(PINNED_STORM, ALLOCATED_PER_CONNECTION, "KB", total.allocatedBytes / total.connected / 1000, complete);
+    side.run.recordConnectionCost(PINNED_STORM, total.spent, total.connected, complete);
     if (complete) ready.add(side);
   }
   return { ready, users: warmUp + count };
@@ -159,7 +137,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
 async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, messages: number, turns: Turns, progress: Progress): Promise<void> {
   const bar = progress.bar(`${names(ready)}: ${PINNED_TARGETED}, ${messages} messages each in ${BATCHES} bursts by turns`, messages * ready.size);
   const publish = (side: Side, count: number) => side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null, users }, count);
-  const totals = new Map(sides.map((side) => [side, { delivered: 0, cpuUs: 0, mainThreadUs: 0 as number | null, gcPauseUs: 0, fullCollections: 0, allocatedBytes: 0, complete: ready.has(side) }]));
+  const totals = new Map(sides.map((side) => [side, { delivered: 0, spent: NOTHING_SPENT, complete: ready.has(side) }]));
   for (const side of ready) await publish(side, Math.ceil(messages / WARM_UP_SHARE));
   let done = 0;
   await byTurns(messages, turns, ready, async (side, _offset, count) => {
@@ -168,21 +146,12 @@ async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, 
     if (!total.complete) return;
     const run = await publish(side, count);
     total.delivered += run.delivered;
-    total.cpuUs += run.cpuUs;
-    total.mainThreadUs = addKnown(total.mainThreadUs, run.mainThreadUs);
-    total.gcPauseUs += run.gcPauseUs;
-    total.fullCollections += run.fullCollections;
-    total.allocatedBytes += run.allocatedBytes;
+    total.spent = addSpent(total.spent, run.spent);
     total.complete &&= run.delivered === count && run.published === count;
     done += count;
     bar.update(done);
   });
   bar.stop();
-  for (const [side, total] of totals) {
-    side.run.record(`${PINNED_TARGETED}, burst`, "server CPU per delivery", "µs", total.delivered === 0 ? null : total.cpuUs / total.delivered, total.complete);
-    side.run.record(`${PINNED_TARGETED}, burst`, MAIN_THREAD_PER_DELIVERY, "µs", perUnit(total.mainThreadUs, total.delivered), total.complete);
-    side.run.record(`${PINNED_TARGETED}, burst`, GC_PAUSE_PER_DELIVERY, "µs", total.gcPauseUs / total.delivered, total.complete);
-    side.run.record(`${PINNED_TARGETED}, burst`, FULL_COLLECTIONS, "collections", total.fullCollections, total.complete);
-    side.run.record(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY, "B", total.delivered === 0 ? null : total.allocatedBytes / total.delivered, total.complete);
-  }
+  // A side that delivered nothing divides by zero: record() keeps no figure that is not finite.
+  for (const [side, total] of totals) side.run.recordDeliveryCost(`${PINNED_TARGETED}, burst`, total.spent, total.delivered, total.complete);
 }

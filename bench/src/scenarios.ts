@@ -208,6 +208,23 @@ export class StackRun {
     this.results.push({ scenario, metric, unit, value: value !== null && Number.isFinite(value) ? value : null, complete });
   }
 
+  /** A storm's CPU per connection, with its JavaScript thread's share, its collection pauses and what it allocated. */
+  recordConnectionCost(scenario: string, spent: Spent, connected: number, complete: boolean): void {
+    this.record(scenario, ALLOCATED_PER_CONNECTION, "KB", spent.allocatedBytes / connected / 1000, complete);
+    this.record(scenario, "server CPU per connection", "µs", spent.cpuUs / connected, complete);
+    this.record(scenario, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(spent.mainThreadUs, connected), complete);
+    this.record(scenario, GC_PAUSE_PER_CONNECTION, "µs", spent.gcPauseUs / connected, complete);
+  }
+
+  /** A burst's CPU per delivery, with its JavaScript thread's share, its collections and what it allocated. */
+  recordDeliveryCost(scenario: string, spent: Spent, delivered: number, complete: boolean): void {
+    this.record(scenario, "server CPU per delivery", "µs", spent.cpuUs / delivered, complete);
+    this.record(scenario, MAIN_THREAD_PER_DELIVERY, "µs", perUnit(spent.mainThreadUs, delivered), complete);
+    this.record(scenario, GC_PAUSE_PER_DELIVERY, "µs", spent.gcPauseUs / delivered, complete);
+    this.record(scenario, FULL_COLLECTIONS, "collections", spent.fullCollections, complete);
+    this.record(scenario, ALLOCATED_PER_DELIVERY, "B", spent.allocatedBytes / delivered, complete);
+  }
+
   /** Connect storm, targeted (steady and burst), fanout, raw publishers and HTTP publish on two nodes. */
   async mainScenarios(): Promise<void> {
     const { sizes } = this;
@@ -267,8 +284,9 @@ export class StackRun {
         const cpuBefore = await cluster.usage();
         const reply = await this.profiled(cluster, `added sockets ${step + 1}`, () => pool.call("connect", {}, 300_000));
         const cpuAfter = await cluster.usage();
-        cpuUs += cpuDelta(cpuBefore, cpuAfter);
-        allocatedBytes += allocatedDelta(cpuBefore, cpuAfter);
+        const spent = spentBetween(cpuBefore, cpuAfter);
+        cpuUs += spent.cpuUs;
+        allocatedBytes += spent.allocatedBytes;
         if (reply.failed > 0) {
           complete = false;
           this.problems.push(`${this.stack}: ${reply.failed} of ${perStep} added sockets failed to connect (${reply.errors.join("; ")})`);
@@ -432,8 +450,7 @@ export class StackRun {
     await Promise.all([...load.clients.map((client) => client.stop()), load.publisher.stop()]);
   }
 
-  /** Connects `count` sockets (ours verifies a JWT for each); returns how many made it. */
-  /** Connects `count` sockets at once; records every figure of the storm, or (`cpu`) only the CPU it took per connection. */
+  /** Connects `count` sockets at once (ours verifies a JWT for each); records every figure of the storm, or (`cpu`) only the CPU it took per connection. */
   private async connectStorm(cluster: Cluster, load: Load, count: number, scenario: string, figures: "all" | "cpu" = "all"): Promise<number> {
     const before = await cluster.usage(true);
     const perProcess = Math.ceil(count / load.clients.length);
@@ -462,13 +479,8 @@ export class StackRun {
     const failed = replies.reduce((total, reply) => total + reply.failed, 0);
     if (failed > 0) this.problems.push(`${this.stack} ${scenario}: ${failed} of ${count} sockets failed to connect (${replies.flatMap((reply) => reply.errors).join("; ")})`);
     const complete = connected === count;
-    this.record(scenario, ALLOCATED_PER_CONNECTION, "KB", allocatedDelta(before, cpuAfter) / connected / 1000, complete);
-    if (figures === "cpu") {
-      this.record(scenario, "server CPU per connection", "µs", cpuDelta(before, cpuAfter) / connected, complete);
-      this.record(scenario, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(mainThreadDelta(before, cpuAfter), connected), complete);
-      this.record(scenario, GC_PAUSE_PER_CONNECTION, "µs", grown(before, cpuAfter, (usage) => usage.gcPauseUs) / connected, complete);
-      return connected;
-    }
+    this.recordConnectionCost(scenario, spentBetween(before, cpuAfter), connected, complete);
+    if (figures === "cpu") return connected;
     const elapsedMs = Math.max(...replies.map((reply) => reply.finishedAtMs)) - Math.min(...replies.map((reply) => reply.startedAtMs));
     const after = await this.settledUsage(cluster);
     if (this.options.profileDirectory !== null) await cluster.heapSnapshot(`${this.options.profileDirectory}/connected-${this.stack}`);
@@ -476,9 +488,6 @@ export class StackRun {
     this.record(scenario, "time to all connected", "s", elapsedMs / 1000, complete);
     this.record(scenario, "connections per second", "conn/s", connected / (elapsedMs / 1000), complete);
     this.record(scenario, "failed connections", "sockets", failed, true);
-    this.record(scenario, "server CPU per connection", "µs", cpuDelta(before, cpuAfter) / connected, complete);
-    this.record(scenario, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(mainThreadDelta(before, cpuAfter), connected), complete);
-    this.record(scenario, GC_PAUSE_PER_CONNECTION, "µs", grown(before, cpuAfter, (usage) => usage.gcPauseUs) / connected, complete);
     // One figure per node: the report takes the median over nodes and rounds, as what the allocator
     // keeps mapped after a GC jumps between runs by several KB per socket.
     for (const [index, usage] of after.entries()) {
@@ -524,7 +533,7 @@ export class StackRun {
     this.record(scenario, "latency p50", "ms", percentile(latencies, 0.5), complete);
     this.record(scenario, "latency p99", "ms", percentile(latencies, 0.99), complete);
     this.record(scenario, "latency p99.9", "ms", percentile(latencies, 0.999), complete);
-    this.record(scenario, "server CPU per delivery", "µs", run.cpuUs / run.delivered, complete);
+    this.record(scenario, "server CPU per delivery", "µs", run.spent.cpuUs / run.delivered, complete);
   }
 
   /** Single broadcasts to the site room of every socket, one at a time. */
@@ -570,11 +579,7 @@ export class StackRun {
     bar.stop();
     const complete = connectedAll && run.delivered === expected && run.published === count;
     const label = scenario.startsWith(COST_GROWTH) ? scenario : `${scenario}, burst`;
-    this.record(label, "server CPU per delivery", "µs", run.cpuUs / run.delivered, complete);
-    this.record(label, MAIN_THREAD_PER_DELIVERY, "µs", perUnit(run.mainThreadUs, run.delivered), complete);
-    this.record(label, GC_PAUSE_PER_DELIVERY, "µs", run.gcPauseUs / run.delivered, complete);
-    this.record(label, FULL_COLLECTIONS, "collections", run.fullCollections, complete);
-    this.record(label, ALLOCATED_PER_DELIVERY, "B", run.allocatedBytes / run.delivered, complete);
+    this.recordDeliveryCost(label, run.spent, run.delivered, complete);
     this.record(label, "deliveries per second", "msgs/s", run.delivered / (run.durationMs / 1000), complete);
     if (!scenario.startsWith(COST_GROWTH)) {
       const latencies = sortedSamples(await this.latencySamples(load));
@@ -596,17 +601,7 @@ export class StackRun {
     args: PublishRequest,
     expected: number,
     onProgress?: (delivered: number) => void,
-  ): Promise<{
-    delivered: number;
-    published: number;
-    receivers: number | null;
-    cpuUs: number;
-    mainThreadUs: number | null;
-    gcPauseUs: number;
-    fullCollections: number;
-    allocatedBytes: number;
-    durationMs: number;
-  }> {
+  ): Promise<{ delivered: number; published: number; receivers: number | null; spent: Spent; durationMs: number }> {
     await Promise.all(load.clients.map((client) => client.call("reset", {})));
     const before = await cluster.usage();
     const startedAt = now();
@@ -619,11 +614,7 @@ export class StackRun {
       delivered,
       published: sent.published,
       receivers: sent.receivers,
-      cpuUs: cpuDelta(before, after),
-      mainThreadUs: mainThreadDelta(before, after),
-      gcPauseUs: grown(before, after, (usage) => usage.gcPauseUs),
-      fullCollections: grown(before, after, (usage) => usage.fullCollections),
-      allocatedBytes: allocatedDelta(before, after),
+      spent: spentBetween(before, after),
       durationMs: Math.max(1, lastAtMs - startedAt),
     };
   }
@@ -658,9 +649,38 @@ function grown<U extends Usage>(before: U[], after: U[], reading: (usage: U) => 
 /** The nodes' CPU time between two readings (µs). */
 const cpuDelta = (before: Usage[], after: Usage[]) => grown(before, after, (usage) => usage.cpuUs);
 /** A total per unit, unknown where the total is (and not finite, so not recorded, for no units). */
-export const perUnit = (total: number | null, count: number) => (total === null ? null : total / count);
-/** The part of it on the nodes' JavaScript threads, or null where a node cannot tell. */
-export const mainThreadDelta = (before: Usage[], after: Usage[]): number | null =>
-  [...before, ...after].every((usage) => usage.mainThreadCpuUs !== null) ? grown(before, after, (usage) => usage.mainThreadCpuUs ?? 0) : null;
-/** What the nodes' heaps allocated between two readings (bytes). */
-const allocatedDelta = (before: NodeUsage[], after: NodeUsage[]) => grown(before, after, (usage) => usage.allocatedBytes);
+const perUnit = (total: number | null, count: number) => (total === null ? null : total / count);
+
+/** What the nodes spent between two readings, summed over the nodes. */
+export interface Spent {
+  cpuUs: number;
+  /** The part of `cpuUs` on the nodes' JavaScript threads; null where a node cannot tell. */
+  mainThreadUs: number | null;
+  gcPauseUs: number;
+  fullCollections: number;
+  allocatedBytes: number;
+}
+
+export const NOTHING_SPENT: Spent = Object.freeze({ cpuUs: 0, mainThreadUs: 0, gcPauseUs: 0, fullCollections: 0, allocatedBytes: 0 });
+
+export function spentBetween(before: NodeUsage[], after: NodeUsage[]): Spent {
+  const mainThreadKnown = [...before, ...after].every((usage) => usage.mainThreadCpuUs !== null);
+  return {
+    cpuUs: cpuDelta(before, after),
+    mainThreadUs: mainThreadKnown ? grown(before, after, (usage) => usage.mainThreadCpuUs ?? 0) : null,
+    gcPauseUs: grown(before, after, (usage) => usage.gcPauseUs),
+    fullCollections: grown(before, after, (usage) => usage.fullCollections),
+    allocatedBytes: grown(before, after, (usage) => usage.allocatedBytes),
+  };
+}
+
+/** Two spans' spending together; the JavaScript thread's share stays unknown once one span's is. */
+export function addSpent(a: Spent, b: Spent): Spent {
+  return {
+    cpuUs: a.cpuUs + b.cpuUs,
+    mainThreadUs: a.mainThreadUs === null || b.mainThreadUs === null ? null : a.mainThreadUs + b.mainThreadUs,
+    gcPauseUs: a.gcPauseUs + b.gcPauseUs,
+    fullCollections: a.fullCollections + b.fullCollections,
+    allocatedBytes: a.allocatedBytes + b.allocatedBytes,
+  };
+}
