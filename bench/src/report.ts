@@ -210,6 +210,25 @@ export function missingCompanions(rows: readonly ResultRow[]): string[] {
   return missing;
 }
 
+/** How a run was asked for, as far as where its results go depends on it. */
+export interface RunKind {
+  quick: boolean;
+  /** The scenarios asked for with --only; null for all. */
+  only: ReadonlySet<string> | null;
+  stacks: readonly string[];
+  profile: boolean;
+  /** Flags handed to the server nodes with --node-flags. */
+  nodeFlags: readonly string[];
+}
+
+/**
+ * Only a full run of both stacks with every scenario, and the nodes as they run in production,
+ * replaces the published results and the README's table; any other goes to results/partial/.
+ */
+export function isPublishedRun(run: RunKind): boolean {
+  return !run.quick && run.only === null && run.stacks.length === 2 && !run.profile && run.nodeFlags.length === 0;
+}
+
 /** The goals the gateway is held to, checked against this run. */
 export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   const checks: TargetCheck[] = [];

@@ -6,7 +6,7 @@ import { pinnedPair } from "./pinned.js";
 import { setServerFlags } from "./workers.js";
 import { README_PATH, writeReadmeTable } from "./readme-table.js";
 import { Progress } from "./progress.js";
-import { type Report, checkTargets, combine, machine, missingCompanions, redisServerVersion, writeReport } from "./report.js";
+import { type Report, checkTargets, combine, isPublishedRun, machine, missingCompanions, redisServerVersion, writeReport } from "./report.js";
 import type { Stack } from "./cluster.js";
 import { FULL_SIZES, OURS_ONLY, QUICK_SIZES, SCENARIO_NAMES, type ScenarioName, type Sizes, StackRun } from "./scenarios.js";
 
@@ -135,8 +135,7 @@ const report: Report = {
   targets: options.quick ? [] : checkTargets(results),
   problems: [...runs.plain.problems, ...runs.ours.problems],
 };
-// Only a full run of both stacks with every scenario, and the nodes as they run in production, replaces the published results.
-const published = !options.quick && only === null && stacks.length === 2 && !options.profile && nodeFlags.length === 0;
+const published = isPublishedRun({ quick: options.quick, only, stacks, profile: options.profile, nodeFlags });
 const directory = fileURLToPath(new URL(published ? "../results/" : "../results/partial/", import.meta.url));
 const files = await writeReport(directory, report);
 if (published) {

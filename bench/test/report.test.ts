@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type Report, checkTargets, combine, costGrowthChart, markdown, missingCompanions } from "../src/report.js";
+import { type Report, checkTargets, combine, costGrowthChart, isPublishedRun, markdown, missingCompanions } from "../src/report.js";
 import {
   ADDED_RSS_METRIC,
   ADDED_RSS_YOUNG_ASIDE_METRIC,
@@ -19,6 +19,16 @@ import { leastSquaresSlope, percentile, round } from "../src/stats.js";
 const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({ scenario, metric, unit: "µs", value, complete });
 
 describe("the report", () => {
+  it("is published, with the README's table, only from a full run of both stacks, every scenario and the nodes unchanged", () => {
+    const full = { quick: false, only: null, stacks: ["plain", "ours"], profile: false, nodeFlags: [] };
+    expect(isPublishedRun(full)).toBe(true);
+    expect(isPublishedRun({ ...full, quick: true })).toBe(false);
+    expect(isPublishedRun({ ...full, only: new Set(["targeted"]) })).toBe(false);
+    expect(isPublishedRun({ ...full, stacks: ["ours"] })).toBe(false);
+    expect(isPublishedRun({ ...full, profile: true })).toBe(false);
+    expect(isPublishedRun({ ...full, nodeFlags: ["--trace-gc"] })).toBe(false);
+  });
+
   it("names each storm or burst that lacks a figure of its CPU's split, its collections or its allocation", () => {
     const figures = (scenario: string, metrics: string[]) => metrics.map((metric) => measured(scenario, metric, 1));
     const storm = ["server CPU per connection", MAIN_THREAD_PER_CONNECTION, GC_PAUSE_PER_CONNECTION, ALLOCATED_PER_CONNECTION];
