@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { type Config, loadConfig } from "../src/config.js";
 
@@ -35,5 +35,31 @@ describe("documented defaults", () => {
     const actual = String(DOCUMENTED[variable]?.(defaults));
     expect(documentedDefault(readme, variable), "README.md").toBe(actual);
     expect(documentedDefault(security, variable), "docs/security.md").toBe(actual);
+  });
+});
+
+describe("links between the documents", () => {
+  const root = new URL("../../../", import.meta.url);
+  const documents = ["README.md", ...readdirSync(new URL("docs/", root)).filter((name) => name.endsWith(".md")).map((name) => `docs/${name}`)];
+
+  /** GitHub's anchor for a heading: lower case, punctuation other than hyphens dropped, spaces as hyphens. */
+  const anchorOf = (heading: string) =>
+    heading
+      .trim()
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N} _-]/gu, "")
+      .replace(/ /g, "-");
+  const anchorsIn = (text: string) => new Set([...text.matchAll(/^#{1,6} (.+)$/gm)].map((match) => anchorOf(match[1] ?? "")));
+
+  it.each(documents)("every relative link in %s names a file that exists, and a heading in it", (document) => {
+    const from = new URL(document, root);
+    const text = readFileSync(from, "utf8");
+    const links = [...text.matchAll(/\]\(([^)\s]+)\)/g)].map((match) => match[1] ?? "").filter((target) => !/^[a-z]+:/.test(target));
+    for (const link of links) {
+      const [path = "", anchor] = link.split("#");
+      const target = path === "" ? from : new URL(path, from);
+      expect(existsSync(target), `${document}: ${link}`).toBe(true);
+      if (anchor !== undefined) expect(anchorsIn(readFileSync(target, "utf8")), `${document}: ${link}`).toContain(anchor);
+    }
   });
 });
