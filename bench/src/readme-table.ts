@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { Report, ResultRow } from "./report.js";
+import { type Report, type ResultRow, targetsTable } from "./report.js";
 import {
   ADDED_CPU_METRIC,
   ADDED_RSS_METRIC,
@@ -21,9 +21,21 @@ import {
 export const README_PATH = fileURLToPath(new URL("../../README.md", import.meta.url));
 export const PUBLISHED_RESULTS_PATH = fileURLToPath(new URL("../results/latest.json", import.meta.url));
 
-/** Where the table sits in the README: it is written from the results, never by hand. */
-export const TABLE_START = "<!-- bench table: written by the benchmark from bench/results/latest.json -->";
-export const TABLE_END = "<!-- end of bench table -->";
+/** Where a block of the README written from the results sits: between two comments. */
+export interface Markers {
+  start: string;
+  end: string;
+}
+
+/** The README's table of the main figures, and its table of targets: written from the results, never by hand. */
+export const TABLE_MARKERS: Markers = {
+  start: "<!-- bench table: written by the benchmark from bench/results/latest.json -->",
+  end: "<!-- end of bench table -->",
+};
+export const TARGETS_MARKERS: Markers = {
+  start: "<!-- bench targets: written by the benchmark from bench/results/latest.json -->",
+  end: "<!-- end of bench targets -->",
+};
 
 type Side = "ours" | "plain";
 
@@ -146,25 +158,25 @@ export function readmeTable(report: Report): string {
   return rows.join("\n");
 }
 
-/** Rewrites the table between the README's markers; throws when the markers are not there. */
-export function writeReadmeTable(readmePath: string, report: Report): void {
+/** Rewrites the README's blocks of results (the table and the targets); throws when their markers are not there. */
+export function writeReadmeTables(readmePath: string, report: Report): void {
   const readme = readFileSync(readmePath, "utf8");
-  writeFileSync(readmePath, withTable(readme, readmeTable(report)));
+  writeFileSync(readmePath, withBlock(withBlock(readme, TABLE_MARKERS, readmeTable(report)), TARGETS_MARKERS, targetsTable(report)));
 }
 
-/** `readme` with the text between its table markers replaced by `table`. */
-export function withTable(readme: string, table: string): string {
-  const start = readme.indexOf(TABLE_START);
-  const end = readme.indexOf(TABLE_END);
-  if (start < 0 || end < start) throw new Error(`the README has no table markers (${TABLE_START} … ${TABLE_END})`);
-  return `${readme.slice(0, start + TABLE_START.length)}\n${table}\n${readme.slice(end)}`;
+/** `readme` with the text between `markers` replaced by `text`. */
+export function withBlock(readme: string, markers: Markers, text: string): string {
+  const start = readme.indexOf(markers.start);
+  const end = readme.indexOf(markers.end);
+  if (start < 0 || end < start) throw new Error(`the README has no markers ${markers.start} … ${markers.end}`);
+  return `${readme.slice(0, start + markers.start.length)}\n${text}\n${readme.slice(end)}`;
 }
 
-/** The text between the README's table markers. */
-export function tableIn(readme: string): string | null {
-  const start = readme.indexOf(TABLE_START);
-  const end = readme.indexOf(TABLE_END);
-  return start < 0 || end < start ? null : readme.slice(start + TABLE_START.length, end).trim();
+/** The text between `markers` in the README, or null without them. */
+export function blockIn(readme: string, markers: Markers): string | null {
+  const start = readme.indexOf(markers.start);
+  const end = readme.indexOf(markers.end);
+  return start < 0 || end < start ? null : readme.slice(start + markers.start.length, end).trim();
 }
 
 /** Three significant digits below 100 (no trailing zeros), whole numbers above, with thousands separated. */

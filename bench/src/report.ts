@@ -223,7 +223,7 @@ export interface RunKind {
 
 /**
  * Only a full run of both stacks with every scenario, and the nodes as they run in production,
- * replaces the published results and the README's table; any other goes to results/partial/.
+ * replaces the published results and the README's tables; any other goes to results/partial/.
  */
 export function isPublishedRun(run: RunKind): boolean {
   return !run.quick && run.only === null && run.stacks.length === 2 && !run.profile && run.nodeFlags.length === 0;
@@ -319,6 +319,16 @@ function verdict(check: TargetCheck, rounds: number): string {
   return `${check.met ? "yes" : "**no**"}${counted}`;
 }
 
+/** The targets of the run and whether each was met, in Markdown: in latest.md and in the README. */
+export function targetsTable(report: Report): string {
+  if (report.targets.length === 0) return "Checked on full runs only.";
+  return [
+    "| Target | Measured | Met |",
+    "| --- | --- | --- |",
+    ...report.targets.map((check) => `| ${check.target} | ${check.measured} | ${verdict(check, report.rounds)} |`),
+  ].join("\n");
+}
+
 export function markdown(report: Report): string {
   const m = report.machine;
   const lines = [
@@ -340,8 +350,7 @@ export function markdown(report: Report): string {
     "",
     "## Targets",
     "",
-    ...(report.targets.length === 0 ? ["Checked on full runs only."] : ["| Target | Measured | Met |", "| --- | --- | --- |"]),
-    ...report.targets.map((check) => `| ${check.target} | ${check.measured} | ${verdict(check, report.rounds)} |`),
+    targetsTable(report),
   ];
   if (report.problems.length > 0) lines.push("", "## Problems in this run", "", ...report.problems.map((problem) => `- ${problem}`));
   return `${lines.join("\n")}\n`;

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { startRedis } from "@switchboard/e2e/harness/redis";
 import { pinnedPair } from "./pinned.js";
 import { setServerFlags } from "./workers.js";
-import { README_PATH, writeReadmeTable } from "./readme-table.js";
+import { README_PATH, writeReadmeTables } from "./readme-table.js";
 import { Progress } from "./progress.js";
 import { type Report, checkTargets, combine, isPublishedRun, machine, missingCompanions, redisServerVersion, writeReport } from "./report.js";
 import type { Stack } from "./cluster.js";
@@ -139,8 +139,8 @@ const published = isPublishedRun({ quick: options.quick, only, stacks, profile: 
 const directory = fileURLToPath(new URL(published ? "../results/" : "../results/partial/", import.meta.url));
 const files = await writeReport(directory, report);
 if (published) {
-  // The README's table is the published run's, written from it rather than copied by hand.
-  writeReadmeTable(README_PATH, report);
+  // The README's tables are the published run's, written from it rather than copied by hand.
+  writeReadmeTables(README_PATH, report);
   files.push(README_PATH);
 }
 process.stdout.write(`\n${readFileSync(files[1]!, "utf8")}\nwritten: ${files.join(", ")}\n`);

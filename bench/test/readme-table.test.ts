@@ -1,14 +1,14 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { PUBLISHED_RESULTS_PATH, README_PATH, TABLE_END, TABLE_START, readmeTable, tableIn, withTable } from "../src/readme-table.js";
-import type { Report } from "../src/report.js";
+import { PUBLISHED_RESULTS_PATH, README_PATH, TABLE_MARKERS, TARGETS_MARKERS, blockIn, readmeTable, withBlock } from "../src/readme-table.js";
+import { type Report, targetsTable } from "../src/report.js";
 
 const readme = readFileSync(README_PATH, "utf8");
 const published = JSON.parse(readFileSync(PUBLISHED_RESULTS_PATH, "utf8")) as Report;
 
 describe("the README's table of results", () => {
   it("is the published run's, figure for figure", () => {
-    expect(tableIn(readme)).toBe(readmeTable(published));
+    expect(blockIn(readme, TABLE_MARKERS)).toBe(readmeTable(published));
   });
 
   it("gives every row the five columns of its header", () => {
@@ -22,12 +22,39 @@ describe("the README's table of results", () => {
     };
     const table = readmeTable(changed);
     expect(table).toContain("| 123,456 µs |");
-    expect(tableIn(withTable(readme, table))).toBe(table);
+    expect(blockIn(withBlock(readme, TABLE_MARKERS, table), TABLE_MARKERS)).toBe(table);
   });
 
   it("is only written between its markers", () => {
-    expect(() => withTable("no markers here", "| table |")).toThrow(/markers/);
-    const text = `before\n${TABLE_START}\nold\n${TABLE_END}\nafter`;
-    expect(withTable(text, "new")).toBe(`before\n${TABLE_START}\nnew\n${TABLE_END}\nafter`);
+    expect(() => withBlock("no markers here", TABLE_MARKERS, "| table |")).toThrow(/markers/);
+    const text = `before\n${TABLE_MARKERS.start}\nold\n${TABLE_MARKERS.end}\nafter`;
+    expect(withBlock(text, TABLE_MARKERS, "new")).toBe(`before\n${TABLE_MARKERS.start}\nnew\n${TABLE_MARKERS.end}\nafter`);
+  });
+});
+
+describe("the README's table of targets", () => {
+  it("is the published run's, target for target, as in its latest.md", () => {
+    const table = targetsTable(published);
+    expect(blockIn(readme, TARGETS_MARKERS)).toBe(table);
+    expect(table.split("\n")).toHaveLength(published.targets.length + 2);
+    const latest = readFileSync(PUBLISHED_RESULTS_PATH.replace(/latest\.json$/, "latest.md"), "utf8");
+    expect(latest).toContain(table);
+  });
+
+  it("says which were met and which were not, with the rounds that met each", () => {
+    const table = targetsTable(published);
+    for (const check of published.targets) {
+      const row = table.split("\n").find((line) => line.startsWith(`| ${check.target} |`));
+      expect(row, check.target).toBeDefined();
+      if (check.met === null) expect(row).toMatch(/\| – \|$/);
+      else expect(row).toContain(`| ${check.met ? "yes" : "**no**"}${check.roundsMet ? ` (${check.roundsMet.met} of ${check.roundsMet.of} ` : ""}`);
+    }
+  });
+
+  it("is written between its own markers, leaving the results table as it is", () => {
+    const changed: Report = { ...published, targets: published.targets.map((check) => ({ ...check, measured: "9.99×" })) };
+    const rewritten = withBlock(readme, TARGETS_MARKERS, targetsTable(changed));
+    expect(blockIn(rewritten, TARGETS_MARKERS)).toContain("| 9.99× |");
+    expect(blockIn(rewritten, TABLE_MARKERS)).toBe(blockIn(readme, TABLE_MARKERS));
   });
 });
