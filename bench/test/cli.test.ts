@@ -11,6 +11,13 @@ function bench(...args: string[]) {
   return spawnSync(process.execPath, ["--import", "tsx", RUN, ...args], { encoding: "utf8", timeout: SPAWN_TIMEOUT_MS });
 }
 
+// A quick run of one scenario: Redis, the nodes and the load start and stop within seconds.
+const RUN_TIMEOUT_MS = 90_000;
+/** The processes that printed V8's --trace-gc lines ("[<pid>:0x…] … ms: Scavenge …"), by pid. */
+function tracingProcesses(output: string): Set<string> {
+  return new Set([...output.matchAll(/^\[(\d+):0x[0-9a-f]+\]\s+[\d.]+ ms: (?:Scavenge|Mark-Compact|Mark-sweep)/gm)].map((match) => match[1] ?? ""));
+}
+
 describe("the bench command line", () => {
   it.each([
     [["--allocations"], "--allocations goes with --profile"],
@@ -27,4 +34,17 @@ describe("the bench command line", () => {
     expect(result.stderr).toContain(message);
     expect(result.stdout).not.toContain("redis-server");
   }, SPAWN_TIMEOUT_MS + 5_000);
+
+  it("hands --node-flags to the server nodes of both stacks and to nothing else, and publishes nothing from such a run", () => {
+    // The pinned pair starts one server node per stack, next to two load processes and Redis.
+    const run = (...flags: string[]) =>
+      spawnSync(process.execPath, ["--import", "tsx", RUN, "--quick", "--only", "pinned", ...flags], { encoding: "utf8", timeout: RUN_TIMEOUT_MS });
+    const traced = run("--node-flags=--trace-gc");
+    expect(traced.status, traced.stderr).toBe(0);
+    expect(tracingProcesses(traced.stdout).size).toBe(2);
+    expect(traced.stdout).toMatch(/written: \S*results\/partial\/latest\.json/);
+    const untraced = run();
+    expect(untraced.status, untraced.stderr).toBe(0);
+    expect(tracingProcesses(untraced.stdout).size).toBe(0);
+  }, 2 * RUN_TIMEOUT_MS + 5_000);
 });
