@@ -44,6 +44,8 @@ function oursEnv(extra: Record<string, string>): Record<string, string> {
 export interface ClusterOptions {
   /** More gateway configuration (ours). */
   env?: Record<string, string>;
+  /** Node and V8 flags for every node, of either stack (`--node-flags`). */
+  nodeFlags?: readonly string[];
 }
 
 /** Starts `nodes` server processes of one stack on the same Redis. */
@@ -55,7 +57,7 @@ export async function startCluster(stack: Stack, nodes: number, redisUrl: string
       const port = await freePort();
       // Both stacks take the same key on their HTTP publish endpoint.
       const base = { STACK: stack, HOST: "127.0.0.1", PORT: String(port), REDIS_URL: redisUrl, NODE_ID: `${stack}-${index}`, API_KEYS: BENCH_API_KEY };
-      const worker = startWorker<ServerApi>("servers/node", stack === "ours" ? oursEnv({ ...base, ...options.env }) : base);
+      const worker = startWorker<ServerApi>("servers/node", stack === "ours" ? oursEnv({ ...base, ...options.env }) : base, options.nodeFlags);
       workers.push(worker);
       urls.push(
         await new Promise<string>((resolve, reject) => {

@@ -12,6 +12,7 @@ import {
   PINNED_TARGETED,
   SITE,
   type Sizes,
+  type RunOptions,
   type StackRun,
   WARM_UP_SHARE,
   addSpent,
@@ -44,7 +45,7 @@ interface Side {
  * speed lasting longer than a batch falls on both stacks alike. Each stack has its own Redis, as both
  * stacks use the adapter's channel names.
  */
-export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progress, round: number, profiling: { directory: string | null; allocations: boolean }): Promise<void> {
+export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progress, round: number, options: RunOptions): Promise<void> {
   const refuse = (why: string) => {
     for (const run of runs) run.problems.push(`${run.stack} ${PINNED_STORM}: not measured: ${why}`);
   };
@@ -56,7 +57,7 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
     for (const run of runs) {
       const redis = await startRedis();
       redisServers.push(redis);
-      const cluster = await startCluster(run.stack, 1, redis.url);
+      const cluster = await startCluster(run.stack, 1, redis.url, { nodeFlags: options.nodeFlags });
       const load = { clients: [startWorker<ClientsApi>("load/clients")] as [Worker<ClientsApi>], publisher: startWorker<PublisherApi>("load/publisher") };
       workers.push(load.clients[0], load.publisher);
       sides.push({ stack: run.stack, run, redis, cluster, load });
@@ -70,8 +71,8 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
     // Odd rounds start with the first stack, even ones with the other.
     const turns: Turns = (batch) => ((batch + round) % 2 === 0 ? sides : [...sides].reverse());
     // With --profile, each node's profile spans both phases; it is idle while the other node takes its turn.
-    const { directory } = profiling;
-    if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStart(profiling.allocations)));
+    const directory = options.profileDirectory;
+    if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStart(options.allocations)));
     const { ready, users } = await storm(sides, sizes.pinnedSockets, turns, progress);
     await targeted(sides, ready, users, sizes.pinnedMessages, turns, progress);
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/pinned-${side.stack}`)));

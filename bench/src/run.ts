@@ -3,12 +3,11 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startRedis } from "@switchboard/e2e/harness/redis";
 import { pinnedPair } from "./pinned.js";
-import { setServerFlags } from "./workers.js";
 import { README_PATH, writeReadmeTables } from "./readme-table.js";
 import { Progress } from "./progress.js";
 import { type Report, checkTargets, combine, isPublishedRun, machine, missingCompanions, redisServerVersion, writeReport } from "./report.js";
 import type { Stack } from "./cluster.js";
-import { FULL_SIZES, OURS_ONLY, QUICK_SIZES, SCENARIO_NAMES, type ScenarioName, type Sizes, StackRun } from "./scenarios.js";
+import { FULL_SIZES, OURS_ONLY, QUICK_SIZES, type RunOptions, SCENARIO_NAMES, type ScenarioName, type Sizes, StackRun } from "./scenarios.js";
 
 const USAGE = `npm run bench [-- options]
 
@@ -80,7 +79,6 @@ const stacks: Stack[] = options.stack === undefined ? ["plain", "ours"] : [optio
 if (options.allocations && !options.profile) fail("--allocations goes with --profile");
 const nodeFlags = options["node-flags"]?.split(" ").filter((flag) => flag.length > 0) ?? [];
 for (const flag of nodeFlags) if (!flag.startsWith("--")) fail(`--node-flags takes flags that start with --, not ${flag}`);
-setServerFlags(nodeFlags);
 
 const base = options.quick ? QUICK_SIZES : FULL_SIZES;
 const sizes: Sizes = {
@@ -101,7 +99,7 @@ const redisVersion = redisServerVersion();
 progress.line(`redis-server ${redisVersion} on ${redis.url}; ${options.quick ? "quick run" : "full run"}`);
 
 const profileDirectory = options.profile ? fileURLToPath(new URL("../results/profiles/", import.meta.url)) : null;
-const runOptions = { only: only as ReadonlySet<ScenarioName> | null, profileDirectory, allocations: options.allocations };
+const runOptions: RunOptions = { only: only as ReadonlySet<ScenarioName> | null, profileDirectory, allocations: options.allocations, nodeFlags };
 const runs = { plain: new StackRun("plain", sizes, redis.url, progress, runOptions), ours: new StackRun("ours", sizes, redis.url, progress, runOptions) };
 try {
   // The same load against each stack in turn, never both at once (the pinned pair holds a node of each, but
@@ -112,7 +110,7 @@ try {
     // it (a warm or busy machine, memory the kernel has yet to reclaim) falls on each stack alike.
     const order = round % 2 === 1 ? stacks : [...stacks].reverse();
     for (const stack of order) await runs[stack].mainScenarios();
-    if (only === null || only.has("pinned")) await pinnedPair(stacks.map((stack) => runs[stack]), sizes, progress, round, { directory: profileDirectory, allocations: options.allocations });
+    if (only === null || only.has("pinned")) await pinnedPair(stacks.map((stack) => runs[stack]), sizes, progress, round, runOptions);
     if (stacks.includes("ours")) {
       await runs.ours.featureCosts();
       await runs.ours.services();

@@ -172,6 +172,8 @@ export interface RunOptions {
   profileDirectory: string | null;
   /** The profiles are of allocations instead of CPU time. */
   allocations: boolean;
+  /** Node and V8 flags for the server nodes of both stacks, never for the load (`--node-flags`). */
+  nodeFlags: readonly string[];
 }
 
 export class StackRun {
@@ -188,6 +190,11 @@ export class StackRun {
     private readonly progress: Progress,
     private readonly options: RunOptions,
   ) {}
+
+  /** Starts `nodes` server nodes of this run's stack, with `env` for ours. */
+  private startCluster(nodes: number, env: Record<string, string> = {}): Promise<Cluster> {
+    return startCluster(this.stack, nodes, this.redisUrl, { env, nodeFlags: this.options.nodeFlags });
+  }
 
   private wanted(name: ScenarioName): boolean {
     return this.options.only === null || this.options.only.has(name);
@@ -230,7 +237,7 @@ export class StackRun {
     const { sizes } = this;
     if (!MAIN_SCENARIOS.some((name) => this.wanted(name))) return;
     await this.flushRedis();
-    const cluster = await startCluster(this.stack, 2, this.redisUrl);
+    const cluster = await this.startCluster(2);
     const load = await this.startLoad(cluster);
     try {
       const connected = await this.connectStorm(cluster, load, sizes.sockets, "connect storm");
@@ -320,7 +327,7 @@ export class StackRun {
       [OURS_WITH_LIFECYCLE, { LIFECYCLE_EVENTS: "1" }],
     ] as const) {
       await this.flushRedis();
-      const cluster = await startCluster(this.stack, 2, this.redisUrl, { env });
+      const cluster = await this.startCluster(2, env);
       const load = await this.startLoad(cluster);
       try {
         await this.connectStorm(cluster, load, this.sizes.sockets, scenario);
@@ -344,7 +351,7 @@ export class StackRun {
     let floorP50: number | null = null;
     for (const instances of [1, 2]) {
       await this.flushRedis();
-      const cluster = await startCluster(this.stack, 2, this.redisUrl, { env: { SERVICE_POLICY: "bench-*", CLIENT_EVENT_RATE: "1000000" } });
+      const cluster = await this.startCluster(2, { SERVICE_POLICY: "bench-*", CLIENT_EVENT_RATE: "1000000" });
       const workers = Array.from({ length: instances }, () => startWorker<ServiceWorkerApi>("load/service"));
       const callers = startWorker<CallersApi>("load/callers");
       try {
@@ -407,7 +414,7 @@ export class StackRun {
     for (const [name, env] of variants) {
       for (const nodes of sizes.growthNodes) {
         await this.flushRedis();
-        const cluster = await startCluster(this.stack, nodes, this.redisUrl, { env });
+        const cluster = await this.startCluster(nodes, env);
         const load = await this.startLoad(cluster);
         try {
           const scenario = `${name}, ${nodes} node${nodes === 1 ? "" : "s"}`;

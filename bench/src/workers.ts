@@ -20,15 +20,6 @@ export interface Worker<A extends Api> {
 
 const BENCH_DIR = fileURLToPath(new URL("..", import.meta.url));
 const workers = new Set<ChildProcess>();
-let serverFlags: readonly string[] = [];
-
-/**
- * Node and V8 flags for every server node started from now on, of both stacks alike (`--node-flags`):
- * `--trace-gc` shows where each node's collections fall in a phase. Load workers never get them.
- */
-export function setServerFlags(flags: readonly string[]): void {
-  serverFlags = flags;
-}
 
 // An interrupted run leaves no worker behind.
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -41,12 +32,13 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 /**
  * Starts a worker (`servers/node`, `load/clients`, `load/publisher`) as its own Node process, from
  * the build in dist/ and with `gc()` exposed: the nodes run compiled code as they would in
- * production, without a TypeScript loader in the process being measured.
+ * production, without a TypeScript loader in the process being measured. `nodeFlags` are more
+ * Node and V8 flags for it (the server nodes get `--node-flags`).
  */
-export function startWorker<A extends Api>(file: string, env: Record<string, string> = {}): Worker<A> {
+export function startWorker<A extends Api>(file: string, env: Record<string, string> = {}, nodeFlags: readonly string[] = []): Worker<A> {
   const child = fork(join(BENCH_DIR, "dist", `${file}.js`), [], {
     cwd: BENCH_DIR,
-    execArgv: ["--expose-gc", ...(file.startsWith("servers/") ? serverFlags : [])],
+    execArgv: ["--expose-gc", ...nodeFlags],
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
