@@ -313,6 +313,19 @@ describe("the Redis side", () => {
     await bothNodesDeliver("gigabyte-claims");
   });
 
+  it("an array header claiming 24 million items in eight bytes on the raw channel is dropped unread: no node makes room for the items", async () => {
+    // A decoder that believes the header allocates every slot (about 190 MB) before it finds the items missing.
+    const claim = Buffer.from("dd017100effee688", "hex");
+    const heapUsed = () => Promise.all([a, b].map((url) => readCounter(url, "switchboard_nodejs_heap_size_used_bytes")));
+    const dropped = () => Promise.all([a, b].map((url) => readCounter(url, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" })));
+    const [heapBefore, droppedBefore] = await Promise.all([heapUsed(), dropped()]);
+    for (let sent = 0; sent < 3; sent++) await cluster.publisher.publish("socket.io#emitter", claim);
+    await waitFor("every claim dropped on both nodes", async () => ((await dropped()).every((count, index) => count >= (droppedBefore[index] as number) + 3) ? true : undefined));
+    const heapAfter = await heapUsed();
+    for (const [index, after] of heapAfter.entries()) expect(after - (heapBefore[index] as number), `heap growth of node ${index}`).toBeLessThan(64 * 1024 * 1024);
+    await bothNodesDeliver("array-claims");
+  });
+
   it("two thousand bad frames cost a few log lines, every one of them counted", async () => {
     const node = cluster.nodes[0]!;
     const before = await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" });

@@ -1,4 +1,4 @@
-import { type FrameLimits, arrayFrameProblem, isWholeMsgpackValue, nestsDeeperThan, preview } from "@switchboard/protocol";
+import { type FrameLimits, NOT_WHOLE_MSGPACK, arrayFrameProblem, isWholeMsgpackValue, nestsDeeperThan, preview } from "@switchboard/protocol";
 import { decode as decodeMsgpack, encode as encodeMsgpack } from "notepack.io";
 import { UNAUTHENTICATED_ROOM } from "./rooms.js";
 
@@ -168,7 +168,7 @@ function decodeMessage(message: Buffer, allowJson: boolean): Checked {
   // The adapter reads a request or response starting with "{" as JSON, anything else as MessagePack.
   const json = allowJson && message[0] === 0x7b;
   // notepack.io believes the lengths a frame declares: checked first, so a few bytes claiming a gigabyte cannot stall the node.
-  if (!json && !isWholeMsgpackValue(message)) return { ok: false, reason: "frame_not_msgpack", detail: "not one whole MessagePack value: a length or count runs past its end" };
+  if (!json && !isWholeMsgpackValue(message)) return { ok: false, reason: "frame_not_msgpack", detail: NOT_WHOLE_MSGPACK };
   try {
     const value: unknown = json ? JSON.parse(message.toString()) : decodeMsgpack(message);
     return { ok: true, value };

@@ -37,6 +37,7 @@ export type {
   WelcomePayload,
 } from "./events.js";
 export {
+  NOT_WHOLE_MSGPACK,
   RAW_FRAME_CHANNEL,
   arrayFrameProblem,
   decodeMsgpack,

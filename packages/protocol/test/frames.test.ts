@@ -1,6 +1,6 @@
 import { decode, encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
-import { decodeRawFrame, encodeRawFrame } from "../src/index.js";
+import { NOT_WHOLE_MSGPACK, decodeMsgpack, decodeRawFrame, encodeRawFrame } from "../src/index.js";
 
 describe("raw frame codec", () => {
   it("round-trips a map frame with defaults filled in", () => {
@@ -81,6 +81,25 @@ describe("frame limits", () => {
     const reserved = decodeRawFrame(encode({ room: "user(1)", event: { huge: "x".repeat(100_000) }, data: 1 }));
     expect(reserved.ok).toBe(false);
     if (!reserved.ok) expect(reserved.reason.length).toBeLessThan(200);
+  });
+});
+
+describe("lengths and counts a frame claims", () => {
+  it("refuses a header claiming more items than the frame holds without making room for them", () => {
+    // An array of 24,182,511 items in eight bytes: just under the length up to which V8 allocates
+    // every slot of a new array at once (about 190 MB).
+    const claim = Uint8Array.from([0xdd, 0x01, 0x71, 0x00, 0xef, 0xfe, 0xe6, 0x88]);
+    const before = process.memoryUsage().heapUsed;
+    const decoded = decodeMsgpack(claim);
+    const grown = process.memoryUsage().heapUsed - before;
+    expect(grown).toBeLessThan(16 * 1024 * 1024);
+    expect(decoded).toEqual({ ok: false, code: "frame_not_msgpack", reason: NOT_WHOLE_MSGPACK });
+    expect(decodeRawFrame(claim)).toMatchObject({ ok: false, code: "frame_not_msgpack" });
+    // A map, a string and bytes claiming more than is there are refused alike; a whole frame still decodes.
+    for (const header of [[0xdf, 0x00, 0x10, 0x00, 0x00], [0xdb, 0x00, 0x10, 0x00, 0x00, 0x61], [0xc6, 0x00, 0x10, 0x00, 0x00, 0x01]]) {
+      expect(decodeMsgpack(Uint8Array.from(header))).toEqual({ ok: false, code: "frame_not_msgpack", reason: NOT_WHOLE_MSGPACK });
+    }
+    expect(decodeMsgpack(encode([1, "two", { three: 3 }]))).toEqual({ ok: true, value: [1, "two", { three: 3 }] });
   });
 });
 
