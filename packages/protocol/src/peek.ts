@@ -24,25 +24,31 @@ for (const [type, bytes] of [
  * string, anything malformed), and the frame must then be decoded in full. Never throws.
  */
 export function peekFrameRooms(bytes: Uint8Array): string[] | null {
-  const reader = new Reader(bytes);
-  const entries = reader.mapHeader();
+  // Every node peeks at every raw frame: one reader serves them all, and lets go of each frame after it.
+  reader.reset(bytes);
+  const rooms = roomsNamed(reader);
+  reader.reset(NO_BYTES);
+  return rooms;
+}
+
+function roomsNamed(frame: Reader): string[] | null {
+  const entries = frame.mapHeader();
   if (entries === null) return null;
   let rooms: string[] | null = null;
   for (let entry = 0; entry < entries; entry++) {
-    const key = reader.stringBounds();
-    if (key === null) return null;
-    if (reader.equals(key, IN)) return null;
-    if (reader.equals(key, ROOM)) {
+    if (!frame.stringAhead()) return null;
+    if (frame.stringIs(IN)) return null;
+    if (frame.stringIs(ROOM)) {
       // A second `room` is one the decoder would take instead: leave that to it.
       if (rooms !== null) return null;
-      rooms = reader.roomList();
+      rooms = frame.roomList();
       if (rooms === null) return null;
-    } else if (!reader.skip()) {
+    } else if (!frame.skip()) {
       return null;
     }
   }
   // Trailing bytes make the frame undecodable: the full decode reports that.
-  return reader.atEnd() ? rooms : null;
+  return frame.atEnd() ? rooms : null;
 }
 
 /**
@@ -54,14 +60,17 @@ export function peekFrameRooms(bytes: Uint8Array): string[] | null {
  */
 export function isWholeMsgpackValue(bytes: Uint8Array): boolean {
   // Every message a node receives is checked: one reader serves them all, and lets go of each frame after it.
-  wholeValueReader.reset(bytes);
-  const whole = wholeValueReader.skip() && wholeValueReader.atEnd();
-  wholeValueReader.reset(NO_BYTES);
+  reader.reset(bytes);
+  const whole = reader.skip() && reader.atEnd();
+  reader.reset(NO_BYTES);
   return whole;
 }
 
 class Reader {
   private position = 0;
+  /** Where the string read last lies: [stringStart, stringEnd). Kept here, not returned as a pair, as a pair per key is garbage per frame. */
+  private stringStart = 0;
+  private stringEnd = 0;
 
   constructor(private bytes: Uint8Array) {}
 
@@ -84,24 +93,28 @@ class Reader {
     return null;
   }
 
-  /** Where the string that starts here lies: [start, end). */
-  stringBounds(): [number, number] | null {
+  /** Steps over the string that starts here, noting where it lies; false when there is no whole string. */
+  stringAhead(): boolean {
     const type = this.byte();
-    if (type === null) return null;
+    if (type === null) return false;
     let length: number | null;
     if (type >= 0xa0 && type <= 0xbf) length = type & 0x1f;
     else if (type === 0xd9) length = this.uint(1);
     else if (type === 0xda) length = this.uint(2);
     else if (type === 0xdb) length = this.uint(4);
-    else return null;
-    if (length === null) return null;
+    else return false;
+    if (length === null) return false;
     const start = this.position;
-    if (!this.advance(length)) return null;
-    return [start, this.position];
+    if (!this.advance(length)) return false;
+    this.stringStart = start;
+    this.stringEnd = this.position;
+    return true;
   }
 
-  equals([start, end]: [number, number], expected: readonly number[]): boolean {
-    if (end - start !== expected.length) return false;
+  /** Whether the string read last is these bytes. */
+  stringIs(expected: readonly number[]): boolean {
+    const start = this.stringStart;
+    if (this.stringEnd - start !== expected.length) return false;
     for (let index = 0; index < expected.length; index++) if (this.bytes[start + index] !== expected[index]) return false;
     return true;
   }
@@ -202,10 +215,9 @@ class Reader {
   }
 
   private string(): string | null {
-    const bounds = this.stringBounds();
-    if (bounds === null) return null;
+    if (!this.stringAhead()) return null;
     try {
-      return text.decode(this.bytes.subarray(bounds[0], bounds[1]));
+      return text.decode(this.bytes.subarray(this.stringStart, this.stringEnd));
     } catch {
       return null;
     }
@@ -234,4 +246,5 @@ class Reader {
 }
 
 const NO_BYTES = new Uint8Array(0);
-const wholeValueReader = new Reader(NO_BYTES);
+// Neither peekFrameRooms nor isWholeMsgpackValue calls out while reading, so one reader serves both.
+const reader = new Reader(NO_BYTES);
