@@ -166,17 +166,22 @@ export function writeReadmeTables(readmePath: string, report: Report): void {
 
 /** `readme` with the text between `markers` replaced by `text`. */
 export function withBlock(readme: string, markers: Markers, text: string): string {
-  const start = readme.indexOf(markers.start);
-  const end = readme.indexOf(markers.end);
-  if (start < 0 || end < start) throw new Error(`the README has no markers ${markers.start} … ${markers.end}`);
-  return `${readme.slice(0, start + markers.start.length)}\n${text}\n${readme.slice(end)}`;
+  const block = blockBounds(readme, markers);
+  if (block === null) throw new Error(`the README has no markers ${markers.start} … ${markers.end}`);
+  return `${readme.slice(0, block.start)}\n${text}\n${readme.slice(block.end)}`;
 }
 
 /** The text between `markers` in the README, or null without them. */
 export function blockIn(readme: string, markers: Markers): string | null {
+  const block = blockBounds(readme, markers);
+  return block === null ? null : readme.slice(block.start, block.end).trim();
+}
+
+/** Where the text between `markers` starts and ends, or null when they are not both there, in order. */
+function blockBounds(readme: string, markers: Markers): { start: number; end: number } | null {
   const start = readme.indexOf(markers.start);
   const end = readme.indexOf(markers.end);
-  return start < 0 || end < start ? null : readme.slice(start + markers.start.length, end).trim();
+  return start < 0 || end < start ? null : { start: start + markers.start.length, end };
 }
 
 /** Three significant digits below 100 (no trailing zeros), whole numbers above, with thousands separated. */
