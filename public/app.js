@@ -28,7 +28,11 @@ function badgeText(state) {
 function showState(state) {
   const badge = $("state");
   badge.dataset.status =
-    state.status === "disconnected" && closedOnPurpose ? "closed" : state.status === "disconnected" && state.code === "kicked" ? "kicked" : state.status;
+    state.status === "disconnected" && closedOnPurpose
+      ? "closed"
+      : state.status === "disconnected" && state.code === "kicked"
+        ? "kicked"
+        : state.status;
   badge.textContent = badgeText(state);
   $("node").textContent = state.status === "connected" ? `node ${state.welcome.node}` : "";
   $("disconnect").hidden = state.status === "disconnected";
@@ -109,7 +113,8 @@ function start(options) {
   client.on("kicked", (body) => showMessage("kicked", [body]));
   // Every application event, whatever its name.
   client.socket.onAny((event, ...args) => {
-    if (!["welcome", "authenticated", "unauthorized", "token_expiring", "kicked", "error", "reconnect", "configured"].includes(event)) showMessage(event, args);
+    if (!["welcome", "authenticated", "unauthorized", "token_expiring", "kicked", "error", "reconnect", "configured"].includes(event))
+      showMessage(event, args);
   });
   showState({ status: "connecting" });
 }

@@ -68,7 +68,13 @@ describe("handshake authentication", () => {
 
 describe("public-key tokens", () => {
   const rsToken = (claims: object, options: jwt.SignOptions = {}) =>
-    jwt.sign(claims, rsaPrivate, { algorithm: "RS256", issuer: "https://auth.example.com", audience: "switchboard", expiresIn: 60, ...options });
+    jwt.sign(claims, rsaPrivate, {
+      algorithm: "RS256",
+      issuer: "https://auth.example.com",
+      audience: "switchboard",
+      expiresIn: 60,
+      ...options,
+    });
 
   it("accepts RS256 tokens with the configured issuer and audience", async () => {
     const client = openClient(rs.url, { auth: { token: rsToken({ sub: "r1", site: "Example.org" }) } });
@@ -76,13 +82,19 @@ describe("public-key tokens", () => {
   });
 
   it("refuses an HS256 token signed with the public key (key confusion)", async () => {
-    const forged = jwt.sign({ sub: "admin", iss: "https://auth.example.com", aud: "switchboard" }, rsaPublic.trim(), { algorithm: "HS256" });
+    const forged = jwt.sign({ sub: "admin", iss: "https://auth.example.com", aud: "switchboard" }, rsaPublic.trim(), {
+      algorithm: "HS256",
+    });
     expect((await refusal(openClient(rs.url, { auth: { token: forged } }))).message).toBe("token_algorithm_not_allowed");
   });
 
   it("refuses a wrong issuer or audience with token_claims_invalid", async () => {
-    expect((await refusal(openClient(rs.url, { auth: { token: rsToken({ sub: "r" }, { issuer: "https://evil.example" }) } }))).message).toBe("token_claims_invalid");
-    expect((await refusal(openClient(rs.url, { auth: { token: rsToken({ sub: "r" }, { audience: "other" }) } }))).message).toBe("token_claims_invalid");
+    expect(
+      (await refusal(openClient(rs.url, { auth: { token: rsToken({ sub: "r" }, { issuer: "https://evil.example" }) } }))).message,
+    ).toBe("token_claims_invalid");
+    expect((await refusal(openClient(rs.url, { auth: { token: rsToken({ sub: "r" }, { audience: "other" }) } }))).message).toBe(
+      "token_claims_invalid",
+    );
   });
 });
 

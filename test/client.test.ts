@@ -172,8 +172,17 @@ describe("@switchboard/client", () => {
     cycle.self = cycle;
     const speaker = open({ url, token: mintToken({ sub: "c-unsendable", publish: ["topic(*)"] }) });
     await speaker.ready();
-    const calls = [() => speaker.publish("spoken", { n: 10n }, { room: "topic(sdk)" }), () => speaker.request("any", cycle), () => speaker.send("any", "note", { n: 1n })];
-    for (const call of calls) await expect(call()).rejects.toMatchObject({ name: "ClientError", code: "payload_invalid", message: expect.stringContaining("cannot be sent as JSON") });
+    const calls = [
+      () => speaker.publish("spoken", { n: 10n }, { room: "topic(sdk)" }),
+      () => speaker.request("any", cycle),
+      () => speaker.send("any", "note", { n: 1n }),
+    ];
+    for (const call of calls)
+      await expect(call()).rejects.toMatchObject({
+        name: "ClientError",
+        code: "payload_invalid",
+        message: expect.stringContaining("cannot be sent as JSON"),
+      });
     // Still connected and serving after them.
     expect(await speaker.publish("spoken", { n: 1 }, { room: "topic(sdk)" })).toEqual(expect.any(String));
     speaker.socket.disconnect();

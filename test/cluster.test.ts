@@ -38,7 +38,13 @@ describe("delivery across two gateway nodes", () => {
   it("welcomes an authenticated socket with its node, user, site and rooms", async () => {
     const client = await connectUser(b, { sub: "7", site: "Shop.Example.com:443" });
     const [welcome] = await client.next("welcome");
-    expect(welcome).toMatchObject({ node: "node-b", name: "switchboard", user: "7", site: "shop.example.com", rooms: ["user(7)", "site(shop.example.com)"] });
+    expect(welcome).toMatchObject({
+      node: "node-b",
+      name: "switchboard",
+      user: "7",
+      site: "shop.example.com",
+      rooms: ["user(7)", "site(shop.example.com)"],
+    });
     expect(typeof (welcome as { version: unknown }).version).toBe("string");
     expect((welcome as { id: unknown }).id).toBe(client.socket.id);
   });
@@ -98,13 +104,20 @@ describe("delivery across two gateway nodes", () => {
   it("counts a raw frame on the nodes that hold its rooms only, and reads one with _in on every node", async () => {
     const onA = await connectUser(a, { sub: "held-a" });
     const onB = await connectUser(b, { sub: "held-b" });
-    const delivered = () => Promise.all([a, b].map((node) => readCounter(node, "switchboard_frames_delivered_total", { channel: "socket.io#emitter" })));
+    const delivered = () =>
+      Promise.all([a, b].map((node) => readCounter(node, "switchboard_frames_delivered_total", { channel: "socket.io#emitter" })));
     const [beforeA, beforeB] = (await delivered()) as [number, number];
     // Only node a holds user(held-a): node b skips the frame undecoded, and counts nothing.
-    await cluster.publisher.publish("socket.io#emitter", bytes(encode({ data: { big: "x".repeat(5000) }, room: "user(held-a)", event: "only-a" })));
+    await cluster.publisher.publish(
+      "socket.io#emitter",
+      bytes(encode({ data: { big: "x".repeat(5000) }, room: "user(held-a)", event: "only-a" })),
+    );
     expect(await onA.next("only-a")).toEqual([{ big: "x".repeat(5000) }]);
     // Its room is held on a only, but _in adds one held on b: b must read it.
-    await cluster.publisher.publish("socket.io#emitter", bytes(encode({ room: "user(held-a)", _in: "user(held-b)", event: "both", data: 2 })));
+    await cluster.publisher.publish(
+      "socket.io#emitter",
+      bytes(encode({ room: "user(held-a)", _in: "user(held-b)", event: "both", data: 2 })),
+    );
     expect(await onA.next("both")).toEqual([2]);
     expect(await onB.next("both")).toEqual([2]);
     await settle(onB, "user(held-b)");
@@ -114,7 +127,10 @@ describe("delivery across two gateway nodes", () => {
 
   it("delivers frames in the array layout of the first socket.io-emitter releases", async () => {
     const client = await connectUser(a, { sub: "legacy-array" });
-    const frame = [{ type: 2, data: ["chat", "from php", 3], nsp: "/" }, { rooms: ["user(legacy-array)"], flags: {} }];
+    const frame = [
+      { type: 2, data: ["chat", "from php", 3], nsp: "/" },
+      { rooms: ["user(legacy-array)"], flags: {} },
+    ];
     await cluster.publisher.publish("socket.io#emitter", bytes(encode(frame)));
     expect(await client.next("chat")).toEqual(["from php", 3]);
   });
@@ -173,7 +189,9 @@ describe("bad frames", () => {
     await cluster.publisher.publish("socket.io#emitter", bytes(encode({ room: "user(after-garbage)", data: "good" })));
     expect(await client.next("message")).toEqual(["good"]);
     expect(await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter" })).toBe(before + 3);
-    expect(await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" })).toBeGreaterThanOrEqual(1);
+    expect(
+      await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" }),
+    ).toBeGreaterThanOrEqual(1);
     // The first frame of each kind is logged in full; repeats of a kind are summarised (see "a flood of bad frames").
     const warnings = cluster.nodes[0]!.lines.filter((line) => line.includes('"dropped a frame"') && line.includes("socket.io#emitter"));
     expect(warnings.some((line) => line.includes('"code":"frame_not_msgpack"'))).toBe(true);
@@ -187,7 +205,10 @@ describe("bad frames", () => {
     for (const channel of ["socket.io#/#", "socket.io#/#user(adapter-garbage)#"]) {
       await cluster.publisher.publish(channel, Buffer.from([0xc1, 0x00, 0xff]));
       await cluster.publisher.publish(channel, bytes(encode("just a string")));
-      await cluster.publisher.publish(channel, bytes(encode(["uid", { type: 2, data: ["x"], nsp: "/" }, { rooms: "user(adapter-garbage)" }])));
+      await cluster.publisher.publish(
+        channel,
+        bytes(encode(["uid", { type: 2, data: ["x"], nsp: "/" }, { rooms: "user(adapter-garbage)" }])),
+      );
       await cluster.publisher.publish(channel, bytes(encode(["uid", null, null])));
     }
     for (const channel of ["socket.io-request#/#", "socket.io-response#/#"]) {

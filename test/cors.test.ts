@@ -29,7 +29,9 @@ beforeAll(async () => {
   site = createServer((request, response) => {
     const url = new URL(request.url ?? "/", "http://x");
     if (url.pathname === "/client.js") return response.writeHead(200, { "content-type": "text/javascript" }).end(BUNDLE);
-    response.writeHead(200, { "content-type": "text/html" }).end(page(url.searchParams.get("gateway") ?? "", url.searchParams.get("token") ?? ""));
+    response
+      .writeHead(200, { "content-type": "text/html" })
+      .end(page(url.searchParams.get("gateway") ?? "", url.searchParams.get("token") ?? ""));
   });
   await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
   const address = site.address();
@@ -48,7 +50,11 @@ afterAll(async () => {
 
 describe("a refused origin, as the client SDK sees it", () => {
   it("in Node: ready() rejects with origin_not_allowed and the client stops retrying", async () => {
-    const client = connect({ url: strict.url, token: mintToken({ sub: "o" }), socket: { extraHeaders: { Origin: "https://evil.example" }, reconnectionDelay: 100 } });
+    const client = connect({
+      url: strict.url,
+      token: mintToken({ sub: "o" }),
+      socket: { extraHeaders: { Origin: "https://evil.example" }, reconnectionDelay: 100 },
+    });
     try {
       const failure = await client.ready().catch((err: unknown) => err);
       expect(failure).toBeInstanceOf(ClientError);
@@ -62,14 +68,23 @@ describe("a refused origin, as the client SDK sees it", () => {
   it("in a browser page of another origin: the state carries origin_not_allowed; an allowed origin connects", async () => {
     const refused = await browser.newPage();
     await refused.goto(`${siteOrigin}/?gateway=${encodeURIComponent(strict.url)}&token=${mintToken({ sub: "b" })}`);
-    await waitFor("the refusal", () => refused.evaluate(() => (window as unknown as { lastState?: { code: string | null } }).lastState?.code ?? undefined));
-    expect(await refused.evaluate(() => (window as unknown as { lastState: unknown }).lastState)).toEqual({ status: "disconnected", code: "origin_not_allowed" });
+    await waitFor("the refusal", () =>
+      refused.evaluate(() => (window as unknown as { lastState?: { code: string | null } }).lastState?.code ?? undefined),
+    );
+    expect(await refused.evaluate(() => (window as unknown as { lastState: unknown }).lastState)).toEqual({
+      status: "disconnected",
+      code: "origin_not_allowed",
+    });
     expect(await refused.evaluate(() => (window as unknown as { lastError?: string }).lastError)).toBe("origin_not_allowed");
     await refused.close();
 
     const allowed = await browser.newPage();
     await allowed.goto(`${siteOrigin}/?gateway=${encodeURIComponent(welcoming.url)}&token=${mintToken({ sub: "b" })}`);
-    await waitFor("the connection", () => allowed.evaluate(() => ((window as unknown as { lastState?: { status: string } }).lastState?.status === "connected" ? true : undefined)));
+    await waitFor("the connection", () =>
+      allowed.evaluate(() =>
+        (window as unknown as { lastState?: { status: string } }).lastState?.status === "connected" ? true : undefined,
+      ),
+    );
     await allowed.close();
   });
 });

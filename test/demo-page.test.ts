@@ -85,7 +85,9 @@ describe("the demo page on a development node", () => {
     await expect.poll(() => page.textContent("[data-testid=state]")).toBe("connected");
     // Another user of the site, connected to the other node.
     await connectUser(cluster.nodes[1]!.url, { sub: "neighbour", site: "online.example" });
-    await expect.poll(() => page.locator("[data-testid=online] li").allTextContents(), { timeout: 8000 }).toEqual(["neighbour", "onlooker"]);
+    await expect
+      .poll(() => page.locator("[data-testid=online] li").allTextContents(), { timeout: 8000 })
+      .toEqual(["neighbour", "onlooker"]);
 
     await page.fill("#send-form [name=data]", "{ not json");
     await page.click("#send-form button[type=submit]");

@@ -60,7 +60,11 @@ describe("two nodes behind nginx, configured as the README says", () => {
     plain.on("welcome", (welcome: { node: string }) => welcomes.push(welcome));
     const plainMessages: unknown[] = [];
     plain.on("note", (data: unknown) => plainMessages.push(data));
-    const sdk = connect({ url: nginx.url, token: mintToken({ sub: "behind-lb" }), socket: { reconnectionDelay: 200, reconnectionDelayMax: 1000 } });
+    const sdk = connect({
+      url: nginx.url,
+      token: mintToken({ sub: "behind-lb" }),
+      socket: { reconnectionDelay: 200, reconnectionDelayMax: 1000 },
+    });
     clients.push(sdk);
     const sdkMessages: unknown[] = [];
     sdk.on("note", (data) => sdkMessages.push(data));
@@ -77,7 +81,11 @@ describe("two nodes behind nginx, configured as the README says", () => {
     expect(welcomes[0]?.node).toBe(doomed.nodeId);
     const killedAt = Date.now();
     await doomed.kill();
-    await waitFor("the SDK on the other node", () => (sdk.state.status === "connected" && sdk.state.welcome.node === survivor.nodeId ? true : undefined), 10_000);
+    await waitFor(
+      "the SDK on the other node",
+      () => (sdk.state.status === "connected" && sdk.state.welcome.node === survivor.nodeId ? true : undefined),
+      10_000,
+    );
     await waitFor("the plain client on the other node", () => (welcomes.at(-1)?.node === survivor.nodeId ? true : undefined), 10_000);
     let delivered = false;
     const publishing = (async () => {
@@ -86,7 +94,11 @@ describe("two nodes behind nginx, configured as the README says", () => {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     })();
-    await waitFor("both to receive on the survivor", () => (plainMessages.includes(2) && sdkMessages.includes(2) ? true : undefined), 10_000);
+    await waitFor(
+      "both to receive on the survivor",
+      () => (plainMessages.includes(2) && sdkMessages.includes(2) ? true : undefined),
+      10_000,
+    );
     delivered = true;
     await publishing;
     expect(Date.now() - killedAt).toBeLessThan(5000);
@@ -109,7 +121,11 @@ describe("the README's two-node block", () => {
     const shell: ChildProcess = spawn("bash", ["-c", `${script}\nwait`], { cwd: ROOT, detached: true, stdio: "ignore" });
     try {
       for (const port of [portA, portB]) {
-        await waitFor(`the node on ${port}`, async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), 20_000);
+        await waitFor(
+          `the node on ${port}`,
+          async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined),
+          20_000,
+        );
       }
     } finally {
       if (shell.pid !== undefined) process.kill(-shell.pid, "SIGTERM");
@@ -138,7 +154,9 @@ describe("the container files", () => {
     try {
       const { port } = new URL(node.url);
       await promisify(execFile)(process.execPath, command.slice(1), { env: { PORT: port } });
-      await expect(promisify(execFile)(process.execPath, command.slice(1), { env: { PORT: String(await freePort()) } })).rejects.toMatchObject({ code: 1 });
+      await expect(
+        promisify(execFile)(process.execPath, command.slice(1), { env: { PORT: String(await freePort()) } }),
+      ).rejects.toMatchObject({ code: 1 });
     } finally {
       await node.stop();
     }

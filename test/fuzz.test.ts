@@ -32,7 +32,10 @@ let emitter: SwitchboardEmitter;
 beforeAll(async () => {
   // Admission limits are off: the fuzzer opens many connections from one address on purpose. The
   // second node subscribes to its rooms' channels, so random rooms joined and left there come and go in Redis.
-  cluster = await startCluster(2, { SUBSCRIBE_ROOMS: "*", IP_CONNECTIONS_PER_SECOND: "0", IP_MAX_CONNECTIONS: "0" }, [{}, { REDIS_SUBSCRIPTIONS: "rooms" }]);
+  cluster = await startCluster(2, { SUBSCRIBE_ROOMS: "*", IP_CONNECTIONS_PER_SECOND: "0", IP_MAX_CONNECTIONS: "0" }, [
+    {},
+    { REDIS_SUBSCRIPTIONS: "rooms" },
+  ]);
   emitter = createEmitter({ redis: cluster.redis.url });
 });
 afterAll(async () => {
@@ -76,9 +79,9 @@ const VALID_PACKETS = [
 ];
 
 /** Deeply nested JSON written as text, since building it as a value would need the stack the fuzzer attacks. */
-const deepText = fc.tuple(fc.constantFrom("[", '{"a":'), fc.integer({ min: 10, max: 20_000 })).map(([open, depth]) =>
-  open === "[" ? `${"[".repeat(depth)}${"]".repeat(depth)}` : `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`,
-);
+const deepText = fc
+  .tuple(fc.constantFrom("[", '{"a":'), fc.integer({ min: 10, max: 20_000 }))
+  .map(([open, depth]) => (open === "[" ? `${"[".repeat(depth)}${"]".repeat(depth)}` : `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`));
 const payloadText = fc.oneof(
   fc.jsonValue({ maxDepth: 6 }).map((value) => JSON.stringify(value) ?? "null"),
   deepText,
@@ -86,23 +89,30 @@ const payloadText = fc.oneof(
   fc.string({ maxLength: 200 }),
 );
 const mutated = (valid: readonly string[]) =>
-  fc.tuple(fc.constantFrom(...valid), fc.array(fc.tuple(fc.nat(), fc.string({ minLength: 0, maxLength: 3 })), { maxLength: 4 })).map(([text, edits]) =>
-    edits.reduce((current, [at, insert]) => {
-      const position = current.length === 0 ? 0 : at % current.length;
-      return current.slice(0, position) + insert + current.slice(position + (insert.length === 0 ? 1 : 0));
-    }, text),
-  );
+  fc
+    .tuple(fc.constantFrom(...valid), fc.array(fc.tuple(fc.nat(), fc.string({ minLength: 0, maxLength: 3 })), { maxLength: 4 }))
+    .map(([text, edits]) =>
+      edits.reduce((current, [at, insert]) => {
+        const position = current.length === 0 ? 0 : at % current.length;
+        return current.slice(0, position) + insert + current.slice(position + (insert.length === 0 ? 1 : 0));
+      }, text),
+    );
 const clientPacket: fc.Arbitrary<string | Uint8Array> = fc.oneof(
   // A binary WebSocket message: an attachment nobody announced, or random bytes.
   fc.uint8Array({ maxLength: 2000 }),
   // An event with a random name, payload and sometimes an ack id.
-  fc.tuple(fc.oneof(fc.constantFrom(...EVENTS), fc.string({ maxLength: 30 })), payloadText, fc.option(fc.nat({ max: 999 }))).map(
-    ([event, payload, ack]) => `42${ack ?? ""}[${JSON.stringify(event)},${payload}]`,
-  ),
+  fc
+    .tuple(fc.oneof(fc.constantFrom(...EVENTS), fc.string({ maxLength: 30 })), payloadText, fc.option(fc.nat({ max: 999 })))
+    .map(([event, payload, ack]) => `42${ack ?? ""}[${JSON.stringify(event)},${payload}]`),
   // Any engine.io and socket.io packet type, namespace and attachment count.
-  fc.tuple(fc.constantFrom("0", "1", "2", "3", "4", "5", "6", "7", "x"), fc.constantFrom("0", "1", "2", "3", "4", "5", "6", "9"), fc.constantFrom("", "1-", "/x,", "/,", "99999999999-"), payloadText).map(
-    ([engine, socketIo, prefix, payload]) => `${engine}${socketIo}${prefix}${payload}`,
-  ),
+  fc
+    .tuple(
+      fc.constantFrom("0", "1", "2", "3", "4", "5", "6", "7", "x"),
+      fc.constantFrom("0", "1", "2", "3", "4", "5", "6", "9"),
+      fc.constantFrom("", "1-", "/x,", "/,", "99999999999-"),
+      payloadText,
+    )
+    .map(([engine, socketIo, prefix, payload]) => `${engine}${socketIo}${prefix}${payload}`),
   mutated(VALID_PACKETS),
   fc.string({ maxLength: 500 }),
 );
@@ -118,7 +128,14 @@ const requestFrame = fc.record(
     sid: anyValue,
     close: anyValue,
     data: fc.oneof(anyValue, fc.tuple(fc.constantFrom(...EVENTS), anyValue)),
-    packet: fc.oneof(anyValue, fc.record({ type: fc.integer({ min: 0, max: 6 }), data: fc.oneof(anyValue, fc.tuple(fc.constantFrom(...EVENTS), anyValue)), nsp: fc.constantFrom("/", "/x", 5) })),
+    packet: fc.oneof(
+      anyValue,
+      fc.record({
+        type: fc.integer({ min: 0, max: 6 }),
+        data: fc.oneof(anyValue, fc.tuple(fc.constantFrom(...EVENTS), anyValue)),
+        nsp: fc.constantFrom("/", "/x", 5),
+      }),
+    ),
     opts: fc.oneof(anyValue, fc.record({ rooms: anyValue, except: anyValue, flags: anyValue })),
     sockets: anyValue,
     clientCount: anyValue,
@@ -127,11 +144,28 @@ const requestFrame = fc.record(
 );
 const broadcastFrame = fc.tuple(
   fc.oneof(fc.string({ maxLength: 8 }), anyValue),
-  fc.oneof(anyValue, fc.record({ type: fc.oneof(fc.integer({ min: 0, max: 6 }), anyValue), data: fc.oneof(anyValue, fc.tuple(fc.constantFrom(...EVENTS), anyValue)), nsp: fc.constantFrom("/", "/x", undefined) })),
+  fc.oneof(
+    anyValue,
+    fc.record({
+      type: fc.oneof(fc.integer({ min: 0, max: 6 }), anyValue),
+      data: fc.oneof(anyValue, fc.tuple(fc.constantFrom(...EVENTS), anyValue)),
+      nsp: fc.constantFrom("/", "/x", undefined),
+    }),
+  ),
   fc.oneof(anyValue, fc.record({ rooms: anyValue, except: anyValue, flags: anyValue })),
 );
 const rawFrame = fc.record(
-  { room: anyValue, event: fc.oneof(fc.constantFrom(...EVENTS), anyValue), data: anyValue, except: anyValue, id: anyValue, ts: anyValue, user: anyValue, site: anyValue, _in: anyValue },
+  {
+    room: anyValue,
+    event: fc.oneof(fc.constantFrom(...EVENTS), anyValue),
+    data: anyValue,
+    except: anyValue,
+    id: anyValue,
+    ts: anyValue,
+    user: anyValue,
+    site: anyValue,
+    _in: anyValue,
+  },
   { requiredKeys: [] },
 );
 // Control frames travel on the raw channel: a kick, an allow, a token revocation, a reload of the event routes.
@@ -147,14 +181,40 @@ const controlFrame = fc.record(
   { requiredKeys: ["control"] },
 );
 // A signed frame's envelope, with no key that could verify it.
-const signedEnvelope = fc.record({ kid: fc.oneof(fc.string({ maxLength: 8 }), anyValue), ts: fc.oneof(fc.integer(), anyValue), sig: fc.uint8Array({ maxLength: 40 }), frame: fc.oneof(fc.uint8Array({ maxLength: 200 }), anyValue) }, { requiredKeys: [] });
-const replyFrame = fc.record({ id: fc.oneof(fc.string({ maxLength: 8 }), anyValue), kind: fc.oneof(fc.constantFrom("progress", "done", "error"), anyValue), data: anyValue, error: anyValue }, { requiredKeys: [] });
+const signedEnvelope = fc.record(
+  {
+    kid: fc.oneof(fc.string({ maxLength: 8 }), anyValue),
+    ts: fc.oneof(fc.integer(), anyValue),
+    sig: fc.uint8Array({ maxLength: 40 }),
+    frame: fc.oneof(fc.uint8Array({ maxLength: 200 }), anyValue),
+  },
+  { requiredKeys: [] },
+);
+const replyFrame = fc.record(
+  {
+    id: fc.oneof(fc.string({ maxLength: 8 }), anyValue),
+    kind: fc.oneof(fc.constantFrom("progress", "done", "error"), anyValue),
+    data: anyValue,
+    error: anyValue,
+  },
+  { requiredKeys: [] },
+);
 // The adapter's channels, raw frames, a node's service replies and a node's subscriber probes.
-const CHANNELS = ["socket.io#emitter", "socket.io#/#", "socket.io#/#user(fz)#", "socket.io-request#/#", "socket.io-response#/#", "switchboard:replies:node-a", "switchboard:probe:node-b"] as const;
+const CHANNELS = [
+  "socket.io#emitter",
+  "socket.io#/#",
+  "socket.io#/#user(fz)#",
+  "socket.io-request#/#",
+  "socket.io-response#/#",
+  "switchboard:replies:node-a",
+  "switchboard:probe:node-b",
+] as const;
 const redisMessage = fc.tuple(
   fc.constantFrom(...CHANNELS),
   fc.oneof(
-    fc.oneof(requestFrame, broadcastFrame, rawFrame, controlFrame, signedEnvelope).map((value) => Buffer.from(encode(value, { ignoreUndefined: true }))),
+    fc
+      .oneof(requestFrame, broadcastFrame, rawFrame, controlFrame, signedEnvelope)
+      .map((value) => Buffer.from(encode(value, { ignoreUndefined: true }))),
     fc.oneof(requestFrame, rawFrame, replyFrame).map((value) => Buffer.from(JSON.stringify(value) ?? "null")),
     fc.uint8Array({ maxLength: 300 }).map((value) => Buffer.from(value)),
     fc.tuple(fc.oneof(requestFrame, broadcastFrame, rawFrame), fc.nat(), fc.nat({ max: 255 })).map(([value, at, byte]) => {
@@ -167,14 +227,20 @@ const redisMessage = fc.tuple(
     // of up to 2^32 items), alone or as the first item of an array. Extensions are often of type 0:
     // notepack.io, which the adapter uses, allocates and fills whatever length one of those claims.
     // Half the claims are below 2^25 items, where V8 makes room for every item of a new array at once.
-    fc.tuple(fc.boolean(), fc.constantFrom(0xc6, 0xc9, 0xdb, 0xdd, 0xdf), fc.oneof(fc.integer({ min: 2 ** 20, max: 2 ** 25 }), fc.integer({ min: 2 ** 20, max: 2 ** 32 - 1 })), fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 255 })), fc.uint8Array({ maxLength: 8 })).map(
-      ([inArray, type, length, extensionType, rest]) => {
+    fc
+      .tuple(
+        fc.boolean(),
+        fc.constantFrom(0xc6, 0xc9, 0xdb, 0xdd, 0xdf),
+        fc.oneof(fc.integer({ min: 2 ** 20, max: 2 ** 25 }), fc.integer({ min: 2 ** 20, max: 2 ** 32 - 1 })),
+        fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 255 })),
+        fc.uint8Array({ maxLength: 8 }),
+      )
+      .map(([inArray, type, length, extensionType, rest]) => {
         const header = Buffer.alloc(5);
         header[0] = type;
         header.writeUInt32BE(length, 1);
         return Buffer.concat([Buffer.from(inArray ? [0x93] : []), header, Buffer.from(type === 0xc9 ? [extensionType] : []), rest]);
-      },
-    ),
+      }),
   ),
 );
 
@@ -189,10 +255,16 @@ describe("fuzzing", () => {
     const rssBefore = await Promise.all(urls.map(rss));
     const packets = fc.sample(clientPacket, { seed: SEED, numRuns: CLIENT_PACKETS });
     const frames = fc.sample(redisMessage, { seed: SEED + 1, numRuns: REDIS_FRAMES });
-    const pollingBodies = fc.sample(fc.oneof(clientPacket.filter((packet): packet is string => typeof packet === "string"), fc.string({ maxLength: 300 }).map((text) => `${text.length}:${text}`)), {
-      seed: SEED + 2,
-      numRuns: POLLING_BODIES,
-    });
+    const pollingBodies = fc.sample(
+      fc.oneof(
+        clientPacket.filter((packet): packet is string => typeof packet === "string"),
+        fc.string({ maxLength: 300 }).map((text) => `${text.length}:${text}`),
+      ),
+      {
+        seed: SEED + 2,
+        numRuns: POLLING_BODIES,
+      },
+    );
     const deadline = Date.now() + SEND_BUDGET_MS;
 
     // Twenty connections, half authenticated; one the server closes (garbage closes it) is replaced, within the time budget.
@@ -240,7 +312,11 @@ describe("fuzzing", () => {
           if (sid === null) continue;
         }
         // A node may cut the HTTP connection of a session that garbage ended; that is its right, not a failure.
-        const status = await fetch(`${url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: "POST", body, headers: { "content-type": "text/plain" } }).then(
+        const status = await fetch(`${url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
+          method: "POST",
+          body,
+          headers: { "content-type": "text/plain" },
+        }).then(
           async (response) => {
             await response.arrayBuffer();
             return response.status;
@@ -255,7 +331,9 @@ describe("fuzzing", () => {
     for (const socket of sockets) socket.close();
     await sleep(500);
     const dropped = await Promise.all(urls.map((url) => readCounter(url, "switchboard_frames_dropped_total")));
-    console.log(`fuzz: ${sent} WebSocket packets sent over ${reopened} reconnections, ${polled} polling bodies; Redis frames dropped per node: ${dropped.join(", ")}`);
+    console.log(
+      `fuzz: ${sent} WebSocket packets sent over ${reopened} reconnections, ${polled} polling bodies; Redis frames dropped per node: ${dropped.join(", ")}`,
+    );
     expect(sent, "most client packets reached a node").toBeGreaterThan(CLIENT_PACKETS / 2);
     expect(Math.min(...dropped), "each node checked and dropped frames").toBeGreaterThan(REDIS_FRAMES / 4);
 
@@ -266,7 +344,8 @@ describe("fuzzing", () => {
     expect(await onA.next("survived")).toEqual([SEED]);
     expect(await onB.next("survived")).toEqual([SEED]);
     const rssAfter = await Promise.all(urls.map(rss));
-    for (const [index, after] of rssAfter.entries()) expect(after - (rssBefore[index] ?? 0), `RSS growth of node ${index}`).toBeLessThan(150 * MIB);
+    for (const [index, after] of rssAfter.entries())
+      expect(after - (rssBefore[index] ?? 0), `RSS growth of node ${index}`).toBeLessThan(150 * MIB);
     // No uncaught failure was logged on either node.
     for (const node of cluster.nodes) expect(node.lines.filter((line) => /"level":(50|60)/.test(line)).slice(0, 3)).toEqual([]);
   }, 90_000);
@@ -276,7 +355,10 @@ describe("fuzzing", () => {
     // Well-formed Socket.IO events, so that each reaches the gateway's handlers rather than closing the
     // socket, most with a payload close to its event's shape so that the checks behind the schema run too.
     const argument = fc.oneof(anyValue, fc.jsonValue({ maxDepth: 12 }), fc.uint8Array({ maxLength: 300 }));
-    const room = fc.oneof(fc.constantFrom("topic(a)", "topic(*)", "user(fz)", "site(x)", "service(echo)", "__proto__", "", "x".repeat(300)), anyValue);
+    const room = fc.oneof(
+      fc.constantFrom("topic(a)", "topic(*)", "user(fz)", "site(x)", "service(echo)", "__proto__", "", "x".repeat(300)),
+      anyValue,
+    );
     const clientEvents = Object.values(CLIENT_EVENTS).filter((event) => event !== CLIENT_EVENTS.authenticate);
     const shaped = <T>(event: fc.Arbitrary<string>, payload: fc.Arbitrary<T>) => fc.tuple(event, fc.tuple(payload));
     // Not `authenticate`: a token that fails ends the socket, by design (the first test sends it garbage).
@@ -284,20 +366,51 @@ describe("fuzzing", () => {
       shaped(fc.constantFrom("subscribe", "unsubscribe", "join", "leave"), fc.record({ room }, { requiredKeys: [] })),
       shaped(
         fc.constant("publish"),
-        fc.record({ room, event: fc.oneof(fc.constantFrom("note", "message", "welcome", ""), anyValue), data: argument, _in: fc.oneof(fc.array(room, { maxLength: 3 }), anyValue) }, { requiredKeys: [] }),
-      ),
-      shaped(fc.constant("configure"), fc.dictionary(fc.oneof(fc.constantFrom("topic(a)", "user(fz)", "__proto__"), fc.string({ maxLength: 12 })), fc.oneof(fc.boolean(), anyValue), { maxKeys: 5 })),
-      shaped(
-        fc.constantFrom("request", "send"),
         fc.record(
-          { id: anyValue, service: fc.oneof(fc.constantFrom("echo", "*", ""), anyValue), event: anyValue, payload: argument, timeoutMs: fc.oneof(fc.integer(), anyValue) },
+          {
+            room,
+            event: fc.oneof(fc.constantFrom("note", "message", "welcome", ""), anyValue),
+            data: argument,
+            _in: fc.oneof(fc.array(room, { maxLength: 3 }), anyValue),
+          },
           { requiredKeys: [] },
         ),
       ),
-      fc.tuple(fc.oneof(fc.constantFrom(...clientEvents), fc.string({ maxLength: 20 }).filter((name) => !CLIENT_RESERVED.has(name))), fc.array(argument, { maxLength: 3 })),
+      shaped(
+        fc.constant("configure"),
+        fc.dictionary(
+          fc.oneof(fc.constantFrom("topic(a)", "user(fz)", "__proto__"), fc.string({ maxLength: 12 })),
+          fc.oneof(fc.boolean(), anyValue),
+          { maxKeys: 5 },
+        ),
+      ),
+      shaped(
+        fc.constantFrom("request", "send"),
+        fc.record(
+          {
+            id: anyValue,
+            service: fc.oneof(fc.constantFrom("echo", "*", ""), anyValue),
+            event: anyValue,
+            payload: argument,
+            timeoutMs: fc.oneof(fc.integer(), anyValue),
+          },
+          { requiredKeys: [] },
+        ),
+      ),
+      fc.tuple(
+        fc.oneof(
+          fc.constantFrom(...clientEvents),
+          fc.string({ maxLength: 20 }).filter((name) => !CLIENT_RESERVED.has(name)),
+        ),
+        fc.array(argument, { maxLength: 3 }),
+      ),
     );
     const calls: [string, unknown[]][] = fc.sample(call, { seed: SEED + 3, numRuns: EVENT_CALLS });
-    const sockets = await Promise.all(Array.from({ length: 4 }, (_, index) => connectUser(urls[index % urls.length] as string, { sub: `fz-events-${index}`, ...FUZZ_CLAIMS })));
+    const sockets = await Promise.all(
+      Array.from({ length: 4 }, (_, index) =>
+        connectUser(urls[index % urls.length] as string, { sub: `fz-events-${index}`, ...FUZZ_CLAIMS }),
+      ),
+    );
     const codes = new Set(Object.keys(ERRORS));
     const answers: unknown[] = [];
     const deadline = Date.now() + SEND_BUDGET_MS;
@@ -308,7 +421,10 @@ describe("fuzzing", () => {
         ...(await Promise.all(
           window.map(([event, args], index) => {
             const socket = sockets[index % sockets.length]!.socket;
-            return socket.timeout(15_000).emitWithAck(event, ...args).catch((err: Error) => ({ unanswered: err.message }));
+            return socket
+              .timeout(15_000)
+              .emitWithAck(event, ...args)
+              .catch((err: Error) => ({ unanswered: err.message }));
           }),
         )),
       );

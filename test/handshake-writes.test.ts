@@ -7,7 +7,8 @@ import { upgradeRequest } from "./harness/raw.js";
 /** A client's WebSocket text frame: masked, as a client's must be (a zero key leaves the bytes as they are). */
 function clientTextFrame(text: string): Buffer {
   const payload = Buffer.from(text);
-  const length = payload.length < 126 ? Buffer.from([0x80 | payload.length]) : Buffer.from([0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  const length =
+    payload.length < 126 ? Buffer.from([0x80 | payload.length]) : Buffer.from([0x80 | 126, payload.length >> 8, payload.length & 0xff]);
   return Buffer.concat([Buffer.from([0x81]), length, Buffer.alloc(4), payload]);
 }
 

@@ -119,7 +119,9 @@ describe("JWT_JWKS_URL", () => {
       expect(await outcome(gateway.url, await signWith(rsa.privateKey, "RS256", "rs-1", "first"))).toBe("welcome first");
       const before = jwks.fetches;
       for (let index = 0; index < 20; index++) {
-        expect(await outcome(gateway.url, await signWith(rsa.privateKey, "RS256", `unknown-${index}`, "u"))).toBe("token_invalid_signature");
+        expect(await outcome(gateway.url, await signWith(rsa.privateKey, "RS256", `unknown-${index}`, "u"))).toBe(
+          "token_invalid_signature",
+        );
       }
       expect(jwks.fetches - before).toBeLessThanOrEqual(1);
     } finally {

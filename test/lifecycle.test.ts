@@ -36,7 +36,12 @@ afterEach(async () => {
 /** A reader in its own group, collecting what it reads. */
 async function reader(group: string, consumer?: string): Promise<LifecycleRecord[]> {
   const records: LifecycleRecord[] = [];
-  const started = readLifecycle({ redis: cluster.redis.url, group, ...(consumer ? { consumer } : {}), handler: (record) => void records.push(record) });
+  const started = readLifecycle({
+    redis: cluster.redis.url,
+    group,
+    ...(consumer ? { consumer } : {}),
+    handler: (record) => void records.push(record),
+  });
   readers.push(started);
   await started.ready();
   return records;
@@ -78,10 +83,16 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
     const missed = await connectUser(a, { sub: "life-missed" });
     missed.socket.disconnect();
     early.socket.disconnect();
-    await waitFor("the other group to see them", () => (ofUser(other, "life-missed").length === 2 && ofUser(other, "life-early").length === 2 ? true : undefined));
+    await waitFor("the other group to see them", () =>
+      ofUser(other, "life-missed").length === 2 && ofUser(other, "life-early").length === 2 ? true : undefined,
+    );
     const back = await reader("catch-up", "two");
     const caught = await waitFor("the missed records", () => (back.length >= 3 ? back : undefined));
-    expect(caught.map((record) => `${record.user} ${record.type}`)).toEqual(["life-missed connected", "life-missed disconnected", "life-early disconnected"]);
+    expect(caught.map((record) => `${record.user} ${record.type}`)).toEqual([
+      "life-missed connected",
+      "life-missed disconnected",
+      "life-early disconnected",
+    ]);
   });
 
   it("the sockets of a SIGKILLed node are reported disconnected (node_gone) by a node that notices", async () => {
@@ -90,7 +101,9 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
     extraNodes.push(doomed);
     const victims = await Promise.all(["life-v1", "life-v2"].map((sub) => connectUser(doomed.url, { sub, site: "crash.example" })));
     const ids = victims.map((victim) => victim.socket.id);
-    await waitFor("both connected records", () => (records.filter((record) => record.type === "connected" && record.node === "node-doomed").length === 2 ? true : undefined));
+    await waitFor("both connected records", () =>
+      records.filter((record) => record.type === "connected" && record.node === "node-doomed").length === 2 ? true : undefined,
+    );
     await doomed.kill();
     const gone = await waitFor(
       "the disconnected records",
@@ -126,7 +139,9 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
     await waitFor("the connected record", () => (ofUser(records, "life-leaving").length === 1 ? true : undefined));
     expect(await cluster.publisher.hLen("switchboard:{lifecycle}:sockets:node-leaving")).toBe(1);
     await node.stop();
-    const found = await waitFor("the disconnected record", () => ofUser(records, "life-leaving").find((record) => record.type === "disconnected"));
+    const found = await waitFor("the disconnected record", () =>
+      ofUser(records, "life-leaving").find((record) => record.type === "disconnected"),
+    );
     // The drain closes each socket (Socket.IO's reason for that is "forced close").
     expect(found).toMatchObject({ node: "node-leaving", reason: "forced close" });
     expect(await cluster.publisher.exists("switchboard:{lifecycle}:sockets:node-leaving")).toBe(0);
@@ -143,7 +158,9 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
     closeAllClients();
     const second = await startGateway({ REDIS_URL: cluster.redis.url, NODE_ID: "node-phoenix", ...ENV });
     extraNodes.push(second);
-    const found = await waitFor("the disconnected record", () => ofUser(records, "life-phoenix").find((record) => record.type === "disconnected"));
+    const found = await waitFor("the disconnected record", () =>
+      ofUser(records, "life-phoenix").find((record) => record.type === "disconnected"),
+    );
     expect(found).toMatchObject({ socket: id, node: "node-phoenix", reason: "node_gone" });
   });
 
@@ -152,10 +169,15 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
     // 100 subscriptions and 100 unsubscriptions: 200 records in two events.
     const rooms = Array.from({ length: 100 }, (_, index) => `topic(churn-${index})`);
     expect(await client.socket.emitWithAck("configure", Object.fromEntries(rooms.map((room) => [room, true])))).toMatchObject({ ok: true });
-    expect(await client.socket.emitWithAck("configure", Object.fromEntries(rooms.map((room) => [room, false])))).toMatchObject({ ok: true, rooms: [] });
+    expect(await client.socket.emitWithAck("configure", Object.fromEntries(rooms.map((room) => [room, false])))).toMatchObject({
+      ok: true,
+      rooms: [],
+    });
     const length = await waitFor("the churn written", async () => {
       const last = await cluster.publisher.xRevRange(STREAM, "+", "-", { COUNT: 1 });
-      return last[0]?.message.user === "life-churn" && last[0]?.message.type === "unsubscribed" ? cluster.publisher.xLen(STREAM) : undefined;
+      return last[0]?.message.user === "life-churn" && last[0]?.message.type === "unsubscribed"
+        ? cluster.publisher.xLen(STREAM)
+        : undefined;
     });
     // MAXLEN ~ trims whole stream nodes (100 entries each): at most a node's worth above the limit.
     expect(length).toBeGreaterThanOrEqual(100);
@@ -164,15 +186,27 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
 
   it("the Python reader in docs/services.md, run as written, reads the records and catches up after being stopped", async () => {
     const doc = readFileSync(new URL("../docs/services.md", import.meta.url), "utf8");
-    const source = [...doc.matchAll(/```python\n([\s\S]*?)```/g)].map((match) => match[1]).find((block) => block?.includes("switchboard:lifecycle"));
+    const source = [...doc.matchAll(/```python\n([\s\S]*?)```/g)]
+      .map((match) => match[1])
+      .find((block) => block?.includes("switchboard:lifecycle"));
     expect(source, "a Python lifecycle reader in docs/services.md").toBeDefined();
     const script = join(tmpdir(), `lifecycle-reader-${process.pid}.py`);
     writeFileSync(script, source ?? "");
     const start = async (): Promise<{ child: ChildProcess; output: string[] }> => {
       // Debian's python3 with python3-redis (installed by scripts/test-deps.sh).
-      const child = spawn("/usr/bin/python3", [script], { env: { PATH: process.env.PATH ?? "", REDIS_URL: cluster.redis.url, GROUP: "py-audit", CONSUMER: "py-1" }, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn("/usr/bin/python3", [script], {
+        env: { PATH: process.env.PATH ?? "", REDIS_URL: cluster.redis.url, GROUP: "py-audit", CONSUMER: "py-1" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       const output: string[] = [];
-      child.stdout?.on("data", (chunk: Buffer) => output.push(...chunk.toString().split("\n").filter((line) => line.length > 0)));
+      child.stdout?.on("data", (chunk: Buffer) =>
+        output.push(
+          ...chunk
+            .toString()
+            .split("\n")
+            .filter((line) => line.length > 0),
+        ),
+      );
       child.stderr?.on("data", (chunk: Buffer) => output.push(chunk.toString()));
       await waitFor("the Python reader", () => (output.includes("ready") ? true : undefined), 15_000);
       return { child, output };
@@ -183,16 +217,22 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
       const socket = client.socket.id;
       await waitFor("the Python reader's line", () => (first.output.includes(`connected life-py ${socket} `) ? true : undefined));
       client.socket.disconnect();
-      await waitFor("the disconnection", () => (first.output.includes(`disconnected life-py ${socket} client namespace disconnect`) ? true : undefined));
+      await waitFor("the disconnection", () =>
+        first.output.includes(`disconnected life-py ${socket} client namespace disconnect`) ? true : undefined,
+      );
       // The reader prints a record before acknowledging it: killed in between, it would rightly read it again.
-      await waitFor("the reader's acknowledgements", async () => ((await cluster.publisher.xPending(STREAM, "py-audit")).pending === 0 ? true : undefined));
+      await waitFor("the reader's acknowledgements", async () =>
+        (await cluster.publisher.xPending(STREAM, "py-audit")).pending === 0 ? true : undefined,
+      );
     } finally {
       await stopProcess(first.child, "SIGKILL");
     }
     // While the reader is down.
     const missed = await connectUser(b, { sub: "life-py-missed" });
     const missedSocket = missed.socket.id;
-    await waitFor("the record written", async () => ((await cluster.publisher.xRevRange(STREAM, "+", "-", { COUNT: 1 }))[0]?.message.user === "life-py-missed" ? true : undefined));
+    await waitFor("the record written", async () =>
+      (await cluster.publisher.xRevRange(STREAM, "+", "-", { COUNT: 1 }))[0]?.message.user === "life-py-missed" ? true : undefined,
+    );
     const second = await start();
     try {
       await waitFor("the missed record", () => (second.output.includes(`connected life-py-missed ${missedSocket} `) ? true : undefined));
@@ -207,7 +247,11 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
     await cluster.publisher.xAdd(STREAM, "*", { type: "exploded", user: "x" });
     await cluster.publisher.xAdd(STREAM, "*", { nonsense: "1" });
     // A node no other part of the cluster knows of (it never beat): its list is claimed all the same.
-    await cluster.publisher.hSet("switchboard:{lifecycle}:sockets:node-ghost", { bad: "not json", worse: "null", fine: JSON.stringify({ user: "life-ghost", site: "" }) });
+    await cluster.publisher.hSet("switchboard:{lifecycle}:sockets:node-ghost", {
+      bad: "not json",
+      worse: "null",
+      fine: JSON.stringify({ user: "life-ghost", site: "" }),
+    });
     await cluster.publisher.zAdd("switchboard:{lifecycle}:nodes", { score: 1, value: "node-ghost" });
     const client = await connectUser(a, { sub: "life-after-garbage" });
     await waitFor("the next real record", () => (ofUser(records, "life-after-garbage").length === 1 ? true : undefined));
@@ -222,7 +266,13 @@ describe("lifecycle records while Redis is away", () => {
   it("are kept up to the buffer's bound, the oldest dropped and counted, and written in order when Redis returns", async () => {
     let redis = await startRedis();
     const port = redis.port;
-    const node = await startGateway({ REDIS_URL: redis.url, NODE_ID: "node-outage", LIFECYCLE_EVENTS: "1", SUBSCRIBE_ROOMS: "topic(*)", CLIENT_EVENT_RATE: "100000" });
+    const node = await startGateway({
+      REDIS_URL: redis.url,
+      NODE_ID: "node-outage",
+      LIFECYCLE_EVENTS: "1",
+      SUBSCRIBE_ROOMS: "topic(*)",
+      CLIENT_EVENT_RATE: "100000",
+    });
     const reader = createClient({ url: redis.url });
     reader.on("error", () => {});
     try {
@@ -234,8 +284,12 @@ describe("lifecycle records while Redis is away", () => {
       // 60 rounds of 100 subscriptions and 100 unsubscriptions: 12,000 records while Redis is away.
       for (let round = 0; round < 60; round++) {
         const rooms = Array.from({ length: 100 }, (_, index) => `topic(r${round}-${index})`);
-        expect(await client.socket.emitWithAck("configure", Object.fromEntries(rooms.map((room) => [room, true])))).toMatchObject({ ok: true });
-        expect(await client.socket.emitWithAck("configure", Object.fromEntries(rooms.map((room) => [room, false])))).toMatchObject({ ok: true });
+        expect(await client.socket.emitWithAck("configure", Object.fromEntries(rooms.map((room) => [room, true])))).toMatchObject({
+          ok: true,
+        });
+        expect(await client.socket.emitWithAck("configure", Object.fromEntries(rooms.map((room) => [room, false])))).toMatchObject({
+          ok: true,
+        });
       }
       // The buffer holds 10,000 and trims at 11,000: the first 2,000 records are gone.
       expect(await readCounter(node.url, "switchboard_lifecycle_dropped_total")).toBe(2000);

@@ -38,7 +38,15 @@ describe("per-client limits", () => {
 
   it("exports every limit kind from the start, at zero or more", async () => {
     const text = await (await fetch(`${url}/metrics`)).text();
-    for (const kind of ["message_size", "token_size", "payload_depth", "event_rate", "event_rate_disconnect", "rooms_per_socket", "slow_consumer"]) {
+    for (const kind of [
+      "message_size",
+      "token_size",
+      "payload_depth",
+      "event_rate",
+      "event_rate_disconnect",
+      "rooms_per_socket",
+      "slow_consumer",
+    ]) {
       expect(text).toContain(`switchboard_limit_hits_total{kind="${kind}"`);
     }
   });
@@ -70,15 +78,22 @@ describe("per-client limits", () => {
     let room: unknown = "room(x)";
     for (let level = 0; level < 9; level++) room = { room };
     expect(await client.socket.emitWithAck("subscribe", room)).toMatchObject({ ok: false, error: { code: "payload_invalid" } });
-    expect(await client.socket.emitWithAck("subscribe", { room: ["room(x)"] })).toMatchObject({ ok: false, error: { code: "payload_invalid" } });
+    expect(await client.socket.emitWithAck("subscribe", { room: ["room(x)"] })).toMatchObject({
+      ok: false,
+      error: { code: "payload_invalid" },
+    });
     expect(await client.socket.emitWithAck("subscribe", { room: "room(ok)" })).toEqual({ ok: true, room: "room(ok)" });
     expect(await hits(url, "payload_depth")).toBe(before + 1);
   });
 
   it("CLIENT_MAX_ROOMS: a subscription past the limit is refused with too_many_rooms", async () => {
     const client = await connectUser(url, { sub: "collector" });
-    for (const room of ["room(1)", "room(2)", "room(3)"]) expect(await client.socket.emitWithAck("subscribe", { room })).toEqual({ ok: true, room });
-    expect(await client.socket.emitWithAck("subscribe", { room: "room(4)" })).toMatchObject({ ok: false, error: { code: "too_many_rooms" } });
+    for (const room of ["room(1)", "room(2)", "room(3)"])
+      expect(await client.socket.emitWithAck("subscribe", { room })).toEqual({ ok: true, room });
+    expect(await client.socket.emitWithAck("subscribe", { room: "room(4)" })).toMatchObject({
+      ok: false,
+      error: { code: "too_many_rooms" },
+    });
     expect(await client.socket.emitWithAck("unsubscribe", { room: "room(1)" })).toEqual({ ok: true, room: "room(1)" });
     expect(await client.socket.emitWithAck("subscribe", { room: "room(4)" })).toEqual({ ok: true, room: "room(4)" });
   });
@@ -86,21 +101,30 @@ describe("per-client limits", () => {
   it("CLIENT_EVENT_RATE: the excess of a burst is refused with rate_limited, and a socket that keeps it up is disconnected", async () => {
     const client = await connectUser(url, { sub: "flooder" });
     const replies = await Promise.all(
-      Array.from({ length: 30 }, (_, index) => client.socket.timeout(3000).emitWithAck("unsubscribe", { room: `room(${index})` }).catch(() => null)),
+      Array.from({ length: 30 }, (_, index) =>
+        client.socket
+          .timeout(3000)
+          .emitWithAck("unsubscribe", { room: `room(${index})` })
+          .catch(() => null),
+      ),
     );
     const refused = replies.filter((reply) => (reply as { error?: { code?: string } } | null)?.error?.code === "rate_limited");
     expect(refused.length).toBeGreaterThanOrEqual(1);
     expect(client.socket.connected).toBe(true);
     // No acknowledgement asked: refusals come back as `error` events.
     for (let index = 0; index < 200 && client.socket.connected; index++) client.socket.emit("unsubscribe", { room: "room(y)" });
-    expect((await client.next("error", (args) => (args[0] as { code?: string }).code === "rate_limited"))[0]).toMatchObject({ event: "unsubscribe" });
+    expect((await client.next("error", (args) => (args[0] as { code?: string }).code === "rate_limited"))[0]).toMatchObject({
+      event: "unsubscribe",
+    });
     await client.next("disconnect", () => true, 5000);
     expect(await hits(url, "event_rate_disconnect")).toBeGreaterThanOrEqual(1);
   });
 
   it("CLIENT_EVENT_RATE: authenticate costs ten event points", async () => {
     const client = await connectUser(url, { sub: "refresher" });
-    const replies = await Promise.all([1, 2, 3].map(() => client.socket.emitWithAck("authenticate", { token: mintToken({ sub: "refresher" }) })));
+    const replies = await Promise.all(
+      [1, 2, 3].map(() => client.socket.emitWithAck("authenticate", { token: mintToken({ sub: "refresher" }) })),
+    );
     expect(replies.filter((reply) => (reply as { user?: string }).user === "refresher").length).toBeLessThanOrEqual(2);
     expect(replies.some((reply) => (reply as { error?: { code?: string } }).error?.code === "rate_limited")).toBe(true);
   });
@@ -125,18 +149,28 @@ describe("per-client limits", () => {
 
   it("FRAME_MAX_BYTES: a larger frame on any channel is dropped before decoding and counted", async () => {
     const client = await connectUser(url, { sub: "framed" });
-    const beforeRaw = await readCounter(url, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_too_large" });
+    const beforeRaw = await readCounter(url, "switchboard_frames_dropped_total", {
+      channel: "socket.io#emitter",
+      reason: "frame_too_large",
+    });
     const beforeAdapter = await readCounter(url, "switchboard_frames_dropped_total", { channel: "adapter", reason: "frame_too_large" });
     const big = { room: "user(framed)", event: "big", data: "d".repeat(3000) };
     await cluster.publisher.publish("socket.io#emitter", bytes(encode(big)));
-    await cluster.publisher.publish("socket.io#/#", bytes(encode(["x", { type: 2, data: ["big", "d".repeat(3000)], nsp: "/" }, { rooms: ["user(framed)"] }])));
+    await cluster.publisher.publish(
+      "socket.io#/#",
+      bytes(encode(["x", { type: 2, data: ["big", "d".repeat(3000)], nsp: "/" }, { rooms: ["user(framed)"] }])),
+    );
     await cluster.publisher.publish("socket.io-request#/#", JSON.stringify({ type: 1, requestId: "r".repeat(3000) }));
     await cluster.publisher.publish("socket.io#emitter", bytes(encode({ room: "user(framed)", event: "small", data: 1 })));
     expect(await client.next("small")).toEqual([1]);
     expect(client.count("big")).toBe(0);
-    expect(await readCounter(url, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_too_large" })).toBe(beforeRaw + 1);
+    expect(await readCounter(url, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_too_large" })).toBe(
+      beforeRaw + 1,
+    );
     await waitFor("both adapter drops", async () =>
-      (await readCounter(url, "switchboard_frames_dropped_total", { channel: "adapter", reason: "frame_too_large" })) === beforeAdapter + 2 ? true : undefined,
+      (await readCounter(url, "switchboard_frames_dropped_total", { channel: "adapter", reason: "frame_too_large" })) === beforeAdapter + 2
+        ? true
+        : undefined,
     );
     expect(await hits(url, "frame_size")).toBeGreaterThanOrEqual(3);
   });
@@ -177,7 +211,8 @@ describe("admission limits", () => {
     await node?.stop();
     node = undefined;
   });
-  const handshake = (target: string, headers: Record<string, string> = {}) => fetch(`${target}/socket.io/?EIO=4&transport=polling`, { headers });
+  const handshake = (target: string, headers: Record<string, string> = {}) =>
+    fetch(`${target}/socket.io/?EIO=4&transport=polling`, { headers });
 
   it("IP_CONNECTIONS_PER_SECOND: a burst from one address is answered 429 connection_rate_limited", async () => {
     node = await startGateway({ IP_CONNECTIONS_PER_SECOND: "3" });

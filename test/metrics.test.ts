@@ -73,6 +73,8 @@ describe("GET /metrics", () => {
     expect(await readCounter(b, "switchboard_messages_received_total", { source: "adapter" })).toBe(before.adapterB);
     expect(await readCounter(a, "switchboard_messages_received_total", { source: "raw_frame" })).toBe(before.raw + 1);
     client.close();
-    await waitFor("the connection to be gone", async () => ((await readCounter(a, "switchboard_open_connections")) === before.open ? true : undefined));
+    await waitFor("the connection to be gone", async () =>
+      (await readCounter(a, "switchboard_open_connections")) === before.open ? true : undefined,
+    );
   });
 });

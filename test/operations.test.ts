@@ -59,10 +59,15 @@ describe("a Redis restart while nodes run", () => {
   it("keeps clients connected and delivers what is published after Redis returns within 2 s", async () => {
     const first = await redis();
     const port = first.port;
-    const nodes = await Promise.all([node({ REDIS_URL: first.url, NODE_ID: "restart-a" }), node({ REDIS_URL: first.url, NODE_ID: "restart-b" })]);
+    const nodes = await Promise.all([
+      node({ REDIS_URL: first.url, NODE_ID: "restart-a" }),
+      node({ REDIS_URL: first.url, NODE_ID: "restart-b" }),
+    ]);
     const clients = await Promise.all(nodes.map((gateway) => connectUser(gateway.url, { sub: "through-restart" })));
     await first.stop();
-    await waitFor("both nodes to notice", async () => ((await Promise.all(nodes.map((gateway) => readyz(gateway.url)))).every((r) => r.status === 503) ? true : undefined));
+    await waitFor("both nodes to notice", async () =>
+      (await Promise.all(nodes.map((gateway) => readyz(gateway.url)))).every((r) => r.status === 503) ? true : undefined,
+    );
     await sleep(1000);
     for (const client of clients) expect(client.socket.connected).toBe(true);
     const second = await redis(port);
@@ -72,7 +77,10 @@ describe("a Redis restart while nodes run", () => {
     let delivered = false;
     const publishing = (async () => {
       while (!delivered && Date.now() - back < 10_000) {
-        await emitter.toUser("through-restart").emit("after-restart", Date.now()).catch(() => {});
+        await emitter
+          .toUser("through-restart")
+          .emit("after-restart", Date.now())
+          .catch(() => {});
         await sleep(50);
       }
     })();
@@ -96,7 +104,9 @@ describe("room channels (REDIS_SUBSCRIPTIONS=rooms) through a Redis restart", ()
     await first.stop();
     await waitFor("the node to notice", async () => ((await readyz(gateway.url)).status === 503 ? true : undefined));
     leaving.close();
-    await waitFor("the socket to be gone", async () => ((await readCounter(gateway.url, "switchboard_connected_sockets")) === 0 ? true : undefined));
+    await waitFor("the socket to be gone", async () =>
+      (await readCounter(gateway.url, "switchboard_connected_sockets")) === 0 ? true : undefined,
+    );
     const arriving = await connectUser(gateway.url, { sub: "came-while-away" });
 
     const second = await redis(first.port);
@@ -123,7 +133,10 @@ describe("presence through a Redis restart", () => {
     const env = { REDIS_URL: first.url, API_KEYS: key, SUBSCRIBE_ROOMS: "topic(*)" };
     const [a, b] = await Promise.all([node({ ...env, NODE_ID: "again-a" }), node({ ...env, NODE_ID: "again-b" })]);
     const get = async (gateway: GatewayProcess, path: string) =>
-      (await (await fetch(`${gateway.url}/api/v1/presence/${path}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Record<string, unknown>;
+      (await (await fetch(`${gateway.url}/api/v1/presence/${path}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Record<
+        string,
+        unknown
+      >;
     const onA = await connectUser(a.url, { sub: "returning", site: "again.example" });
     const onB = await connectUser(b.url, { sub: "returning", site: "again.example" });
     expect(await onB.socket.emitWithAck("subscribe", { room: "topic(again)" })).toMatchObject({ ok: true });
@@ -133,7 +146,14 @@ describe("presence through a Redis restart", () => {
     await first.stop();
     await redis(first.port);
     await waitFor("both sockets counted again", async () => ((await get(b, "users/returning")).sockets === 2 ? true : undefined));
-    expect(await get(a, "users/returning")).toEqual({ online: true, sockets: 2, nodes: [{ node: "again-a", sockets: 1 }, { node: "again-b", sockets: 1 }] });
+    expect(await get(a, "users/returning")).toEqual({
+      online: true,
+      sockets: 2,
+      nodes: [
+        { node: "again-a", sockets: 1 },
+        { node: "again-b", sockets: 1 },
+      ],
+    });
     expect(await get(a, "rooms/topic(again)/count")).toEqual({ sockets: 1, users: 1 });
     expect(await get(a, "rooms/site(again.example)/count")).toEqual({ sockets: 2, users: 1 });
 
@@ -211,7 +231,11 @@ describe("graceful drain", () => {
 
     const stopping = Date.now();
     gateway.child.kill("SIGTERM");
-    await waitFor("readyz to say draining", async () => ((await readyz(gateway.url)).body.code === "node_draining" ? true : undefined), 1000);
+    await waitFor(
+      "readyz to say draining",
+      async () => ((await readyz(gateway.url)).body.code === "node_draining" ? true : undefined),
+      1000,
+    );
     const refused = await fetch(`${gateway.url}/socket.io/?EIO=4&transport=polling`);
     expect(refused.status).toBe(503);
     expect(await refused.json()).toEqual({ code: "node_draining", message: expect.any(String) });
@@ -234,13 +258,19 @@ describe("the client SDK and a stopping node", () => {
   it("leaves on the reconnect hint and comes back by itself, to the node that took over", async () => {
     const port = await freePort();
     const first = await node({ PORT: String(port), NODE_ID: "stopping", DRAIN_TIMEOUT_MS: "3000", DRAIN_SPREAD_MS: "0" });
-    const client = connect({ url: first.url, token: mintToken({ sub: "follower" }), socket: { reconnectionDelay: 200, reconnectionDelayMax: 500 } });
+    const client = connect({
+      url: first.url,
+      token: mintToken({ sub: "follower" }),
+      socket: { reconnectionDelay: 200, reconnectionDelayMax: 500 },
+    });
     stoppers.push(async () => client.close());
     const states: ConnectionState[] = [];
     client.on("state", (state) => states.push(state));
     expect((await client.ready()).node).toBe("stopping");
     first.child.kill("SIGTERM");
-    await waitFor("the hint to be followed", () => (states.some((state) => state.status === "connecting" && state.reason === "the server asked to reconnect") ? true : undefined));
+    await waitFor("the hint to be followed", () =>
+      states.some((state) => state.status === "connecting" && state.reason === "the server asked to reconnect") ? true : undefined,
+    );
     expect(await exitCode(first.child)).toBe(0);
     await node({ PORT: String(port), NODE_ID: "successor" });
     const welcome = await waitFor("the client to be back", () => (client.state.status === "connected" ? client.state.welcome : undefined));
@@ -261,6 +291,13 @@ describe("the emitter while Redis is away", () => {
     // Far from the 30 s publish timeout: the wait is bounded by connectWaitMs.
     expect(Date.now() - started).toBeLessThan(10_000);
     await redis(server.port);
-    await waitFor("the emitter to publish again", async () => ((await emitter.toUser("x").emit("back", 1).catch(() => undefined)) ? true : undefined));
+    await waitFor("the emitter to publish again", async () =>
+      (await emitter
+        .toUser("x")
+        .emit("back", 1)
+        .catch(() => undefined))
+        ? true
+        : undefined,
+    );
   });
 });

@@ -19,7 +19,10 @@ let cluster: Cluster;
 let signing: Cluster;
 const SIGNING_SECRET = "the-python-publisher-secret-of-32-bytes-or-more";
 beforeAll(async () => {
-  [cluster, signing] = await Promise.all([startCluster(2), startCluster(1, { FRAME_SIGNING_KEYS: JSON.stringify({ "publisher-1": SIGNING_SECRET }) })]);
+  [cluster, signing] = await Promise.all([
+    startCluster(2),
+    startCluster(1, { FRAME_SIGNING_KEYS: JSON.stringify({ "publisher-1": SIGNING_SECRET }) }),
+  ]);
 });
 afterAll(async () => {
   closeAllClients();

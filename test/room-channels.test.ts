@@ -27,7 +27,12 @@ describe("REDIS_SUBSCRIPTIONS=rooms: a node receives only the messages of rooms 
 
   beforeAll(async () => {
     // Per-address admission is off: one test opens 200 sockets at once from loopback.
-    cluster = await startCluster(2, { SUBSCRIBE_ROOMS: "topic(*)", REDIS_SUBSCRIPTIONS: "rooms", IP_CONNECTIONS_PER_SECOND: "0", IP_MAX_CONNECTIONS: "0" });
+    cluster = await startCluster(2, {
+      SUBSCRIBE_ROOMS: "topic(*)",
+      REDIS_SUBSCRIPTIONS: "rooms",
+      IP_CONNECTIONS_PER_SECOND: "0",
+      IP_MAX_CONNECTIONS: "0",
+    });
     [a, b] = cluster.nodes.map((node) => node.url) as [string, string];
     emitter = createEmitter({ redis: cluster.redis.url });
   });
@@ -78,7 +83,9 @@ describe("REDIS_SUBSCRIPTIONS=rooms: a node receives only the messages of rooms 
     const second = await connectUser(a, { sub: "site-2", site: "shared.example" });
     expect(await subscribers(cluster, channel)).toBe(1);
     first.close();
-    await waitFor("the first socket to be gone", async () => ((await subscribers(cluster, "socket.io#/#user(site-1)#")) === 0 ? true : undefined));
+    await waitFor("the first socket to be gone", async () =>
+      (await subscribers(cluster, "socket.io#/#user(site-1)#")) === 0 ? true : undefined,
+    );
     expect(await subscribers(cluster, channel)).toBe(1);
     expect((await emitter.toSite("shared.example").emit("news", "still here")).subscribers).toBe(1);
     expect(await second.next("news")).toEqual(["still here"]);
@@ -94,12 +101,16 @@ describe("REDIS_SUBSCRIPTIONS=rooms: a node receives only the messages of rooms 
     expect(configured).toMatchObject({ ok: true, refused: [] });
     expect(await subscribers(cluster, "socket.io#/#topic(three)#")).toBe(1);
     expect(await subscribers(cluster, "socket.io#/#topic(four)#")).toBe(1);
-    await waitFor("topic(one) to be dropped", async () => ((await subscribers(cluster, "socket.io#/#topic(one)#")) === 0 ? true : undefined));
+    await waitFor("topic(one) to be dropped", async () =>
+      (await subscribers(cluster, "socket.io#/#topic(one)#")) === 0 ? true : undefined,
+    );
 
     await emitter.to("topic(three)").emit("topical", "three");
     expect(await client.next("topical")).toEqual(["three"]);
     expect(await client.socket.emitWithAck("unsubscribe", { room: "topic(three)" })).toEqual({ ok: true, room: "topic(three)" });
-    await waitFor("topic(three) to be dropped", async () => ((await subscribers(cluster, "socket.io#/#topic(three)#")) === 0 ? true : undefined));
+    await waitFor("topic(three) to be dropped", async () =>
+      (await subscribers(cluster, "socket.io#/#topic(three)#")) === 0 ? true : undefined,
+    );
   });
 
   it("subscribes the channels of sockets that arrive together in fewer commands than sockets", async () => {

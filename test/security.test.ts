@@ -82,7 +82,9 @@ describe("a client that stops reading", () => {
       await waitFor("the slow consumer to be dropped", async () =>
         (await readCounter(b, "switchboard_limit_hits_total", { kind: "slow_consumer" })) >= 1 ? true : undefined,
       );
-      expect(cluster.nodes[1]!.lines.some((line) => line.includes('"code":"slow_consumer"') && line.includes('"address":"127.0.0.1"'))).toBe(true);
+      expect(
+        cluster.nodes[1]!.lines.some((line) => line.includes('"code":"slow_consumer"') && line.includes('"address":"127.0.0.1"')),
+      ).toBe(true);
       // Once it is dropped, what is published to its room costs nothing more. Without the limit the
       // node kept every byte: 90 MB more here grew its RSS by 66 to 158 MB.
       const rssBefore = await readCounter(b, "switchboard_process_resident_memory_bytes");
@@ -116,7 +118,10 @@ describe("a client that keeps reading", () => {
 describe("room patterns", () => {
   it.each(["*", "a*", "*e"])("a token whose sub is %j cannot read inbox(alice) through inbox({user})", async (sub) => {
     const client = await connectUser(a, { sub });
-    expect(await client.socket.emitWithAck("subscribe", { room: "inbox(alice)" })).toMatchObject({ ok: false, error: { code: "subscription_forbidden" } });
+    expect(await client.socket.emitWithAck("subscribe", { room: "inbox(alice)" })).toMatchObject({
+      ok: false,
+      error: { code: "subscription_forbidden" },
+    });
     expect(await client.socket.emitWithAck("subscribe", { room: `inbox(${sub})` })).toEqual({ ok: true, room: `inbox(${sub})` });
   });
 
@@ -159,7 +164,13 @@ describe("an unauthenticated socket", () => {
     const authed = await connectUser(a, { sub: "present-json" });
     await cluster.publisher.publish(
       "socket.io-request#/#",
-      JSON.stringify({ type: 7, requestId: "bcast", uid: "x", packet: { type: 2, data: ["json-everyone", 1], nsp: "/" }, opts: { rooms: [], except: [] } }),
+      JSON.stringify({
+        type: 7,
+        requestId: "bcast",
+        uid: "x",
+        packet: { type: 2, data: ["json-everyone", 1], nsp: "/" },
+        opts: { rooms: [], except: [] },
+      }),
     );
     expect((await authed.next("json-everyone"))[0]).toBe(1);
     await sleep(200);
@@ -229,7 +240,10 @@ describe("floods and echoes", () => {
     for (let index = 0; index < 2000; index++) raw.send(`42["authenticate",${token}]`);
     await raw.next((message) => message.includes('"rate_limited"'));
     expect(await Promise.race([raw.closed, sleep(5000).then(() => -1)])).not.toBe(-1);
-    expect(await neighbour.socket.emitWithAck("subscribe", { room: "topic(still-served)" })).toEqual({ ok: true, room: "topic(still-served)" });
+    expect(await neighbour.socket.emitWithAck("subscribe", { room: "topic(still-served)" })).toEqual({
+      ok: true,
+      room: "topic(still-served)",
+    });
   });
 
   it("a refused room name is quoted by at most a few dozen characters", async () => {
@@ -245,7 +259,10 @@ describe("floods and echoes", () => {
   it("unsubscribing from a user or site room is refused and the socket stays in it", async () => {
     const client = await connectUser(a, { sub: "stays", site: "stays.example" });
     for (const room of ["user(stays)", "user(bob)", "site(stays.example)", client.socket.id as string]) {
-      expect(await client.socket.emitWithAck("unsubscribe", { room })).toMatchObject({ ok: false, error: { code: "subscription_forbidden" } });
+      expect(await client.socket.emitWithAck("unsubscribe", { room })).toMatchObject({
+        ok: false,
+        error: { code: "subscription_forbidden" },
+      });
     }
     await emitter.toUser("stays").emit("still-here", 1);
     expect(await client.next("still-here")).toEqual([1]);
@@ -258,9 +275,17 @@ describe("the Redis side", () => {
     const before = await readCounter(a, "switchboard_frames_dropped_total", { channel: "adapter" });
     await cluster.publisher.publish(
       "socket.io-request#/#",
-      JSON.stringify({ type: 7, requestId: "c1", uid: "x", packet: { type: 2, data: ["connect"], nsp: "/" }, opts: { rooms: ["user(connect-target)"], except: [] } }),
+      JSON.stringify({
+        type: 7,
+        requestId: "c1",
+        uid: "x",
+        packet: { type: 2, data: ["connect"], nsp: "/" },
+        opts: { rooms: ["user(connect-target)"], except: [] },
+      }),
     );
-    await waitFor("the drop", async () => ((await readCounter(a, "switchboard_frames_dropped_total", { channel: "adapter" })) > before ? true : undefined));
+    await waitFor("the drop", async () =>
+      (await readCounter(a, "switchboard_frames_dropped_total", { channel: "adapter" })) > before ? true : undefined,
+    );
     await emitter.toUser("connect-target").emit("after", 1);
     expect(await target.next("after")).toEqual([1]);
     expect(target.count("disconnect")).toBe(0);
@@ -272,7 +297,9 @@ describe("the Redis side", () => {
     const request = { type: 6, uid: "x", data: ["error", { boom: true }] };
     await cluster.publisher.publish("socket.io-request#/#", JSON.stringify(request));
     await cluster.publisher.publish("socket.io-request#/#", Buffer.from(encode(request)));
-    await waitFor("the drops", async () => ((await readCounter(a, "switchboard_frames_dropped_total", { channel: "adapter" })) >= before + 2 ? true : undefined));
+    await waitFor("the drops", async () =>
+      (await readCounter(a, "switchboard_frames_dropped_total", { channel: "adapter" })) >= before + 2 ? true : undefined,
+    );
     await emitter.toUser("error-target").emit("after-error", 1);
     expect(await target.next("after-error")).toEqual([1]);
     for (const node of cluster.nodes) expect(node.child.exitCode).toBeNull();
@@ -289,9 +316,14 @@ describe("the Redis side", () => {
     const responses: string[] = [];
     await listener.subscribe("socket.io-response#/#", (message) => responses.push(message));
     try {
-      await cluster.publisher.publish("socket.io-request#/#", JSON.stringify({ type: 5, uid: "probe", requestId: "fetch-1", opts: { rooms: ["user(fetched)"], except: [] } }));
+      await cluster.publisher.publish(
+        "socket.io-request#/#",
+        JSON.stringify({ type: 5, uid: "probe", requestId: "fetch-1", opts: { rooms: ["user(fetched)"], except: [] } }),
+      );
       // Each node answers; the one holding the sockets names them.
-      const response = await waitFor("the fetch response of node b", () => responses.find((entry) => entry.includes("fetch-1") && entry.includes("user(fetched)")));
+      const response = await waitFor("the fetch response of node b", () =>
+        responses.find((entry) => entry.includes("fetch-1") && entry.includes("user(fetched)")),
+      );
       expect(response).toContain("user(fetched)");
       expect(response).not.toContain(token.split(".")[2]);
       expect(response.toLowerCase()).not.toContain("authorization");
@@ -306,10 +338,15 @@ describe("the Redis side", () => {
     // that believes the header allocates and fills that much before it finds the bytes missing.
     const claim = Buffer.from("98c93e57ffa3003e12f5", "hex");
     const channels = ["socket.io#/#", "socket.io-request#/#", "socket.io-response#/#"];
-    const dropped = () => Promise.all([a, b].map((url) => readCounter(url, "switchboard_frames_dropped_total", { channel: "adapter", reason: "frame_not_msgpack" })));
+    const dropped = () =>
+      Promise.all(
+        [a, b].map((url) => readCounter(url, "switchboard_frames_dropped_total", { channel: "adapter", reason: "frame_not_msgpack" })),
+      );
     const before = await dropped();
     for (const channel of channels) await cluster.publisher.publish(channel, claim);
-    await waitFor("every claim dropped on both nodes", async () => ((await dropped()).every((count, index) => count >= (before[index] as number) + channels.length) ? true : undefined));
+    await waitFor("every claim dropped on both nodes", async () =>
+      (await dropped()).every((count, index) => count >= (before[index] as number) + channels.length) ? true : undefined,
+    );
     await bothNodesDeliver("gigabyte-claims");
   });
 
@@ -317,12 +354,20 @@ describe("the Redis side", () => {
     // A decoder that believes the header allocates every slot (about 190 MB) before it finds the items missing.
     const claim = Buffer.from("dd017100effee688", "hex");
     const heapUsed = () => Promise.all([a, b].map((url) => readCounter(url, "switchboard_nodejs_heap_size_used_bytes")));
-    const dropped = () => Promise.all([a, b].map((url) => readCounter(url, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" })));
+    const dropped = () =>
+      Promise.all(
+        [a, b].map((url) =>
+          readCounter(url, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" }),
+        ),
+      );
     const [heapBefore, droppedBefore] = await Promise.all([heapUsed(), dropped()]);
     for (let sent = 0; sent < 3; sent++) await cluster.publisher.publish("socket.io#emitter", claim);
-    await waitFor("every claim dropped on both nodes", async () => ((await dropped()).every((count, index) => count >= (droppedBefore[index] as number) + 3) ? true : undefined));
+    await waitFor("every claim dropped on both nodes", async () =>
+      (await dropped()).every((count, index) => count >= (droppedBefore[index] as number) + 3) ? true : undefined,
+    );
     const heapAfter = await heapUsed();
-    for (const [index, after] of heapAfter.entries()) expect(after - (heapBefore[index] as number), `heap growth of node ${index}`).toBeLessThan(64 * 1024 * 1024);
+    for (const [index, after] of heapAfter.entries())
+      expect(after - (heapBefore[index] as number), `heap growth of node ${index}`).toBeLessThan(64 * 1024 * 1024);
     await bothNodesDeliver("array-claims");
   });
 
@@ -332,10 +377,17 @@ describe("the Redis side", () => {
     const linesBefore = node.lines.length;
     await Promise.all(Array.from({ length: 2000 }, () => cluster.publisher.publish("socket.io#emitter", Buffer.from([0xc1]))));
     await waitFor("every drop counted", async () =>
-      (await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" })) === before + 2000 ? true : undefined,
+      (await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" })) ===
+      before + 2000
+        ? true
+        : undefined,
     );
     // Its own kind of drop only: summaries of other tests' drops may fall in the same seconds.
-    const own = node.lines.slice(linesBefore).filter((line) => line.includes("dropped a frame") && line.includes('"code":"frame_not_msgpack"') && line.includes("socket.io#emitter"));
+    const own = node.lines
+      .slice(linesBefore)
+      .filter(
+        (line) => line.includes("dropped a frame") && line.includes('"code":"frame_not_msgpack"') && line.includes("socket.io#emitter"),
+      );
     expect(own.length).toBeLessThanOrEqual(2);
   });
 
@@ -355,7 +407,8 @@ describe("HTTP", () => {
   it("answers bad bodies and unknown paths with { code, message }", async () => {
     const node = await startGateway({ JWT_SECRET: "" });
     try {
-      const post = (body: string, type = "application/json") => fetch(`${node.url}/dev/publish`, { method: "POST", headers: { "content-type": type }, body });
+      const post = (body: string, type = "application/json") =>
+        fetch(`${node.url}/dev/publish`, { method: "POST", headers: { "content-type": type }, body });
       for (const [response, status, code] of [
         [await post("{not json"), 400, "invalid_request"],
         [await post(""), 400, "invalid_request"],
@@ -396,7 +449,11 @@ describe("HTTP", () => {
     const single = await startCluster(1, { DEV_TOKENS: "1" });
     try {
       const publish = () =>
-        fetch(`${single.nodes[0]!.url}/dev/publish`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ room: "user(1)", data: 1 }) });
+        fetch(`${single.nodes[0]!.url}/dev/publish`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ room: "user(1)", data: 1 }),
+        });
       expect((await publish()).status).toBe(202);
       await single.redis.stop();
       await waitFor("the node to notice", async () => ((await fetch(`${single.nodes[0]!.url}/readyz`)).status === 503 ? true : undefined));

@@ -52,7 +52,11 @@ async function api(node: string, method: string, path: string, body?: unknown, k
   const headers: Record<string, string> = {};
   if (key !== null) headers.authorization = `Bearer ${key}`;
   if (body !== undefined) headers["content-type"] = "application/json";
-  const response = await fetch(`${node}${path}`, { method, headers, ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}) });
+  const response = await fetch(`${node}${path}`, {
+    method,
+    headers,
+    ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+  });
   const text = await response.text();
   return { status: response.status, body: text === "" ? null : (JSON.parse(text) as Record<string, unknown>) };
 }
@@ -80,23 +84,33 @@ const EVERY_ROUTE: [string, string, unknown?][] = [
 ];
 
 describe("API keys", () => {
-  it.each(EVERY_ROUTE)("%s %s: 401 api_key_invalid without a key or with a wrong one, and served with a good one", async (method, path, body) => {
-    for (const key of [null, "wrong-key-of-at-least-32-characters-xxxxxxxx", `${API_KEY}x`]) {
-      expect(await api(a, method, path, body, key)).toEqual({ status: 401, body: { code: "api_key_invalid", message: expect.any(String) } });
-    }
-    const served = await api(a, method, path, body);
-    expect(served.status, JSON.stringify(served.body)).toBeLessThan(400);
-  });
+  it.each(EVERY_ROUTE)(
+    "%s %s: 401 api_key_invalid without a key or with a wrong one, and served with a good one",
+    async (method, path, body) => {
+      for (const key of [null, "wrong-key-of-at-least-32-characters-xxxxxxxx", `${API_KEY}x`]) {
+        expect(await api(a, method, path, body, key)).toEqual({
+          status: 401,
+          body: { code: "api_key_invalid", message: expect.any(String) },
+        });
+      }
+      const served = await api(a, method, path, body);
+      expect(served.status, JSON.stringify(served.body)).toBeLessThan(400);
+    },
+  );
 
   it("takes every configured key, and never writes a key to the log", async () => {
     expect((await api(a, "GET", "/api/v1/info", undefined, "second-key-of-at-least-32-characters-000002")).status).toBe(200);
-    for (const node of cluster.nodes) expect(node.lines.filter((line) => line.includes(API_KEY) || line.includes("second-key-of"))).toEqual([]);
+    for (const node of cluster.nodes)
+      expect(node.lines.filter((line) => line.includes(API_KEY) || line.includes("second-key-of"))).toEqual([]);
   });
 
   it("answers 404 on a node without API_KEYS, and says at start-up that the API is off", async () => {
     const off = await startGateway();
     try {
-      expect(await api(off.url, "POST", "/api/v1/publish", { room: "user(x)", data: 1 })).toMatchObject({ status: 404, body: { code: "not_found" } });
+      expect(await api(off.url, "POST", "/api/v1/publish", { room: "user(x)", data: 1 })).toMatchObject({
+        status: 404,
+        body: { code: "not_found" },
+      });
       expect(await api(off.url, "POST", "/_notify/news", { a: 1 })).toMatchObject({ status: 404, body: { code: "not_found" } });
       expect(off.lines.some((line) => line.includes("server API off"))).toBe(true);
     } finally {
@@ -119,12 +133,24 @@ describe("request bodies", () => {
 
   it("refuses a body that is not JSON, a reserved event and an oversized body with their codes", async () => {
     expect((await api(a, "POST", "/api/v1/publish", "{not json")).body).toMatchObject({ code: "invalid_request" });
-    expect(await api(a, "POST", "/api/v1/publish", { room: "user(x)", event: "connect", data: 1 })).toMatchObject({ status: 400, body: { code: "invalid_event" } });
-    expect(await api(a, "POST", "/api/v1/publish", { room: "user(x)", data: "x".repeat(70_000) })).toMatchObject({ status: 413, body: { code: "payload_too_large" } });
-    expect(await api(a, "POST", "/api/v1/tokens/revoke", { jti: "j", exp: "soon" })).toMatchObject({ status: 400, body: { code: "invalid_request" } });
+    expect(await api(a, "POST", "/api/v1/publish", { room: "user(x)", event: "connect", data: 1 })).toMatchObject({
+      status: 400,
+      body: { code: "invalid_event" },
+    });
+    expect(await api(a, "POST", "/api/v1/publish", { room: "user(x)", data: "x".repeat(70_000) })).toMatchObject({
+      status: 413,
+      body: { code: "payload_too_large" },
+    });
+    expect(await api(a, "POST", "/api/v1/tokens/revoke", { jti: "j", exp: "soon" })).toMatchObject({
+      status: 400,
+      body: { code: "invalid_request" },
+    });
     // Larger than Redis can hold as an expiry: refused before anything is stored.
     for (const exp of ["1e300", "99999999999999999999", "253402300800"]) {
-      expect(await api(a, "POST", "/api/v1/tokens/revoke", `{"jti":"j","exp":${exp}}`)).toMatchObject({ status: 400, body: { code: "invalid_request" } });
+      expect(await api(a, "POST", "/api/v1/tokens/revoke", `{"jti":"j","exp":${exp}}`)).toMatchObject({
+        status: 400,
+        body: { code: "invalid_request" },
+      });
     }
   });
 });
@@ -138,9 +164,19 @@ describe("random bodies", () => {
       fc.oneof(
         fc.jsonValue({ maxDepth: 6 }),
         fc.record({ room: fc.jsonValue(), rooms: fc.jsonValue(), data: fc.jsonValue(), event: fc.jsonValue() }, { requiredKeys: [] }),
-        fc.record({ messages: fc.array(fc.record({ room: fc.jsonValue(), data: fc.jsonValue(), user: fc.jsonValue() }, { requiredKeys: [] }), { maxLength: 5 }) }),
+        fc.record({
+          messages: fc.array(fc.record({ room: fc.jsonValue(), data: fc.jsonValue(), user: fc.jsonValue() }, { requiredKeys: [] }), {
+            maxLength: 5,
+          }),
+        }),
         // Numbers at and past what Redis and JavaScript hold exactly, where a route takes a number.
-        fc.record({ jti: fc.oneof(fc.string({ maxLength: 8 }), fc.jsonValue()), exp: fc.oneof(fc.jsonValue(), fc.integer(), fc.constantFrom(1e300, 2 ** 53, 2 ** 63, -1, 0)) }, { requiredKeys: [] }),
+        fc.record(
+          {
+            jti: fc.oneof(fc.string({ maxLength: 8 }), fc.jsonValue()),
+            exp: fc.oneof(fc.jsonValue(), fc.integer(), fc.constantFrom(1e300, 2 ** 53, 2 ** 63, -1, 0)),
+          },
+          { requiredKeys: [] },
+        ),
         fc.string({ maxLength: 200 }),
       ),
       { seed, numRuns: 400 },
@@ -171,7 +207,8 @@ describe("POST /api/v1/publish and /broadcast", () => {
 
   it("sends a message for one room on that room's channel: a node holding none of it does not read it, the node that took the request does", async () => {
     const onA = await connectUser(a, { sub: "api-one-room" });
-    const adapterMessages = () => Promise.all([a, b].map((node) => readCounter(node, "switchboard_messages_received_total", { source: "adapter" })));
+    const adapterMessages = () =>
+      Promise.all([a, b].map((node) => readCounter(node, "switchboard_messages_received_total", { source: "adapter" })));
     const [beforeA, beforeB] = (await adapterMessages()) as [number, number];
     // Taken by node b, which holds no socket of the room; delivered by node a, which does.
     expect((await api(b, "POST", "/api/v1/publish", { room: "user(api-one-room)", event: "one-room", data: 1 })).status).toBe(202);
@@ -190,8 +227,14 @@ describe("POST /api/v1/publish and /broadcast", () => {
     expect(await reader.next("order")).toEqual([{ id: 1 }]);
     await api(a, "POST", "/api/v1/publish", { event: "sale", site: "Shop.Example:443", data: { pct: 5 } });
     expect(await shopper.next("sale")).toEqual([{ pct: 5 }]);
-    expect(await api(a, "POST", "/api/v1/publish", { event: "order", data: 1 })).toMatchObject({ status: 400, body: { code: "route_incomplete" } });
-    expect(await api(a, "POST", "/api/v1/publish", { event: "unrouted", data: 1, _in: "topic(extra)" })).toMatchObject({ status: 400, body: { code: "route_unknown" } });
+    expect(await api(a, "POST", "/api/v1/publish", { event: "order", data: 1 })).toMatchObject({
+      status: 400,
+      body: { code: "route_incomplete" },
+    });
+    expect(await api(a, "POST", "/api/v1/publish", { event: "unrouted", data: 1, _in: "topic(extra)" })).toMatchObject({
+      status: 400,
+      body: { code: "route_unknown" },
+    });
   });
 
   it("routes raw frames without a room the same way, and drops and counts one it cannot route", async () => {
@@ -200,7 +243,9 @@ describe("POST /api/v1/publish and /broadcast", () => {
     expect(await user.next("order")).toEqual(["raw-routed"]);
     const before = await readCounter(a, "switchboard_frames_dropped_total", { reason: "route_unknown" });
     await cluster.publisher.publish("socket.io#emitter", bytes(encode({ event: "unrouted", data: 1 })));
-    await waitFor("the drop", async () => ((await readCounter(a, "switchboard_frames_dropped_total", { reason: "route_unknown" })) > before ? true : undefined));
+    await waitFor("the drop", async () =>
+      (await readCounter(a, "switchboard_frames_dropped_total", { reason: "route_unknown" })) > before ? true : undefined,
+    );
   });
 
   it("publishes a batch in order, each message as /publish would, and answers the ids in the same order", async () => {
@@ -217,7 +262,8 @@ describe("POST /api/v1/publish and /broadcast", () => {
     expect(new Set(reply.body?.ids as string[]).size).toBe(3);
     await second.next("order");
     await waitFor("both steps", () => (first.count("step") === 2 ? true : undefined));
-    const argsOf = (client: typeof first, event: string) => client.received.filter((entry) => entry.event === event).map((entry) => entry.args);
+    const argsOf = (client: typeof first, event: string) =>
+      client.received.filter((entry) => entry.event === event).map((entry) => entry.args);
     expect(argsOf(first, "step")).toEqual([[1], [2]]);
     expect(argsOf(second, "step")).toEqual([[2]]);
     expect(argsOf(second, "order")).toEqual([[3]]);
@@ -232,10 +278,26 @@ describe("POST /api/v1/publish and /broadcast", () => {
       ],
     });
     expect(unroutable).toEqual({ status: 400, body: { code: "route_unknown", message: expect.stringContaining("messages[1]") } });
-    const misshapen = await api(a, "POST", "/api/v1/publish/batch", { messages: [{ room: "user(batch-none)", data: 1 }, { room: 5, data: 2 }] });
-    expect(misshapen).toMatchObject({ status: 400, body: { code: "invalid_request", message: expect.stringContaining("messages/1/room") } });
-    for (const body of [{ messages: [] }, { messages: {} }, {}, { messages: [{ data: 1 }], extra: true }, { messages: Array.from({ length: 1001 }, () => ({ room: "user(x)", data: 1 })) }]) {
-      expect((await api(a, "POST", "/api/v1/publish/batch", body)).body).toMatchObject({ code: expect.stringMatching(/^(invalid_request|payload_too_large)$/) });
+    const misshapen = await api(a, "POST", "/api/v1/publish/batch", {
+      messages: [
+        { room: "user(batch-none)", data: 1 },
+        { room: 5, data: 2 },
+      ],
+    });
+    expect(misshapen).toMatchObject({
+      status: 400,
+      body: { code: "invalid_request", message: expect.stringContaining("messages/1/room") },
+    });
+    for (const body of [
+      { messages: [] },
+      { messages: {} },
+      {},
+      { messages: [{ data: 1 }], extra: true },
+      { messages: Array.from({ length: 1001 }, () => ({ room: "user(x)", data: 1 })) },
+    ]) {
+      expect((await api(a, "POST", "/api/v1/publish/batch", body)).body).toMatchObject({
+        code: expect.stringMatching(/^(invalid_request|payload_too_large)$/),
+      });
     }
     await api(a, "POST", "/api/v1/publish", { room: "user(batch-none)", event: "marker", data: 0 });
     await user.next("marker");
@@ -244,7 +306,12 @@ describe("POST /api/v1/publish and /broadcast", () => {
 
   it("sends nothing of a batch whose one message is too large for Redis, though the others were fine", async () => {
     // A node whose frames may be 1 KiB while its bodies may be 64 KiB: the size is found only when encoding.
-    const small = await startGateway({ REDIS_URL: cluster.redis.url, NODE_ID: "node-small-frames", API_KEYS: API_KEY, FRAME_MAX_BYTES: "1024" });
+    const small = await startGateway({
+      REDIS_URL: cluster.redis.url,
+      NODE_ID: "node-small-frames",
+      API_KEYS: API_KEY,
+      FRAME_MAX_BYTES: "1024",
+    });
     try {
       const user = await connectUser(small.url, { sub: "batch-big" });
       const reply = await api(small.url, "POST", "/api/v1/publish/batch", {
@@ -290,7 +357,10 @@ describe("kicks that stick, and token revocation", () => {
     const onA = openClient(a, { auth: { token: old } });
     const onB = openClient(b, { auth: { token: old } });
     await Promise.all([onA.next("welcome"), onB.next("welcome")]);
-    expect(await api(a, "POST", "/api/v1/users/kicked-user/disconnect", { reason: "maintenance" })).toEqual({ status: 202, body: { user: "kicked-user", refuseReconnect: true } });
+    expect(await api(a, "POST", "/api/v1/users/kicked-user/disconnect", { reason: "maintenance" })).toEqual({
+      status: 202,
+      body: { user: "kicked-user", refuseReconnect: true },
+    });
     for (const client of [onA, onB]) {
       expect(await client.next("kicked")).toEqual([{ code: "kicked", message: expect.any(String), reason: "maintenance" }]);
       await client.next("disconnect");
@@ -322,7 +392,10 @@ describe("kicks that stick, and token revocation", () => {
     const revoked = jwt.sign({ sub: "jti-user", jti: "token-to-revoke", exp }, TEST_SECRET);
     const client = openClient(a, { auth: { token: revoked } });
     await client.next("welcome");
-    expect(await api(b, "POST", "/api/v1/tokens/revoke", { jti: "token-to-revoke", exp })).toEqual({ status: 202, body: { jti: "token-to-revoke", exp } });
+    expect(await api(b, "POST", "/api/v1/tokens/revoke", { jti: "token-to-revoke", exp })).toEqual({
+      status: 202,
+      body: { jti: "token-to-revoke", exp },
+    });
     expect(await client.next("unauthorized")).toEqual([{ code: "token_revoked", message: expect.any(String) }]);
     expect(await refusal(b, revoked)).toBe("token_revoked");
     expect(await refusal(a, jwt.sign({ sub: "jti-user", jti: "another", exp }, TEST_SECRET))).toBe("welcome");
@@ -342,8 +415,22 @@ describe("presence", () => {
     const onA = await connectUser(a, { sub: "present", site: "presence.example" });
     await connectUser(b, { sub: "present", site: "presence.example" });
     await waitFor("both sockets", async () => ((await presence(a, "present"))?.sockets === 2 ? true : undefined));
-    expect(await presence(b, "present")).toEqual({ online: true, sockets: 2, nodes: [{ node: "node-a", sockets: 1 }, { node: "node-b", sockets: 1 }] });
-    expect(await emitter.presence.user("present")).toEqual({ online: true, sockets: 2, nodes: [{ node: "node-a", sockets: 1 }, { node: "node-b", sockets: 1 }] });
+    expect(await presence(b, "present")).toEqual({
+      online: true,
+      sockets: 2,
+      nodes: [
+        { node: "node-a", sockets: 1 },
+        { node: "node-b", sockets: 1 },
+      ],
+    });
+    expect(await emitter.presence.user("present")).toEqual({
+      online: true,
+      sockets: 2,
+      nodes: [
+        { node: "node-a", sockets: 1 },
+        { node: "node-b", sockets: 1 },
+      ],
+    });
     onA.close();
     await waitFor("one socket", async () => ((await presence(b, "present"))?.sockets === 1 ? true : undefined));
     expect(await presence(a, "nobody")).toEqual({ online: false, sockets: 0, nodes: [] });
@@ -352,12 +439,19 @@ describe("presence", () => {
   it("pages through a site's users, and counts a room's sockets and users", async () => {
     for (const sub of ["p1", "p2", "p3"]) await connectUser(sub === "p2" ? b : a, { sub, site: "paged.example" });
     const second = await connectUser(b, { sub: "p1", site: "paged.example" });
-    for (const client of [second]) expect(await client.socket.emitWithAck("subscribe", { room: "topic(counted)" })).toMatchObject({ ok: true });
+    for (const client of [second])
+      expect(await client.socket.emitWithAck("subscribe", { room: "topic(counted)" })).toMatchObject({ ok: true });
     // Each node writes its presence in batches: wait for all four sockets (the count of users is 3 before the last one is written).
-    await waitFor("four sockets", async () => ((await api(a, "GET", "/api/v1/presence/rooms/site(paged.example)/count"))?.body?.sockets === 4 ? true : undefined));
+    await waitFor("four sockets", async () =>
+      (await api(a, "GET", "/api/v1/presence/rooms/site(paged.example)/count"))?.body?.sockets === 4 ? true : undefined,
+    );
     const first = await api(a, "GET", "/api/v1/presence/sites/Paged.Example?limit=2");
     expect(first.body).toEqual({ users: ["p1", "p2"], count: 3, cursor: "p2" });
-    expect((await api(b, "GET", "/api/v1/presence/sites/paged.example?limit=2&cursor=p2")).body).toEqual({ users: ["p3"], count: 3, cursor: null });
+    expect((await api(b, "GET", "/api/v1/presence/sites/paged.example?limit=2&cursor=p2")).body).toEqual({
+      users: ["p3"],
+      count: 3,
+      cursor: null,
+    });
     expect(await emitter.presence.site("paged.example", { limit: 2 })).toEqual({ users: ["p1", "p2"], count: 3, cursor: "p2" });
     expect((await api(a, "GET", "/api/v1/presence/rooms/site(paged.example)/count")).body).toEqual({ sockets: 4, users: 3 });
     expect((await api(a, "GET", "/api/v1/presence/rooms/topic(counted)/count")).body).toEqual({ sockets: 1, users: 1 });
@@ -368,9 +462,13 @@ describe("presence", () => {
   it("sends presence events to the site's room as a user's first socket arrives and its last one leaves", async () => {
     const watcher = await connectUser(a, { sub: "watcher", site: "events.example" });
     const arriving = await connectUser(b, { sub: "arriving", site: "events.example" });
-    expect(await watcher.next("presence", (args) => (args[0] as { user: string }).user === "arriving")).toEqual([{ user: "arriving", online: true }]);
+    expect(await watcher.next("presence", (args) => (args[0] as { user: string }).user === "arriving")).toEqual([
+      { user: "arriving", online: true },
+    ]);
     arriving.close();
-    expect(await watcher.next("presence", (args) => (args[0] as { online: boolean }).online === false)).toEqual([{ user: "arriving", online: false }]);
+    expect(await watcher.next("presence", (args) => (args[0] as { online: boolean }).online === false)).toEqual([
+      { user: "arriving", online: false },
+    ]);
   });
 
   it("lists the live nodes in /info", async () => {
@@ -378,7 +476,8 @@ describe("presence", () => {
     expect(body).toMatchObject({ node: "node-a" });
     const nodes = (body as { nodes: { node: string; version: string; uptimeSeconds: number; sockets: number }[] }).nodes;
     expect(nodes.map((node) => node.node)).toEqual(["node-a", "node-b"]);
-    for (const node of nodes) expect(node).toEqual({ node: expect.any(String), version: "0.1.0", uptimeSeconds: expect.any(Number), sockets: expect.any(Number) });
+    for (const node of nodes)
+      expect(node).toEqual({ node: expect.any(String), version: "0.1.0", uptimeSeconds: expect.any(Number), sockets: expect.any(Number) });
   });
 });
 
@@ -386,8 +485,15 @@ describe("event routes registered at run time", () => {
   it("are seen by the other node within a second, listed with EVENT_ROUTES, and removed again", async () => {
     const reader = await connectUser(b, { sub: "route-reader" });
     expect(await reader.socket.emitWithAck("subscribe", { room: "topic(registered)" })).toMatchObject({ ok: true });
-    expect(await api(a, "POST", "/api/v1/events", { event: "registered-event", room: "topic(registered)" })).toEqual({ status: 201, body: { event: "registered-event", room: "topic(registered)" } });
-    await waitFor("node b to know the route", async () => ((await api(b, "POST", "/api/v1/publish", { event: "registered-event", data: 1 })).status === 202 ? true : undefined), 1000);
+    expect(await api(a, "POST", "/api/v1/events", { event: "registered-event", room: "topic(registered)" })).toEqual({
+      status: 201,
+      body: { event: "registered-event", room: "topic(registered)" },
+    });
+    await waitFor(
+      "node b to know the route",
+      async () => ((await api(b, "POST", "/api/v1/publish", { event: "registered-event", data: 1 })).status === 202 ? true : undefined),
+      1000,
+    );
     expect(await reader.next("registered-event")).toEqual([1]);
     const { body } = await api(b, "GET", "/api/v1/events");
     expect((body as { routes: unknown[] }).routes).toEqual(
@@ -396,10 +502,17 @@ describe("event routes registered at run time", () => {
         { event: "registered-event", room: "topic(registered)", source: "registered" },
       ]),
     );
-    expect(await api(b, "POST", "/api/v1/events", { event: "bad", room: "topic({tenant})" })).toMatchObject({ status: 400, body: { code: "invalid_request" } });
+    expect(await api(b, "POST", "/api/v1/events", { event: "bad", room: "topic({tenant})" })).toMatchObject({
+      status: 400,
+      body: { code: "invalid_request" },
+    });
     expect((await api(b, "DELETE", "/api/v1/events/registered-event")).status).toBe(204);
     expect(await api(b, "DELETE", "/api/v1/events/registered-event")).toMatchObject({ status: 404, body: { code: "not_found" } });
-    await waitFor("node a to forget it", async () => ((await api(a, "POST", "/api/v1/publish", { event: "registered-event", data: 1 })).status === 400 ? true : undefined), 1000);
+    await waitFor(
+      "node a to forget it",
+      async () => ((await api(a, "POST", "/api/v1/publish", { event: "registered-event", data: 1 })).status === 400 ? true : undefined),
+      1000,
+    );
   });
 });
 
@@ -425,11 +538,17 @@ describe("the first brokers' push endpoints", () => {
 describe("GET /api/v1/openapi.json", () => {
   it("is a valid OpenAPI 3 document listing every route", async () => {
     const { body } = await api(a, "GET", "/api/v1/openapi.json");
-    const document = (await SwaggerParser.validate(structuredClone(body) as never)) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+    const document = (await SwaggerParser.validate(structuredClone(body) as never)) as {
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+    };
     expect(document.openapi).toMatch(/^3\./);
-    const listed = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`));
-    const expected = EVERY_ROUTE.filter(([, path]) => !path.endsWith("openapi.json")).map(([method, path]) =>
-      `${method} ${path.replace("/users/x/", "/users/{id}/").replace("/users/x", "/users/{id}").replace("sites/x.example", "sites/{host}").replace("rooms/topic(x)/", "rooms/{room}/").replace("/events/probe-event", "/events/{event}").replace("/_notify/news", "/_notify/{event}").replace("/_notify_endpoint/news", "/_notify_endpoint/{event}").replace("/services/probe-svc", "/services/{name}")}`,
+    const listed = Object.entries(document.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`),
+    );
+    const expected = EVERY_ROUTE.filter(([, path]) => !path.endsWith("openapi.json")).map(
+      ([method, path]) =>
+        `${method} ${path.replace("/users/x/", "/users/{id}/").replace("/users/x", "/users/{id}").replace("sites/x.example", "sites/{host}").replace("rooms/topic(x)/", "rooms/{room}/").replace("/events/probe-event", "/events/{event}").replace("/_notify/news", "/_notify/{event}").replace("/_notify_endpoint/news", "/_notify_endpoint/{event}").replace("/services/probe-svc", "/services/{name}")}`,
     );
     expect(listed.sort()).toEqual([...new Set(expected)].sort());
   });
@@ -438,12 +557,20 @@ describe("GET /api/v1/openapi.json", () => {
 describe("presence after a crash", () => {
   it("takes a SIGKILLed node's sockets out of presence within the stated bound", async () => {
     await connectUser(b, { sub: "crash-victim" });
-    await waitFor("the socket to count", async () => ((await api(a, "GET", "/api/v1/presence/users/crash-victim")).body?.online === true ? true : undefined));
+    await waitFor("the socket to count", async () =>
+      (await api(a, "GET", "/api/v1/presence/users/crash-victim")).body?.online === true ? true : undefined,
+    );
     await cluster.nodes[1]!.kill();
     // PRESENCE_NODE_TTL_MS is 1.5 s here; the survivor sweeps at its next heartbeat.
-    await waitFor("the victim to be gone", async () => ((await api(a, "GET", "/api/v1/presence/users/crash-victim")).body?.online === false ? true : undefined), 6000);
+    await waitFor(
+      "the victim to be gone",
+      async () => ((await api(a, "GET", "/api/v1/presence/users/crash-victim")).body?.online === false ? true : undefined),
+      6000,
+    );
     // The survivor logs it right after the take-back that the presence route already reflects; its line may still be in the pipe.
-    await waitFor("the survivor to say so", () => (cluster.nodes[0]!.lines.some((line) => line.includes("took back the presence of a node whose heartbeat stopped")) ? true : undefined));
+    await waitFor("the survivor to say so", () =>
+      cluster.nodes[0]!.lines.some((line) => line.includes("took back the presence of a node whose heartbeat stopped")) ? true : undefined,
+    );
   });
 });
 
@@ -454,7 +581,7 @@ describe("the README's server API examples", () => {
 
   it("has a curl example for every route", () => {
     const routes: [string, string][] = [
-      ["POST", "/api/v1/publish\""],
+      ["POST", '/api/v1/publish"'],
       ["POST", "/api/v1/publish/batch"],
       ["POST", "/api/v1/broadcast"],
       ["POST", "/api/v1/users/42/disconnect"],
@@ -464,11 +591,11 @@ describe("the README's server API examples", () => {
       ["GET", "/api/v1/presence/sites/"],
       ["GET", "/api/v1/presence/rooms/"],
       ["GET", "/api/v1/info"],
-      ["GET", "/api/v1/services\""],
+      ["GET", '/api/v1/services"'],
       ["GET", "/api/v1/services/"],
       ["DELETE", "/api/v1/services/"],
-      ["POST", "/api/v1/events\""],
-      ["GET", "/api/v1/events\""],
+      ["POST", '/api/v1/events"'],
+      ["GET", '/api/v1/events"'],
       ["DELETE", "/api/v1/events/"],
       ["GET", "/api/v1/openapi.json"],
       ["POST", "/_notify/"],
@@ -476,14 +603,19 @@ describe("the README's server API examples", () => {
     ];
     expect(routes.length).toBe(EVERY_ROUTE.length);
     for (const [method, path] of routes) {
-      const found = examples.some((example) => example.includes(`$SWITCHBOARD${path}`) && (method === "GET" ? !example.includes(" -X ") : example.includes(`-X ${method} `)));
+      const found = examples.some(
+        (example) =>
+          example.includes(`$SWITCHBOARD${path}`) && (method === "GET" ? !example.includes(" -X ") : example.includes(`-X ${method} `)),
+      );
       expect(found, `an example of ${method} ${path}`).toBe(true);
     }
   });
 
   it("each runs as written and answers what its comment says", async () => {
     for (const example of examples) {
-      const { stdout } = await promisify(execFile)("bash", ["-euo", "pipefail", "-c", example], { env: { PATH: process.env.PATH ?? "", SWITCHBOARD: a, API_KEY } });
+      const { stdout } = await promisify(execFile)("bash", ["-euo", "pipefail", "-c", example], {
+        env: { PATH: process.env.PATH ?? "", SWITCHBOARD: a, API_KEY },
+      });
       const documented = /^# (\d{3})\b[^{\n]*(\{.*)?$/m.exec(example);
       expect(documented, `a "# <status> <body>" comment in:\n${example}`).not.toBeNull();
       if (documented?.[1] === "204") {
@@ -523,11 +655,19 @@ describe("a single node without Redis", () => {
       const client = await connectUser(url, { sub: "solo", site: "solo.example" });
       expect((await api(url, "POST", "/api/v1/publish", { event: "order", user: "solo", data: 1 })).status).toBe(202);
       expect(await client.next("order")).toEqual([1]);
-      await waitFor("presence", async () => ((await api(url, "GET", "/api/v1/presence/users/solo")).body?.online === true ? true : undefined));
-      expect((await api(url, "GET", "/api/v1/presence/users/solo")).body).toEqual({ online: true, sockets: 1, nodes: [{ node: single.nodeId, sockets: 1 }] });
+      await waitFor("presence", async () =>
+        (await api(url, "GET", "/api/v1/presence/users/solo")).body?.online === true ? true : undefined,
+      );
+      expect((await api(url, "GET", "/api/v1/presence/users/solo")).body).toEqual({
+        online: true,
+        sockets: 1,
+        nodes: [{ node: single.nodeId, sockets: 1 }],
+      });
       expect((await api(url, "GET", "/api/v1/presence/sites/solo.example")).body).toEqual({ users: ["solo"], count: 1, cursor: null });
       expect((await api(url, "GET", "/api/v1/presence/rooms/site(solo.example)/count")).body).toEqual({ sockets: 1, users: 1 });
-      await waitFor("the node in /info", async () => (((await api(url, "GET", "/api/v1/info")).body?.nodes as unknown[] | undefined)?.length === 1 ? true : undefined));
+      await waitFor("the node in /info", async () =>
+        ((await api(url, "GET", "/api/v1/info")).body?.nodes as unknown[] | undefined)?.length === 1 ? true : undefined,
+      );
       expect((await api(url, "POST", "/api/v1/events", { event: "ping", room: "user({user})" })).status).toBe(201);
       expect((await api(url, "POST", "/api/v1/publish", { event: "ping", user: "solo", data: 2 })).status).toBe(202);
       expect(await client.next("ping")).toEqual([2]);
@@ -547,12 +687,20 @@ describe("PRESENCE=0", () => {
     const node = await startGateway({ API_KEYS: API_KEY, PRESENCE: "0" });
     try {
       const client = await connectUser(node.url, { sub: "uncounted", site: "quiet.example" });
-      for (const path of ["/api/v1/presence/users/uncounted", "/api/v1/presence/sites/quiet.example", "/api/v1/presence/rooms/user(uncounted)/count"]) {
+      for (const path of [
+        "/api/v1/presence/users/uncounted",
+        "/api/v1/presence/sites/quiet.example",
+        "/api/v1/presence/rooms/user(uncounted)/count",
+      ]) {
         expect(await api(node.url, "GET", path)).toEqual({ status: 404, body: { code: "presence_off", message: expect.any(String) } });
       }
       expect((await api(node.url, "POST", "/api/v1/publish", { room: "user(uncounted)", event: "still", data: 1 })).status).toBe(202);
       expect(await client.next("still")).toEqual([1]);
-      await waitFor("the node in /info", async () => (((await api(node.url, "GET", "/api/v1/info")).body?.nodes as { sockets: number }[] | undefined)?.[0]?.sockets === 1 ? true : undefined));
+      await waitFor("the node in /info", async () =>
+        ((await api(node.url, "GET", "/api/v1/info")).body?.nodes as { sockets: number }[] | undefined)?.[0]?.sockets === 1
+          ? true
+          : undefined,
+      );
     } finally {
       await node.stop();
     }

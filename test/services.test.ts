@@ -24,7 +24,13 @@ const workers: ChildProcess[] = [];
 
 beforeAll(async () => {
   // public-* is open to every socket; other services need the token's services claim.
-  cluster = await startCluster(2, { API_KEYS: API_KEY, SERVICE_POLICY: "public-*", SERVICE_MAX_PENDING: "4", SERVICE_REQUEST_TIMEOUT_MS: "5000", SERVICE_MAX_PAYLOAD_BYTES: "16384" });
+  cluster = await startCluster(2, {
+    API_KEYS: API_KEY,
+    SERVICE_POLICY: "public-*",
+    SERVICE_MAX_PENDING: "4",
+    SERVICE_REQUEST_TIMEOUT_MS: "5000",
+    SERVICE_MAX_PAYLOAD_BYTES: "16384",
+  });
   [a, b] = cluster.nodes.map((node) => node.url) as [string, string];
 });
 afterAll(async () => {
@@ -40,14 +46,21 @@ afterEach(async () => {
 
 /** A client of the SDK, connected and welcomed, whose token grants `services`. */
 async function caller(url: string, sub: string, grants: string[] = []): Promise<SwitchboardClient> {
-  const client = connect({ url, token: mintToken({ sub, site: "shop.example", ...(grants.length > 0 ? { services: grants } : {}) }), socket: { reconnection: false, transports: ["websocket"] } });
+  const client = connect({
+    url,
+    token: mintToken({ sub, site: "shop.example", ...(grants.length > 0 ? { services: grants } : {}) }),
+    socket: { reconnection: false, transports: ["websocket"] },
+  });
   clients.push(client);
   await client.ready();
   return client;
 }
 
 /** An in-process instance answering by payload.op, as the worker process does. */
-async function instance(name: string, options: { concurrency?: number; visibilityTimeoutMs?: number; onError?: (error: Error) => void } = {}): Promise<Service> {
+async function instance(
+  name: string,
+  options: { concurrency?: number; visibilityTimeoutMs?: number; onError?: (error: Error) => void } = {},
+): Promise<Service> {
   const service: Service = createService<{ op?: string; steps?: number; ms?: number; kind?: string }>({
     redis: cluster.redis.url,
     name,
@@ -58,7 +71,10 @@ async function instance(name: string, options: { concurrency?: number; visibilit
       if (call.op === "deep") {
         // As a service in another language could: JSON text nested far deeper than JSON.stringify here can write.
         const data = `${"[".repeat(100_000)}${"]".repeat(100_000)}`;
-        await cluster.publisher.publish(`switchboard:replies:${request.caller.node}`, `{"id":${JSON.stringify(request.id)},"kind":"${call.kind}","data":${data}}`);
+        await cluster.publisher.publish(
+          `switchboard:replies:${request.caller.node}`,
+          `{"id":${JSON.stringify(request.id)},"kind":"${call.kind}","data":${data}}`,
+        );
       }
       for (let step = 1; step <= (call.steps ?? 0); step++) await context.notify({ step });
       if (call.op === "fail") throw Object.assign(new Error("nothing left"), { code: "out_of_stock" });
@@ -83,8 +99,22 @@ function worker(name: string, instanceId: string, env: Record<string, string> = 
   });
   workers.push(child);
   const lines: string[] = [];
-  child.stdout?.on("data", (chunk: Buffer) => lines.push(...chunk.toString().split("\n").filter((line) => line.length > 0)));
-  child.stderr?.on("data", (chunk: Buffer) => lines.push(...chunk.toString().split("\n").filter((line) => line.length > 0)));
+  child.stdout?.on("data", (chunk: Buffer) =>
+    lines.push(
+      ...chunk
+        .toString()
+        .split("\n")
+        .filter((line) => line.length > 0),
+    ),
+  );
+  child.stderr?.on("data", (chunk: Buffer) =>
+    lines.push(
+      ...chunk
+        .toString()
+        .split("\n")
+        .filter((line) => line.length > 0),
+    ),
+  );
   return waitFor(`service worker ${instanceId}`, () => (lines.includes("ready") ? { child, lines } : undefined), 15_000);
 }
 
@@ -112,7 +142,11 @@ describe("requests to a service", () => {
     const progress: unknown[] = [];
     const result = await client.request("public-orders", { steps: 3 }, { onProgress: (step) => progress.push(step) });
     expect(progress).toEqual([{ step: 1 }, { step: 2 }, { step: 3 }]);
-    expect(result).toMatchObject({ payload: { steps: 3 }, kind: "request", caller: { user: "buyer-1", site: "shop.example", node: "node-b" } });
+    expect(result).toMatchObject({
+      payload: { steps: 3 },
+      kind: "request",
+      caller: { user: "buyer-1", site: "shop.example", node: "node-b" },
+    });
   });
 
   it("rejects with the service's own error code and message", async () => {
@@ -123,27 +157,30 @@ describe("requests to a service", () => {
     await expect(failure).rejects.toMatchObject({ code: "out_of_stock", message: "nothing left" });
   });
 
-  it.each(["done", "progress"])("ends a call with service_reply_invalid when the service answers %s data nested deeper than PAYLOAD_MAX_DEPTH, and keeps serving", async (kind) => {
-    await instance("public-deep");
-    const client = await caller(b, `deep-${kind}`);
-    const counters = () =>
-      Promise.all([
-        readCounter(b, "switchboard_frames_dropped_total", { channel: "replies" }),
-        readCounter(b, "switchboard_service_requests_total", { service: "public-deep", outcome: "reply_invalid" }),
-        readCounter(b, "switchboard_service_replies_dropped_total"),
-      ]);
-    const [framesBefore, invalidBefore, lateBefore] = await counters();
-    const progress: unknown[] = [];
-    const failure = client.request("public-deep", { op: "deep", kind }, { onProgress: (step) => progress.push(step) });
-    await expect(failure).rejects.toBeInstanceOf(ServiceError);
-    await expect(failure).rejects.toMatchObject({ code: "service_reply_invalid" });
-    expect(progress).toEqual([]);
-    // The service's own done that follows finds the call over: dropped, not passed on.
-    await waitFor("the late done to be dropped", async () => ((await counters())[2] > lateBefore ? true : undefined));
-    expect(await counters()).toEqual([framesBefore + 1, invalidBefore + 1, lateBefore + 1]);
-    expect(await client.request("public-deep", { steps: 1 })).toMatchObject({ payload: { steps: 1 } });
-    for (const node of cluster.nodes) expect(node.child.exitCode).toBeNull();
-  });
+  it.each(["done", "progress"])(
+    "ends a call with service_reply_invalid when the service answers %s data nested deeper than PAYLOAD_MAX_DEPTH, and keeps serving",
+    async (kind) => {
+      await instance("public-deep");
+      const client = await caller(b, `deep-${kind}`);
+      const counters = () =>
+        Promise.all([
+          readCounter(b, "switchboard_frames_dropped_total", { channel: "replies" }),
+          readCounter(b, "switchboard_service_requests_total", { service: "public-deep", outcome: "reply_invalid" }),
+          readCounter(b, "switchboard_service_replies_dropped_total"),
+        ]);
+      const [framesBefore, invalidBefore, lateBefore] = await counters();
+      const progress: unknown[] = [];
+      const failure = client.request("public-deep", { op: "deep", kind }, { onProgress: (step) => progress.push(step) });
+      await expect(failure).rejects.toBeInstanceOf(ServiceError);
+      await expect(failure).rejects.toMatchObject({ code: "service_reply_invalid" });
+      expect(progress).toEqual([]);
+      // The service's own done that follows finds the call over: dropped, not passed on.
+      await waitFor("the late done to be dropped", async () => ((await counters())[2] > lateBefore ? true : undefined));
+      expect(await counters()).toEqual([framesBefore + 1, invalidBefore + 1, lateBefore + 1]);
+      expect(await client.request("public-deep", { steps: 1 })).toMatchObject({ payload: { steps: 1 } });
+      for (const node of cluster.nodes) expect(node.child.exitCode).toBeNull();
+    },
+  );
 
   it.each([
     ["bigint", "result"],
@@ -154,7 +191,10 @@ describe("requests to a service", () => {
     const client = await caller(a, `unwritable-${op}`);
     const failure = client.request("public-unwritable", { op });
     await expect(failure).rejects.toBeInstanceOf(ServiceError);
-    await expect(failure).rejects.toMatchObject({ code: "internal_error", message: expect.stringContaining(`${what} could not be written as JSON`) });
+    await expect(failure).rejects.toMatchObject({
+      code: "internal_error",
+      message: expect.stringContaining(`${what} could not be written as JSON`),
+    });
     // The service's own onError is told why, as its README says.
     expect(told).toContainEqual(expect.stringContaining(`its ${what} could not be written as JSON`));
     expect(await client.request("public-unwritable", { steps: 0 })).toMatchObject({ payload: { steps: 0 } });
@@ -164,8 +204,15 @@ describe("requests to a service", () => {
     await instance("public-slow");
     const client = await caller(a, "buyer-3");
     const dropped = await readCounter(a, "switchboard_service_replies_dropped_total");
-    expect(await refusal(client.request("public-slow", { op: "sleep", ms: 1200 }, { timeoutMs: 300 }))).toEqual({ kind: "service", code: "request_timeout" });
-    await waitFor("the late answer to be dropped", async () => ((await readCounter(a, "switchboard_service_replies_dropped_total")) > dropped ? true : undefined), 5000);
+    expect(await refusal(client.request("public-slow", { op: "sleep", ms: 1200 }, { timeoutMs: 300 }))).toEqual({
+      kind: "service",
+      code: "request_timeout",
+    });
+    await waitFor(
+      "the late answer to be dropped",
+      async () => ((await readCounter(a, "switchboard_service_replies_dropped_total")) > dropped ? true : undefined),
+      5000,
+    );
     expect(await readCounter(a, "switchboard_service_requests_total", { service: "public-slow", outcome: "timeout" })).toBe(1);
   });
 
@@ -194,9 +241,18 @@ describe("requests to a service", () => {
     await instance("public-orders");
     const client = await caller(a, "buyer-6");
     // Over SERVICE_MAX_PAYLOAD_BYTES (16 KiB here), under the 64 KiB a client message may have.
-    expect(await refusal(client.request("public-orders", { text: "x".repeat(20 * 1024) }))).toEqual({ kind: "client", code: "payload_too_large" });
+    expect(await refusal(client.request("public-orders", { text: "x".repeat(20 * 1024) }))).toEqual({
+      kind: "client",
+      code: "payload_too_large",
+    });
     const raw = await connectUser(a, { sub: "raw-caller" });
-    for (const bad of [{ service: 5 }, { service: "public-orders", timeoutMs: "soon" }, { service: "public-orders", id: "" }, "public-orders", null]) {
+    for (const bad of [
+      { service: 5 },
+      { service: "public-orders", timeoutMs: "soon" },
+      { service: "public-orders", id: "" },
+      "public-orders",
+      null,
+    ]) {
       expect(await raw.socket.timeout(2000).emitWithAck("request", bad)).toMatchObject({ ok: false, error: { code: "payload_invalid" } });
     }
   });
@@ -223,8 +279,14 @@ describe("requests to a service", () => {
     await sleep(100);
     client.socket.disconnect();
     expect(await refusal(call)).toEqual({ kind: "service", code: "request_timeout" });
-    await waitFor("the answer to be dropped", async () => ((await readCounter(a, "switchboard_service_replies_dropped_total")) > dropped ? true : undefined), 5000);
-    expect(await readCounter(a, "switchboard_service_requests_total", { service: "public-slow", outcome: "caller_gone" })).toBeGreaterThanOrEqual(1);
+    await waitFor(
+      "the answer to be dropped",
+      async () => ((await readCounter(a, "switchboard_service_replies_dropped_total")) > dropped ? true : undefined),
+      5000,
+    );
+    expect(
+      await readCounter(a, "switchboard_service_requests_total", { service: "public-slow", outcome: "caller_gone" }),
+    ).toBeGreaterThanOrEqual(1);
   });
 });
 
@@ -234,11 +296,17 @@ describe("a service in Python, as docs/services.md writes it", () => {
     const source = /```python\n([\s\S]*?)```/.exec(doc)?.[1];
     expect(source, "a ```python block in docs/services.md").toBeDefined();
     const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-    expect([...readme.matchAll(/```python\n([\s\S]*?)```/g)].map((match) => match[1]), "the README shows the same service").toContain(source);
+    expect(
+      [...readme.matchAll(/```python\n([\s\S]*?)```/g)].map((match) => match[1]),
+      "the README shows the same service",
+    ).toContain(source);
     const script = join(tmpdir(), `switchboard-service-${process.pid}.py`);
     writeFileSync(script, source ?? "");
     // Debian's python3 with python3-redis (installed by scripts/test-deps.sh).
-    const python = spawn("/usr/bin/python3", [script], { env: { PATH: process.env.PATH ?? "", REDIS_URL: cluster.redis.url, SERVICE_NAME: "public-py-echo" }, stdio: ["ignore", "pipe", "pipe"] });
+    const python = spawn("/usr/bin/python3", [script], {
+      env: { PATH: process.env.PATH ?? "", REDIS_URL: cluster.redis.url, SERVICE_NAME: "public-py-echo" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     workers.push(python);
     const output: string[] = [];
     python.stdout?.on("data", (chunk: Buffer) => output.push(chunk.toString()));
@@ -248,7 +316,10 @@ describe("a service in Python, as docs/services.md writes it", () => {
     });
     const client = await caller(b, "py-caller");
     const progress: unknown[] = [];
-    expect(await client.request("public-py-echo", { n: 1 }, { onProgress: (step) => progress.push(step) })).toEqual({ echo: { n: 1 }, by: "py-caller" });
+    expect(await client.request("public-py-echo", { n: 1 }, { onProgress: (step) => progress.push(step) })).toEqual({
+      echo: { n: 1 },
+      by: "py-caller",
+    });
     expect(progress).toEqual([{ seen: true }]);
   });
 });
@@ -257,7 +328,12 @@ describe("fire and forget", () => {
   it("hands a send to exactly one instance, with its event and the caller", async () => {
     const seen: unknown[] = [];
     for (const name of ["one", "two"]) {
-      const service = createService({ redis: cluster.redis.url, name: "public-audit", instanceId: name, handler: (request) => void seen.push({ instance: name, ...request }) });
+      const service = createService({
+        redis: cluster.redis.url,
+        name: "public-audit",
+        instanceId: name,
+        handler: (request) => void seen.push({ instance: name, ...request }),
+      });
       services.push(service);
       await service.ready();
     }
@@ -276,8 +352,14 @@ describe("from a service to users", () => {
     const service = await instance("private-news");
     const member = await connectUser(a, { sub: "reader", services: ["private-news"] });
     const outsider = await connectUser(b, { sub: "outsider" });
-    expect(await member.socket.emitWithAck("subscribe", { room: "service(private-news)" })).toEqual({ ok: true, room: "service(private-news)" });
-    expect(await outsider.socket.emitWithAck("subscribe", { room: "service(private-news)" })).toMatchObject({ ok: false, error: { code: "subscription_forbidden" } });
+    expect(await member.socket.emitWithAck("subscribe", { room: "service(private-news)" })).toEqual({
+      ok: true,
+      room: "service(private-news)",
+    });
+    expect(await outsider.socket.emitWithAck("subscribe", { room: "service(private-news)" })).toMatchObject({
+      ok: false,
+      error: { code: "subscription_forbidden" },
+    });
     await service.broadcast("headline", { text: "hi" });
     expect(await member.next("headline")).toEqual([{ text: "hi" }]);
     await service.direct("outsider", "note", 1);
@@ -292,8 +374,16 @@ describe("the registry", () => {
     await instance("public-listed");
     const listed = await api("GET", "/api/v1/services");
     expect(listed.status).toBe(200);
-    expect(((listed.body?.services ?? []) as { name: string }[]).find((service) => service.name === "public-listed")).toMatchObject({ instances: 1, queueDepth: 0, pending: 0, oldestPendingAgeMs: null });
-    expect(await api("GET", "/api/v1/services/public-listed")).toMatchObject({ status: 200, body: { name: "public-listed", instances: 1 } });
+    expect(((listed.body?.services ?? []) as { name: string }[]).find((service) => service.name === "public-listed")).toMatchObject({
+      instances: 1,
+      queueDepth: 0,
+      pending: 0,
+      oldestPendingAgeMs: null,
+    });
+    expect(await api("GET", "/api/v1/services/public-listed")).toMatchObject({
+      status: 200,
+      body: { name: "public-listed", instances: 1 },
+    });
     expect(await api("GET", "/api/v1/services/public-never")).toMatchObject({ status: 404, body: { code: "service_unknown" } });
     const registry = createRegistry({ redis: cluster.redis.url });
     try {
@@ -312,7 +402,9 @@ describe("the registry", () => {
     for (const garbage of ["not json", JSON.stringify({ id: 5 }), JSON.stringify({ id: "x", kind: "maybe" }), JSON.stringify([1, 2])]) {
       await cluster.publisher.publish("switchboard:replies:node-a", garbage);
     }
-    await waitFor("the drops", async () => ((await readCounter(a, "switchboard_frames_dropped_total", { channel: "replies" })) >= before + 4 ? true : undefined));
+    await waitFor("the drops", async () =>
+      (await readCounter(a, "switchboard_frames_dropped_total", { channel: "replies" })) >= before + 4 ? true : undefined,
+    );
     for (const node of cluster.nodes) expect(node.child.exitCode).toBeNull();
   });
 });

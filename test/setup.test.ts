@@ -23,7 +23,11 @@ describe("the test command's set-up check (scripts/test-deps.sh)", () => {
   });
 
   it("elsewhere, stops with the command to run", async () => {
-    const { code, output } = await run({ CHROMIUM: "/nonexistent/chromium", PYTHON: "/nonexistent/python3", OS_RELEASE: "/nonexistent/os-release" });
+    const { code, output } = await run({
+      CHROMIUM: "/nonexistent/chromium",
+      PYTHON: "/nonexistent/python3",
+      OS_RELEASE: "/nonexistent/os-release",
+    });
     expect(code).toBe(1);
     expect(output).toContain("test dependencies missing: chromium python3 python3-redis python3-msgpack");
     expect(output).toContain("apt-get install -y --no-install-recommends chromium python3 python3-redis python3-msgpack");

@@ -29,7 +29,8 @@ beforeAll(async () => {
 afterAll(() => cluster?.close());
 afterEach(() => closeAllClients());
 
-const dropped = (reason: string) => readCounter(cluster.nodes[0]!.url, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason });
+const dropped = (reason: string) =>
+  readCounter(cluster.nodes[0]!.url, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason });
 
 describe("FRAME_SIGNING_KEYS", () => {
   it("delivers frames signed by the emitter, to rooms, with exceptions and to everyone, on both nodes", async () => {
@@ -56,12 +57,36 @@ describe("FRAME_SIGNING_KEYS", () => {
 
   it.each([
     ["frame_unsigned", "an unsigned frame", () => bytes(encode({ room: "user(signed)", event: "bad", data: 1 }))],
-    ["frame_signature_invalid", "a frame signed with another secret", () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { secret: "x".repeat(40) })],
-    ["frame_signature_invalid", "a frame signed under an unknown kid", () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { kid: "someone" })],
-    ["frame_signature_invalid", "a frame signed too long ago", () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { ts: Date.now() - 120_000 })],
-    ["frame_signature_invalid", "a frame signed too far ahead", () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { ts: Date.now() + 120_000 })],
-    ["frame_signature_invalid", "a frame swapped after signing", () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { tamper: true })],
-    ["frame_invalid", "an envelope whose sig is not 32 bytes", () => bytes(encode({ kid: KID, ts: Date.now(), sig: new Uint8Array(5), frame: encode({ room: "user(x)", data: 1 }) }))],
+    [
+      "frame_signature_invalid",
+      "a frame signed with another secret",
+      () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { secret: "x".repeat(40) }),
+    ],
+    [
+      "frame_signature_invalid",
+      "a frame signed under an unknown kid",
+      () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { kid: "someone" }),
+    ],
+    [
+      "frame_signature_invalid",
+      "a frame signed too long ago",
+      () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { ts: Date.now() - 120_000 }),
+    ],
+    [
+      "frame_signature_invalid",
+      "a frame signed too far ahead",
+      () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { ts: Date.now() + 120_000 }),
+    ],
+    [
+      "frame_signature_invalid",
+      "a frame swapped after signing",
+      () => signed(encode({ room: "user(signed)", event: "bad", data: 1 }), { tamper: true }),
+    ],
+    [
+      "frame_invalid",
+      "an envelope whose sig is not 32 bytes",
+      () => bytes(encode({ kid: KID, ts: Date.now(), sig: new Uint8Array(5), frame: encode({ room: "user(x)", data: 1 }) })),
+    ],
   ])("drops %s: %s", async (reason, _what, frame) => {
     const client = await connectUser(cluster.nodes[0]!.url, { sub: "signed" });
     const before = await dropped(reason);
@@ -86,7 +111,17 @@ describe("FRAME_SIGNING_KEYS", () => {
 
 describe("a publisher confined by a Redis ACL", () => {
   it("may publish on the raw channel and nowhere else", async () => {
-    await cluster.publisher.sendCommand(["ACL", "SETUSER", "publisher", "on", ">a-long-random-password", "resetchannels", "&socket.io#emitter", "-@all", "+publish"]);
+    await cluster.publisher.sendCommand([
+      "ACL",
+      "SETUSER",
+      "publisher",
+      "on",
+      ">a-long-random-password",
+      "resetchannels",
+      "&socket.io#emitter",
+      "-@all",
+      "+publish",
+    ]);
     const { port } = new URL(cluster.redis.url);
     const url = `redis://publisher:a-long-random-password@127.0.0.1:${port}`;
     const restricted = createClient({ url });

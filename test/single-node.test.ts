@@ -31,7 +31,12 @@ describe("a single node without Redis", () => {
   });
 
   it("reports itself healthy in memory mode and serves the demo page", async () => {
-    expect(await (await fetch(`${node.url}/healthz`)).json()).toMatchObject({ status: "ok", mode: "memory", redis: "none", node: node.nodeId });
+    expect(await (await fetch(`${node.url}/healthz`)).json()).toMatchObject({
+      status: "ok",
+      mode: "memory",
+      redis: "none",
+      node: node.nodeId,
+    });
     const page = await fetch(`${node.url}/`);
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toContain("text/html");

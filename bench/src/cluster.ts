@@ -56,8 +56,19 @@ export async function startCluster(stack: Stack, nodes: number, redisUrl: string
     for (let index = 0; index < nodes; index++) {
       const port = await freePort();
       // Both stacks take the same key on their HTTP publish endpoint.
-      const base = { STACK: stack, HOST: "127.0.0.1", PORT: String(port), REDIS_URL: redisUrl, NODE_ID: `${stack}-${index}`, API_KEYS: BENCH_API_KEY };
-      const worker = startWorker<ServerApi>("servers/node", stack === "ours" ? oursEnv({ ...base, ...options.env }) : base, options.nodeFlags);
+      const base = {
+        STACK: stack,
+        HOST: "127.0.0.1",
+        PORT: String(port),
+        REDIS_URL: redisUrl,
+        NODE_ID: `${stack}-${index}`,
+        API_KEYS: BENCH_API_KEY,
+      };
+      const worker = startWorker<ServerApi>(
+        "servers/node",
+        stack === "ours" ? oursEnv({ ...base, ...options.env }) : base,
+        options.nodeFlags,
+      );
       workers.push(worker);
       urls.push(
         await new Promise<string>((resolve, reject) => {

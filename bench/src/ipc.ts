@@ -36,7 +36,8 @@ export function serveRequests<A extends Api>(handlers: Handlers<A>): void {
       })
       .then(
         (value) => process.send?.({ id: request.id, ok: true, value } satisfies Reply),
-        (err: unknown) => process.send?.({ id: request.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies Reply),
+        (err: unknown) =>
+          process.send?.({ id: request.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies Reply),
       );
   });
   // A worker never outlives the run that started it.

@@ -58,7 +58,10 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
       const redis = await startRedis();
       redisServers.push(redis);
       const cluster = await startCluster(run.stack, 1, redis.url, { nodeFlags: options.nodeFlags });
-      const load = { clients: [startWorker<ClientsApi>("load/clients")] as [Worker<ClientsApi>], publisher: startWorker<PublisherApi>("load/publisher") };
+      const load = {
+        clients: [startWorker<ClientsApi>("load/clients")] as [Worker<ClientsApi>],
+        publisher: startWorker<PublisherApi>("load/publisher"),
+      };
       workers.push(load.clients[0], load.publisher);
       sides.push({ stack: run.stack, run, redis, cluster, load });
       await load.publisher.call("open", { stack: run.stack, redisUrl: redis.url, httpUrls: cluster.urls, apiKey: BENCH_API_KEY });
@@ -88,7 +91,12 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
 type Turns = (batch: number) => Side[];
 
 /** Splits `total` into BATCHES and hands each batch, `[offset, count]`, to every side in turn. */
-async function byTurns(total: number, turns: Turns, sides: ReadonlySet<Side>, take: (side: Side, offset: number, count: number) => Promise<void>): Promise<void> {
+async function byTurns(
+  total: number,
+  turns: Turns,
+  sides: ReadonlySet<Side>,
+  take: (side: Side, offset: number, count: number) => Promise<void>,
+): Promise<void> {
   const perBatch = Math.ceil(total / BATCHES);
   for (let batch = 0, offset = 0; offset < total; batch++, offset += perBatch) {
     for (const side of turns(batch)) if (sides.has(side)) await take(side, offset, Math.min(perBatch, total - offset));
@@ -106,7 +114,11 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
   const connect = async (side: Side, firstUid: number, share: number) => {
     const pool = side.load.clients[0];
     // Tokens are signed before the node's CPU time is read: signing is the client's work.
-    await pool.call("prepare", { stack: side.stack, urls: side.cluster.urls, firstUid, count: share, site: SITE, secret: BENCH_SECRET, concurrency: CONCURRENCY }, 300_000);
+    await pool.call(
+      "prepare",
+      { stack: side.stack, urls: side.cluster.urls, firstUid, count: share, site: SITE, secret: BENCH_SECRET, concurrency: CONCURRENCY },
+      300_000,
+    );
     const before = await side.cluster.usage();
     const reply = await pool.call("connect", {}, 300_000);
     return { ...reply, spent: spentBetween(before, await side.cluster.usage()) };
@@ -127,7 +139,10 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
   for (const side of sides) {
     const total = totals.get(side)!;
     const complete = total.failed === 0 && total.connected === count;
-    if (total.failed > 0) side.run.problems.push(`${side.stack} ${PINNED_STORM}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`);
+    if (total.failed > 0)
+      side.run.problems.push(
+        `${side.stack} ${PINNED_STORM}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`,
+      );
     side.run.recordConnectionCost(PINNED_STORM, total.spent, total.connected, complete);
     if (complete) ready.add(side);
   }
@@ -135,9 +150,20 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
 }
 
 /** The targeted burst, `messages` to each side's users by turns; a side whose storm fell short (not in `ready`) measures nothing. */
-async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, messages: number, turns: Turns, progress: Progress): Promise<void> {
-  const bar = progress.bar(`${names(ready)}: ${PINNED_TARGETED}, ${messages} messages each in ${BATCHES} bursts by turns`, messages * ready.size);
-  const publish = (side: Side, count: number) => side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null, users }, count);
+async function targeted(
+  sides: Side[],
+  ready: ReadonlySet<Side>,
+  users: number,
+  messages: number,
+  turns: Turns,
+  progress: Progress,
+): Promise<void> {
+  const bar = progress.bar(
+    `${names(ready)}: ${PINNED_TARGETED}, ${messages} messages each in ${BATCHES} bursts by turns`,
+    messages * ready.size,
+  );
+  const publish = (side: Side, count: number) =>
+    side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null, users }, count);
   const totals = new Map(sides.map((side) => [side, { delivered: 0, spent: NOTHING_SPENT, complete: ready.has(side) }]));
   for (const side of ready) await publish(side, Math.ceil(messages / WARM_UP_SHARE));
   let done = 0;
@@ -154,5 +180,6 @@ async function targeted(sides: Side[], ready: ReadonlySet<Side>, users: number, 
   });
   bar.stop();
   // A side that delivered nothing divides by zero: record() keeps no figure that is not finite.
-  for (const [side, total] of totals) side.run.recordDeliveryCost(`${PINNED_TARGETED}, burst`, total.spent, total.delivered, total.complete);
+  for (const [side, total] of totals)
+    side.run.recordDeliveryCost(`${PINNED_TARGETED}, burst`, total.spent, total.delivered, total.complete);
 }

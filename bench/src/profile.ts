@@ -28,7 +28,10 @@ interface AllocationNode {
   children: AllocationNode[];
 }
 
-const { values: flags, positionals: files } = parseArgs({ allowPositionals: true, options: { top: { type: "string" }, retainers: { type: "string" } } });
+const { values: flags, positionals: files } = parseArgs({
+  allowPositionals: true,
+  options: { top: { type: "string" }, retainers: { type: "string" } },
+});
 const top = Number(flags.top ?? 25);
 if (files.length === 0) {
   process.stderr.write("usage: profile <file.cpuprofile|file.heapprofile|file.heapsnapshot>… [--top n] [--retainers <constructor>]\n");
@@ -45,7 +48,9 @@ function where(url: string): string {
 
 /** The parts of a .heapsnapshot this summary reads. */
 interface HeapSnapshot {
-  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]]; edge_fields: string[]; edge_types: [string[], ...unknown[]] } };
+  snapshot: {
+    meta: { node_fields: string[]; node_types: [string[], ...unknown[]]; edge_fields: string[]; edge_types: [string[], ...unknown[]] };
+  };
   nodes: number[];
   edges: number[];
   strings: string[];
@@ -57,7 +62,11 @@ function summariseRetainers(heap: HeapSnapshot, constructorName: string): void {
   const edgeFields = heap.snapshot.meta.edge_fields;
   const edgeTypes = heap.snapshot.meta.edge_types[0];
   const [nameAt, edgeCountAt] = ["name", "edge_count"].map((field) => fields.indexOf(field)) as [number, number];
-  const [edgeTypeAt, edgeNameAt, toAt] = ["type", "name_or_index", "to_node"].map((field) => edgeFields.indexOf(field)) as [number, number, number];
+  const [edgeTypeAt, edgeNameAt, toAt] = ["type", "name_or_index", "to_node"].map((field) => edgeFields.indexOf(field)) as [
+    number,
+    number,
+    number,
+  ];
   const referrers = new Map<string, number>();
   let edge = 0;
   for (let node = 0; node < heap.nodes.length; node += fields.length) {
@@ -73,7 +82,8 @@ function summariseRetainers(heap: HeapSnapshot, constructorName: string): void {
     }
   }
   process.stdout.write(`\nwhat references ${constructorName}\n`);
-  for (const [key, count] of [...referrers].sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`${String(count).padStart(8)}  ${key}\n`);
+  for (const [key, count] of [...referrers].sort((a, b) => b[1] - a[1]).slice(0, top))
+    process.stdout.write(`${String(count).padStart(8)}  ${key}\n`);
 }
 
 /** Self size and count per constructor (or per type for strings, code, arrays…). */
@@ -148,7 +158,9 @@ function summariseTree(file: string, nodes: Map<number, ProfileNode>, self: Map<
       ownTotal.set(name, (ownTotal.get(name) ?? 0) + weight);
     }
   }
-  process.stdout.write(`${file}: ${unit.show(busy).trim()} ${unit.total}${unit === MICROSECONDS ? ` of ${(total / 1e6).toFixed(2)} s` : ""}\n`);
+  process.stdout.write(
+    `${file}: ${unit.show(busy).trim()} ${unit.total}${unit === MICROSECONDS ? ` of ${(total / 1e6).toFixed(2)} s` : ""}\n`,
+  );
   show("by package", byPackage);
   show(`by function (self ${unit === MICROSECONDS ? "time" : "allocations"})`, byFunction);
   show("the project's functions (callees included)", ownTotal);

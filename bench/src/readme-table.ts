@@ -45,7 +45,8 @@ const FANOUT_LATENCIES = ["latency p50 (median of runs)", "latency to the last s
 /** The README's table of the main figures of a full run, in Markdown. */
 export function readmeTable(report: Report): string {
   const sizes = report.sizes;
-  const find = (scenario: string, metric: string): ResultRow | undefined => report.results.find((row) => row.scenario === scenario && row.metric === metric);
+  const find = (scenario: string, metric: string): ResultRow | undefined =>
+    report.results.find((row) => row.scenario === scenario && row.metric === metric);
   const value = (scenario: string, metric: string, side: Side): number | null => find(scenario, metric)?.[side] ?? null;
   const figure = (scenario: string, metric: string, side: Side, unit: string) => withUnit(number(value(scenario, metric, side)), unit);
   const ratio = (scenario: string, metric: string): string => {
@@ -56,7 +57,8 @@ export function readmeTable(report: Report): string {
   const both = (label: string, what: string, scenario: string, metric: string, unit: string, ratioText = ratio(scenario, metric)) =>
     `| ${label === "" ? "" : `${label} `}| ${what} | ${figure(scenario, metric, "ours", unit)} | ${figure(scenario, metric, "plain", unit)} | ${ratioText} |`;
   const of = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? null : a / b);
-  const several = (scenarios: string[], metric: string, side: Side, unit: string) => withUnit(scenarios.map((scenario) => number(value(scenario, metric, side))).join(" / "), unit);
+  const several = (scenarios: string[], metric: string, side: Side, unit: string) =>
+    withUnit(scenarios.map((scenario) => number(value(scenario, metric, side))).join(" / "), unit);
   const ratios = (scenarios: string[], metric: string) => scenarios.map((scenario) => ratioOnly(find(scenario, metric))).join(" / ");
 
   const storm = "connect storm";
@@ -68,10 +70,13 @@ export function readmeTable(report: Report): string {
   const rooms = sizes.growthNodes.map((nodes) => `${COST_GROWTH_ROOM_CHANNELS}, ${nodes} node${nodes === 1 ? "" : "s"}`);
   const services = ["services, 1 instance", "services, 2 instances"];
   const addedRss = find(storm, ADDED_RSS_METRIC);
-  const metricRatios = (scenario: string, metrics: readonly string[]) => metrics.map((metric) => ratioOnly(find(scenario, metric))).join(" / ");
+  const metricRatios = (scenario: string, metrics: readonly string[]) =>
+    metrics.map((metric) => ratioOnly(find(scenario, metric))).join(" / ");
   const steadyLatency = (side: Side) => withUnit(LATENCIES.map((metric) => number(value(steady, metric, side))).join(" / "), "ms");
-  const fanoutLatency = (side: Side) => withUnit(FANOUT_LATENCIES.map((metric) => number(value(fanoutOne, metric, side))).join(" / "), "ms");
-  const serviceLatency = (scenario: string) => `${number(value(scenario, "latency p50", "ours"))} / ${number(value(scenario, "latency p99", "ours"))} ms`;
+  const fanoutLatency = (side: Side) =>
+    withUnit(FANOUT_LATENCIES.map((metric) => number(value(fanoutOne, metric, side))).join(" / "), "ms");
+  const serviceLatency = (scenario: string) =>
+    `${number(value(scenario, "latency p50", "ours"))} / ${number(value(scenario, "latency p99", "ours"))} ms`;
 
   const rows = [
     "| scenario | figure | Switchboard | plain | ratio |",
@@ -82,14 +87,23 @@ export function readmeTable(report: Report): string {
     both("", `${ALLOCATED_PER_CONNECTION}, garbage included`, storm, ALLOCATED_PER_CONNECTION, "KB"),
     both("", ALLOCATED_PER_ADDED_CONNECTION, storm, ALLOCATED_PER_ADDED_CONNECTION, "KB"),
     both("", "heap per socket", storm, "heap per socket", "KB", ratioOnly(find(storm, "heap per socket"))),
-    both("", "RSS per socket, counted from the idle node (median node)", storm, "RSS per 1,000 sockets per node", "KB", ratioOnly(find(storm, "RSS per 1,000 sockets per node"))),
+    both(
+      "",
+      "RSS per socket, counted from the idle node (median node)",
+      storm,
+      "RSS per 1,000 sockets per node",
+      "KB",
+      ratioOnly(find(storm, "RSS per 1,000 sockets per node")),
+    ),
     both(
       "",
       `${ADDED_RSS_METRIC} (slope)`,
       storm,
       ADDED_RSS_METRIC,
       "KB",
-      addedRss?.ratio == null ? "–" : `${times(addedRss.ratio)}${addedRss.ratioRange ? ` (${range(addedRss.ratioRange)} over ${addedRss.rounds.ours.length} readings, one per node per round)` : ""}`,
+      addedRss?.ratio == null
+        ? "–"
+        : `${times(addedRss.ratio)}${addedRss.ratioRange ? ` (${range(addedRss.ratioRange)} over ${addedRss.rounds.ours.length} readings, one per node per round)` : ""}`,
     ),
     both(
       "",
@@ -99,21 +113,68 @@ export function readmeTable(report: Report): string {
       "KB",
       ratioOnly(find(storm, ADDED_RSS_YOUNG_ASIDE_METRIC)),
     ),
-    both("", "heap per socket added to a loaded node (slope)", storm, "heap per socket added to a loaded node", "KB", ratioOnly(find(storm, "heap per socket added to a loaded node"))),
-    both("", "RSS per node, every socket connected", storm, "RSS per node, every socket connected", "MB", ratioOnly(find(storm, "RSS per node, every socket connected"))),
-    both("", "server CPU at rest, every socket connected", storm, "server CPU at rest, every socket connected", "ms/s", ratioOnly(find(storm, "server CPU at rest, every socket connected"))),
+    both(
+      "",
+      "heap per socket added to a loaded node (slope)",
+      storm,
+      "heap per socket added to a loaded node",
+      "KB",
+      ratioOnly(find(storm, "heap per socket added to a loaded node")),
+    ),
+    both(
+      "",
+      "RSS per node, every socket connected",
+      storm,
+      "RSS per node, every socket connected",
+      "MB",
+      ratioOnly(find(storm, "RSS per node, every socket connected")),
+    ),
+    both(
+      "",
+      "server CPU at rest, every socket connected",
+      storm,
+      "server CPU at rest, every socket connected",
+      "ms/s",
+      ratioOnly(find(storm, "server CPU at rest, every socket connected")),
+    ),
     `| | server CPU with LIFECYCLE_EVENTS=1 / with PRESENCE=0 | ${several([OURS_WITH_LIFECYCLE, OURS_WITHOUT_PRESENCE], "server CPU per connection", "ours", "µs")} | – | |`,
-    both(`pinned nodes taking turns: connect storm, ${thousands(sizes.pinnedSockets)} sockets`, "server CPU per connection", PINNED_STORM, "server CPU per connection", "µs"),
+    both(
+      `pinned nodes taking turns: connect storm, ${thousands(sizes.pinnedSockets)} sockets`,
+      "server CPU per connection",
+      PINNED_STORM,
+      "server CPU per connection",
+      "µs",
+    ),
     both("", ALLOCATED_PER_CONNECTION, PINNED_STORM, ALLOCATED_PER_CONNECTION, "KB"),
-    both(`pinned nodes taking turns: targeted burst, ${thousands(sizes.pinnedMessages)} messages`, "server CPU per delivery", `${PINNED_TARGETED}, burst`, "server CPU per delivery", "µs"),
-    both("", ALLOCATED_PER_DELIVERY, `${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY, "B", ratioOnly(find(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY))),
+    both(
+      `pinned nodes taking turns: targeted burst, ${thousands(sizes.pinnedMessages)} messages`,
+      "server CPU per delivery",
+      `${PINNED_TARGETED}, burst`,
+      "server CPU per delivery",
+      "µs",
+    ),
+    both(
+      "",
+      ALLOCATED_PER_DELIVERY,
+      `${PINNED_TARGETED}, burst`,
+      ALLOCATED_PER_DELIVERY,
+      "B",
+      ratioOnly(find(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY)),
+    ),
     `| targeted, steady ${thousands(sizes.steadyRate)}/s | latency p50 / p99 / p99.9 | ${steadyLatency("ours")} | ${steadyLatency("plain")} | ${metricRatios(steady, LATENCIES)} |`,
     both("", "server CPU per delivery", steady, "server CPU per delivery", "µs", ratioOnly(find(steady, "server CPU per delivery"))),
     both("targeted, burst", "server CPU per delivery", "targeted, burst", "server CPU per delivery", "µs"),
     both("", ALLOCATED_PER_DELIVERY, "targeted, burst", ALLOCATED_PER_DELIVERY, "B"),
     `| fanout to ${thousands(sizes.sockets)} sockets | p50 / last socket | ${fanoutLatency("ours")} | ${fanoutLatency("plain")} | ${metricRatios(fanoutOne, FANOUT_LATENCIES)} |`,
     both("fanout, burst", "server CPU per delivery", "fanout, burst", "server CPU per delivery", "µs"),
-    both("", ALLOCATED_PER_DELIVERY, "fanout, burst", ALLOCATED_PER_DELIVERY, "B", ratioOnly(find("fanout, burst", ALLOCATED_PER_DELIVERY))),
+    both(
+      "",
+      ALLOCATED_PER_DELIVERY,
+      "fanout, burst",
+      ALLOCATED_PER_DELIVERY,
+      "B",
+      ratioOnly(find("fanout, burst", ALLOCATED_PER_DELIVERY)),
+    ),
     both(
       "raw publishers, burst",
       "server CPU per delivery",

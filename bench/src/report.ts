@@ -88,7 +88,9 @@ export function redisServerVersion(): string {
 }
 
 /** One figure from several rounds: the median, complete only if every round was. */
-function merged(measurements: Measurement[]): Map<string, { value: number | null; values: (number | null)[]; complete: boolean; measurement: Measurement }> {
+function merged(
+  measurements: Measurement[],
+): Map<string, { value: number | null; values: (number | null)[]; complete: boolean; measurement: Measurement }> {
   const groups = new Map<string, Measurement[]>();
   for (const measurement of measurements) {
     const key = `${measurement.scenario}\u0000${measurement.metric}`;
@@ -99,7 +101,12 @@ function merged(measurements: Measurement[]): Map<string, { value: number | null
       const values = group.flatMap((m) => (m.value === null ? [] : [m.value]));
       return [
         key,
-        { value: values.length === group.length ? median(values) : null, values: group.map((m) => m.value), complete: group.every((m) => m.complete), measurement: group[0]! },
+        {
+          value: values.length === group.length ? median(values) : null,
+          values: group.map((m) => m.value),
+          complete: group.every((m) => m.complete),
+          measurement: group[0]!,
+        },
       ];
     }),
   );
@@ -173,14 +180,24 @@ function rssTargets(checks: TargetCheck[], rss: ResultRow | undefined, qualifier
   const rssRatios = rss?.ratio == null || !rssMeasured ? [] : roundRatios(slopes(rss.rounds.ours), slopes(rss.rounds.plain));
   checks.push({
     target: `RSS per idle socket ≤ plain${qualifier}`,
-    measured: rss?.ratio == null ? "not measured" : rssMeasured ? `${rss.ratio}×${spread(rss.ratioRange, "×", "readings")}` : `not measurable (${rss.ours} KB against ${rss.plain} KB)`,
+    measured:
+      rss?.ratio == null
+        ? "not measured"
+        : rssMeasured
+          ? `${rss.ratio}×${spread(rss.ratioRange, "×", "readings")}`
+          : `not measurable (${rss.ours} KB against ${rss.plain} KB)`,
     met: rss?.ratio == null || !rssMeasured ? null : rss.ratio <= 1,
     roundsMet: roundsMeeting(rssRatios, (ratio) => ratio <= 1),
   });
   const oursSlopes = rss?.ours == null || rss.ours <= 0 ? [] : slopes(rss.rounds.ours).filter((value) => value !== null);
   checks.push({
     target: `RSS per idle socket ≤ 8 KB${qualifier}`,
-    measured: rss?.ours == null ? "not measured" : rss.ours > 0 ? `${rss.ours} KB${spread(extremes(oursSlopes), " KB", "readings")}` : `not measurable (${rss.ours} KB)`,
+    measured:
+      rss?.ours == null
+        ? "not measured"
+        : rss.ours > 0
+          ? `${rss.ours} KB${spread(extremes(oursSlopes), " KB", "readings")}`
+          : `not measurable (${rss.ours} KB)`,
     met: rss?.ours == null || rss.ours <= 0 ? null : rss.ours <= 8,
     roundsMet: roundsMeeting(oursSlopes, (slope) => slope <= 8),
   });
@@ -241,17 +258,45 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
       roundsMet: roundsMeeting(ratios, (ratio) => ratio <= limit),
     });
   };
-  ratioAtMost("connect storm ≤ 1.1× (server CPU per connection, a JWT verified for each)", find(rows, (s) => s === "connect storm", "server CPU per connection"), 1.1);
+  ratioAtMost(
+    "connect storm ≤ 1.1× (server CPU per connection, a JWT verified for each)",
+    find(rows, (s) => s === "connect storm", "server CPU per connection"),
+    1.1,
+  );
   // The same target on the steadier measurement (see pinned.ts).
-  ratioAtMost("connect storm on pinned nodes taking turns ≤ 1.1× (server CPU per connection)", find(rows, (s) => s === PINNED_STORM, "server CPU per connection"), 1.1);
-  ratioAtMost("fanout ≤ 1.0× (server CPU per delivery)", find(rows, (s) => s === "fanout, burst", "server CPU per delivery"), 1.0);
-  ratioAtMost("targeted at 2 nodes ≤ 1.0× (server CPU per delivery)", find(rows, (s) => s === "targeted, burst", "server CPU per delivery"), 1.0);
-  ratioAtMost("p99 at a steady 2,000 targeted msgs/s ≤ 1.0×", find(rows, (s) => s.startsWith("targeted, steady"), "latency p99"), 1.0);
+  ratioAtMost(
+    "connect storm on pinned nodes taking turns ≤ 1.1× (server CPU per connection)",
+    find(rows, (s) => s === PINNED_STORM, "server CPU per connection"),
+    1.1,
+  );
+  ratioAtMost(
+    "fanout ≤ 1.0× (server CPU per delivery)",
+    find(rows, (s) => s === "fanout, burst", "server CPU per delivery"),
+    1.0,
+  );
+  ratioAtMost(
+    "targeted at 2 nodes ≤ 1.0× (server CPU per delivery)",
+    find(rows, (s) => s === "targeted, burst", "server CPU per delivery"),
+    1.0,
+  );
+  ratioAtMost(
+    "p99 at a steady 2,000 targeted msgs/s ≤ 1.0×",
+    find(rows, (s) => s.startsWith("targeted, steady"), "latency p99"),
+    1.0,
+  );
   // Sockets added to nodes that hold every socket already: what an idle socket costs, without the
   // idle node's own memory (which moves between starts) in the figure; then the same with V8's
   // young generation aside, which grows while the sockets connect and is not held per socket.
-  rssTargets(checks, find(rows, (s) => s === "connect storm", ADDED_RSS_METRIC), "");
-  rssTargets(checks, find(rows, (s) => s === "connect storm", ADDED_RSS_YOUNG_ASIDE_METRIC), ", young generation aside");
+  rssTargets(
+    checks,
+    find(rows, (s) => s === "connect storm", ADDED_RSS_METRIC),
+    "",
+  );
+  rssTargets(
+    checks,
+    find(rows, (s) => s === "connect storm", ADDED_RSS_YOUNG_ASIDE_METRIC),
+    ", young generation aside",
+  );
   // What a setting adds to the storm, in percent of the storm without it. Each round runs both
   // storms, so a round's own share is free of the drift between rounds.
   const addedShare = (target: string, withIt: ResultRow | undefined, withoutIt: ResultRow | undefined, limitPercent: number | null) => {
@@ -282,7 +327,10 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   );
   const emitter = find(rows, (s) => s === "targeted, burst", "server CPU per delivery");
   const versusEmitter = (target: string, scenario: string, limit: number) => {
-    const measured = oursAgainst(find(rows, (s) => s === scenario, "server CPU per delivery"), emitter);
+    const measured = oursAgainst(
+      find(rows, (s) => s === scenario, "server CPU per delivery"),
+      emitter,
+    );
     const ratio = measured.ratio === null ? null : round(measured.ratio);
     const { ratios } = measured;
     checks.push({
@@ -294,7 +342,11 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   };
   versusEmitter("raw frames ≤ the emitter path (server CPU per delivery)", "raw publishers, burst", 1.0);
   versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), batches", "http publish, 100 per request, burst", 1.5);
-  versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), one message per request", "http publish, 1 per request, burst", 1.5);
+  versusEmitter(
+    "HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), one message per request",
+    "http publish, 1 per request, burst",
+    1.5,
+  );
   return checks;
 }
 
@@ -315,7 +367,10 @@ function spread(range: [number, number] | null, unit: string, over = "rounds"): 
 function verdict(check: TargetCheck, rounds: number): string {
   if (check.met === null) return "–";
   // Memory is read on each node: two readings a round.
-  const counted = check.roundsMet === null ? "" : ` (${check.roundsMet.met} of ${check.roundsMet.of} ${check.roundsMet.of === rounds ? "rounds" : "readings"})`;
+  const counted =
+    check.roundsMet === null
+      ? ""
+      : ` (${check.roundsMet.met} of ${check.roundsMet.of} ${check.roundsMet.of === rounds ? "rounds" : "readings"})`;
   return `${check.met ? "yes" : "**no**"}${counted}`;
 }
 
@@ -346,7 +401,10 @@ export function markdown(report: Report): string {
     "",
     "| Scenario | Metric | Ours | Plain | Ratio |",
     "| --- | --- | ---: | ---: | ---: |",
-    ...report.results.map((row) => `| ${row.scenario} | ${row.metric} (${row.unit}) | ${cell(row.ours)} | ${cell(row.plain)} | ${cell(row.ratio, "×")}${row.ratioRange === null ? "" : ` (${row.ratioRange[0]}–${row.ratioRange[1]})`} |`),
+    ...report.results.map(
+      (row) =>
+        `| ${row.scenario} | ${row.metric} (${row.unit}) | ${cell(row.ours)} | ${cell(row.plain)} | ${cell(row.ratio, "×")}${row.ratioRange === null ? "" : ` (${row.ratioRange[0]}–${row.ratioRange[1]})`} |`,
+    ),
     "",
     "## Targets",
     "",
@@ -374,7 +432,8 @@ export function costGrowthChart(rows: ResultRow[]): TopLevelSpec {
       const nodes = Number(/(\d+) node/.exec(row.scenario)?.[1]);
       const metric = `${row.metric} (${row.unit})`;
       // The room-channel rows carry the plain stack's figures again, for their ratio: drawn once.
-      if (row.scenario.startsWith(COST_GROWTH_ROOM_CHANNELS)) return row.ours === null ? [] : [{ nodes, stack: ROOM_CHANNELS_SERIES, metric, value: row.ours }];
+      if (row.scenario.startsWith(COST_GROWTH_ROOM_CHANNELS))
+        return row.ours === null ? [] : [{ nodes, stack: ROOM_CHANNELS_SERIES, metric, value: row.ours }];
       return (["ours", "plain"] as const).flatMap((stack) => (row[stack] === null ? [] : [{ nodes, stack, metric, value: row[stack] }]));
     });
   return {
@@ -405,7 +464,17 @@ export function latencyChart(rows: ResultRow[]): TopLevelSpec {
       (["ours", "plain"] as const).flatMap((stack) =>
         row[stack] === null
           ? []
-          : [{ panel: row.scenario.startsWith("targeted") ? "targeted, steady rate" : "one broadcast to every socket", metric: row.metric.replace(" (median of runs)", "").replace("latency to the last socket", "last socket").replace("latency ", ""), stack, value: row[stack] }],
+          : [
+              {
+                panel: row.scenario.startsWith("targeted") ? "targeted, steady rate" : "one broadcast to every socket",
+                metric: row.metric
+                  .replace(" (median of runs)", "")
+                  .replace("latency to the last socket", "last socket")
+                  .replace("latency ", ""),
+                stack,
+                value: row[stack],
+              },
+            ],
       ),
     );
   const panel = (name: string): ConcatPanel => ({

@@ -5,9 +5,27 @@ import { startRedis } from "@switchboard/e2e/harness/redis";
 import { pinnedPair } from "./pinned.js";
 import { README_PATH, writeReadmeTables } from "./readme-table.js";
 import { Progress } from "./progress.js";
-import { type Report, checkTargets, combine, isPublishedRun, machine, missingCompanions, redisServerVersion, writeReport } from "./report.js";
+import {
+  type Report,
+  checkTargets,
+  combine,
+  isPublishedRun,
+  machine,
+  missingCompanions,
+  redisServerVersion,
+  writeReport,
+} from "./report.js";
 import type { Stack } from "./cluster.js";
-import { FULL_SIZES, OURS_ONLY, QUICK_SIZES, type RunOptions, SCENARIO_NAMES, type ScenarioName, type Sizes, StackRun } from "./scenarios.js";
+import {
+  FULL_SIZES,
+  OURS_ONLY,
+  QUICK_SIZES,
+  type RunOptions,
+  SCENARIO_NAMES,
+  type ScenarioName,
+  type Sizes,
+  StackRun,
+} from "./scenarios.js";
 
 const USAGE = `npm run bench [-- options]
 
@@ -74,7 +92,8 @@ function fail(message: string): never {
 
 const only = options.only === undefined ? null : new Set(options.only.split(",").map((name) => name.trim()));
 for (const name of only ?? []) if (!(SCENARIO_NAMES as readonly string[]).includes(name)) fail(`--only: unknown scenario ${name}`);
-if (options.stack !== undefined && options.stack !== "ours" && options.stack !== "plain") fail(`--stack must be ours or plain, not ${options.stack}`);
+if (options.stack !== undefined && options.stack !== "ours" && options.stack !== "plain")
+  fail(`--stack must be ours or plain, not ${options.stack}`);
 const stacks: Stack[] = options.stack === undefined ? ["plain", "ours"] : [options.stack];
 if (options.allocations && !options.profile) fail("--allocations goes with --profile");
 const nodeFlags = options["node-flags"]?.split(" ").filter((flag) => flag.length > 0) ?? [];
@@ -99,8 +118,16 @@ const redisVersion = redisServerVersion();
 progress.line(`redis-server ${redisVersion} on ${redis.url}; ${options.quick ? "quick run" : "full run"}`);
 
 const profileDirectory = options.profile ? fileURLToPath(new URL("../results/profiles/", import.meta.url)) : null;
-const runOptions: RunOptions = { only: only as ReadonlySet<ScenarioName> | null, profileDirectory, allocations: options.allocations, nodeFlags };
-const runs = { plain: new StackRun("plain", sizes, redis.url, progress, runOptions), ours: new StackRun("ours", sizes, redis.url, progress, runOptions) };
+const runOptions: RunOptions = {
+  only: only as ReadonlySet<ScenarioName> | null,
+  profileDirectory,
+  allocations: options.allocations,
+  nodeFlags,
+};
+const runs = {
+  plain: new StackRun("plain", sizes, redis.url, progress, runOptions),
+  ours: new StackRun("ours", sizes, redis.url, progress, runOptions),
+};
 try {
   // The same load against each stack in turn, never both at once (the pinned pair holds a node of each, but
   // they take the load by turns); rounds even out the noise of a shared machine.
@@ -110,7 +137,14 @@ try {
     // it (a warm or busy machine, memory the kernel has yet to reclaim) falls on each stack alike.
     const order = round % 2 === 1 ? stacks : [...stacks].reverse();
     for (const stack of order) await runs[stack].mainScenarios();
-    if (only === null || only.has("pinned")) await pinnedPair(stacks.map((stack) => runs[stack]), sizes, progress, round, runOptions);
+    if (only === null || only.has("pinned"))
+      await pinnedPair(
+        stacks.map((stack) => runs[stack]),
+        sizes,
+        progress,
+        round,
+        runOptions,
+      );
     if (stacks.includes("ours")) {
       await runs.ours.featureCosts();
       await runs.ours.services();
@@ -145,7 +179,9 @@ process.stdout.write(`\n${readFileSync(files[1]!, "utf8")}\nwritten: ${files.joi
 
 if (options.quick) {
   // The quick run exists so that the suite cannot rot: every figure must be there for both stacks.
-  const missing = results.filter((row) => row.ours === null || (row.plain === null && !OURS_ONLY.some((name) => row.scenario.startsWith(name))));
+  const missing = results.filter(
+    (row) => row.ours === null || (row.plain === null && !OURS_ONLY.some((name) => row.scenario.startsWith(name))),
+  );
   const failures = [
     ...report.problems,
     ...missing.map((row) => `no figure for ${row.scenario} / ${row.metric}`),

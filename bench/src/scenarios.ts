@@ -206,7 +206,10 @@ export class StackRun {
     if (directory === null) return phase();
     await cluster.profileStart(this.options.allocations);
     const result = await phase();
-    const slug = label.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
+    const slug = label
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, "-")
+      .replace(/^-|-$/g, "");
     await cluster.profileStop(`${directory}/${slug}-${this.stack}`);
     return result;
   }
@@ -287,7 +290,11 @@ export class StackRun {
       let allocatedBytes = 0;
       for (let step = 0; step < ADDED_STEPS; step++) {
         const firstUid = this.users + step * perStep;
-        await pool.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid, count: perStep, site: SITE, secret: BENCH_SECRET, concurrency: 500 }, 300_000);
+        await pool.call(
+          "prepare",
+          { stack: this.stack, urls: cluster.urls, firstUid, count: perStep, site: SITE, secret: BENCH_SECRET, concurrency: 500 },
+          300_000,
+        );
         const cpuBefore = await cluster.usage();
         const reply = await this.profiled(cluster, `added sockets ${step + 1}`, () => pool.call("connect", {}, 300_000));
         const cpuAfter = await cluster.usage();
@@ -305,10 +312,23 @@ export class StackRun {
       this.record("connect storm", ADDED_CPU_METRIC, "µs", cpuUs / added, complete);
       this.record("connect storm", ALLOCATED_PER_ADDED_CONNECTION, "KB", allocatedBytes / added / 1000, complete);
       for (let index = 0; index < nodes; index++) {
-        const slope = (bytes: (usage: Usage) => number) => leastSquaresSlope(readings.map((reading) => [reading.sockets, bytes(reading.usage[index]!)]));
+        const slope = (bytes: (usage: Usage) => number) =>
+          leastSquaresSlope(readings.map((reading) => [reading.sockets, bytes(reading.usage[index]!)]));
         this.record("connect storm", ADDED_RSS_METRIC, "KB", slope((usage) => usage.rssBytes) / 1000, complete);
-        this.record("connect storm", ADDED_RSS_YOUNG_ASIDE_METRIC, "KB", slope((usage) => usage.rssBytes - usage.youngGenerationBytes) / 1000, complete);
-        this.record("connect storm", "heap per socket added to a loaded node", "KB", slope((usage) => usage.heapUsedBytes) / 1000, complete);
+        this.record(
+          "connect storm",
+          ADDED_RSS_YOUNG_ASIDE_METRIC,
+          "KB",
+          slope((usage) => usage.rssBytes - usage.youngGenerationBytes) / 1000,
+          complete,
+        );
+        this.record(
+          "connect storm",
+          "heap per socket added to a loaded node",
+          "KB",
+          slope((usage) => usage.heapUsedBytes) / 1000,
+          complete,
+        );
       }
     } finally {
       await pool.call("close", {}, 30_000).catch(() => null);
@@ -355,19 +375,35 @@ export class StackRun {
       const workers = Array.from({ length: instances }, () => startWorker<ServiceWorkerApi>("load/service"));
       const callers = startWorker<CallersApi>("load/callers");
       try {
-        await Promise.all(workers.map((worker, index) => worker.call("start", { redisUrl: this.redisUrl, name: SERVICE_NAME, concurrency: sizes.serviceConcurrency, instanceId: `bench-${index}` })));
+        await Promise.all(
+          workers.map((worker, index) =>
+            worker.call("start", {
+              redisUrl: this.redisUrl,
+              name: SERVICE_NAME,
+              concurrency: sizes.serviceConcurrency,
+              instanceId: `bench-${index}`,
+            }),
+          ),
+        );
         const opened = await callers.call("open", { urls: cluster.urls, sockets: sizes.serviceCallers, secret: BENCH_SECRET, site: SITE });
-        if (opened.connected < sizes.serviceCallers) this.problems.push(`services: ${opened.connected} of ${sizes.serviceCallers} callers connected (${opened.errors.join("; ")})`);
+        if (opened.connected < sizes.serviceCallers)
+          this.problems.push(`services: ${opened.connected} of ${sizes.serviceCallers} callers connected (${opened.errors.join("; ")})`);
         if (instances === 1) {
           this.progress.line(`${this.stack}: ${SERVICES_FLOOR}, ${sizes.serviceRequests} requests`);
           const floor = await this.roundTrips(SERVICES_FLOOR, null, workers, (count) =>
-            callers.call("direct", { service: SERVICE_NAME, count, maxMs: 120_000, redisUrl: this.redisUrl, concurrency: sizes.serviceCallers }, 180_000),
+            callers.call(
+              "direct",
+              { service: SERVICE_NAME, count, maxMs: 120_000, redisUrl: this.redisUrl, concurrency: sizes.serviceCallers },
+              180_000,
+            ),
           );
           floorP50 = floor.p50;
         }
         const scenario = `services, ${instances} instance${instances === 1 ? "" : "s"}`;
         this.progress.line(`${this.stack}: ${scenario}, ${sizes.serviceRequests} requests from ${sizes.serviceCallers} sockets on 2 nodes`);
-        const run = await this.roundTrips(scenario, cluster, workers, (count) => callers.call("call", { service: SERVICE_NAME, count, maxMs: 120_000 }, 180_000));
+        const run = await this.roundTrips(scenario, cluster, workers, (count) =>
+          callers.call("call", { service: SERVICE_NAME, count, maxMs: 120_000 }, 180_000),
+        );
         this.record(scenario, "latency p50 against the floor", "×", floorP50 === null ? null : run.p50 / floorP50, run.complete);
       } finally {
         await callers.call("close", {}).catch(() => null);
@@ -379,19 +415,34 @@ export class StackRun {
   }
 
   /** One run of round trips (after a warm-up of a tenth of it): throughput, latency, CPU of the gateway and of the service. */
-  private async roundTrips(scenario: string, cluster: Cluster | null, workers: Worker<ServiceWorkerApi>[], run: (count: number) => Promise<CallReply>): Promise<{ p50: number; complete: boolean }> {
+  private async roundTrips(
+    scenario: string,
+    cluster: Cluster | null,
+    workers: Worker<ServiceWorkerApi>[],
+    run: (count: number) => Promise<CallReply>,
+  ): Promise<{ p50: number; complete: boolean }> {
     await run(Math.ceil(this.sizes.serviceRequests / 10));
-    const before = await Promise.all([cluster?.usage() ?? Promise.resolve([]), Promise.all(workers.map((worker) => worker.call("usage", {})))]);
+    const before = await Promise.all([
+      cluster?.usage() ?? Promise.resolve([]),
+      Promise.all(workers.map((worker) => worker.call("usage", {}))),
+    ]);
     const reply = await run(this.sizes.serviceRequests);
-    const after = await Promise.all([cluster?.usage() ?? Promise.resolve([]), Promise.all(workers.map((worker) => worker.call("usage", {})))]);
+    const after = await Promise.all([
+      cluster?.usage() ?? Promise.resolve([]),
+      Promise.all(workers.map((worker) => worker.call("usage", {}))),
+    ]);
     const complete = reply.failed === 0 && reply.completed === this.sizes.serviceRequests;
-    if (!complete) this.problems.push(`${scenario}: ${reply.completed} of ${this.sizes.serviceRequests} round trips completed (${reply.errors.join("; ")})`);
+    if (!complete)
+      this.problems.push(
+        `${scenario}: ${reply.completed} of ${this.sizes.serviceRequests} round trips completed (${reply.errors.join("; ")})`,
+      );
     const latencies = sortedSamples([reply.samples]);
     const p50 = percentile(latencies, 0.5);
     this.record(scenario, "round trips per second", "req/s", reply.completed / (reply.elapsedMs / 1000), complete);
     this.record(scenario, "latency p50", "ms", p50, complete);
     this.record(scenario, "latency p99", "ms", percentile(latencies, 0.99), complete);
-    if (cluster !== null) this.record(scenario, "gateway CPU per round trip", "µs", cpuDelta(before[0], after[0]) / reply.completed, complete);
+    if (cluster !== null)
+      this.record(scenario, "gateway CPU per round trip", "µs", cpuDelta(before[0], after[0]) / reply.completed, complete);
     const serviceCpu = after[1].reduce((total, usage, index) => total + usage.cpuUs - before[1][index]!.cpuUs, 0);
     this.record(scenario, "service CPU per round trip", "µs", serviceCpu / reply.completed, complete);
     return { p50, complete };
@@ -420,11 +471,21 @@ export class StackRun {
           const scenario = `${name}, ${nodes} node${nodes === 1 ? "" : "s"}`;
           const recordedBefore = this.results.length;
           const connected = await this.connectStorm(cluster, load, sizes.growthSockets, scenario, "cpu");
-          const result = await this.burst(cluster, load, scenario, "adapter", "user", sizes.growthMessages, 1, connected === sizes.growthSockets);
+          const result = await this.burst(
+            cluster,
+            load,
+            scenario,
+            "adapter",
+            "user",
+            sizes.growthMessages,
+            1,
+            connected === sizes.growthSockets,
+          );
           const perNode = result.receivers === null ? null : result.receivers / result.published / nodes;
           this.record(scenario, "Redis messages received per node per message", "msgs", perNode, result.complete);
           // The plain stack has one way to subscribe: its figures stand against both of ours.
-          if (this.stack === "plain") this.copyRecords(recordedBefore, `${COST_GROWTH_ROOM_CHANNELS}, ${nodes} node${nodes === 1 ? "" : "s"}`);
+          if (this.stack === "plain")
+            this.copyRecords(recordedBefore, `${COST_GROWTH_ROOM_CHANNELS}, ${nodes} node${nodes === 1 ? "" : "s"}`);
         } finally {
           await this.stopLoad(load);
           await cluster.stop();
@@ -458,7 +519,13 @@ export class StackRun {
   }
 
   /** Connects `count` sockets at once (ours verifies a JWT for each); records every figure of the storm, or (`cpu`) only the CPU it took per connection. */
-  private async connectStorm(cluster: Cluster, load: Load, count: number, scenario: string, figures: "all" | "cpu" = "all"): Promise<number> {
+  private async connectStorm(
+    cluster: Cluster,
+    load: Load,
+    count: number,
+    scenario: string,
+    figures: "all" | "cpu" = "all",
+  ): Promise<number> {
     const before = await cluster.usage(true);
     const perProcess = Math.ceil(count / load.clients.length);
     const done = new Array<number>(load.clients.length).fill(0);
@@ -475,16 +542,25 @@ export class StackRun {
       load.clients.map((client, index) => {
         const firstUid = index * perProcess;
         const share = Math.max(0, Math.min(perProcess, count - firstUid));
-        return client.call("prepare", { stack: this.stack, urls: cluster.urls, firstUid, count: share, site: SITE, secret: BENCH_SECRET, concurrency: 500 }, 300_000);
+        return client.call(
+          "prepare",
+          { stack: this.stack, urls: cluster.urls, firstUid, count: share, site: SITE, secret: BENCH_SECRET, concurrency: 500 },
+          300_000,
+        );
       }),
     );
-    const replies = await this.profiled(cluster, scenario, () => Promise.all(load.clients.map((client) => client.call("connect", {}, 300_000))));
+    const replies = await this.profiled(cluster, scenario, () =>
+      Promise.all(load.clients.map((client) => client.call("connect", {}, 300_000))),
+    );
     // CPU now, memory once the nodes have settled: the forced GC of the memory reading is not the storm's.
     const cpuAfter = await cluster.usage();
     bar.stop();
     const connected = replies.reduce((total, reply) => total + reply.connected, 0);
     const failed = replies.reduce((total, reply) => total + reply.failed, 0);
-    if (failed > 0) this.problems.push(`${this.stack} ${scenario}: ${failed} of ${count} sockets failed to connect (${replies.flatMap((reply) => reply.errors).join("; ")})`);
+    if (failed > 0)
+      this.problems.push(
+        `${this.stack} ${scenario}: ${failed} of ${count} sockets failed to connect (${replies.flatMap((reply) => reply.errors).join("; ")})`,
+      );
     const complete = connected === count;
     this.recordConnectionCost(scenario, spentBetween(before, cpuAfter), connected, complete);
     if (figures === "cpu") return connected;
@@ -498,11 +574,23 @@ export class StackRun {
     // One figure per node: the report takes the median over nodes and rounds, as what the allocator
     // keeps mapped after a GC jumps between runs by several KB per socket.
     for (const [index, usage] of after.entries()) {
-      this.record(scenario, "RSS per 1,000 sockets per node", "MB", (usage.rssBytes - before[index]!.rssBytes) / socketsPerNode / 1000, complete);
+      this.record(
+        scenario,
+        "RSS per 1,000 sockets per node",
+        "MB",
+        (usage.rssBytes - before[index]!.rssBytes) / socketsPerNode / 1000,
+        complete,
+      );
       // The figure above depends on what an idle node happened to hold before the storm (it varies by
       // 20 MB between starts of the same node); the node's whole RSS once every socket is in does not.
       this.record(scenario, "RSS per node, every socket connected", "MB", usage.rssBytes / 1e6, complete);
-      this.record(scenario, "heap per socket", "KB", (usage.heapUsedBytes - before[index]!.heapUsedBytes) / socketsPerNode / 1000, complete);
+      this.record(
+        scenario,
+        "heap per socket",
+        "KB",
+        (usage.heapUsedBytes - before[index]!.heapUsedBytes) / socketsPerNode / 1000,
+        complete,
+      );
     }
     return connected;
   }
@@ -526,7 +614,13 @@ export class StackRun {
     const before = await cluster.usage();
     await this.profiled(cluster, "at rest", () => new Promise((resolve) => setTimeout(resolve, seconds * 1000)));
     const after = await cluster.usage();
-    this.record("connect storm", "server CPU at rest, every socket connected", "ms/s", cpuDelta(before, after) / 1000 / seconds, connectedAll);
+    this.record(
+      "connect storm",
+      "server CPU at rest, every socket connected",
+      "ms/s",
+      cpuDelta(before, after) / 1000 / seconds,
+      connectedAll,
+    );
   }
 
   private async targetedSteady(cluster: Cluster, load: Load, connectedAll: boolean): Promise<void> {
@@ -534,7 +628,12 @@ export class StackRun {
     const count = sizes.steadyRate * sizes.steadySeconds;
     const scenario = `targeted, steady ${sizes.steadyRate} msgs/s`;
     this.progress.line(`${this.stack}: ${scenario} for ${sizes.steadySeconds} s`);
-    const run = await this.publishAndWait(cluster, load, { mode: "emitter", target: "user", count, ratePerSecond: sizes.steadyRate }, count);
+    const run = await this.publishAndWait(
+      cluster,
+      load,
+      { mode: "emitter", target: "user", count, ratePerSecond: sizes.steadyRate },
+      count,
+    );
     const latencies = sortedSamples(await this.latencySamples(load));
     const complete = connectedAll && run.delivered === count;
     this.record(scenario, "latency p50", "ms", percentile(latencies, 0.5), complete);
@@ -552,7 +651,10 @@ export class StackRun {
     let complete = connectedAll;
     for (let repeat = 0; repeat < this.sizes.fanoutRepeats; repeat++) {
       await Promise.all(load.clients.map((client) => client.call("reset", {})));
-      const sent = await load.publisher.call("publish", this.publishArgs({ mode: "emitter", target: "site", count: 1, ratePerSecond: null }));
+      const sent = await load.publisher.call(
+        "publish",
+        this.publishArgs({ mode: "emitter", target: "site", count: 1, ratePerSecond: null }),
+      );
       const { delivered } = await this.waitForDeliveries(load, sockets);
       complete &&= sent.published === 1 && delivered === sockets;
       const latencies = sortedSamples(await this.latencySamples(load));
@@ -616,7 +718,8 @@ export class StackRun {
     if (sent.failed > 0) this.problems.push(`${this.stack} ${args.mode}: ${sent.failed} publishes failed (${sent.errors.join("; ")})`);
     const { delivered, lastAtMs } = await this.waitForDeliveries(load, expected, onProgress);
     const after = await cluster.usage();
-    if (delivered < expected) this.problems.push(`${this.stack} ${args.mode} to ${args.target}: ${delivered} of ${expected} deliveries arrived`);
+    if (delivered < expected)
+      this.problems.push(`${this.stack} ${args.mode} to ${args.target}: ${delivered} of ${expected} deliveries arrived`);
     return {
       delivered,
       published: sent.published,
@@ -627,7 +730,11 @@ export class StackRun {
   }
 
   /** Waits until `expected` deliveries arrived, or they stall; returns what arrived and when the last did. */
-  private async waitForDeliveries(load: Load, expected: number, onProgress?: (delivered: number) => void): Promise<{ delivered: number; lastAtMs: number }> {
+  private async waitForDeliveries(
+    load: Load,
+    expected: number,
+    onProgress?: (delivered: number) => void,
+  ): Promise<{ delivered: number; lastAtMs: number }> {
     let delivered = 0;
     let lastAtMs = 0;
     let changedAt = Date.now();

@@ -15,7 +15,9 @@ function bench(...args: string[]) {
 const RUN_TIMEOUT_MS = 90_000;
 /** The processes that printed V8's --trace-gc lines ("[<pid>:0x…] … ms: Scavenge …"), by pid. */
 function tracingProcesses(output: string): Set<string> {
-  return new Set([...output.matchAll(/^\[(\d+):0x[0-9a-f]+\]\s+[\d.]+ ms: (?:Scavenge|Mark-Compact|Mark-sweep)/gm)].map((match) => match[1] ?? ""));
+  return new Set(
+    [...output.matchAll(/^\[(\d+):0x[0-9a-f]+\]\s+[\d.]+ ms: (?:Scavenge|Mark-Compact|Mark-sweep)/gm)].map((match) => match[1] ?? ""),
+  );
 }
 
 describe("the bench command line", () => {
@@ -28,23 +30,34 @@ describe("the bench command line", () => {
     [["--socket", "5"], "Unknown option '--socket'"],
     [["--pinned-sockets", "0"], "--pinned-sockets must be a whole number of 1 or more, not 0"],
     [["--node-flags=--trace-gc trace-gc-verbose"], "--node-flags takes flags that start with --, not trace-gc-verbose"],
-  ])("refuses %j with exit code 2 and says why, before starting Redis", (args, message) => {
-    const result = bench(...args);
-    expect(result.status).toBe(2);
-    expect(result.stderr).toContain(message);
-    expect(result.stdout).not.toContain("redis-server");
-  }, SPAWN_TIMEOUT_MS + 5_000);
+  ])(
+    "refuses %j with exit code 2 and says why, before starting Redis",
+    (args, message) => {
+      const result = bench(...args);
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain(message);
+      expect(result.stdout).not.toContain("redis-server");
+    },
+    SPAWN_TIMEOUT_MS + 5_000,
+  );
 
-  it("hands --node-flags to the server nodes of both stacks and to nothing else, and publishes nothing from such a run", () => {
-    // The pinned pair starts one server node per stack, next to two load processes and Redis.
-    const run = (...flags: string[]) =>
-      spawnSync(process.execPath, ["--import", "tsx", RUN, "--quick", "--only", "pinned", ...flags], { encoding: "utf8", timeout: RUN_TIMEOUT_MS });
-    const traced = run("--node-flags=--trace-gc");
-    expect(traced.status, traced.stderr).toBe(0);
-    expect(tracingProcesses(traced.stdout).size).toBe(2);
-    expect(traced.stdout).toMatch(/written: \S*results\/partial\/latest\.json/);
-    const untraced = run();
-    expect(untraced.status, untraced.stderr).toBe(0);
-    expect(tracingProcesses(untraced.stdout).size).toBe(0);
-  }, 2 * RUN_TIMEOUT_MS + 5_000);
+  it(
+    "hands --node-flags to the server nodes of both stacks and to nothing else, and publishes nothing from such a run",
+    () => {
+      // The pinned pair starts one server node per stack, next to two load processes and Redis.
+      const run = (...flags: string[]) =>
+        spawnSync(process.execPath, ["--import", "tsx", RUN, "--quick", "--only", "pinned", ...flags], {
+          encoding: "utf8",
+          timeout: RUN_TIMEOUT_MS,
+        });
+      const traced = run("--node-flags=--trace-gc");
+      expect(traced.status, traced.stderr).toBe(0);
+      expect(tracingProcesses(traced.stdout).size).toBe(2);
+      expect(traced.stdout).toMatch(/written: \S*results\/partial\/latest\.json/);
+      const untraced = run();
+      expect(untraced.status, untraced.stderr).toBe(0);
+      expect(tracingProcesses(untraced.stdout).size).toBe(0);
+    },
+    2 * RUN_TIMEOUT_MS + 5_000,
+  );
 });

@@ -1,6 +1,14 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { PUBLISHED_RESULTS_PATH, README_PATH, TABLE_MARKERS, TARGETS_MARKERS, blockIn, readmeTable, withBlock } from "../src/readme-table.js";
+import {
+  PUBLISHED_RESULTS_PATH,
+  README_PATH,
+  TABLE_MARKERS,
+  TARGETS_MARKERS,
+  blockIn,
+  readmeTable,
+  withBlock,
+} from "../src/readme-table.js";
 import { type Report, checkTargets, targetsTable } from "../src/report.js";
 
 const readme = readFileSync(README_PATH, "utf8");
@@ -18,7 +26,9 @@ describe("the README's table of results", () => {
   it("changes with the results it is written from", () => {
     const changed: Report = {
       ...published,
-      results: published.results.map((row) => (row.scenario === "connect storm" && row.metric === "server CPU per connection" ? { ...row, ours: 123456 } : row)),
+      results: published.results.map((row) =>
+        row.scenario === "connect storm" && row.metric === "server CPU per connection" ? { ...row, ours: 123456 } : row,
+      ),
     };
     const table = readmeTable(changed);
     expect(table).toContain("| 123,456 µs |");
@@ -53,7 +63,10 @@ describe("the README's table of targets", () => {
       const row = table.split("\n").find((line) => line.startsWith(`| ${check.target} |`));
       expect(row, check.target).toBeDefined();
       if (check.met === null) expect(row).toMatch(/\| – \|$/);
-      else expect(row).toContain(`| ${check.met ? "yes" : "**no**"}${check.roundsMet ? ` (${check.roundsMet.met} of ${check.roundsMet.of} ` : ""}`);
+      else
+        expect(row).toContain(
+          `| ${check.met ? "yes" : "**no**"}${check.roundsMet ? ` (${check.roundsMet.met} of ${check.roundsMet.of} ` : ""}`,
+        );
     }
   });
 

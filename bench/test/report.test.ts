@@ -16,7 +16,13 @@ import {
 } from "../src/scenarios.js";
 import { leastSquaresSlope, percentile, round } from "../src/stats.js";
 
-const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({ scenario, metric, unit: "µs", value, complete });
+const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({
+  scenario,
+  metric,
+  unit: "µs",
+  value,
+  complete,
+});
 
 describe("the report", () => {
   it("is published, with the README's table, only from a full run of both stacks, every scenario and the nodes unchanged", () => {
@@ -42,18 +48,48 @@ describe("the report", () => {
     ];
     expect(missingCompanions(combine(complete, complete))).toEqual([]);
     const lacking = complete.filter(
-      (row) => !(row.scenario === PINNED_STORM && row.metric === GC_PAUSE_PER_CONNECTION) && !(row.scenario === "cost growth, 2 nodes" && row.metric === FULL_COLLECTIONS),
+      (row) =>
+        !(row.scenario === PINNED_STORM && row.metric === GC_PAUSE_PER_CONNECTION) &&
+        !(row.scenario === "cost growth, 2 nodes" && row.metric === FULL_COLLECTIONS),
     );
-    expect(missingCompanions(combine(lacking, lacking))).toEqual([`${PINNED_STORM} / ${GC_PAUSE_PER_CONNECTION}`, `cost growth, 2 nodes / ${FULL_COLLECTIONS}`]);
+    expect(missingCompanions(combine(lacking, lacking))).toEqual([
+      `${PINNED_STORM} / ${GC_PAUSE_PER_CONNECTION}`,
+      `cost growth, 2 nodes / ${FULL_COLLECTIONS}`,
+    ]);
   });
 
   it("takes the median of the rounds and gives a ratio only when both stacks delivered everything", () => {
-    const ours = [measured("targeted, burst", "server CPU per delivery", 30), measured("targeted, burst", "server CPU per delivery", 10), measured("targeted, burst", "server CPU per delivery", 20)];
-    const plain = [measured("targeted, burst", "server CPU per delivery", 20), measured("fanout, burst", "server CPU per delivery", 5, false)];
+    const ours = [
+      measured("targeted, burst", "server CPU per delivery", 30),
+      measured("targeted, burst", "server CPU per delivery", 10),
+      measured("targeted, burst", "server CPU per delivery", 20),
+    ];
+    const plain = [
+      measured("targeted, burst", "server CPU per delivery", 20),
+      measured("fanout, burst", "server CPU per delivery", 5, false),
+    ];
     const rows = combine([...ours, measured("fanout, burst", "server CPU per delivery", 5)], plain);
     expect(rows).toEqual([
-      { scenario: "targeted, burst", metric: "server CPU per delivery", unit: "µs", ours: 20, plain: 20, ratio: 1, rounds: { ours: [30, 10, 20], plain: [20] }, ratioRange: null },
-      { scenario: "fanout, burst", metric: "server CPU per delivery", unit: "µs", ours: 5, plain: 5, ratio: null, rounds: { ours: [5], plain: [5] }, ratioRange: null },
+      {
+        scenario: "targeted, burst",
+        metric: "server CPU per delivery",
+        unit: "µs",
+        ours: 20,
+        plain: 20,
+        ratio: 1,
+        rounds: { ours: [30, 10, 20], plain: [20] },
+        ratioRange: null,
+      },
+      {
+        scenario: "fanout, burst",
+        metric: "server CPU per delivery",
+        unit: "µs",
+        ours: 5,
+        plain: 5,
+        ratio: null,
+        rounds: { ours: [5], plain: [5] },
+        ratioRange: null,
+      },
     ]);
   });
 
@@ -61,36 +97,81 @@ describe("the report", () => {
     const storm = (values: number[]) => values.map((value) => measured("connect storm", "server CPU per connection", value));
     // The machine slows down from round to round; each round's ratio stays close to 1.2.
     const rows = combine(storm([120, 240, 360]), storm([100, 200, 290]));
-    expect(rows[0]).toMatchObject({ ours: 240, plain: 200, ratio: 1.2, rounds: { ours: [120, 240, 360], plain: [100, 200, 290] }, ratioRange: [1.2, 1.24] });
+    expect(rows[0]).toMatchObject({
+      ours: 240,
+      plain: 200,
+      ratio: 1.2,
+      rounds: { ours: [120, 240, 360], plain: [100, 200, 290] },
+      ratioRange: [1.2, 1.24],
+    });
     expect(checkTargets(rows).find((check) => check.target.startsWith("connect storm"))).toEqual({
       target: expect.any(String),
       measured: "1.2× (rounds 1.2–1.24×)",
       met: false,
       roundsMet: { met: 0, of: 3 },
     });
-    const report = { date: "", mode: "full", machine: { cpu: "", cores: 2, memoryGiB: 24, os: "", node: "", redis: "" }, rounds: 3, results: rows, targets: checkTargets(rows), problems: [] };
-    const written = markdown({ ...report, sizes: { sockets: 10_000, growthSockets: 2000, growthNodes: [1, 2, 4] } as Report["sizes"] } as Report);
+    const report = {
+      date: "",
+      mode: "full",
+      machine: { cpu: "", cores: 2, memoryGiB: 24, os: "", node: "", redis: "" },
+      rounds: 3,
+      results: rows,
+      targets: checkTargets(rows),
+      problems: [],
+    };
+    const written = markdown({
+      ...report,
+      sizes: { sockets: 10_000, growthSockets: 2000, growthNodes: [1, 2, 4] } as Report["sizes"],
+    } as Report);
     expect(written).toContain("| connect storm | server CPU per connection (µs) | 240 | 200 | 1.2× (1.2–1.24) |");
     expect(written).toContain("| 1.2× (rounds 1.2–1.24×) | **no** (0 of 3 rounds) |");
-    const mixed = checkTargets(combine(storm([105, 120, 100]), storm([100, 100, 100]))).find((check) => check.target.startsWith("connect storm"));
+    const mixed = checkTargets(combine(storm([105, 120, 100]), storm([100, 100, 100]))).find((check) =>
+      check.target.startsWith("connect storm"),
+    );
     expect(mixed).toMatchObject({ measured: "1.05× (rounds 1–1.2×)", met: true, roundsMet: { met: 2, of: 3 } });
     // A round counts as the row shows it: 1.101 is shown as 1.1× and meets a 1.1× target, as the median does.
-    expect(checkTargets(combine(storm([1101, 1101]), storm([1000, 1000]))).find((check) => check.target.startsWith("connect storm"))).toMatchObject({ measured: "1.1× (rounds 1.1–1.1×)", met: true, roundsMet: { met: 2, of: 2 } });
+    expect(
+      checkTargets(combine(storm([1101, 1101]), storm([1000, 1000]))).find((check) => check.target.startsWith("connect storm")),
+    ).toMatchObject({ measured: "1.1× (rounds 1.1–1.1×)", met: true, roundsMet: { met: 2, of: 2 } });
     // A round that measured nothing leaves no median, so neither a ratio nor a spread.
-    expect(combine([...storm([100]), measured("connect storm", "server CPU per connection", null), ...storm([100])], storm([100, 100, 50]))[0]?.ratioRange).toBeNull();
+    expect(
+      combine([...storm([100]), measured("connect storm", "server CPU per connection", null), ...storm([100])], storm([100, 100, 50]))[0]
+        ?.ratioRange,
+    ).toBeNull();
   });
 
   it("draws cost growth for both stacks and for ours with room channels, the plain stack's figures once", () => {
     const growth = (scenario: string, value: number) => measured(scenario, "server CPU per delivery", value);
     const rows = combine(
-      [growth("cost growth, 1 node", 30), growth("cost growth, 2 nodes", 40), growth(`${COST_GROWTH_ROOM_CHANNELS}, 1 node`, 31), growth(`${COST_GROWTH_ROOM_CHANNELS}, 2 nodes`, 32)],
+      [
+        growth("cost growth, 1 node", 30),
+        growth("cost growth, 2 nodes", 40),
+        growth(`${COST_GROWTH_ROOM_CHANNELS}, 1 node`, 31),
+        growth(`${COST_GROWTH_ROOM_CHANNELS}, 2 nodes`, 32),
+      ],
       // The plain stack's run stands against both of ours.
-      [growth("cost growth, 1 node", 28), growth("cost growth, 2 nodes", 38), growth(`${COST_GROWTH_ROOM_CHANNELS}, 1 node`, 28), growth(`${COST_GROWTH_ROOM_CHANNELS}, 2 nodes`, 38)],
+      [
+        growth("cost growth, 1 node", 28),
+        growth("cost growth, 2 nodes", 38),
+        growth(`${COST_GROWTH_ROOM_CHANNELS}, 1 node`, 28),
+        growth(`${COST_GROWTH_ROOM_CHANNELS}, 2 nodes`, 38),
+      ],
     );
-    expect(rows.find((row) => row.scenario === `${COST_GROWTH_ROOM_CHANNELS}, 2 nodes`)).toMatchObject({ ours: 32, plain: 38, ratio: 0.842 });
+    expect(rows.find((row) => row.scenario === `${COST_GROWTH_ROOM_CHANNELS}, 2 nodes`)).toMatchObject({
+      ours: 32,
+      plain: 38,
+      ratio: 0.842,
+    });
     const { values } = costGrowthChart(rows).data as { values: { nodes: number; stack: string; value: number }[] };
     expect(values.map(({ nodes, stack, value }) => `${stack} ${nodes} ${value}`).sort()).toEqual(
-      ["ours 1 30", "ours 2 40", "ours, REDIS_SUBSCRIPTIONS=rooms 1 31", "ours, REDIS_SUBSCRIPTIONS=rooms 2 32", "plain 1 28", "plain 2 38"].sort(),
+      [
+        "ours 1 30",
+        "ours 2 40",
+        "ours, REDIS_SUBSCRIPTIONS=rooms 1 31",
+        "ours, REDIS_SUBSCRIPTIONS=rooms 2 32",
+        "plain 1 28",
+        "plain 2 38",
+      ].sort(),
     );
   });
 
@@ -102,31 +183,54 @@ describe("the report", () => {
         measured("connect storm, PRESENCE=0", "server CPU per connection", 280),
         measured(PINNED_STORM, "server CPU per connection", 210),
       ],
-      [measured("fanout, burst", "server CPU per delivery", 10), measured("connect storm", "server CPU per connection", 200), measured(PINNED_STORM, "server CPU per connection", 200)],
+      [
+        measured("fanout, burst", "server CPU per delivery", 10),
+        measured("connect storm", "server CPU per connection", 200),
+        measured(PINNED_STORM, "server CPU per connection", 200),
+      ],
     );
     const checks = checkTargets(rows);
     expect(checks.find((check) => check.target.startsWith("fanout"))).toMatchObject({ measured: "0.9×", met: true });
     expect(checks.find((check) => check.target.startsWith("connect storm"))).toMatchObject({ measured: "1.5×", met: false });
     expect(checks.find((check) => check.target.startsWith("presence"))).toMatchObject({ measured: "7.14%", met: true });
     // The storm's target is checked on each measurement of it, the pinned one against its own row.
-    expect(checks.find((check) => check.target.startsWith("connect storm on pinned nodes"))).toMatchObject({ measured: "1.05×", met: true });
+    expect(checks.find((check) => check.target.startsWith("connect storm on pinned nodes"))).toMatchObject({
+      measured: "1.05×",
+      met: true,
+    });
     expect(checks.find((check) => check.target.startsWith("targeted"))).toMatchObject({ measured: "not measured", met: null });
   });
 
   it("gives what presence and lifecycle records add to the storm per round, and judges only presence", () => {
     const storm = (scenario: string, values: number[]) => values.map((value) => measured(scenario, "server CPU per connection", value));
     const rows = combine(
-      [...storm("connect storm", [110, 120, 100]), ...storm("connect storm, PRESENCE=0", [100, 100, 100]), ...storm("connect storm, LIFECYCLE_EVENTS=1", [121, 120, 105])],
+      [
+        ...storm("connect storm", [110, 120, 100]),
+        ...storm("connect storm, PRESENCE=0", [100, 100, 100]),
+        ...storm("connect storm, LIFECYCLE_EVENTS=1", [121, 120, 105]),
+      ],
       storm("connect storm", [100, 100, 100]),
     );
     const checks = checkTargets(rows);
-    expect(checks.find((check) => check.target.startsWith("presence"))).toEqual({ target: expect.any(String), measured: "10% (rounds 0–20%)", met: true, roundsMet: { met: 2, of: 3 } });
-    expect(checks.find((check) => check.target.startsWith("what lifecycle"))).toEqual({ target: expect.any(String), measured: "9.09% (rounds 0–10%)", met: null, roundsMet: null });
+    expect(checks.find((check) => check.target.startsWith("presence"))).toEqual({
+      target: expect.any(String),
+      measured: "10% (rounds 0–20%)",
+      met: true,
+      roundsMet: { met: 2, of: 3 },
+    });
+    expect(checks.find((check) => check.target.startsWith("what lifecycle"))).toEqual({
+      target: expect.any(String),
+      measured: "9.09% (rounds 0–10%)",
+      met: null,
+      roundsMet: null,
+    });
   });
 
   it("meets no memory target with a slope of zero or less: memory reused while sockets were added measures nothing", () => {
     const rssTargets = (ours: number, plain: number) =>
-      checkTargets(combine([measured("connect storm", ADDED_RSS_METRIC, ours)], [measured("connect storm", ADDED_RSS_METRIC, plain)])).filter((check) => check.target.startsWith("RSS per idle socket"));
+      checkTargets(
+        combine([measured("connect storm", ADDED_RSS_METRIC, ours)], [measured("connect storm", ADDED_RSS_METRIC, plain)]),
+      ).filter((check) => check.target.startsWith("RSS per idle socket"));
     expect(rssTargets(12, 12.5)).toMatchObject([
       { measured: "0.96×", met: true },
       { measured: "12 KB", met: false },
@@ -139,7 +243,12 @@ describe("the report", () => {
       { measured: "not measured", met: null },
       { measured: "not measured", met: null },
     ]);
-    expect(rssTargets(7, -4)).toMatchObject([{ met: null }, { measured: "7 KB", met: true }, { measured: "not measured", met: null }, { measured: "not measured", met: null }]);
+    expect(rssTargets(7, -4)).toMatchObject([
+      { met: null },
+      { measured: "7 KB", met: true },
+      { measured: "not measured", met: null },
+      { measured: "not measured", met: null },
+    ]);
   });
 
   it("checks the memory targets again on the slope with the young generation aside, each on its own figure", () => {
@@ -159,14 +268,33 @@ describe("the report", () => {
 describe("statistics", () => {
   it("reads percentiles by nearest rank and rounds to three significant digits", () => {
     const sorted = Float64Array.from({ length: 100 }, (_, index) => index + 1);
-    expect([percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999), percentile(sorted, 1)]).toEqual([50, 99, 100, 100]);
+    expect([percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999), percentile(sorted, 1)]).toEqual([
+      50, 99, 100, 100,
+    ]);
     expect(percentile(new Float64Array(), 0.5)).toBeNaN();
     expect([round(0.123456), round(12.345), round(1234.5)]).toEqual([0.123, 12.3, 1235]);
   });
 
   it("fits a least-squares slope through noisy readings, and none through a single x", () => {
-    expect(leastSquaresSlope([[0, 100], [1, 112], [2, 118], [3, 134]])).toBeCloseTo(10.8, 10);
-    expect(leastSquaresSlope([[0, 5], [10, 5]])).toBe(0);
-    expect(leastSquaresSlope([[3, 1], [3, 9]])).toBeNaN();
+    expect(
+      leastSquaresSlope([
+        [0, 100],
+        [1, 112],
+        [2, 118],
+        [3, 134],
+      ]),
+    ).toBeCloseTo(10.8, 10);
+    expect(
+      leastSquaresSlope([
+        [0, 5],
+        [10, 5],
+      ]),
+    ).toBe(0);
+    expect(
+      leastSquaresSlope([
+        [3, 1],
+        [3, 9],
+      ]),
+    ).toBeNaN();
   });
 });

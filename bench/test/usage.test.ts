@@ -6,22 +6,25 @@ import { ownUsage } from "../src/ipc.js";
 const WORK = "let sum = 0; for (let i = 0; i < 30_000_000; i++) sum = (sum + i * i) % 1_000_003;";
 
 describe("a node's own usage", () => {
-  it.runIf(process.platform === "linux")("tells the JavaScript thread's CPU time from the process's, which other threads add to", async () => {
-    const main = (usage: ReturnType<typeof ownUsage>) => usage.mainThreadCpuUs ?? Number.NaN;
-    const start = ownUsage();
-    new Function(WORK)();
-    const worked = ownUsage();
-    // The same work on another thread of the process while this one waits.
-    const other = new Worker(WORK, { eval: true });
-    await new Promise((resolve) => other.once("exit", resolve));
-    const waited = ownUsage();
-    const ownWhileWorking = main(worked) - main(start);
-    const othersWhileWorking = worked.cpuUs - start.cpuUs - ownWhileWorking;
-    const ownWhileWaiting = main(waited) - main(worked);
-    const othersWhileWaiting = waited.cpuUs - worked.cpuUs - ownWhileWaiting;
-    expect(ownWhileWorking).toBeGreaterThan(2 * othersWhileWorking);
-    expect(othersWhileWaiting).toBeGreaterThan(2 * ownWhileWaiting);
-  });
+  it.runIf(process.platform === "linux")(
+    "tells the JavaScript thread's CPU time from the process's, which other threads add to",
+    async () => {
+      const main = (usage: ReturnType<typeof ownUsage>) => usage.mainThreadCpuUs ?? Number.NaN;
+      const start = ownUsage();
+      new Function(WORK)();
+      const worked = ownUsage();
+      // The same work on another thread of the process while this one waits.
+      const other = new Worker(WORK, { eval: true });
+      await new Promise((resolve) => other.once("exit", resolve));
+      const waited = ownUsage();
+      const ownWhileWorking = main(worked) - main(start);
+      const othersWhileWorking = worked.cpuUs - start.cpuUs - ownWhileWorking;
+      const ownWhileWaiting = main(waited) - main(worked);
+      const othersWhileWaiting = waited.cpuUs - worked.cpuUs - ownWhileWaiting;
+      expect(ownWhileWorking).toBeGreaterThan(2 * othersWhileWorking);
+      expect(othersWhileWaiting).toBeGreaterThan(2 * ownWhileWaiting);
+    },
+  );
 
   it("reads the young generation's size apart from the rest of the heap", () => {
     const usage = ownUsage();

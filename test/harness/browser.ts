@@ -15,12 +15,18 @@ export async function launchBrowser(): Promise<Browser> {
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
     });
   } catch (err) {
-    throw new Error(`could not start ${CHROMIUM} (Debian/Ubuntu: apt-get install chromium): ${err instanceof Error ? err.message : String(err)}`);
+    throw new Error(
+      `could not start ${CHROMIUM} (Debian/Ubuntu: apt-get install chromium): ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
 }
 
 /** A page that records console errors and uncaught exceptions, to assert there are none. */
-export async function openPage(browser: Browser, url: string, viewport = { width: 1280, height: 860 }): Promise<{ page: Page; problems: string[] }> {
+export async function openPage(
+  browser: Browser,
+  url: string,
+  viewport = { width: 1280, height: 860 },
+): Promise<{ page: Page; problems: string[] }> {
   const page = await browser.newPage({ viewport });
   const problems: string[] = [];
   page.on("console", (message) => {

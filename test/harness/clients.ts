@@ -42,7 +42,10 @@ export function openClient(url: string, options: Partial<ManagerOptions & Socket
       const seen = received.find((entry) => entry.event === event && match(entry.args));
       if (seen) return Promise.resolve(seen.args);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no '${event}' within ${timeoutMs} ms; got ${received.map((entry) => entry.event).join(", ")}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no '${event}' within ${timeoutMs} ms; got ${received.map((entry) => entry.event).join(", ")}`)),
+          timeoutMs,
+        );
         waiters.push({
           event,
           match,

@@ -13,7 +13,11 @@ export interface Cluster {
 
 /** A real redis-server and `count` gateway processes sharing it. */
 /** `env` goes to every node; `nodeEnv[i]`, when given, to node i on top of it. */
-export async function startCluster(count = 2, env: Record<string, string> = {}, nodeEnv: readonly Record<string, string>[] = []): Promise<Cluster> {
+export async function startCluster(
+  count = 2,
+  env: Record<string, string> = {},
+  nodeEnv: readonly Record<string, string>[] = [],
+): Promise<Cluster> {
   const redis = await startRedis();
   const nodes: GatewayProcess[] = [];
   const publisher = createClient({ url: redis.url });
@@ -21,7 +25,9 @@ export async function startCluster(count = 2, env: Record<string, string> = {}, 
   publisher.on("error", () => {});
   try {
     for (let index = 0; index < count; index++) {
-      nodes.push(await startGateway({ REDIS_URL: redis.url, NODE_ID: `node-${String.fromCharCode(97 + index)}`, ...env, ...nodeEnv[index] }));
+      nodes.push(
+        await startGateway({ REDIS_URL: redis.url, NODE_ID: `node-${String.fromCharCode(97 + index)}`, ...env, ...nodeEnv[index] }),
+      );
     }
     await publisher.connect();
     // Each node subscribes to the raw channel and the adapter's pattern before it reports healthy;

@@ -22,7 +22,10 @@ export interface GatewayProcess {
  * (`/readyz` 200: listening, and with Redis, connected and subscribed). `wait: "alive"` waits only
  * for `/healthz`; `wait: "nothing"` returns at once.
  */
-export async function startGateway(env: Record<string, string> = {}, options: { wait?: "ready" | "alive" | "nothing" } = {}): Promise<GatewayProcess> {
+export async function startGateway(
+  env: Record<string, string> = {},
+  options: { wait?: "ready" | "alive" | "nothing" } = {},
+): Promise<GatewayProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const nodeId = env.NODE_ID ?? `node-${port}`;
   const child = spawn(process.execPath, [MAIN], {
@@ -38,7 +41,13 @@ export async function startGateway(env: Record<string, string> = {}, options: { 
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];
-  const collect = (chunk: Buffer) => lines.push(...chunk.toString().split("\n").filter((line) => line.length > 0));
+  const collect = (chunk: Buffer) =>
+    lines.push(
+      ...chunk
+        .toString()
+        .split("\n")
+        .filter((line) => line.length > 0),
+    );
   child.stdout?.on("data", collect);
   child.stderr?.on("data", collect);
   const url = `http://127.0.0.1:${port}`;
@@ -81,7 +90,8 @@ export async function readCounter(url: string, name: string, labels: Record<stri
   let total = 0;
   for (const line of text.split("\n")) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`))) total += Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`)))
+      total += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return total;
 }

@@ -52,7 +52,10 @@ export async function openRaw(url: string, options: { answerPings?: boolean; hea
       const seen = messages.find(match);
       if (seen !== undefined) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching message within ${timeoutMs} ms; got ${messages.map((m) => m.slice(0, 80)).join(" | ")}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no matching message within ${timeoutMs} ms; got ${messages.map((m) => m.slice(0, 80)).join(" | ")}`)),
+          timeoutMs,
+        );
         waiters.push({
           match,
           resolve: (message) => {

@@ -1,4 +1,11 @@
-import { type FrameLimits, NOT_WHOLE_MSGPACK, arrayFrameProblem, isWholeMsgpackValue, nestsDeeperThan, preview } from "@switchboard/protocol";
+import {
+  type FrameLimits,
+  NOT_WHOLE_MSGPACK,
+  arrayFrameProblem,
+  isWholeMsgpackValue,
+  nestsDeeperThan,
+  preview,
+} from "@switchboard/protocol";
 import { decode as decodeMsgpack, encode as encodeMsgpack } from "notepack.io";
 import { UNAUTHENTICATED_ROOM } from "./rooms.js";
 
@@ -43,7 +50,16 @@ export const RequestType = {
 // Namespace events a server-side emit must never fire: they would call connection handlers with a fake
 // socket, and `error`, emitted on an EventEmitter without an error listener, throws (the adapter's
 // request handler does not catch it, so the process would end on an unhandled rejection).
-const NAMESPACE_EVENTS: ReadonlySet<string> = new Set(["connect", "connection", "disconnect", "disconnecting", "error", "new_namespace", "newListener", "removeListener"]);
+const NAMESPACE_EVENTS: ReadonlySet<string> = new Set([
+  "connect",
+  "connection",
+  "disconnect",
+  "disconnecting",
+  "error",
+  "new_namespace",
+  "newListener",
+  "removeListener",
+]);
 // A request wraps its payload a few levels down (request → packet → data → arguments).
 const FRAMING_DEPTH = 4;
 const ADAPTER_CHANNEL = "adapter";
@@ -174,7 +190,8 @@ function decodeMessage(message: Buffer, allowJson: boolean): Checked {
     return { ok: true, value };
   } catch (err) {
     // notepack decodes recursively: a frame nested tens of thousands of levels deep overflows it.
-    if (err instanceof RangeError && /call stack/.test(err.message)) return { ok: false, reason: "frame_invalid", detail: "nested too deeply to decode" };
+    if (err instanceof RangeError && /call stack/.test(err.message))
+      return { ok: false, reason: "frame_invalid", detail: "nested too deeply to decode" };
     return { ok: false, reason: "frame_not_msgpack", detail: err instanceof Error ? err.message.slice(0, 200) : "undecodable" };
   }
 }
@@ -199,7 +216,11 @@ function checkBroadcast(message: Buffer, limits: GuardLimits, frameLimits: Frame
 }
 
 /** A request or response: within the size limit, MessagePack or JSON, a map, not nested too deeply. */
-function decodeMap(message: Buffer, limits: GuardLimits, what: "request" | "response"): { ok: true; value: Record<string, unknown> } | Refused {
+function decodeMap(
+  message: Buffer,
+  limits: GuardLimits,
+  what: "request" | "response",
+): { ok: true; value: Record<string, unknown> } | Refused {
   const decoded = tooLarge(message, limits) ?? decodeMessage(message, true);
   if (!decoded.ok) return decoded;
   const value = decoded.value;
@@ -234,7 +255,9 @@ function requestProblem(request: Record<string, unknown>, limits: GuardLimits): 
     case RequestType.REMOTE_JOIN:
     case RequestType.REMOTE_LEAVE:
       if (request.opts !== undefined && request.opts !== null) return optsProblem(request.opts) ?? list(request.rooms, "rooms");
-      return typeof request.sid === "string" && typeof request.room === "string" ? optionalRequestId(request) : "needs opts and rooms, or sid and room";
+      return typeof request.sid === "string" && typeof request.room === "string"
+        ? optionalRequestId(request)
+        : "needs opts and rooms, or sid and room";
     case RequestType.REMOTE_DISCONNECT:
       if (request.close !== undefined && typeof request.close !== "boolean") return "close must be a boolean";
       if (request.opts !== undefined && request.opts !== null) return optsProblem(request.opts);
@@ -243,7 +266,8 @@ function requestProblem(request: Record<string, unknown>, limits: GuardLimits): 
       return requestId(request) ?? optsProblem(request.opts);
     case RequestType.SERVER_SIDE_EMIT: {
       const data = request.data;
-      if (!Array.isArray(data) || typeof data[0] !== "string" || NAMESPACE_EVENTS.has(data[0])) return "needs data [event, ...args] with a non-reserved event";
+      if (!Array.isArray(data) || typeof data[0] !== "string" || NAMESPACE_EVENTS.has(data[0]))
+        return "needs data [event, ...args] with a non-reserved event";
       return optionalRequestId(request);
     }
     case RequestType.BROADCAST: {
@@ -263,7 +287,8 @@ function checkResponse(message: Buffer, limits: GuardLimits): Checked {
     requestId(response) ??
     optionalArray(response.sockets, "sockets") ??
     optionalList(response.rooms, "rooms") ??
-    (response.type === RequestType.BROADCAST_CLIENT_COUNT && !(Number.isSafeInteger(response.clientCount) && (response.clientCount as number) >= 0)
+    (response.type === RequestType.BROADCAST_CLIENT_COUNT &&
+    !(Number.isSafeInteger(response.clientCount) && (response.clientCount as number) >= 0)
       ? "clientCount must be a whole number"
       : null);
   return problem === null ? { ok: true, value: response } : invalid(`response: ${problem}`);
@@ -271,7 +296,11 @@ function checkResponse(message: Buffer, limits: GuardLimits): Checked {
 
 function optsProblem(opts: unknown): string | null {
   if (!isMap(opts)) return "opts must be a map";
-  return optionalList(opts.rooms, "opts.rooms") ?? optionalList(opts.except, "opts.except") ?? (opts.flags === undefined || opts.flags === null || isMap(opts.flags) ? null : "opts.flags must be a map");
+  return (
+    optionalList(opts.rooms, "opts.rooms") ??
+    optionalList(opts.except, "opts.except") ??
+    (opts.flags === undefined || opts.flags === null || isMap(opts.flags) ? null : "opts.flags must be a map")
+  );
 }
 
 function requestId(value: Record<string, unknown>): string | null {
@@ -305,4 +334,3 @@ function isMap(value: unknown): value is Record<string, unknown> {
 function invalid(detail: string): Refused {
   return { ok: false, reason: "frame_invalid", detail };
 }
-

@@ -57,7 +57,8 @@ export function createAdmission(deps: AdmissionDeps): Admission {
   // Handshakes let through whose connection does not exist yet: counted, so a burst cannot overshoot.
   const pending = new Map<IncomingMessage, { address: string; abandoned: () => void }>();
 
-  const addressOf = (request: IncomingMessage): string => (trust === null ? (request.socket.remoteAddress ?? "unknown") : proxyAddr(request, trust));
+  const addressOf = (request: IncomingMessage): string =>
+    trust === null ? (request.socket.remoteAddress ?? "unknown") : proxyAddr(request, trust);
 
   const release = (address: string) => {
     const count = (perAddress.get(address) ?? 1) - 1;
@@ -126,7 +127,8 @@ export function createAdmission(deps: AdmissionDeps): Admission {
       rate.consume(address).then(
         () => admit(request, address, res, next),
         (rejection: unknown) => {
-          if (rejection instanceof RateLimiterRes) return refuse(request, res, { status: 429, code: "connection_rate_limited", kind: "ip_connection_rate" });
+          if (rejection instanceof RateLimiterRes)
+            return refuse(request, res, { status: 429, code: "connection_rate_limited", kind: "ip_connection_rate" });
           next(rejection instanceof Error ? rejection : new Error(String(rejection)));
         },
       );

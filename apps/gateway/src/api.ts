@@ -33,7 +33,16 @@ const publishBody = {
   type: "object",
   required: ["data"],
   additionalProperties: false,
-  properties: { room: rooms, rooms: { type: "array", items: room, minItems: 1, maxItems: 100 }, event, data: {}, except: rooms, _in: rooms, user: userId, site: { type: "string", maxLength: 300 } },
+  properties: {
+    room: rooms,
+    rooms: { type: "array", items: room, minItems: 1, maxItems: 100 },
+    event,
+    data: {},
+    except: rooms,
+    _in: rooms,
+    user: userId,
+    site: { type: "string", maxLength: 300 },
+  },
 } as const;
 type PublishBody = Publication & { rooms?: string[] };
 
@@ -129,7 +138,10 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
               additionalProperties: false,
               properties: { messages: { type: "array", items: publishBody, minItems: 1, maxItems: MAX_BATCH } },
             },
-            response: { 202: { type: "object", required: ["ids"], properties: { ids: { type: "array", items: { type: "string" } } } }, ...errors },
+            response: {
+              202: { type: "object", required: ["ids"], properties: { ids: { type: "array", items: { type: "string" } } } },
+              ...errors,
+            },
           },
         },
         async (request, reply) => reply.code(202).send(await operations.publishMany(request.body.messages.map(publicationOf), "api")),
@@ -146,7 +158,8 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
             response: { 202: { type: "object", required: ["id"], properties: { id: { type: "string" } } }, ...errors },
           },
         },
-        async (request, reply) => reply.code(202).send(await operations.broadcast(request.body.event ?? "message", request.body.data, "api")),
+        async (request, reply) =>
+          reply.code(202).send(await operations.broadcast(request.body.event ?? "message", request.body.data, "api")),
       );
 
       api.post<{ Params: { id: string }; Body: { reason?: string; refuseReconnect?: boolean } | undefined }>(
@@ -162,7 +175,10 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
               additionalProperties: false,
               properties: { reason: { type: "string", maxLength: 500 }, refuseReconnect: { type: "boolean", default: true } },
             },
-            response: { 202: { type: "object", properties: { user: { type: "string" }, refuseReconnect: { type: "boolean" } } }, ...errors },
+            response: {
+              202: { type: "object", properties: { user: { type: "string" }, refuseReconnect: { type: "boolean" } } },
+              ...errors,
+            },
           },
         },
         async (request, reply) => {
@@ -198,7 +214,10 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
               type: "object",
               required: ["jti", "exp"],
               additionalProperties: false,
-              properties: { jti: { type: "string", minLength: 1, maxLength: 256 }, exp: { type: "integer", minimum: 0, maximum: MAX_TOKEN_EXP } },
+              properties: {
+                jti: { type: "string", minLength: 1, maxLength: 256 },
+                exp: { type: "integer", minimum: 0, maximum: MAX_TOKEN_EXP },
+              },
             },
             response: { 202: { type: "object", properties: { jti: { type: "string" }, exp: { type: "integer" } } }, ...errors },
           },
@@ -223,7 +242,10 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
                 properties: {
                   online: { type: "boolean" },
                   sockets: { type: "integer" },
-                  nodes: { type: "array", items: { type: "object", properties: { node: { type: "string" }, sockets: { type: "integer" } } } },
+                  nodes: {
+                    type: "array",
+                    items: { type: "object", properties: { node: { type: "string" }, sockets: { type: "integer" } } },
+                  },
                 },
               },
               ...errors,
@@ -244,12 +266,19 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
             querystring: {
               type: "object",
               additionalProperties: false,
-              properties: { cursor: { type: "string", minLength: 1, maxLength: 256 }, limit: { type: "integer", minimum: 1, maximum: 1000, default: 100 } },
+              properties: {
+                cursor: { type: "string", minLength: 1, maxLength: 256 },
+                limit: { type: "integer", minimum: 1, maximum: 1000, default: 100 },
+              },
             },
             response: {
               200: {
                 type: "object",
-                properties: { users: { type: "array", items: { type: "string" } }, count: { type: "integer" }, cursor: { type: "string", nullable: true } },
+                properties: {
+                  users: { type: "array", items: { type: "string" } },
+                  count: { type: "integer" },
+                  cursor: { type: "string", nullable: true },
+                },
               },
               ...errors,
             },
@@ -288,7 +317,11 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
           oldestPendingAgeMs: { type: "integer", nullable: true },
         },
       } as const;
-      const serviceParams = { type: "object", required: ["name"], properties: { name: { type: "string", minLength: 1, maxLength: 64 } } } as const;
+      const serviceParams = {
+        type: "object",
+        required: ["name"],
+        properties: { name: { type: "string", minLength: 1, maxLength: 64 } },
+      } as const;
 
       api.get(
         "/services",
@@ -297,7 +330,10 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
             tags: [TAG],
             summary: "The registered services: live instances, queue depth, pending requests and the age of the oldest",
             security,
-            response: { 200: { type: "object", required: ["services"], properties: { services: { type: "array", items: serviceInfo } } }, ...errors },
+            response: {
+              200: { type: "object", required: ["services"], properties: { services: { type: "array", items: serviceInfo } } },
+              ...errors,
+            },
           },
         },
         async () => ({ services: await deps.services.services() }),
@@ -305,7 +341,15 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
 
       api.get<{ Params: { name: string } }>(
         "/services/:name",
-        { schema: { tags: [TAG], summary: "One registered service", security, params: serviceParams, response: { 200: serviceInfo, ...errors, 404: errorReply } } },
+        {
+          schema: {
+            tags: [TAG],
+            summary: "One registered service",
+            security,
+            params: serviceParams,
+            response: { 200: serviceInfo, ...errors, 404: errorReply },
+          },
+        },
         async (request) => {
           const service = await deps.services.service(request.params.name);
           if (service === null) throw new SwitchboardError("service_unknown");
@@ -346,7 +390,12 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
                     type: "array",
                     items: {
                       type: "object",
-                      properties: { node: { type: "string" }, version: { type: "string" }, uptimeSeconds: { type: "integer" }, sockets: { type: "integer" } },
+                      properties: {
+                        node: { type: "string" },
+                        version: { type: "string" },
+                        uptimeSeconds: { type: "integer" },
+                        sockets: { type: "integer" },
+                      },
                     },
                   },
                 },
@@ -358,7 +407,12 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
         async () => ({
           node: deps.nodeId,
           nodes: (await operations.nodes())
-            .map((info) => ({ node: info.node, version: info.version, uptimeSeconds: Math.max(0, Math.floor((Date.now() - info.startedAt) / 1000)), sockets: info.sockets }))
+            .map((info) => ({
+              node: info.node,
+              version: info.version,
+              uptimeSeconds: Math.max(0, Math.floor((Date.now() - info.startedAt) / 1000)),
+              sockets: info.sockets,
+            }))
             .sort((a, b) => a.node.localeCompare(b.node)),
         }),
       );
@@ -393,7 +447,14 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
                 properties: {
                   routes: {
                     type: "array",
-                    items: { type: "object", properties: { event: { type: "string" }, room: { type: "string" }, source: { type: "string", enum: ["EVENT_ROUTES", "registered"] } } },
+                    items: {
+                      type: "object",
+                      properties: {
+                        event: { type: "string" },
+                        room: { type: "string" },
+                        source: { type: "string", enum: ["EVENT_ROUTES", "registered"] },
+                      },
+                    },
                   },
                 },
               },
@@ -496,6 +557,7 @@ function validatorCompiler({ schema, httpPart }: { schema: object; httpPart?: st
 }
 
 function requireBody(body: unknown): unknown {
-  if (body === undefined) throw new SwitchboardError("invalid_request", detailed("invalid_request", "the body is the event's data: send JSON").message);
+  if (body === undefined)
+    throw new SwitchboardError("invalid_request", detailed("invalid_request", "the body is the event's data: send JSON").message);
   return body;
 }

@@ -53,7 +53,8 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     if (token === undefined || token === null || token === "") throw new AuthError("missing", "no token");
     if (typeof token !== "string") throw new AuthError("malformed", "the token is not a string");
     // Checked before anything is decoded, so an oversized token costs nothing.
-    if (token.length > config.maxTokenBytes) throw new AuthError("too_large", `the token is longer than JWT_MAX_BYTES (${config.maxTokenBytes} bytes)`);
+    if (token.length > config.maxTokenBytes)
+      throw new AuthError("too_large", `the token is longer than JWT_MAX_BYTES (${config.maxTokenBytes} bytes)`);
     const header = headerOf(token);
     // The algorithm is checked against the pinned list before any key is used, so `none` and
     // an HS token presented to an RS key never reach signature verification.
@@ -61,8 +62,11 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     if (!allowed.has(algorithm)) throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm.slice(0, 20)} is not accepted`);
     const found = keyring.keyFor({ alg: algorithm, kid: header.kid });
     const key: ResolvedKey = found instanceof Promise ? await found : found;
-    if (!key.algorithms.includes(algorithm)) throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm} does not fit the key that verifies this token`);
-    const claims = JOSE_ONLY_ALGORITHMS.has(algorithm) ? await verifyWithJose(token, key, algorithm) : verifyWithJsonwebtoken(token, key, algorithm);
+    if (!key.algorithms.includes(algorithm))
+      throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm} does not fit the key that verifies this token`);
+    const claims = JOSE_ONLY_ALGORITHMS.has(algorithm)
+      ? await verifyWithJose(token, key, algorithm)
+      : verifyWithJsonwebtoken(token, key, algorithm);
     const identity = identityOf(claims, config.siteClaim);
     const expiresAt = lifetimeOf(claims, config);
     const iat = typeof claims.iat === "number" ? claims.iat : undefined;
@@ -199,7 +203,8 @@ function payloadIsObject(token: string): boolean {
 function lifetimeOf(claims: jwt.JwtPayload, config: AuthConfig): number | null {
   const exp = typeof claims.exp === "number" ? claims.exp : null;
   if (exp === null) {
-    if (config.requireExp || config.maxTtlSeconds !== null) throw new AuthError("claims_invalid", "the token has no exp, and this server requires one");
+    if (config.requireExp || config.maxTtlSeconds !== null)
+      throw new AuthError("claims_invalid", "the token has no exp, and this server requires one");
     return null;
   }
   if (config.maxTtlSeconds !== null) {
@@ -221,7 +226,11 @@ function grantsOf(claims: jwt.JwtPayload): Grants {
     const value: unknown = claims[name];
     if (value === undefined || value === null) return NO_GRANTS.rooms;
     const list = typeof value === "string" ? [value] : value;
-    if (!Array.isArray(list) || list.length > 100 || !list.every((item) => typeof item === "string" && item.length > 0 && item.length <= 200)) {
+    if (
+      !Array.isArray(list) ||
+      list.length > 100 ||
+      !list.every((item) => typeof item === "string" && item.length > 0 && item.length <= 200)
+    ) {
       throw new AuthError("claims_invalid", `the ${name} claim must be a list of at most 100 patterns`);
     }
     return list;
@@ -251,7 +260,8 @@ function fromJsonwebtoken(err: unknown): AuthError {
     const message = err.message;
     if (message === "invalid signature") return new AuthError("bad_signature", message);
     if (message === "jwt signature is required") return new AuthError("bad_signature", "the token has no signature");
-    if (message.startsWith("jwt issuer invalid") || message.startsWith("jwt audience invalid")) return new AuthError("claims_invalid", message);
+    if (message.startsWith("jwt issuer invalid") || message.startsWith("jwt audience invalid"))
+      return new AuthError("claims_invalid", message);
     if (message === "invalid algorithm") return new AuthError("algorithm_not_allowed", message);
     return new AuthError("malformed", message);
   }
@@ -261,7 +271,8 @@ function fromJsonwebtoken(err: unknown): AuthError {
 function fromJose(err: unknown): AuthError {
   if (err instanceof AuthError) return err;
   if (err instanceof joseErrors.JWTExpired) return new AuthError("expired", err.message);
-  if (err instanceof joseErrors.JWTClaimValidationFailed) return new AuthError(err.claim === "nbf" ? "not_yet_valid" : "claims_invalid", err.message);
+  if (err instanceof joseErrors.JWTClaimValidationFailed)
+    return new AuthError(err.claim === "nbf" ? "not_yet_valid" : "claims_invalid", err.message);
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new AuthError("bad_signature", "invalid signature");
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return new AuthError("algorithm_not_allowed", err.message);
   return new AuthError("malformed", err instanceof Error ? err.message : String(err));

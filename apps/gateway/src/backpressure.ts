@@ -28,7 +28,10 @@ type WatchedConnection = OutboundConnection & { [QUEUED_BYTES]?: number };
  * taken off when engine.io flushes it to the transport. A node holds many connections, so the
  * listeners are shared (each finds its connection as `this`) and a connection carries only a number.
  */
-export function createOutboundWatch<C extends OutboundConnection>(limitBytes: number, onOverflow: (connection: C) => void): (connection: C) => void {
+export function createOutboundWatch<C extends OutboundConnection>(
+  limitBytes: number,
+  onOverflow: (connection: C) => void,
+): (connection: C) => void {
   function onPacketCreate(this: WatchedConnection, packet: QueuedPacket): void {
     const before = this[QUEUED_BYTES];
     if (before === undefined || before === OVERFLOWED) return;
@@ -77,6 +80,7 @@ export function dropConnection(connection: { transport: unknown; close(discard?:
   if (typeof transport === "object" && transport !== null && "socket" in transport) {
     const socket = transport.socket;
     // A polite WebSocket close waits up to 30 s for a peer that is not reading; terminate does not.
-    if (typeof socket === "object" && socket !== null && "terminate" in socket && typeof socket.terminate === "function") socket.terminate();
+    if (typeof socket === "object" && socket !== null && "terminate" in socket && typeof socket.terminate === "function")
+      socket.terminate();
   }
 }

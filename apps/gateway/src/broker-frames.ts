@@ -14,6 +14,14 @@ export function asBuffer(bytes: Uint8Array): Buffer {
 }
 
 /** The message as Socket.IO's adapters broadcast it: a packet for the namespace `/`, and its options. */
-export function broadcastOf(message: OutboundMessage): { packet: { type: number; data: unknown[]; nsp: string }; rooms: string[]; except: string[] } {
-  return { packet: { type: EVENT_PACKET, data: [message.event, ...message.args], nsp: "/" }, rooms: [...message.rooms], except: [...message.except] };
+export function broadcastOf(message: OutboundMessage): {
+  packet: { type: number; data: unknown[]; nsp: string };
+  rooms: string[];
+  except: string[];
+} {
+  return {
+    packet: { type: EVENT_PACKET, data: [message.event, ...message.args], nsp: "/" },
+    rooms: [...message.rooms],
+    except: [...message.except],
+  };
 }

@@ -14,7 +14,8 @@ export function createMemoryBroker(deps: Pick<BrokerDeps, "limits">): Broker {
   const check = (message: OutboundMessage) => {
     const broadcast = broadcastOf(message);
     // Measured as Redis would carry it, so a message too large for a cluster is too large here too.
-    if (encodeMsgpack([broadcast.packet, broadcast.rooms, broadcast.except]).length > deps.limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
+    if (encodeMsgpack([broadcast.packet, broadcast.rooms, broadcast.except]).length > deps.limits.frameMaxBytes)
+      throw new SwitchboardError("frame_too_large");
     return broadcast;
   };
   const deliver = ({ packet, rooms, except }: ReturnType<typeof broadcastOf>) => {

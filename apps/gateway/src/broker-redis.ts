@@ -33,7 +33,10 @@ export const PROBE_MISSES = 3;
 /** Classic Redis pub/sub: @socket.io/redis-adapter behind the adapter guard, and the raw channel. */
 export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
   const { logger, metrics, limits, dropFrame, nodeId } = deps;
-  const options = { url: redisUrl, socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, RECONNECT_MAX_DELAY_MS) } };
+  const options = {
+    url: redisUrl,
+    socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, RECONNECT_MAX_DELAY_MS) },
+  };
   // No offline queue: a publish while Redis is away fails at once instead of piling up in memory
   // and being replayed minutes later, after its caller was told it failed.
   const pub = createClient({ ...options, disableOfflineQueue: true });
@@ -41,7 +44,8 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
   connection.watch(pub, "publisher");
   pub.connect().catch(() => {});
 
-  const onSubscribeFailure = (err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "redis subscription failed");
+  const onSubscribeFailure = (err: unknown) =>
+    logger.warn({ err: err instanceof Error ? err.message : String(err) }, "redis subscription failed");
   const sub = new ResilientSubscriber(
     () => {
       const client = createClient(options);
@@ -181,7 +185,10 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
       if (!publisher.isReady || !subscriber.isReady()) return;
       if (sent - received >= PROBE_MISSES) {
         metrics.subscriberRecreations.inc();
-        logger.warn({ missedProbes: sent - received, intervalMs: probeIntervalMs }, "the redis subscriber received none of its probes; replaced it");
+        logger.warn(
+          { missedProbes: sent - received, intervalMs: probeIntervalMs },
+          "the redis subscriber received none of its probes; replaced it",
+        );
         received = sent;
         subscriber.replace();
         return;
@@ -237,7 +244,12 @@ function watchConnection({ logger, metrics }: BrokerDeps) {
       else if (state === "starting") logger.info("redis ready");
       state = "up";
     } else if (state !== "down" && cause !== "") {
-      logger.warn({ cause }, state === "starting" ? "redis is not available yet; retrying in the background" : "redis is unavailable; retrying in the background");
+      logger.warn(
+        { cause },
+        state === "starting"
+          ? "redis is not available yet; retrying in the background"
+          : "redis is unavailable; retrying in the background",
+      );
       state = "down";
       downSince = Date.now();
     }

@@ -175,21 +175,19 @@ const ED25519_ALGORITHMS = ["EdDSA", "Ed25519"] as const;
 const JWKS_ALGORITHMS = [...RSA_ALGORITHMS, "ES256", "ES384", "ES512", ...ED25519_ALGORITHMS] as const;
 const DEFAULT_PUBLIC_DIR = fileURLToPath(new URL("../../../public", import.meta.url));
 
-const list = z
-  .string()
-  .transform((value) => value.split(",").map((item) => item.trim()).filter((item) => item.length > 0));
+const list = z.string().transform((value) =>
+  value
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0),
+);
 const optionalText = z
   .string()
   .trim()
   .transform((value) => (value === "" ? undefined : value))
   .optional();
 const integer = (min: number, max: number) =>
-  z
-    .string()
-    .trim()
-    .regex(/^\d+$/, "must be a whole number")
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+  z.string().trim().regex(/^\d+$/, "must be a whole number").transform(Number).pipe(z.number().int().min(min).max(max));
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -200,7 +198,9 @@ const envSchema = z.object({
   HOST: optionalText,
   NODE_ID: optionalText,
   // Only exact spellings: a typo such as "prod" must not quietly leave development endpoints on.
-  NODE_ENV: optionalText.pipe(z.enum(["production", "development", "test"], { error: "must be production, development or test" }).optional()),
+  NODE_ENV: optionalText.pipe(
+    z.enum(["production", "development", "test"], { error: "must be production, development or test" }).optional(),
+  ),
   REDIS_URL: optionalText.pipe(z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).optional()),
   JWT_SECRET: optionalText,
   JWT_PUBLIC_KEY: optionalText,
@@ -272,14 +272,19 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   const algorithms = allowedAlgorithms(key, vars.JWT_ALGORITHMS);
   const corsOrigins = vars.CORS_ORIGINS && !vars.CORS_ORIGINS.includes("*") ? vars.CORS_ORIGINS : null;
   for (const origin of corsOrigins ?? []) {
-    if (!/^https?:\/\/[^/]+$/.test(origin)) throw new ConfigError("CORS_ORIGINS", `${origin} is not an origin such as https://app.example.com`);
+    if (!/^https?:\/\/[^/]+$/.test(origin))
+      throw new ConfigError("CORS_ORIGINS", `${origin} is not an origin such as https://app.example.com`);
   }
   const devTokensAsked = vars.DEV_TOKENS === "1" || vars.DEV_TOKENS === "true";
   const devTools = !production && (devTokensAsked || (key.kind === "secret" && key.generated));
   // Unset means the default for the mode: required in production, not elsewhere.
-  const requireExp = vars.JWT_REQUIRE_EXP === undefined || vars.JWT_REQUIRE_EXP === "" ? production : vars.JWT_REQUIRE_EXP === "1" || vars.JWT_REQUIRE_EXP === "true";
+  const requireExp =
+    vars.JWT_REQUIRE_EXP === undefined || vars.JWT_REQUIRE_EXP === ""
+      ? production
+      : vars.JWT_REQUIRE_EXP === "1" || vars.JWT_REQUIRE_EXP === "true";
   if (devTokensAsked && production) throw new ConfigError("DEV_TOKENS", "dev tokens are never served with NODE_ENV=production");
-  if (devTokensAsked && key.kind !== "secret") throw new ConfigError("DEV_TOKENS", "dev tokens are signed with JWT_SECRET; set it rather than a public key, JWT_KEYS or JWT_JWKS_URL");
+  if (devTokensAsked && key.kind !== "secret")
+    throw new ConfigError("DEV_TOKENS", "dev tokens are signed with JWT_SECRET; set it rather than a public key, JWT_KEYS or JWT_JWKS_URL");
   for (const pattern of vars.SUBSCRIBE_ROOMS ?? []) {
     if (/^(user|site)\(/.test(pattern)) {
       throw new ConfigError("SUBSCRIBE_ROOMS", `${pattern}: user() and site() rooms are joined from the token, never by subscription`);
@@ -290,7 +295,8 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
   }
   // By default half the drain timeout (5 s of the default 10 s), leaving the rest for clients to go.
   const drainSpreadMs = vars.DRAIN_SPREAD_MS ?? Math.min(5000, Math.floor(vars.DRAIN_TIMEOUT_MS / 2));
-  if (drainSpreadMs > vars.DRAIN_TIMEOUT_MS) throw new ConfigError("DRAIN_SPREAD_MS", `must not be longer than DRAIN_TIMEOUT_MS (${vars.DRAIN_TIMEOUT_MS})`);
+  if (drainSpreadMs > vars.DRAIN_TIMEOUT_MS)
+    throw new ConfigError("DRAIN_SPREAD_MS", `must not be longer than DRAIN_TIMEOUT_MS (${vars.DRAIN_TIMEOUT_MS})`);
   const apiKeys = vars.API_KEYS && vars.API_KEYS.length > 0 ? vars.API_KEYS : null;
   for (const apiKey of apiKeys ?? []) {
     if (apiKey.length < 32) throw new ConfigError("API_KEYS", "each key must be at least 32 characters");
@@ -300,7 +306,8 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     warnings.push("JWT_SECRET is shorter than 32 bytes; HS256 wants at least 256 bits of secret");
   }
   const lifecycle = vars.LIFECYCLE_EVENTS === "1" || vars.LIFECYCLE_EVENTS === "true";
-  if (lifecycle && vars.REDIS_URL === undefined) throw new ConfigError("LIFECYCLE_EVENTS", "lifecycle records are kept in Redis: set REDIS_URL");
+  if (lifecycle && vars.REDIS_URL === undefined)
+    throw new ConfigError("LIFECYCLE_EVENTS", "lifecycle records are kept in Redis: set REDIS_URL");
   const presence = vars.PRESENCE !== "0" && vars.PRESENCE !== "false";
   const presenceEvents = vars.PRESENCE_EVENTS === "1" || vars.PRESENCE_EVENTS === "true";
   if (presenceEvents && !presence) throw new ConfigError("PRESENCE_EVENTS", "presence events need presence: PRESENCE=0 turns it off");
@@ -365,7 +372,10 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       maxPayloadBytes: vars.SERVICE_MAX_PAYLOAD_BYTES,
       maxCallsPerSocket: vars.SERVICE_MAX_CALLS_PER_SOCKET,
     }),
-    frameSigning: vars.FRAME_SIGNING_KEYS === undefined ? null : Object.freeze({ keys: frameSigningKeys(vars.FRAME_SIGNING_KEYS), maxAgeMs: vars.FRAME_SIGNATURE_MAX_AGE_MS }),
+    frameSigning:
+      vars.FRAME_SIGNING_KEYS === undefined
+        ? null
+        : Object.freeze({ keys: frameSigningKeys(vars.FRAME_SIGNING_KEYS), maxAgeMs: vars.FRAME_SIGNATURE_MAX_AGE_MS }),
     publicDir: vars.PUBLIC_DIR ?? DEFAULT_PUBLIC_DIR,
     logLevel: vars.LOG_LEVEL,
   });
@@ -379,8 +389,12 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
 function trustProxy(value: string | undefined): HttpConfig["trustProxy"] {
   if (value === undefined || value === "false" || value === "0") return false;
   if (/^\d+$/.test(value)) return Number(value);
-  if (value === "true") throw new ConfigError("TRUST_PROXY", "true would let any client choose its address; list the proxies' addresses or give a hop count");
-  const entries = value.split(",").map((entry) => entry.trim()).filter((entry) => entry.length > 0);
+  if (value === "true")
+    throw new ConfigError("TRUST_PROXY", "true would let any client choose its address; list the proxies' addresses or give a hop count");
+  const entries = value
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.length > 0);
   try {
     proxyAddr.compile(entries);
   } catch (err) {
@@ -391,7 +405,11 @@ function trustProxy(value: string | undefined): HttpConfig["trustProxy"] {
 
 function verificationKey(vars: z.infer<typeof envSchema>, production: boolean): VerificationKey {
   const given = (["JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_KEYS", "JWT_JWKS_URL"] as const).filter((name) => vars[name] !== undefined);
-  if (given.length > 1) throw new ConfigError(given[1] ?? "JWT_SECRET", `set one of JWT_SECRET, JWT_PUBLIC_KEY, JWT_KEYS and JWT_JWKS_URL, not ${given.join(" and ")}`);
+  if (given.length > 1)
+    throw new ConfigError(
+      given[1] ?? "JWT_SECRET",
+      `set one of JWT_SECRET, JWT_PUBLIC_KEY, JWT_KEYS and JWT_JWKS_URL, not ${given.join(" and ")}`,
+    );
   if (vars.JWT_SECRET) return { kind: "secret", secret: vars.JWT_SECRET, generated: false };
   if (vars.JWT_PUBLIC_KEY) {
     const entry = keyEntry(vars.JWT_PUBLIC_KEY, "JWT_PUBLIC_KEY", "public");
@@ -402,7 +420,8 @@ function verificationKey(vars: z.infer<typeof envSchema>, production: boolean): 
     const file = vars.JWT_KEYS.startsWith("@") ? vars.JWT_KEYS.slice(1) : null;
     return { kind: "keySet", file, keys: file === null ? parseKeySet(vars.JWT_KEYS, "JWT_KEYS") : readKeySetFile(file) };
   }
-  if (vars.JWT_JWKS_URL) return { kind: "jwks", url: vars.JWT_JWKS_URL, cooldownMs: vars.JWT_JWKS_COOLDOWN_MS, refreshMs: vars.JWT_JWKS_REFRESH_MS };
+  if (vars.JWT_JWKS_URL)
+    return { kind: "jwks", url: vars.JWT_JWKS_URL, cooldownMs: vars.JWT_JWKS_COOLDOWN_MS, refreshMs: vars.JWT_JWKS_REFRESH_MS };
   if (production) throw new ConfigError("JWT_SECRET", "NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY, JWT_KEYS or JWT_JWKS_URL");
   return { kind: "secret", secret: randomBytes(32).toString("base64url"), generated: true };
 }
@@ -428,9 +447,13 @@ function eventRoutes(value: string): ReadonlyMap<string, string> {
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new ConfigError("EVENT_ROUTES", 'is not JSON: give { "<event>": "<room, with {user} or {site} if needed>", ... } or @path/to/file.json');
+    throw new ConfigError(
+      "EVENT_ROUTES",
+      'is not JSON: give { "<event>": "<room, with {user} or {site} if needed>", ... } or @path/to/file.json',
+    );
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ConfigError("EVENT_ROUTES", "must be a JSON object of event to room");
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new ConfigError("EVENT_ROUTES", "must be a JSON object of event to room");
   const routes = new Map<string, string>();
   for (const [event, room] of Object.entries(parsed)) {
     const problem = routeProblem(event, room);
@@ -464,7 +487,8 @@ function frameSigningKeys(text: string): ReadonlyMap<string, string> {
   const keys = new Map<string, string>();
   for (const [kid, secret] of Object.entries(value)) {
     if (kid.length === 0 || kid.length > 200) throw new ConfigError("FRAME_SIGNING_KEYS", "each kid must be 1 to 200 characters");
-    if (typeof secret !== "string" || Buffer.byteLength(secret) < 32) throw new ConfigError("FRAME_SIGNING_KEYS", `the secret of kid ${kid} must be a string of 32 bytes or more`);
+    if (typeof secret !== "string" || Buffer.byteLength(secret) < 32)
+      throw new ConfigError("FRAME_SIGNING_KEYS", `the secret of kid ${kid} must be a string of 32 bytes or more`);
     keys.set(kid, secret);
   }
   return keys;
@@ -492,13 +516,16 @@ function parseKeySet(text: string, variable: string, file?: string): ReadonlyMap
   } catch {
     throw new ConfigError(variable, `is not JSON${where}: give { "<kid>": "<secret or PEM>", ... } or @path/to/file.json`);
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new ConfigError(variable, `must be a JSON object of kid to key${where}`);
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new ConfigError(variable, `must be a JSON object of kid to key${where}`);
   const entries = Object.entries(value);
   if (entries.length === 0) throw new ConfigError(variable, `holds no key${where}`);
   const keys = new Map<string, KeyEntry>();
   for (const [kid, material] of entries) {
-    if (kid.length === 0 || kid.length > 200) throw new ConfigError(variable, `kid ${JSON.stringify(kid.slice(0, 40))} must be 1 to 200 characters${where}`);
-    if (typeof material !== "string" || material.length === 0) throw new ConfigError(variable, `the key of kid ${kid} must be a secret or a PEM string${where}`);
+    if (kid.length === 0 || kid.length > 200)
+      throw new ConfigError(variable, `kid ${JSON.stringify(kid.slice(0, 40))} must be 1 to 200 characters${where}`);
+    if (typeof material !== "string" || material.length === 0)
+      throw new ConfigError(variable, `the key of kid ${kid} must be a secret or a PEM string${where}`);
     keys.set(kid, keyEntry(material, `${variable} kid ${kid}${where}`, "either"));
   }
   return keys;
@@ -543,7 +570,8 @@ function allowedAlgorithms(key: VerificationKey, asked: string[] | undefined): s
   if (!asked || asked.length === 0) return [...fitting];
   for (const algorithm of asked) {
     // Pinning an algorithm of the other family is how HS/RS key confusion starts: refuse it here.
-    if (!fitting.includes(algorithm)) throw new ConfigError("JWT_ALGORITHMS", `${algorithm} does not fit the configured keys (allowed: ${fitting.join(", ")})`);
+    if (!fitting.includes(algorithm))
+      throw new ConfigError("JWT_ALGORITHMS", `${algorithm} does not fit the configured keys (allowed: ${fitting.join(", ")})`);
   }
   return asked;
 }

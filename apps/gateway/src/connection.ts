@@ -27,7 +27,14 @@ import type { Config } from "./config.js";
 import { detailed, toWireError } from "./errors.js";
 import type { Metrics } from "./metrics.js";
 import type { Operations, Publication } from "./operations.js";
-import { type ClientEventName, type ClientEventSchemas, type ClientPayload, EVENT_COST, isClientEventName, parsePayload } from "./payloads.js";
+import {
+  type ClientEventName,
+  type ClientEventSchemas,
+  type ClientPayload,
+  EVENT_COST,
+  isClientEventName,
+  parsePayload,
+} from "./payloads.js";
 import type { PresenceTracker } from "./presence.js";
 import type { CallingSocket, ServiceCalls } from "./service-calls.js";
 import type { LifecycleLog } from "./lifecycle.js";
@@ -232,7 +239,10 @@ export class Connection {
     this.ctx.strikes.consume(this.socket.id).catch(() => {
       if (!this.socket.connected) return;
       this.ctx.metrics.limitHits.inc({ kind: "event_rate_disconnect" });
-      this.ctx.logger.warn({ code: "rate_limited", socket: this.socket.id, user: this.identity?.user }, "disconnected a socket that kept exceeding CLIENT_EVENT_RATE");
+      this.ctx.logger.warn(
+        { code: "rate_limited", socket: this.socket.id, user: this.identity?.user },
+        "disconnected a socket that kept exceeding CLIENT_EVENT_RATE",
+      );
       this.socket.disconnect(true);
     });
   }
@@ -296,7 +306,10 @@ export class Connection {
     const service = SERVICE_ROOM.exec(room)?.[1];
     if (service !== undefined ? !this.mayCall(identity, service) : !this.ctx.maySubscribe(identity, room, this.claimedRooms)) {
       const reserved = reservedRoomProblem(room);
-      return { ok: false, error: detailed("subscription_forbidden", reserved ?? `${preview(room)} is not a room this socket may subscribe to`) };
+      return {
+        ok: false,
+        error: detailed("subscription_forbidden", reserved ?? `${preview(room)} is not a room this socket may subscribe to`),
+      };
     }
     this.subscriptions ??= new Set();
     const subscriptions = this.subscriptions;
@@ -388,7 +401,9 @@ export class Connection {
       return;
     }
     for (const room of rooms) {
-      const problem = unpublishableRoomProblem(room) ?? (matchesPattern(this.publishable, identity, room) ? null : `${preview(room)} is not in the token's publish claim`);
+      const problem =
+        unpublishableRoomProblem(room) ??
+        (matchesPattern(this.publishable, identity, room) ? null : `${preview(room)} is not in the token's publish claim`);
       if (problem !== null) {
         answer({ ok: false, error: detailed("publish_forbidden", problem) });
         return;
@@ -418,7 +433,10 @@ export class Connection {
       this.answerService(payload.service, ack, { ok: false, error: detailed("service_forbidden", "authenticate first") });
       return;
     }
-    const answered = kind === "request" ? this.ctx.services.request(caller, payload as ClientPayload<"request">) : this.ctx.services.send(caller, payload as ClientPayload<"send">);
+    const answered =
+      kind === "request"
+        ? this.ctx.services.request(caller, payload as ClientPayload<"request">)
+        : this.ctx.services.send(caller, payload as ClientPayload<"send">);
     answered.then(
       (answer) => this.answerService(payload.service, ack, answer),
       (err: unknown) => {

@@ -16,7 +16,11 @@ const tokenBody = z.object({
   ttlSeconds: z.number().int().min(5).max(86_400).default(600),
 });
 const publishBody = z.object({ room: z.string().min(1).max(200), event: z.string().max(200).default("message"), data: z.unknown() });
-const kickBody = z.object({ user: z.union([z.string(), z.number()]), reason: z.string().max(500).optional(), refuseReconnect: z.boolean().default(false) });
+const kickBody = z.object({
+  user: z.union([z.string(), z.number()]),
+  reason: z.string().max(500).optional(),
+  refuseReconnect: z.boolean().default(false),
+});
 const siteQuery = z.object({ cursor: z.string().min(1).max(256).optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) });
 
 /**
@@ -60,7 +64,10 @@ export async function registerDevRoutes(app: FastifyInstance, deps: DevDeps): Pr
   // The same kick as the server API's; here a kicked user may reconnect at once unless asked otherwise.
   app.post("/dev/kick", async (request, reply) => {
     const body = kickBody.parse(request.body ?? {});
-    await operations.kick(body.user, { refuseReconnect: body.refuseReconnect, ...(body.reason !== undefined ? { reason: body.reason } : {}) });
+    await operations.kick(body.user, {
+      refuseReconnect: body.refuseReconnect,
+      ...(body.reason !== undefined ? { reason: body.reason } : {}),
+    });
     return reply.code(202).send({ ok: true });
   });
 

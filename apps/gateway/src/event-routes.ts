@@ -37,21 +37,33 @@ export class EventRoutes {
    */
   resolve(event: string, fill: RouteFill): RouteResult {
     const template = this.registered.get(event) ?? this.configured.get(event);
-    if (template === undefined) return { ok: false, error: detailed("route_unknown", `the event ${preview(event)} has no route, and the publish names no room`) };
+    if (template === undefined)
+      return { ok: false, error: detailed("route_unknown", `the event ${preview(event)} has no route, and the publish names no room`) };
     let room = template;
     if (template.includes("{user}")) {
-      if (fill.user === undefined) return { ok: false, error: detailed("route_incomplete", `the route of ${preview(event)} is ${template}, and the publish gives no user`) };
+      if (fill.user === undefined)
+        return {
+          ok: false,
+          error: detailed("route_incomplete", `the route of ${preview(event)} is ${template}, and the publish gives no user`),
+        };
       let user: string;
       try {
         user = userIdOf(fill.user);
       } catch {
-        return { ok: false, error: detailed("route_incomplete", `the route of ${preview(event)} needs a user id, not ${preview(fill.user)}`) };
+        return {
+          ok: false,
+          error: detailed("route_incomplete", `the route of ${preview(event)} needs a user id, not ${preview(fill.user)}`),
+        };
       }
       room = room.replaceAll("{user}", user);
     }
     if (template.includes("{site}")) {
       const site = fill.site === undefined ? null : normaliseSiteHost(fill.site);
-      if (site === null) return { ok: false, error: detailed("route_incomplete", `the route of ${preview(event)} is ${template}, and the publish gives no site host`) };
+      if (site === null)
+        return {
+          ok: false,
+          error: detailed("route_incomplete", `the route of ${preview(event)} is ${template}, and the publish gives no site host`),
+        };
       room = room.replaceAll("{site}", site);
     }
     return { ok: true, room };

@@ -48,7 +48,10 @@ function single(key: ResolvedKey): Keyring {
 }
 
 function resolved(entry: KeyEntry): ResolvedKey {
-  return { key: entry.type === "secret" ? createSecretKey(Buffer.from(entry.material)) : createPublicKey(entry.material), algorithms: entry.algorithms };
+  return {
+    key: entry.type === "secret" ? createSecretKey(Buffer.from(entry.material)) : createPublicKey(entry.material),
+    algorithms: entry.algorithms,
+  };
 }
 
 /** JWT_KEYS: keys chosen by `kid`, so several are valid at once while keys rotate. */
@@ -81,7 +84,11 @@ function keySet(file: string | null, initial: ReadonlyMap<string, KeyEntry>, { l
 function remoteKeySet(source: Extract<VerificationKey, { kind: "jwks" }>, { logger }: { logger: FastifyBaseLogger }): Keyring {
   // Never stale by age: a failed fetch must not throw away keys that still verify. Freshness
   // comes from the background refresh below and from a fetch on an unknown kid.
-  const remote = createRemoteJWKSet(new URL(source.url), { cacheMaxAge: Number.POSITIVE_INFINITY, cooldownDuration: source.cooldownMs, timeoutDuration: 5000 });
+  const remote = createRemoteJWKSet(new URL(source.url), {
+    cacheMaxAge: Number.POSITIVE_INFINITY,
+    cooldownDuration: source.cooldownMs,
+    timeoutDuration: 5000,
+  });
   let failing = false;
   const refresh = () =>
     remote.reload().then(
@@ -90,7 +97,11 @@ function remoteKeySet(source: Extract<VerificationKey, { kind: "jwks" }>, { logg
         failing = false;
       },
       (err: unknown) => {
-        if (!failing) logger.warn({ url: source.url, err: err instanceof Error ? err.message : String(err) }, "JWT_JWKS_URL could not be fetched; keeping the last good key set");
+        if (!failing)
+          logger.warn(
+            { url: source.url, err: err instanceof Error ? err.message : String(err) },
+            "JWT_JWKS_URL could not be fetched; keeping the last good key set",
+          );
         failing = true;
       },
     );
@@ -107,7 +118,8 @@ function remoteKeySet(source: Extract<VerificationKey, { kind: "jwks" }>, { logg
         if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) {
           throw new AuthError("bad_signature", `no key of JWT_JWKS_URL matches kid ${String(hint.kid).slice(0, 60)} and alg ${hint.alg}`);
         }
-        if (remote.jwks() !== undefined) throw new AuthError("bad_signature", `no key of JWT_JWKS_URL matches kid ${String(hint.kid).slice(0, 60)}`);
+        if (remote.jwks() !== undefined)
+          throw new AuthError("bad_signature", `no key of JWT_JWKS_URL matches kid ${String(hint.kid).slice(0, 60)}`);
         throw new AuthError("keys_unavailable", `JWT_JWKS_URL could not be fetched: ${err instanceof Error ? err.message : String(err)}`);
       }
       let key = converted.get(cryptoKey);

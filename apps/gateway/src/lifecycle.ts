@@ -36,12 +36,24 @@ export class LifecycleLog {
   private readonly timers: NodeJS.Timeout[];
 
   constructor(private readonly deps: LifecycleDeps) {
-    this.timers = [setInterval(() => void this.flush(), FLUSH_MS), setInterval(() => void this.sweep(), Math.max(100, Math.floor(deps.nodeTtlMs / 3)))];
+    this.timers = [
+      setInterval(() => void this.flush(), FLUSH_MS),
+      setInterval(() => void this.sweep(), Math.max(100, Math.floor(deps.nodeTtlMs / 3))),
+    ];
     for (const timer of this.timers) timer.unref();
   }
 
   record(type: LifecycleType, identity: Identity, socket: string, detail: { room?: string; reason?: string } = {}): void {
-    this.push({ type, user: identity.user, site: identity.site ?? "", socket, node: this.deps.nodeId, room: detail.room ?? "", reason: detail.reason ?? "", time: Date.now() });
+    this.push({
+      type,
+      user: identity.user,
+      site: identity.site ?? "",
+      socket,
+      node: this.deps.nodeId,
+      room: detail.room ?? "",
+      reason: detail.reason ?? "",
+      time: Date.now(),
+    });
   }
 
   /** Writes what is buffered (as far as Redis lets it) and stops. */
@@ -68,10 +80,17 @@ export class LifecycleLog {
         if (node === this.deps.nodeId) continue;
         const records = await this.goneRecords(node);
         for (const record of records) this.push(record);
-        if (records.length > 0) this.deps.logger.info({ goneNode: node, sockets: records.length }, "reported the sockets of a node that went silent as disconnected");
+        if (records.length > 0)
+          this.deps.logger.info(
+            { goneNode: node, sockets: records.length },
+            "reported the sockets of a node that went silent as disconnected",
+          );
       }
     } catch (err) {
-      this.deps.logger.debug({ err: err instanceof Error ? err.message : String(err) }, "could not look for gone nodes' sockets; will look again");
+      this.deps.logger.debug(
+        { err: err instanceof Error ? err.message : String(err) },
+        "could not look for gone nodes' sockets; will look again",
+      );
     }
   }
 
@@ -95,7 +114,16 @@ export class LifecycleLog {
   private async goneRecords(node: string): Promise<LifecycleRecord[]> {
     const sockets = await this.deps.state.claimLifecycleSockets(node);
     const time = Date.now();
-    return sockets.map(({ socket, user, site }) => ({ type: "disconnected", user, site, socket, node, room: "", reason: "node_gone", time }));
+    return sockets.map(({ socket, user, site }) => ({
+      type: "disconnected",
+      user,
+      site,
+      socket,
+      node,
+      room: "",
+      reason: "node_gone",
+      time,
+    }));
   }
 
   private async writeAll(): Promise<void> {

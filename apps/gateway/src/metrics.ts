@@ -39,10 +39,31 @@ const AUTH_FAILURE_CODES = [
 const DROP_CHANNELS = ["socket.io#emitter", "adapter", "replies"] as const;
 const FRAME_LAYOUTS = ["map", "array"] as const;
 export type FrameLayout = (typeof FRAME_LAYOUTS)[number];
-const DROP_REASONS = ["frame_not_msgpack", "frame_invalid", "frame_too_large", "frame_unsigned", "frame_signature_invalid", "route_unknown", "route_incomplete"] as const;
+const DROP_REASONS = [
+  "frame_not_msgpack",
+  "frame_invalid",
+  "frame_too_large",
+  "frame_unsigned",
+  "frame_signature_invalid",
+  "route_unknown",
+  "route_incomplete",
+] as const;
 
 /** How a call to a service ended (or why it never started); the label of `switchboard_service_requests_total`. */
-export const SERVICE_OUTCOMES = ["done", "error", "timeout", "reply_invalid", "caller_gone", "sent", "unknown", "unavailable", "busy", "forbidden", "too_large", "too_many"] as const;
+export const SERVICE_OUTCOMES = [
+  "done",
+  "error",
+  "timeout",
+  "reply_invalid",
+  "caller_gone",
+  "sent",
+  "unknown",
+  "unavailable",
+  "busy",
+  "forbidden",
+  "too_large",
+  "too_many",
+] as const;
 export type ServiceOutcome = (typeof SERVICE_OUTCOMES)[number];
 
 /** The gateway's Prometheus metrics, on a registry of its own (no process-wide singletons). */

@@ -106,7 +106,9 @@ export function createOperations(deps: OperationsDeps): Operations {
   // A node publishes under its first signing key, so nodes that require signatures accept what it sends.
   const signingKey = config.frameSigning ? [...config.frameSigning.keys][0] : undefined;
   const seal = (frame: Uint8Array) =>
-    signingKey === undefined ? frame : sealFrame(frame, signingKey[0], (payload) => createHmac("sha256", signingKey[1]).update(payload).digest());
+    signingKey === undefined
+      ? frame
+      : sealFrame(frame, signingKey[0], (payload) => createHmac("sha256", signingKey[1]).update(payload).digest());
   const transport: ControlTransport = {
     setKey: (key, value, ttlMs) => broker.state.setKey(key, value, ttlMs),
     deleteKey: (key) => broker.state.deleteKey(key),
@@ -119,7 +121,12 @@ export function createOperations(deps: OperationsDeps): Operations {
   };
   const list = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
 
-  function resolve(event: string, explicit: string[], added: string[], fill: RouteFill): { ok: true; rooms: string[] } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string } {
+  function resolve(
+    event: string,
+    explicit: string[],
+    added: string[],
+    fill: RouteFill,
+  ): { ok: true; rooms: string[] } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string } {
     if (explicit.length > 0) return { ok: true, rooms: [...new Set([...explicit, ...added])] };
     const routed = routes.resolve(event, fill);
     if (!routed.ok) return { ok: false, code: routed.error.code as "route_unknown" | "route_incomplete", reason: routed.error.message };
@@ -130,7 +137,10 @@ export function createOperations(deps: OperationsDeps): Operations {
   function checked(publication: Publication): { id: string; rooms: string[]; message: OutboundMessage } {
     const rooms = operations.targets(publication);
     const except = list(publication.except);
-    const frame = checkRawFrame({ room: rooms, event: publication.event ?? "message", data: publication.data ?? null, ...(except.length > 0 ? { except } : {}) }, limits);
+    const frame = checkRawFrame(
+      { room: rooms, event: publication.event ?? "message", data: publication.data ?? null, ...(except.length > 0 ? { except } : {}) },
+      limits,
+    );
     return { id: frame.id, rooms, message: { rooms: frame.rooms, except: frame.except, event: frame.event, args: frame.args } };
   }
 
@@ -168,7 +178,8 @@ export function createOperations(deps: OperationsDeps): Operations {
     },
 
     async broadcast(event, data, source) {
-      if (!isPublishableEvent(event)) throw new SwitchboardError("invalid_event", `event ${preview(event)} is not a publishable event name`);
+      if (!isPublishableEvent(event))
+        throw new SwitchboardError("invalid_event", `event ${preview(event)} is not a publishable event name`);
       await broker.publish({ rooms: [], except: [], event, args: [data ?? null] });
       metrics.messageReceived(source);
       return { id: newMessageId() };
@@ -250,7 +261,8 @@ export function createOperations(deps: OperationsDeps): Operations {
         case "routes":
           void broker.state.loadRoutes().then(
             (registered) => routes.setRegistered(registered),
-            (err: unknown) => deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not read the registered event routes"),
+            (err: unknown) =>
+              deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not read the registered event routes"),
           );
           return;
       }

@@ -78,7 +78,8 @@ export function parsePayload<Event extends ClientEventName>(
   args: readonly unknown[],
   maxDepth: number,
 ): { ok: true; payload: ClientPayload<Event> } | { ok: false; error: ErrorBody; tooDeep?: true } {
-  if (nestsDeeperThan(args, maxDepth + 1)) return { ok: false, error: detailed("payload_invalid", `the payload is nested deeper than ${maxDepth} levels`), tooDeep: true };
+  if (nestsDeeperThan(args, maxDepth + 1))
+    return { ok: false, error: detailed("payload_invalid", `the payload is nested deeper than ${maxDepth} levels`), tooDeep: true };
   const result = schemas[event].safeParse(args[0]);
   if (result.success) return { ok: true, payload: result.data as ClientPayload<Event> };
   const issue = result.error.issues[0];

@@ -217,5 +217,7 @@ function netCrossings(crossings: PresenceCrossing[]): PresenceCrossing[] {
     last.set(id, { site: crossing.site, user: crossing.user, online: crossing.online, first: earlier ? earlier.first : !crossing.online });
   }
   // Online then offline (or the reverse) within one batch cancel out.
-  return [...last.values()].filter((crossing) => crossing.online !== crossing.first).map(({ site, user, online }) => ({ site, user, online }));
+  return [...last.values()]
+    .filter((crossing) => crossing.online !== crossing.first)
+    .map(({ site, user, online }) => ({ site, user, online }));
 }

@@ -77,11 +77,18 @@ function readFrame(bytes: Uint8Array, deps: RawFrameDeps): Read {
   } else {
     if (deps.signing) {
       const secret = deps.signing.keys.get(envelope.kid);
-      if (secret === undefined) return { ok: false, code: "frame_signature_invalid", reason: `no signing key has kid ${envelope.kid.slice(0, 60)}` };
+      if (secret === undefined)
+        return { ok: false, code: "frame_signature_invalid", reason: `no signing key has kid ${envelope.kid.slice(0, 60)}` };
       const skew = Math.abs(Date.now() - envelope.ts);
-      if (skew > deps.signing.maxAgeMs) return { ok: false, code: "frame_signature_invalid", reason: `signed ${skew} ms from this node's clock, more than FRAME_SIGNATURE_MAX_AGE_MS` };
+      if (skew > deps.signing.maxAgeMs)
+        return {
+          ok: false,
+          code: "frame_signature_invalid",
+          reason: `signed ${skew} ms from this node's clock, more than FRAME_SIGNATURE_MAX_AGE_MS`,
+        };
       const expected = createHmac("sha256", secret).update(signedPayload(envelope.ts, envelope.frame)).digest();
-      if (!timingSafeEqual(expected, envelope.sig)) return { ok: false, code: "frame_signature_invalid", reason: "the signature does not match" };
+      if (!timingSafeEqual(expected, envelope.sig))
+        return { ok: false, code: "frame_signature_invalid", reason: "the signature does not match" };
     }
     const inner = decodeMsgpack(envelope.frame);
     if (!inner.ok) return inner;

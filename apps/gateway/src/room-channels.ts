@@ -88,7 +88,8 @@ export class RoomChannels implements AdapterSubscriber {
 
   pUnsubscribe(patterns: string | string[], listener: Listener | undefined, bufferMode: true): Promise<void> {
     const list = typeof patterns === "string" ? [patterns] : patterns;
-    if (this.prefix === null || list.length !== 1 || list[0] !== `${this.prefix}*`) return this.subscriber.pUnsubscribe(patterns, listener, bufferMode);
+    if (this.prefix === null || list.length !== 1 || list[0] !== `${this.prefix}*`)
+      return this.subscriber.pUnsubscribe(patterns, listener, bufferMode);
     // The adapter closes: its channel and every room channel go.
     const channels = [this.prefix, ...this.subscribed];
     this.subscribed.clear();

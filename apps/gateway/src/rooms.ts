@@ -33,7 +33,8 @@ const SOCKET_ID_SHAPE = /^[A-Za-z0-9_-]{20}$/;
 
 /** Why a room can never be subscribed to by a client, whatever the patterns say; null if it can be. */
 export function reservedRoomProblem(room: string): string | null {
-  if (RESERVED_PREFIXES.some((prefix) => room.startsWith(prefix))) return "user(), site() and internal rooms come from the token, never from a subscription";
+  if (RESERVED_PREFIXES.some((prefix) => room.startsWith(prefix)))
+    return "user(), site() and internal rooms come from the token, never from a subscription";
   if (SOCKET_ID_SHAPE.test(room)) return "a name of exactly 20 letters, digits, '-' or '_' is a socket id";
   return null;
 }
@@ -90,7 +91,9 @@ export function unpublishableRoomProblem(room: string): string | null {
  * token's `rooms` claim. With no patterns nothing may be subscribed. `user(…)`, `site(…)`,
  * internal and socket-id rooms never may, whatever a pattern or claim says.
  */
-export function createSubscriptionPolicy(patterns: readonly string[]): (identity: Identity, room: string, claimed?: readonly CompiledPattern[]) => boolean {
+export function createSubscriptionPolicy(
+  patterns: readonly string[],
+): (identity: Identity, room: string, claimed?: readonly CompiledPattern[]) => boolean {
   const configured = compilePatterns(patterns);
   return (identity, room, claimed = []) =>
     reservedRoomProblem(room) === null && (matchesPattern(configured, identity, room) || matchesPattern(claimed, identity, room));

@@ -25,7 +25,8 @@ import { type GatewayServer, createTransport } from "./transport.js";
 /** How often a node writes its batched presence changes. */
 const PRESENCE_FLUSH_MS = 200;
 
-export const VERSION: string = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+export const VERSION: string = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
+  .version;
 
 export interface Gateway {
   app: FastifyInstance;
@@ -100,7 +101,9 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const operations = createOperations({ io, broker, config, metrics, logger, routes, revocations });
   const startedAt = Date.now();
   const lifecycle =
-    config.lifecycleMaxLen === null ? null : new LifecycleLog({
+    config.lifecycleMaxLen === null
+      ? null
+      : new LifecycleLog({
           state: broker.state,
           nodeId: config.nodeId,
           maxLen: config.lifecycleMaxLen,
@@ -133,16 +136,33 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   // Whenever the broker becomes ready, what this node mirrors or contributes is read and written again:
   // control frames and presence changes of the time before were lost.
   broker.onReady(() => {
-    operations.reloadShared().catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not read the shared state"));
+    operations
+      .reloadShared()
+      .catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not read the shared state"));
     presence.resync();
   });
   presence.start();
-  const services = createServiceCalls({ io, state: broker.state, config: config.services, nodeId: config.nodeId, metrics, logger, dropFrame, payloadMaxDepth: config.limits.payloadMaxDepth });
+  const services = createServiceCalls({
+    io,
+    state: broker.state,
+    config: config.services,
+    nodeId: config.nodeId,
+    metrics,
+    logger,
+    dropFrame,
+    payloadMaxDepth: config.limits.payloadMaxDepth,
+  });
   broker.onServiceReply((message) => services.onReply(message));
   metrics.readServiceQueues(() => (broker.ready() ? broker.state.services() : Promise.resolve([])));
   transport.serve({ operations, presence, services, lifecycle });
   // Made once: every node takes every raw frame.
-  const rawFrameDeps = { operations, metrics, dropFrame, limits: { maxDepth: config.limits.payloadMaxDepth }, signing: config.frameSigning };
+  const rawFrameDeps = {
+    operations,
+    metrics,
+    dropFrame,
+    limits: { maxDepth: config.limits.payloadMaxDepth },
+    signing: config.frameSigning,
+  };
   broker.onRawFrame((frame) => handleRawFrame(frame, rawFrameDeps));
   registerErrorHandling(app, metrics);
   await registerHttpRoutes(app, { config, broker, metrics, version: VERSION, draining: () => draining });

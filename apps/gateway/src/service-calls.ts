@@ -48,7 +48,10 @@ export interface ServiceCallsDeps {
  * are dropped and counted. Nothing is kept for a socket that has gone.
  */
 export interface ServiceCalls {
-  request(socket: CallingSocket, call: { id?: string | undefined; service: string; payload?: unknown; timeoutMs?: number | undefined }): Promise<ServiceRequestAck>;
+  request(
+    socket: CallingSocket,
+    call: { id?: string | undefined; service: string; payload?: unknown; timeoutMs?: number | undefined },
+  ): Promise<ServiceRequestAck>;
   send(socket: CallingSocket, message: { service: string; event?: string | undefined; payload?: unknown }): Promise<ServiceRequestAck>;
   /** A message on this node's reply channel. */
   onReply(message: Buffer): void;
@@ -94,15 +97,25 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
     const call = end(id);
     if (!call) return;
     metrics.serviceRequest(call.service, "timeout", Date.now() - call.startedAt);
-    emitTo(call.socketId, { id: call.callerId, kind: "error", error: detailed("request_timeout", `${call.service} did not finish in time`) });
+    emitTo(call.socketId, {
+      id: call.callerId,
+      kind: "error",
+      error: detailed("request_timeout", `${call.service} did not finish in time`),
+    });
   }
 
   /** The checks a request and a send share; null when the call may go on. */
   function refusal(socket: CallingSocket, service: string, payload: unknown): { error: ErrorBody; outcome: ServiceOutcome } | null {
-    if (!isServiceName(service)) return { error: detailed("service_unknown", `${preview(service)} is not a service name`), outcome: "unknown" };
-    if (!socket.mayCall(service)) return { error: detailed("service_forbidden", `this socket may not call ${service}`), outcome: "forbidden" };
+    if (!isServiceName(service))
+      return { error: detailed("service_unknown", `${preview(service)} is not a service name`), outcome: "unknown" };
+    if (!socket.mayCall(service))
+      return { error: detailed("service_forbidden", `this socket may not call ${service}`), outcome: "forbidden" };
     const size = Buffer.byteLength(JSON.stringify(payload ?? null));
-    if (size > config.maxPayloadBytes) return { error: detailed("payload_too_large", `${size} bytes is more than SERVICE_MAX_PAYLOAD_BYTES (${config.maxPayloadBytes})`), outcome: "too_large" };
+    if (size > config.maxPayloadBytes)
+      return {
+        error: detailed("payload_too_large", `${size} bytes is more than SERVICE_MAX_PAYLOAD_BYTES (${config.maxPayloadBytes})`),
+        outcome: "too_large",
+      };
     return null;
   }
 
@@ -113,7 +126,16 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
     const caller = { user: socket.identity.user, site: socket.identity.site ?? "", socket: socket.id, node: deps.nodeId };
     let queued: Awaited<ReturnType<SharedState["enqueueServiceRequest"]>>;
     try {
-      const request = { id: fields.id, kind: fields.kind, service: fields.service, event: fields.event, payload: fields.payload, deadline: fields.deadline, caller, reply };
+      const request = {
+        id: fields.id,
+        kind: fields.kind,
+        service: fields.service,
+        event: fields.event,
+        payload: fields.payload,
+        deadline: fields.deadline,
+        caller,
+        reply,
+      };
       queued = await deps.state.enqueueServiceRequest(request, config.maxPending);
     } catch (err) {
       deps.logger.debug({ err: err instanceof Error ? err.message : String(err) }, "a service request could not be queued");
@@ -134,11 +156,20 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
       const calls = bySocket.get(socket.id);
       if ((calls?.size ?? 0) >= config.maxCallsPerSocket) {
         metrics.serviceRequest("", "too_many", 0);
-        return { ok: false, error: detailed("rate_limited", `this socket already waits for ${config.maxCallsPerSocket} requests (SERVICE_MAX_CALLS_PER_SOCKET)`) };
+        return {
+          ok: false,
+          error: detailed(
+            "rate_limited",
+            `this socket already waits for ${config.maxCallsPerSocket} requests (SERVICE_MAX_CALLS_PER_SOCKET)`,
+          ),
+        };
       }
       const callerId = call.id ?? newMessageId();
       if (calls && [...calls].some((id) => pending.get(id)?.callerId === callerId)) {
-        return { ok: false, error: detailed("payload_invalid", `a request with id ${preview(callerId)} is already under way on this socket`) };
+        return {
+          ok: false,
+          error: detailed("payload_invalid", `a request with id ${preview(callerId)} is already under way on this socket`),
+        };
       }
       const id = newMessageId();
       const startedAt = Date.now();
@@ -147,7 +178,14 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
       const entry: Pending = { socketId: socket.id, callerId, service: call.service, startedAt, deadlineKey: deadlines.add(deadline, id) };
       pending.set(id, entry);
       bySocket.set(socket.id, (calls ?? new Set()).add(id));
-      const error = await enqueue(socket, { id, kind: "request", service: call.service, event: "", payload: call.payload ?? null, deadline });
+      const error = await enqueue(socket, {
+        id,
+        kind: "request",
+        service: call.service,
+        event: "",
+        payload: call.payload ?? null,
+        deadline,
+      });
       if (error) {
         end(id);
         metrics.serviceRequest(call.service, outcomeOf[error.code as keyof typeof outcomeOf] ?? "unavailable", 0);
@@ -165,7 +203,14 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
         return { ok: false, error: refused.error };
       }
       const id = newMessageId();
-      const error = await enqueue(socket, { id, kind: "send", service: message.service, event: message.event ?? "message", payload: message.payload ?? null, deadline: 0 });
+      const error = await enqueue(socket, {
+        id,
+        kind: "send",
+        service: message.service,
+        event: message.event ?? "message",
+        payload: message.payload ?? null,
+        deadline: 0,
+      });
       metrics.serviceRequest(message.service, error ? (outcomeOf[error.code as keyof typeof outcomeOf] ?? "unavailable") : "sent", 0);
       return error ? { ok: false, error } : { ok: true, id };
     },
@@ -191,10 +236,18 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
       }
       if (answer.kind !== "error" && nestsDeeperThan(answer.data, deps.payloadMaxDepth)) {
         // The caller is told rather than left waiting: its call cannot end as the service meant it to.
-        deps.dropFrame("replies", "frame_invalid", `a ${answer.kind} reply's data is nested deeper than PAYLOAD_MAX_DEPTH (${deps.payloadMaxDepth})`);
+        deps.dropFrame(
+          "replies",
+          "frame_invalid",
+          `a ${answer.kind} reply's data is nested deeper than PAYLOAD_MAX_DEPTH (${deps.payloadMaxDepth})`,
+        );
         end(answer.id);
         metrics.serviceRequest(call.service, "reply_invalid", Date.now() - call.startedAt);
-        emitTo(call.socketId, { id: call.callerId, kind: "error", error: detailed("service_reply_invalid", `${call.service} answered data nested deeper than ${deps.payloadMaxDepth} levels`) });
+        emitTo(call.socketId, {
+          id: call.callerId,
+          kind: "error",
+          error: detailed("service_reply_invalid", `${call.service} answered data nested deeper than ${deps.payloadMaxDepth} levels`),
+        });
         return;
       }
       if (answer.kind === "progress") {
@@ -203,7 +256,12 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
       }
       end(answer.id);
       metrics.serviceRequest(call.service, answer.kind === "done" ? "done" : "error", Date.now() - call.startedAt);
-      emitTo(call.socketId, answer.kind === "done" ? { id: call.callerId, kind: "done", data: answer.data } : { id: call.callerId, kind: "error", error: answer.error });
+      emitTo(
+        call.socketId,
+        answer.kind === "done"
+          ? { id: call.callerId, kind: "done", data: answer.data }
+          : { id: call.callerId, kind: "error", error: answer.error },
+      );
     },
 
     forget(socketId) {

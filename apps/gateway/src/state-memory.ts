@@ -6,7 +6,11 @@ export function createMemoryState(): SharedState {
   const keys = new Map<string, { value: string; expiresAt: number }>();
   const routes = new Map<string, string>();
   // kind → key → user (or node, for `user`) → sockets
-  const presence = { user: new Map<string, Map<string, number>>(), site: new Map<string, Map<string, number>>(), room: new Map<string, Map<string, number>>() };
+  const presence = {
+    user: new Map<string, Map<string, number>>(),
+    site: new Map<string, Map<string, number>>(),
+    room: new Map<string, Map<string, number>>(),
+  };
   let self: NodeInfo | null = null;
 
   const live = (key: string) => {
@@ -57,7 +61,7 @@ export function createMemoryState(): SharedState {
       for (const { kind, key, user, delta } of deltas) {
         const after = add(presence[kind], key, kind === "user" ? node : user, delta);
         const before = after - delta;
-        if (reportCrossings && kind === "site" && (before <= 0) !== (after <= 0)) crossings.push({ site: key, user, online: after > 0 });
+        if (reportCrossings && kind === "site" && before <= 0 !== after <= 0) crossings.push({ site: key, user, online: after > 0 });
       }
       return crossings;
     },

@@ -125,7 +125,8 @@ export function createRedisState(redis: BinaryRedisCommander, nodeTtlMs: () => n
   const crossingsOf = (reply: unknown): PresenceCrossing[] => {
     const flat = Array.isArray(reply) ? reply.map(String) : [];
     const crossings: PresenceCrossing[] = [];
-    for (let index = 0; index + 2 < flat.length; index += 3) crossings.push({ site: flat[index] ?? "", user: flat[index + 1] ?? "", online: flat[index + 2] === "1" });
+    for (let index = 0; index + 2 < flat.length; index += 3)
+      crossings.push({ site: flat[index] ?? "", user: flat[index + 1] ?? "", online: flat[index + 2] === "1" });
     return crossings;
   };
 
@@ -224,7 +225,8 @@ export function createRedisState(redis: BinaryRedisCommander, nodeTtlMs: () => n
         ...records.flatMap((record) => {
           const writes = [run(["XADD", LIFECYCLE_KEYS.stream, "MAXLEN", "~", String(maxLen), "*", ...lifecycleFields(record)])];
           const sockets = LIFECYCLE_KEYS.sockets(record.node);
-          if (record.type === "connected") writes.push(run(["HSET", sockets, record.socket, JSON.stringify({ user: record.user, site: record.site })]));
+          if (record.type === "connected")
+            writes.push(run(["HSET", sockets, record.socket, JSON.stringify({ user: record.user, site: record.site })]));
           if (record.type === "disconnected") writes.push(run(["HDEL", sockets, record.socket]));
           return writes;
         }),
@@ -240,7 +242,9 @@ export function createRedisState(redis: BinaryRedisCommander, nodeTtlMs: () => n
     },
     async claimLifecycleSockets(node) {
       // Read and delete in one step: of the nodes that notice, exactly one reports the sockets.
-      const flat = ((await run(["EVAL", CLAIM_SOCKETS, "2", LIFECYCLE_KEYS.sockets(node), LIFECYCLE_KEYS.nodes, node])) as unknown[]).map(String);
+      const flat = ((await run(["EVAL", CLAIM_SOCKETS, "2", LIFECYCLE_KEYS.sockets(node), LIFECYCLE_KEYS.nodes, node])) as unknown[]).map(
+        String,
+      );
       const sockets: { socket: string; user: string; site: string }[] = [];
       for (let index = 0; index + 1 < flat.length; index += 2) {
         try {

@@ -1,6 +1,14 @@
 import { type IncomingMessage, type Server as HttpServer, ServerResponse } from "node:http";
 import cors from "cors";
-import { type ClientToServerEvents, Deadlines, type ErrorBody, type ReconnectPayload, SERVER_EVENTS, type ServerToClientEvents, errorBody } from "@switchboard/protocol";
+import {
+  type ClientToServerEvents,
+  Deadlines,
+  type ErrorBody,
+  type ReconnectPayload,
+  SERVER_EVENTS,
+  type ServerToClientEvents,
+  errorBody,
+} from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Server, type Socket } from "socket.io";
@@ -10,7 +18,14 @@ import { AuthError, type TokenVerifier } from "./auth.js";
 import { createOutboundWatch, dropConnection } from "./backpressure.js";
 import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
-import { AdmittedSockets, type ClientSocket, Connection, type ConnectionContext, type PresenceShare, type SocketData } from "./connection.js";
+import {
+  AdmittedSockets,
+  type ClientSocket,
+  Connection,
+  type ConnectionContext,
+  type PresenceShare,
+  type SocketData,
+} from "./connection.js";
 import { toWireError } from "./errors.js";
 import type { ThrottledWarnings } from "./log-throttle.js";
 import type { Metrics } from "./metrics.js";
@@ -57,7 +72,12 @@ function handshakeCredential(socket: ClientSocket): HandshakeCredential {
 export interface Transport {
   io: GatewayServer;
   /** Starts taking sockets; each one becomes a Connection using the node's operations and presence. */
-  serve(core: { operations: ConnectionContext["operations"]; presence: PresenceTracker; services: ServiceCalls; lifecycle: LifecycleLog | null }): void;
+  serve(core: {
+    operations: ConnectionContext["operations"];
+    presence: PresenceTracker;
+    services: ServiceCalls;
+    lifecycle: LifecycleLog | null;
+  }): void;
   /**
    * Tells every socket to reconnect elsewhere (`reconnect` `{ retryAfterMs }`), spread evenly over
    * `spreadMs`, closing each socket's transport right after its event; resolves once every socket
@@ -121,7 +141,11 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
   const open = new Map<EngineConnection, { address: string; counted: boolean }>();
   const watch = createOutboundWatch<EngineConnection>(limits.clientMaxBufferBytes, (connection) => {
     metrics.limitHits.inc({ kind: "slow_consumer" });
-    deps.warnings.warn("slow_consumer", { code: "slow_consumer", address: open.get(connection)?.address, limitBytes: limits.clientMaxBufferBytes }, "dropped a slow consumer");
+    deps.warnings.warn(
+      "slow_consumer",
+      { code: "slow_consumer", address: open.get(connection)?.address, limitBytes: limits.clientMaxBufferBytes },
+      "dropped a slow consumer",
+    );
     dropConnection(connection);
   });
   // One listener for everything a closing connection gives back, shared by all: a node holds many connections.
@@ -132,7 +156,11 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     if (record?.counted) admission.closed(record.address);
     if (isMessageTooLarge(description)) {
       metrics.limitHits.inc({ kind: "message_size" });
-      deps.warnings.warn("message_too_large", { code: "message_too_large", limitBytes: limits.clientMaxMessageBytes }, "closed a connection that sent an oversized message");
+      deps.warnings.warn(
+        "message_too_large",
+        { code: "message_too_large", limitBytes: limits.clientMaxMessageBytes },
+        "closed a connection that sent an oversized message",
+      );
     }
   }
   io.engine.on("connection", (connection: EngineConnection) => {
@@ -163,7 +191,8 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     if (earlier) return next(Object.assign(new Error(earlier.code), { data: earlier }));
     const credential = handshakeCredential(socket);
     if (credential === null) return next();
-    const verifying = "malformed" in credential ? Promise.reject(new AuthError("malformed", credential.malformed)) : verifier.verify(credential.token);
+    const verifying =
+      "malformed" in credential ? Promise.reject(new AuthError("malformed", credential.malformed)) : verifier.verify(credential.token);
     verifying.then(
       (session) => {
         if (admitted.full(session.identity.user)) {
@@ -206,15 +235,22 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     },
     async drain(spreadMs, deadline) {
       const sockets = [...namespace.sockets.values()];
-      const gone = Promise.all(sockets.map((socket) => (socket.connected ? new Promise<void>((resolve) => socket.once("disconnect", () => resolve())) : undefined)));
+      const gone = Promise.all(
+        sockets.map((socket) =>
+          socket.connected ? new Promise<void>((resolve) => socket.once("disconnect", () => resolve())) : undefined,
+        ),
+      );
       const timers = sockets.map((socket, index) =>
-        setTimeout(() => {
-          if (!socket.connected) return;
-          const hint: ReconnectPayload = { retryAfterMs: Math.floor(Math.random() * RECONNECT_JITTER_MS) };
-          socket.emit(SERVER_EVENTS.reconnect, hint);
-          // The transport, not the socket: a closed transport is what every Socket.IO client reconnects after by itself.
-          socket.conn.close();
-        }, Math.floor((index * spreadMs) / Math.max(1, sockets.length))),
+        setTimeout(
+          () => {
+            if (!socket.connected) return;
+            const hint: ReconnectPayload = { retryAfterMs: Math.floor(Math.random() * RECONNECT_JITTER_MS) };
+            socket.emit(SERVER_EVENTS.reconnect, hint);
+            // The transport, not the socket: a closed transport is what every Socket.IO client reconnects after by itself.
+            socket.conn.close();
+          },
+          Math.floor((index * spreadMs) / Math.max(1, sockets.length)),
+        ),
       );
       let waited: NodeJS.Timeout | undefined;
       await Promise.race([gone, new Promise<void>((resolve) => (waited = setTimeout(resolve, Math.max(0, deadline - Date.now()))))]);

@@ -43,7 +43,9 @@ function corkUntilIdle(socket: NetSocket, beforeRelease?: () => void): void {
  * 101, and engine.io sends `open` a few microtasks later, before any I/O. Only upgrades: a polling
  * response is one write already.
  */
-export function coalesceUpgradeWrites(engine: { on(event: "headers", listener: (headers: unknown, request: IncomingMessage) => void): unknown }): void {
+export function coalesceUpgradeWrites(engine: {
+  on(event: "headers", listener: (headers: unknown, request: IncomingMessage) => void): unknown;
+}): void {
   engine.on("headers", (_headers, request) => {
     if (request.headers.upgrade?.toLowerCase() !== "websocket") return;
     if (!request.socket.destroyed) corkUntilIdle(request.socket);

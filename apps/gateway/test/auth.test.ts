@@ -16,7 +16,8 @@ const silent = { logger: { info() {}, warn() {}, error() {}, debug() {} } as unk
 const verifierFor = (env: Record<string, string>) => createTokenVerifier(loadConfig(env).auth, silent);
 const hsVerifier = verifierFor({ JWT_SECRET: SECRET, JWT_ISSUER: "issuer", JWT_AUDIENCE: "sb" });
 const rsVerifier = verifierFor({ JWT_PUBLIC_KEY: rsaPublicPem });
-const good = (claims: object, options: jwt.SignOptions = {}) => jwt.sign(claims, SECRET, { issuer: "issuer", audience: "sb", expiresIn: 60, ...options });
+const good = (claims: object, options: jwt.SignOptions = {}) =>
+  jwt.sign(claims, SECRET, { issuer: "issuer", audience: "sb", expiresIn: 60, ...options });
 
 describe("token verification", () => {
   it("returns the user and normalised site", async () => {
@@ -35,10 +36,20 @@ describe("token verification", () => {
     ["token_missing", () => hsVerifier.verify("")],
     ["token_malformed", () => hsVerifier.verify("not.a.jwt")],
     ["token_malformed", () => hsVerifier.verify(12)],
-    ["token_invalid_signature", () => hsVerifier.verify(jwt.sign({ sub: "u" }, "another-secret-another-secret-xx", { issuer: "issuer", audience: "sb" }))],
-    ["token_expired", () => hsVerifier.verify(jwt.sign({ sub: "u", exp: Math.floor(Date.now() / 1000) - 60 }, SECRET, { issuer: "issuer", audience: "sb" }))],
+    [
+      "token_invalid_signature",
+      () => hsVerifier.verify(jwt.sign({ sub: "u" }, "another-secret-another-secret-xx", { issuer: "issuer", audience: "sb" })),
+    ],
+    [
+      "token_expired",
+      () =>
+        hsVerifier.verify(jwt.sign({ sub: "u", exp: Math.floor(Date.now() / 1000) - 60 }, SECRET, { issuer: "issuer", audience: "sb" })),
+    ],
     ["token_not_yet_valid", () => hsVerifier.verify(good({ sub: "u" }, { notBefore: 3600 }))],
-    ["token_algorithm_not_allowed", () => hsVerifier.verify(jwt.sign({ sub: "u" }, rsaPrivatePem, { algorithm: "RS256", issuer: "issuer", audience: "sb" }))],
+    [
+      "token_algorithm_not_allowed",
+      () => hsVerifier.verify(jwt.sign({ sub: "u" }, rsaPrivatePem, { algorithm: "RS256", issuer: "issuer", audience: "sb" })),
+    ],
     ["token_claims_invalid", () => hsVerifier.verify(good({ name: "no sub" }))],
     ["token_claims_invalid", () => hsVerifier.verify(good({ sub: "u" }, { issuer: "someone-else" }))],
     ["token_claims_invalid", () => hsVerifier.verify(good({ sub: "u" }, { audience: "other" }))],
@@ -58,7 +69,10 @@ describe("token verification", () => {
   });
 
   it("accepts RS256 tokens with a public key", async () => {
-    expect((await rsVerifier.verify(jwt.sign({ sub: "r", site: "a.io" }, rsaPrivatePem, { algorithm: "RS256" }))).identity).toEqual({ user: "r", site: "a.io" });
+    expect((await rsVerifier.verify(jwt.sign({ sub: "r", site: "a.io" }, rsaPrivatePem, { algorithm: "RS256" }))).identity).toEqual({
+      user: "r",
+      site: "a.io",
+    });
   });
 
   const b64 = (value: unknown) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
@@ -131,7 +145,9 @@ describe("token verification", () => {
     expect(await codeOf(() => capped.verify(jwt.sign({ sub: "u" }, SECRET, { expiresIn: 3601 })))).toBe("token_claims_invalid");
     expect(await codeOf(() => capped.verify(jwt.sign({ sub: "u" }, SECRET)))).toBe("token_claims_invalid");
     // Without iat, what is left of its life counts.
-    expect(await codeOf(() => capped.verify(jwt.sign({ sub: "u", exp: Math.floor(Date.now() / 1000) + 7200 }, SECRET, { noTimestamp: true })))).toBe("token_claims_invalid");
+    expect(
+      await codeOf(() => capped.verify(jwt.sign({ sub: "u", exp: Math.floor(Date.now() / 1000) + 7200 }, SECRET, { noTimestamp: true }))),
+    ).toBe("token_claims_invalid");
   });
 
   it("maps unknown failures to internal_error", async () => {

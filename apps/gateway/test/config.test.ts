@@ -11,7 +11,14 @@ describe("config", () => {
   it("applies the documented defaults", () => {
     const config = loadConfig({ JWT_SECRET: SECRET });
     expect(config).toMatchObject({ port: 3000, host: "0.0.0.0", redisUrl: null, corsOrigins: null, devTools: false, logLevel: "info" });
-    expect(config.auth).toMatchObject({ algorithms: ["HS256", "HS384", "HS512"], siteClaim: "site", timeoutMs: 5000, refreshNoticeMs: 60_000, issuer: null, audience: null });
+    expect(config.auth).toMatchObject({
+      algorithms: ["HS256", "HS384", "HS512"],
+      siteClaim: "site",
+      timeoutMs: 5000,
+      refreshNoticeMs: 60_000,
+      issuer: null,
+      audience: null,
+    });
     expect(config.subscribeRooms).toEqual([]);
     expect(config.nodeId).toMatch(/^node-[0-9a-f]{6}$/);
     expect(Object.isFrozen(config)).toBe(true);
@@ -31,8 +38,20 @@ describe("config", () => {
       AUTH_TIMEOUT_MS: "1500",
       CORS_ORIGINS: "https://app.example.com,http://localhost:5173",
     });
-    expect(config).toMatchObject({ port: 4001, host: "127.0.0.1", nodeId: "edge-1", redisUrl: "redis://127.0.0.1:6380", corsOrigins: ["https://app.example.com", "http://localhost:5173"] });
-    expect(config.auth).toMatchObject({ algorithms: ["HS512"], issuer: "https://auth.example.com", audience: ["switchboard", "chat"], siteClaim: "tenant", timeoutMs: 1500 });
+    expect(config).toMatchObject({
+      port: 4001,
+      host: "127.0.0.1",
+      nodeId: "edge-1",
+      redisUrl: "redis://127.0.0.1:6380",
+      corsOrigins: ["https://app.example.com", "http://localhost:5173"],
+    });
+    expect(config.auth).toMatchObject({
+      algorithms: ["HS512"],
+      issuer: "https://auth.example.com",
+      audience: ["switchboard", "chat"],
+      siteClaim: "tenant",
+      timeoutMs: 1500,
+    });
   });
 
   it("generates a development secret without a key outside production, and turns dev tools on", () => {
@@ -106,8 +125,10 @@ describe("config of limits and operations", () => {
   );
 
   it("refuses NODE_ENV spellings other than production, development and test", () => {
-    for (const value of ["prod", "Production", "PRODUCTION", "staging", "dev"]) expect(configFailure({ JWT_SECRET: SECRET, NODE_ENV: value }).variable).toBe("NODE_ENV");
-    for (const value of ["production", "development", "test", ""]) expect(() => loadConfig({ JWT_SECRET: SECRET, NODE_ENV: value })).not.toThrow();
+    for (const value of ["prod", "Production", "PRODUCTION", "staging", "dev"])
+      expect(configFailure({ JWT_SECRET: SECRET, NODE_ENV: value }).variable).toBe("NODE_ENV");
+    for (const value of ["production", "development", "test", ""])
+      expect(() => loadConfig({ JWT_SECRET: SECRET, NODE_ENV: value })).not.toThrow();
   });
 
   it("reads TRUST_PROXY as a hop count or a list of addresses, and refuses true and garbage", () => {
@@ -162,7 +183,8 @@ describe("safe defaults", () => {
     expect(loadConfig({ ...redis, LIFECYCLE_EVENTS: "0", LIFECYCLE_MAXLEN: "500" }).lifecycleMaxLen).toBeNull();
     expect(configFailure({ JWT_SECRET: SECRET, LIFECYCLE_EVENTS: "1" }).variable).toBe("LIFECYCLE_EVENTS");
     expect(configFailure({ ...redis, LIFECYCLE_EVENTS: "yes" }).variable).toBe("LIFECYCLE_EVENTS");
-    for (const bad of ["0", "99", "ten", "1e9", "-5"]) expect(configFailure({ ...redis, LIFECYCLE_EVENTS: "1", LIFECYCLE_MAXLEN: bad }).variable).toBe("LIFECYCLE_MAXLEN");
+    for (const bad of ["0", "99", "ten", "1e9", "-5"])
+      expect(configFailure({ ...redis, LIFECYCLE_EVENTS: "1", LIFECYCLE_MAXLEN: bad }).variable).toBe("LIFECYCLE_MAXLEN");
   });
 
   it("refuses DRAIN_SPREAD_MS longer than DRAIN_TIMEOUT_MS and defaults it to half of it, at most 5 s", () => {

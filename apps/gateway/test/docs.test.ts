@@ -40,7 +40,12 @@ describe("documented defaults", () => {
 
 describe("links between the documents", () => {
   const root = new URL("../../../", import.meta.url);
-  const documents = ["README.md", ...readdirSync(new URL("docs/", root)).filter((name) => name.endsWith(".md")).map((name) => `docs/${name}`)];
+  const documents = [
+    "README.md",
+    ...readdirSync(new URL("docs/", root))
+      .filter((name) => name.endsWith(".md"))
+      .map((name) => `docs/${name}`),
+  ];
 
   /** GitHub's anchor for a heading: lower case, punctuation other than hyphens dropped, spaces as hyphens. */
   const anchorOf = (heading: string) =>

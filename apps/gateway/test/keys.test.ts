@@ -19,7 +19,8 @@ const rsaPublic = rsa.publicKey.export({ type: "spki", format: "pem" }).toString
 const ed = generateKeyPairSync("ed25519");
 const edPublic = ed.publicKey.export({ type: "spki", format: "pem" }).toString();
 
-const hs = (kid: string | undefined, secret: string, claims: object = { sub: "u" }) => jwt.sign(claims, secret, { expiresIn: 60, ...(kid ? { keyid: kid } : {}) });
+const hs = (kid: string | undefined, secret: string, claims: object = { sub: "u" }) =>
+  jwt.sign(claims, secret, { expiresIn: 60, ...(kid ? { keyid: kid } : {}) });
 
 describe("JWT_KEYS: keys chosen by kid", () => {
   const keys = JSON.stringify({ "hs-1": SECRET_A, "rs-1": rsaPublic });
@@ -60,12 +61,18 @@ describe("JWT_KEYS: keys chosen by kid", () => {
 
 describe("EdDSA", () => {
   const verifier = verifierFor({ JWT_PUBLIC_KEY: edPublic });
-  const sign = (claims: Record<string, unknown>, key = ed.privateKey) => new SignJWT(claims).setProtectedHeader({ alg: "EdDSA" }).setExpirationTime("1m").sign(key);
+  const sign = (claims: Record<string, unknown>, key = ed.privateKey) =>
+    new SignJWT(claims).setProtectedHeader({ alg: "EdDSA" }).setExpirationTime("1m").sign(key);
 
   it("verifies Ed25519 tokens and refuses a forged or expired one with its code", async () => {
     expect((await verifier.verify(await sign({ sub: "ed-user" }))).identity.user).toBe("ed-user");
-    expect(await codeOf(async () => verifier.verify(await sign({ sub: "x" }, generateKeyPairSync("ed25519").privateKey)))).toBe("token_invalid_signature");
-    const expired = await new SignJWT({ sub: "x" }).setProtectedHeader({ alg: "EdDSA" }).setExpirationTime(Math.floor(Date.now() / 1000) - 60).sign(ed.privateKey);
+    expect(await codeOf(async () => verifier.verify(await sign({ sub: "x" }, generateKeyPairSync("ed25519").privateKey)))).toBe(
+      "token_invalid_signature",
+    );
+    const expired = await new SignJWT({ sub: "x" })
+      .setProtectedHeader({ alg: "EdDSA" })
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+      .sign(ed.privateKey);
     expect(await codeOf(() => verifier.verify(expired))).toBe("token_expired");
     expect(await codeOf(() => verifier.verify(hs(undefined, SECRET_A)))).toBe("token_algorithm_not_allowed");
   });
@@ -87,14 +94,24 @@ describe("key configuration", () => {
   });
 
   it("takes exactly one key source", () => {
-    expect(configFailure({ JWT_SECRET: SECRET_A, JWT_KEYS: JSON.stringify({ k: SECRET_B }) }).message).toContain("not JWT_SECRET and JWT_KEYS");
-    expect(configFailure({ JWT_PUBLIC_KEY: rsaPublic, JWT_JWKS_URL: "http://127.0.0.1:1/jwks" }).message).toContain("not JWT_PUBLIC_KEY and JWT_JWKS_URL");
+    expect(configFailure({ JWT_SECRET: SECRET_A, JWT_KEYS: JSON.stringify({ k: SECRET_B }) }).message).toContain(
+      "not JWT_SECRET and JWT_KEYS",
+    );
+    expect(configFailure({ JWT_PUBLIC_KEY: rsaPublic, JWT_JWKS_URL: "http://127.0.0.1:1/jwks" }).message).toContain(
+      "not JWT_PUBLIC_KEY and JWT_JWKS_URL",
+    );
     expect(configFailure({ JWT_JWKS_URL: "ftp://keys.example/jwks" }).variable).toBe("JWT_JWKS_URL");
   });
 
   it("allows only asymmetric algorithms with a JWKS, and what fits the keys with JWT_KEYS", () => {
     expect(loadConfig({ JWT_JWKS_URL: "https://auth.example.com/.well-known/jwks.json" }).auth.algorithms).not.toContain("HS256");
-    expect(loadConfig({ JWT_KEYS: JSON.stringify({ a: SECRET_A, e: edPublic }) }).auth.algorithms).toEqual(["HS256", "HS384", "HS512", "EdDSA", "Ed25519"]);
+    expect(loadConfig({ JWT_KEYS: JSON.stringify({ a: SECRET_A, e: edPublic }) }).auth.algorithms).toEqual([
+      "HS256",
+      "HS384",
+      "HS512",
+      "EdDSA",
+      "Ed25519",
+    ]);
     expect(configFailure({ JWT_KEYS: JSON.stringify({ a: SECRET_A }), JWT_ALGORITHMS: "RS256" }).variable).toBe("JWT_ALGORITHMS");
   });
 });

@@ -5,7 +5,9 @@ import { createThrottledWarnings } from "../src/log-throttle.js";
 /** A logger that records warn calls; nothing else is used. */
 function recordingLogger(): { logger: FastifyBaseLogger; lines: { fields: Record<string, unknown>; message: string }[] } {
   const lines: { fields: Record<string, unknown>; message: string }[] = [];
-  const logger = { warn: (fields: Record<string, unknown>, message: string) => lines.push({ fields, message }) } as unknown as FastifyBaseLogger;
+  const logger = {
+    warn: (fields: Record<string, unknown>, message: string) => lines.push({ fields, message }),
+  } as unknown as FastifyBaseLogger;
   return { logger, lines };
 }
 
@@ -18,7 +20,8 @@ describe("throttled warnings", () => {
     vi.useFakeTimers();
     const { logger, lines } = recordingLogger();
     const warnings = createThrottledWarnings(logger, 1000);
-    for (let index = 0; index < 10_000; index++) warnings.warn("dropped:x:frame_invalid", { channel: "x", detail: `frame ${index}` }, "dropped a frame");
+    for (let index = 0; index < 10_000; index++)
+      warnings.warn("dropped:x:frame_invalid", { channel: "x", detail: `frame ${index}` }, "dropped a frame");
     warnings.warn("dropped:x:frame_not_msgpack", { channel: "x", detail: "other" }, "dropped a frame");
     expect(lines).toHaveLength(2);
     expect(lines[0]?.fields.detail).toBe("frame 0");

@@ -52,7 +52,12 @@ async function open(args: OpenArgs): Promise<{ connected: number; errors: string
     Array.from({ length: args.sockets }, (_, index) => {
       const token = jwt.sign({ sub: `caller-${index}`, site: args.site }, args.secret, { algorithm: "HS256", expiresIn: "2h" });
       return new Promise<void>((resolve) => {
-        const socket = io(args.urls[index % args.urls.length]!, { transports: ["websocket"], reconnection: false, forceNew: true, auth: { token } });
+        const socket = io(args.urls[index % args.urls.length]!, {
+          transports: ["websocket"],
+          reconnection: false,
+          forceNew: true,
+          auth: { token },
+        });
         socket.once("welcome", () => {
           sockets.push(socket);
           resolve();

@@ -81,7 +81,9 @@ function randomUsers(seed: number): () => number {
 }
 
 function adapterFrame(room: string, data: BenchData): Buffer {
-  return Buffer.from(encode(["bench-publisher", { type: 2, data: [BENCH_EVENT, data], nsp: "/" }, { rooms: [room], except: [], flags: {} }]));
+  return Buffer.from(
+    encode(["bench-publisher", { type: 2, data: [BENCH_EVENT, data], nsp: "/" }, { rooms: [room], except: [], flags: {} }]),
+  );
 }
 
 /** Sends one message; resolves with the number of subscriptions Redis reached, when known. */
@@ -96,7 +98,8 @@ async function sendOne(mode: PublishMode, room: string, uid: number | null, data
       plainEmitter!.to(room).emit(BENCH_EVENT, data);
       return null;
     case "raw":
-      if (options.stack === "ours") return await redis.publish(RAW_FRAME_CHANNEL, Buffer.from(encodeRawFrame({ room, event: BENCH_EVENT, data })));
+      if (options.stack === "ours")
+        return await redis.publish(RAW_FRAME_CHANNEL, Buffer.from(encodeRawFrame({ room, event: BENCH_EVENT, data })));
       return await redis.publish(`socket.io#/#${room}#`, adapterFrame(room, data));
     case "adapter":
       return await redis.publish(`socket.io#/#${room}#`, adapterFrame(room, data));
@@ -189,7 +192,11 @@ async function publish(args: PublishArgs): Promise<PublishReply> {
         issued += size;
         const messages = Array.from({ length: size }, (_, offset) => {
           const uid = args.target === "user" ? Math.floor(next() * args.users) : null;
-          return { room: uid === null ? siteRoom(args.site) : userRoom(uid), event: BENCH_EVENT, data: { t: now(), seq: first + offset } satisfies BenchData };
+          return {
+            room: uid === null ? siteRoom(args.site) : userRoom(uid),
+            event: BENCH_EVENT,
+            data: { t: now(), seq: first + offset } satisfies BenchData,
+          };
         });
         try {
           await post("/api/v1/publish/batch", { messages }, first / HTTP_BATCH);

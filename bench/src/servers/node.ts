@@ -56,7 +56,10 @@ function isPublication(value: unknown): value is PlainPublication {
  * `io.to(room).emit()` (the adapter delivers to this node's sockets and publishes for the others,
  * without waiting for Redis), then `202`. No schema, no message ids, no confirmation from Redis.
  */
-function plainPublishEndpoint(emit: (publication: PlainPublication) => void, apiKey: string): (request: IncomingMessage, response: ServerResponse) => void {
+function plainPublishEndpoint(
+  emit: (publication: PlainPublication) => void,
+  apiKey: string,
+): (request: IncomingMessage, response: ServerResponse) => void {
   const answer = (response: ServerResponse, status: number, body: string) => {
     response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
     response.end(body);
@@ -95,7 +98,8 @@ function plainPublishEndpoint(emit: (publication: PlainPublication) => void, api
 async function startPlain(): Promise<{ url: string; close(): Promise<void> }> {
   const pubClient = createClient({ url: redisUrl });
   const subClient = pubClient.duplicate();
-  for (const client of [pubClient, subClient]) client.on("error", (err: Error) => process.stderr.write(`plain node: redis: ${err.message}\n`));
+  for (const client of [pubClient, subClient])
+    client.on("error", (err: Error) => process.stderr.write(`plain node: redis: ${err.message}\n`));
   await Promise.all([pubClient.connect(), subClient.connect()]);
   // Added before Socket.IO is attached: it then answers its own path and passes every other request on.
   const http = createServer(plainPublishEndpoint(({ room, event, data }) => io.to(room).emit(event, data), process.env.API_KEYS ?? ""));
@@ -133,7 +137,11 @@ serveRequests<ServerApi>({
     if (allocations) {
       await post("HeapProfiler.enable");
       // Garbage is what costs a message path its collections, so collected objects are kept in the profile.
-      await post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+      await post("HeapProfiler.startSampling", {
+        samplingInterval: 4096,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
       return null;
     }
     await post("Profiler.enable");

@@ -213,7 +213,8 @@ export class SwitchboardClient<Events extends object = AppEvents> {
   ready(): Promise<WelcomePayload> {
     const state = this.currentState;
     if (state.status === "connected") return Promise.resolve(state.welcome);
-    if (state.status === "disconnected" && (state.code !== undefined || !this.socket.active)) return Promise.reject(new ClientError(state.code ?? "connection_failed", state.reason));
+    if (state.status === "disconnected" && (state.code !== undefined || !this.socket.active))
+      return Promise.reject(new ClientError(state.code ?? "connection_failed", state.reason));
     return new Promise((resolve, reject) => {
       const stop = this.on("state", (next) => {
         if (next.status === "connected") {
@@ -240,8 +241,15 @@ export class SwitchboardClient<Events extends object = AppEvents> {
    */
   async publish(event: string, data: unknown, target: { room?: string; in?: string | string[] } = {}): Promise<string> {
     refuseUnsendable(data);
-    const payload: ClientPublishPayload = { event, data, ...(target.room !== undefined ? { room: target.room } : {}), ...(target.in !== undefined ? { _in: target.in } : {}) };
-    const reply = await this.acknowledged<PublishReply>(() => this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.publish, payload));
+    const payload: ClientPublishPayload = {
+      event,
+      data,
+      ...(target.room !== undefined ? { room: target.room } : {}),
+      ...(target.in !== undefined ? { _in: target.in } : {}),
+    };
+    const reply = await this.acknowledged<PublishReply>(() =>
+      this.socket.timeout(this.requestTimeoutMs).emitWithAck(CLIENT_EVENTS.publish, payload),
+    );
     return reply.id;
   }
 
@@ -251,12 +259,19 @@ export class SwitchboardClient<Events extends object = AppEvents> {
    * ClientError at once; the service's own errors, `request_timeout` and `service_reply_invalid` (the
    * service answered data nested deeper than the gateway passes on) with a ServiceError.
    */
-  async request<Result = unknown, Progress = unknown>(service: string, payload?: unknown, options: RequestOptions<Progress> = {}): Promise<Result> {
+  async request<Result = unknown, Progress = unknown>(
+    service: string,
+    payload?: unknown,
+    options: RequestOptions<Progress> = {},
+  ): Promise<Result> {
     refuseUnsendable(payload);
     const id = `r${++this.requestCounter}-${Math.random().toString(36).slice(2, 10)}`;
     return new Promise<Result>((resolve, reject) => {
       // The gateway ends every call with done or error by its deadline; this guards against a gateway that went away.
-      const guard = setTimeout(() => settle(() => reject(new ServiceError("request_timeout", ERRORS.request_timeout.message))), (options.timeoutMs ?? 30_000) + this.requestTimeoutMs);
+      const guard = setTimeout(
+        () => settle(() => reject(new ServiceError("request_timeout", ERRORS.request_timeout.message))),
+        (options.timeoutMs ?? 30_000) + this.requestTimeoutMs,
+      );
       const settle = (finish: () => void) => {
         clearTimeout(guard);
         this.replyHandlers.delete(id);
@@ -267,7 +282,12 @@ export class SwitchboardClient<Events extends object = AppEvents> {
         else if (reply.kind === "done") settle(() => resolve(reply.data as Result));
         else settle(() => reject(new ServiceError(reply.error.code, reply.error.message)));
       });
-      const call: ServiceRequestPayload = { id, service, payload: payload ?? null, ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) };
+      const call: ServiceRequestPayload = {
+        id,
+        service,
+        payload: payload ?? null,
+        ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      };
       this.socket
         .timeout(this.requestTimeoutMs)
         .emitWithAck(CLIENT_EVENTS.request, call)
@@ -364,7 +384,9 @@ export class SwitchboardClient<Events extends object = AppEvents> {
   }
 
   /** An acknowledged event's answer: no answer in time is `request_timeout`, a refusal its own code. */
-  private async acknowledged<Reply extends { ok: true } | { ok: false; error: unknown }>(emit: () => Promise<Reply>): Promise<Extract<Reply, { ok: true }>> {
+  private async acknowledged<Reply extends { ok: true } | { ok: false; error: unknown }>(
+    emit: () => Promise<Reply>,
+  ): Promise<Extract<Reply, { ok: true }>> {
     let reply: Reply;
     try {
       reply = await emit();
@@ -503,7 +525,11 @@ export class SwitchboardClient<Events extends object = AppEvents> {
     socket.on("disconnect", (reason: string) => {
       // The gateway forgets a socket's calls when it leaves: their answers will never come.
       for (const handler of [...this.replyHandlers.values()]) {
-        handler({ id: "", kind: "error", error: { code: "request_timeout", message: `the connection closed (${reason}) before the service answered` } });
+        handler({
+          id: "",
+          kind: "error",
+          error: { code: "request_timeout", message: `the connection closed (${reason}) before the service answered` },
+        });
       }
       if (this.reconnectWithFreshToken) {
         this.reconnectWithFreshToken = false;

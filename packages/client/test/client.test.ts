@@ -14,7 +14,11 @@ describe("client without a reachable server", () => {
   });
 
   it("keeps the state at connecting while socket.io retries with backoff", async () => {
-    const client = connect({ url: `http://127.0.0.1:${UNREACHABLE_PORT}`, token: "t", socket: { reconnectionDelay: 50, reconnectionDelayMax: 100 } });
+    const client = connect({
+      url: `http://127.0.0.1:${UNREACHABLE_PORT}`,
+      token: "t",
+      socket: { reconnectionDelay: 50, reconnectionDelayMax: 100 },
+    });
     const states: string[] = [];
     client.on("state", (state) => states.push(state.status));
     await new Promise((resolve) => setTimeout(resolve, 400));

@@ -125,14 +125,21 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
   let closed = false;
 
   const signingKey = options.signingKey ?? null;
-  if (signingKey !== null && (typeof signingKey.kid !== "string" || signingKey.kid.length === 0 || typeof signingKey.secret !== "string" || signingKey.secret.length === 0)) {
+  if (
+    signingKey !== null &&
+    (typeof signingKey.kid !== "string" ||
+      signingKey.kid.length === 0 ||
+      typeof signingKey.secret !== "string" ||
+      signingKey.secret.length === 0)
+  ) {
     throw new SwitchboardError("invalid_request", "signingKey needs a non-empty kid and secret");
   }
 
   /** Commands beyond publishing (presence, kicks), through the same connection and its checks. */
   function commander(): RedisCommander {
     const run = commandRunner(client);
-    if (run === null) throw new SwitchboardError("invalid_request", "this needs a client that runs commands: node-redis (sendCommand) or ioredis (call)");
+    if (run === null)
+      throw new SwitchboardError("invalid_request", "this needs a client that runs commands: node-redis (sendCommand) or ioredis (call)");
     return {
       async command(args) {
         if (closed) throw new SwitchboardError("emitter_closed");
@@ -164,7 +171,8 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
   // One timer for every publish in flight rather than one each: a service may publish thousands a second.
   // Kept alive: a script awaiting a publish gets its answer or its timeout before the process ends.
   const publishTimeouts = new AnswerTimeouts(timeoutMs, () => new SwitchboardError("publish_timeout"), true);
-  const unavailable = (err: unknown) => new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${errorText(err)})`, { cause: err });
+  const unavailable = (err: unknown) =>
+    new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${errorText(err)})`, { cause: err });
 
   function publish(channel: string, message: Buffer | string): Promise<PublishResult> {
     if (closed) return Promise.reject(new SwitchboardError("emitter_closed"));
@@ -200,7 +208,11 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
     encoding(send);
     // It publishes synchronously within emit() or throws; were that ever to change, a message not
     // sent must not be reported as published.
-    const sent = captured ?? Promise.reject(new SwitchboardError("invalid_request", "the socket.io emitter published nothing for this message (nothing was sent)"));
+    const sent =
+      captured ??
+      Promise.reject(
+        new SwitchboardError("invalid_request", "the socket.io emitter published nothing for this message (nothing was sent)"),
+      );
     captured = null;
     return sent;
   }
@@ -269,7 +281,8 @@ function encoding<T>(encode: () => T): T {
     return encode();
   } catch (err) {
     if (err instanceof SwitchboardError) throw err;
-    const reason = err instanceof RangeError ? "it nests too deeply, or refers to itself" : err instanceof Error ? err.message : String(err);
+    const reason =
+      err instanceof RangeError ? "it nests too deeply, or refers to itself" : err instanceof Error ? err.message : String(err);
     throw new SwitchboardError("invalid_request", `the data cannot be encoded as MessagePack: ${reason}`, { cause: err });
   }
 }

@@ -10,4 +10,13 @@ export {
   siteRoom,
   userRoom,
 } from "@switchboard/protocol";
-export type { AppEventName, AppEvents, ErrorCode, KickOptions, RawFrame, RoomCount, SitePresence, UserPresence } from "@switchboard/protocol";
+export type {
+  AppEventName,
+  AppEvents,
+  ErrorCode,
+  KickOptions,
+  RawFrame,
+  RoomCount,
+  SitePresence,
+  UserPresence,
+} from "@switchboard/protocol";

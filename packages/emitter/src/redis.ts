@@ -18,7 +18,8 @@ export interface PublishClient {
 /** The client's way to run any command, or null when it has none. */
 export function commandRunner(client: PublishClient): ((args: string[]) => Promise<unknown>) | null {
   if (typeof client.sendCommand === "function") return (args) => (client.sendCommand as (args: string[]) => Promise<unknown>)(args);
-  if (typeof client.call === "function") return ([command, ...rest]) => (client.call as (command: string, ...args: string[]) => Promise<unknown>)(command ?? "", ...rest);
+  if (typeof client.call === "function")
+    return ([command, ...rest]) => (client.call as (command: string, ...args: string[]) => Promise<unknown>)(command ?? "", ...rest);
   return null;
 }
 

@@ -9,7 +9,9 @@ const BUILT = fileURLToPath(new URL("../dist/index.js", import.meta.url));
 function runScript(body: string): Promise<{ code: number | null; stdout: string }> {
   const source = `import { createEmitter } from ${JSON.stringify(BUILT)};\n${body}`;
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, ["--input-type=module", "-e", source], { timeout: 20_000 }, (_err, stdout) => resolve({ code: child.exitCode, stdout }));
+    const child = execFile(process.execPath, ["--input-type=module", "-e", source], { timeout: 20_000 }, (_err, stdout) =>
+      resolve({ code: child.exitCode, stdout }),
+    );
   });
 }
 
@@ -19,7 +21,11 @@ const UNREACHABLE_PORT = 1;
 describe("emitter without a reachable Redis", () => {
   it("rejects each publish with redis_unavailable and never throws into the process", async () => {
     const errors: Error[] = [];
-    const emitter = createEmitter({ redis: `redis://127.0.0.1:${UNREACHABLE_PORT}`, publishTimeoutMs: 300, onError: (err) => errors.push(err) });
+    const emitter = createEmitter({
+      redis: `redis://127.0.0.1:${UNREACHABLE_PORT}`,
+      publishTimeoutMs: 300,
+      onError: (err) => errors.push(err),
+    });
     await expect(emitter.toUser(1).emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable" });
     await expect(emitter.emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable" });
     await expect(emitter.publishFrame({ room: "user(1)", data: 1 })).rejects.toMatchObject({ code: "redis_unavailable" });
@@ -39,7 +45,9 @@ describe("emitter without a reachable Redis", () => {
     try {
       const emitter = createEmitter({ redis: `redis://127.0.0.1:${UNREACHABLE_PORT}`, publishTimeoutMs: 300, onError: () => {} });
       const results = await Promise.allSettled(Array.from({ length: 50 }, (_, index) => emitter.toUser(index).emit("x", index)));
-      expect(results.every((result) => result.status === "rejected" && (result.reason as { code?: string }).code === "redis_unavailable")).toBe(true);
+      expect(
+        results.every((result) => result.status === "rejected" && (result.reason as { code?: string }).code === "redis_unavailable"),
+      ).toBe(true);
       await emitter.close();
       // A warning is emitted on a later tick.
       await new Promise((resolve) => setImmediate(resolve));
@@ -57,12 +65,18 @@ describe("emitter without a reachable Redis", () => {
         },
       },
     });
-    await expect(emitter.toUser(1).emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable", message: expect.stringContaining("not connected") });
+    await expect(emitter.toUser(1).emit("x", 1)).rejects.toMatchObject({
+      code: "redis_unavailable",
+      message: expect.stringContaining("not connected"),
+    });
   });
 
   it("maps a client's publish failure to redis_unavailable", async () => {
     const emitter = createEmitter({ redis: { publish: () => Promise.reject(new Error("The client is closed")) } });
-    await expect(emitter.to("room").emit("x", 1)).rejects.toMatchObject({ code: "redis_unavailable", message: expect.stringContaining("The client is closed") });
+    await expect(emitter.to("room").emit("x", 1)).rejects.toMatchObject({
+      code: "redis_unavailable",
+      message: expect.stringContaining("The client is closed"),
+    });
   });
 });
 
@@ -106,13 +120,18 @@ describe("emitter input checks", () => {
   it("refuses data MessagePack cannot hold with invalid_request, and sends nothing", async () => {
     const cycle: { self?: unknown } = {};
     cycle.self = cycle;
-    const signing = createEmitter({ redis: { publish: async (channel, message) => published.push({ channel, message }) }, signingKey: { kid: "k1", secret: "a-secret-of-some-length" } });
+    const signing = createEmitter({
+      redis: { publish: async (channel, message) => published.push({ channel, message }) },
+      signingKey: { kid: "k1", secret: "a-secret-of-some-length" },
+    });
     const sent = published.length;
     for (const data of [{ total: 10n }, cycle, Symbol("x"), () => 1]) {
       for (const publisher of [emitter, signing]) {
         // A signed message is a raw frame, checked as the gateway checks one first: a cycle is data nested too deeply.
         const refusal =
-          publisher === signing && data === cycle ? { code: "frame_invalid", message: expect.stringContaining("nested deeper") } : { code: "invalid_request", message: expect.stringContaining("cannot be encoded") };
+          publisher === signing && data === cycle
+            ? { code: "frame_invalid", message: expect.stringContaining("nested deeper") }
+            : { code: "invalid_request", message: expect.stringContaining("cannot be encoded") };
         await expect(publisher.toUser("9").emit("x", data)).rejects.toMatchObject({ name: "SwitchboardError", ...refusal });
         await expect(publisher.emit("x", data)).rejects.toMatchObject({ name: "SwitchboardError", ...refusal });
       }

@@ -32,8 +32,10 @@ export function readControlFrame(value: unknown): ControlFrame | null | string {
   switch (frame.control) {
     case "kick":
       if (user === null) return "kick: user must be a user id";
-      if (frame.reason !== undefined && (typeof frame.reason !== "string" || frame.reason.length > 500)) return "kick: reason must be a string of at most 500 characters";
-      if (frame.refuseBefore !== undefined && !Number.isSafeInteger(frame.refuseBefore)) return "kick: refuseBefore must be ms since the epoch";
+      if (frame.reason !== undefined && (typeof frame.reason !== "string" || frame.reason.length > 500))
+        return "kick: reason must be a string of at most 500 characters";
+      if (frame.refuseBefore !== undefined && !Number.isSafeInteger(frame.refuseBefore))
+        return "kick: refuseBefore must be ms since the epoch";
       return {
         control: "kick",
         user,
@@ -43,7 +45,8 @@ export function readControlFrame(value: unknown): ControlFrame | null | string {
     case "allow":
       return user === null ? "allow: user must be a user id" : { control: "allow", user };
     case "revoke":
-      if (typeof frame.jti !== "string" || frame.jti.length === 0 || frame.jti.length > 256) return "revoke: jti must be a non-empty string";
+      if (typeof frame.jti !== "string" || frame.jti.length === 0 || frame.jti.length > 256)
+        return "revoke: jti must be a non-empty string";
       if (!Number.isSafeInteger(frame.exp)) return "revoke: exp must be seconds since the epoch";
       return { control: "revoke", jti: frame.jti, exp: frame.exp as number };
     case "routes":
@@ -88,18 +91,30 @@ export const MAX_TOKEN_EXP = 253_402_300_799;
  * the development kick and the emitter's `disconnectUser`. The refusal is stored before the frame
  * goes out, so a socket that reconnects the moment it is kicked is already refused.
  */
-export async function kickUser(transport: ControlTransport, userId: string | number, options: KickOptions = {}): Promise<{ user: string; at: number }> {
+export async function kickUser(
+  transport: ControlTransport,
+  userId: string | number,
+  options: KickOptions = {},
+): Promise<{ user: string; at: number }> {
   const user = userIdOf(userId);
   const at = Date.now();
   const refuse = options.refuseReconnect ?? true;
   const seconds = options.refuseForSeconds ?? 86_400;
   // Checked before anything is stored: Redis refuses an expiry it cannot hold, after the kick was half done.
   if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > MAX_REFUSE_SECONDS) {
-    throw new SwitchboardError("invalid_request", `refuseForSeconds must be whole seconds from 1 to ${MAX_REFUSE_SECONDS}, not ${preview(seconds)}`);
+    throw new SwitchboardError(
+      "invalid_request",
+      `refuseForSeconds must be whole seconds from 1 to ${MAX_REFUSE_SECONDS}, not ${preview(seconds)}`,
+    );
   }
   if (refuse) await transport.setKey(REDIS_KEYS.revokedUser(user), String(at), seconds * 1000);
   await transport.publishFrame(
-    encodeControlFrame({ control: "kick", user, ...(options.reason !== undefined ? { reason: options.reason } : {}), ...(refuse ? { refuseBefore: at } : {}) }),
+    encodeControlFrame({
+      control: "kick",
+      user,
+      ...(options.reason !== undefined ? { reason: options.reason } : {}),
+      ...(refuse ? { refuseBefore: at } : {}),
+    }),
     RAW_FRAME_CHANNEL,
   );
   return { user, at };
@@ -116,7 +131,10 @@ export async function allowUser(transport: ControlTransport, userId: string | nu
 /** Refuses one token by its `jti` until its `exp` (seconds since the epoch), on every node. */
 export async function revokeToken(transport: ControlTransport, jti: string, exp: number): Promise<void> {
   if (!Number.isSafeInteger(exp) || exp < 0 || exp > MAX_TOKEN_EXP) {
-    throw new SwitchboardError("invalid_request", `exp must be whole seconds since the epoch, at most ${MAX_TOKEN_EXP} (the end of the year 9999), not ${preview(exp)}`);
+    throw new SwitchboardError(
+      "invalid_request",
+      `exp must be whole seconds since the epoch, at most ${MAX_TOKEN_EXP} (the end of the year 9999), not ${preview(exp)}`,
+    );
   }
   const ttlMs = exp * 1000 - Date.now();
   if (ttlMs <= 0) return;

@@ -62,7 +62,8 @@ export const ERRORS = {
   },
   payload_invalid: {
     audience: "client",
-    message: "The event's payload does not have the documented shape: a field is missing, of the wrong type, too long, or nested too deeply.",
+    message:
+      "The event's payload does not have the documented shape: a field is missing, of the wrong type, too long, or nested too deeply.",
   },
   event_unknown: {
     audience: "client",

@@ -43,9 +43,7 @@ export interface Delivery {
   ts?: number;
 }
 
-export type DecodeResult =
-  | { ok: true; delivery: Delivery }
-  | { ok: false; code: "frame_not_msgpack" | "frame_invalid"; reason: string };
+export type DecodeResult = { ok: true; delivery: Delivery } | { ok: false; code: "frame_not_msgpack" | "frame_invalid"; reason: string };
 
 /** Limits applied when checking a frame. */
 export interface FrameLimits {
@@ -63,7 +61,10 @@ export interface FrameLimits {
 export function checkRawFrame(frame: RawFrame, limits: FrameLimits = {}): Delivery & { id: string; ts: number } {
   const checked = checkMapFrame(frame as unknown as Record<string, unknown>, limits);
   if (typeof checked === "string") {
-    throw new SwitchboardError(checked.startsWith("event") ? "invalid_event" : /^(room|except|_in|user|site)/.test(checked) ? "invalid_room" : "frame_invalid", checked);
+    throw new SwitchboardError(
+      checked.startsWith("event") ? "invalid_event" : /^(room|except|_in|user|site)/.test(checked) ? "invalid_room" : "frame_invalid",
+      checked,
+    );
   }
   // Filled in on the checked copy: a spread of the frame with them added costs more than the whole check.
   checked.id ??= newMessageId();
@@ -93,7 +94,10 @@ export function encodeEveryoneFrame(event: string, data: unknown, limits: FrameL
   // Checked as the gateway will check it, as encodeRawFrame does.
   const tooDeep = dataDepthProblem(data, limits);
   if (tooDeep !== null) throw new SwitchboardError("frame_invalid", tooDeep);
-  return pack([{ type: 2, data: [event, data], nsp: "/" }, { rooms: [], except: [] }]);
+  return pack([
+    { type: 2, data: [event, data], nsp: "/" },
+    { rooms: [], except: [] },
+  ]);
 }
 
 /** Decodes a frame from the raw channel in either documented layout. Never throws. */
@@ -120,7 +124,11 @@ export function decodeMsgpack(bytes: Uint8Array): { ok: true; value: unknown } |
 
 /** Reads an already decoded frame in either documented layout. Never throws. */
 export function readRawFrame(value: unknown, limits: FrameLimits = {}): DecodeResult {
-  const checked = Array.isArray(value) ? readArrayFrame(value, limits) : isPlainObject(value) ? checkMapFrame(value, limits) : "not a map or an array";
+  const checked = Array.isArray(value)
+    ? readArrayFrame(value, limits)
+    : isPlainObject(value)
+      ? checkMapFrame(value, limits)
+      : "not a map or an array";
   return typeof checked === "string" ? { ok: false, code: "frame_invalid", reason: checked } : { ok: true, delivery: checked };
 }
 
@@ -150,7 +158,8 @@ function checkMapFrame(frame: Record<string, unknown>, limits: FrameLimits): Del
   const added = frame._in === undefined || frame._in === null ? [] : roomList(frame._in, "_in");
   if (typeof added === "string") return added;
   if (frame.id !== undefined && (typeof frame.id !== "string" || frame.id.length === 0)) return "id must be a non-empty string";
-  if (frame.ts !== undefined && (typeof frame.ts !== "number" || !Number.isFinite(frame.ts))) return "ts must be a number (ms since the epoch)";
+  if (frame.ts !== undefined && (typeof frame.ts !== "number" || !Number.isFinite(frame.ts)))
+    return "ts must be a number (ms since the epoch)";
   let route: Delivery["route"] = null;
   if (routed) {
     route = {};

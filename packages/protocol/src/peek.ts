@@ -14,9 +14,23 @@ const text = new TextDecoder("utf-8", { fatal: true });
 // every other type.
 const FIXED_PAYLOAD_BYTES = new Uint8Array(256);
 for (const [type, bytes] of [
-  [0xcc, 1], [0xd0, 1], [0xcd, 2], [0xd1, 2], [0xca, 4], [0xce, 4], [0xd2, 4], [0xcb, 8], [0xcf, 8], [0xd3, 8],
-  [0xd4, 2], [0xd5, 3], [0xd6, 5], [0xd7, 9], [0xd8, 17],
-] as const) FIXED_PAYLOAD_BYTES[type] = bytes;
+  [0xcc, 1],
+  [0xd0, 1],
+  [0xcd, 2],
+  [0xd1, 2],
+  [0xca, 4],
+  [0xce, 4],
+  [0xd2, 4],
+  [0xcb, 8],
+  [0xcf, 8],
+  [0xd3, 8],
+  [0xd4, 2],
+  [0xd5, 3],
+  [0xd6, 5],
+  [0xd7, 9],
+  [0xd8, 17],
+] as const)
+  FIXED_PAYLOAD_BYTES[type] = bytes;
 
 /**
  * The rooms a map-layout frame names in `room`, read without decoding the rest of it; null when

@@ -48,7 +48,10 @@ export async function readSitePresence(redis: RedisCommander, host: string, curs
   const key = REDIS_KEYS.presenceSiteUsers(host);
   // Lexicographic ranges: "(" excludes the cursor itself, so pages neither repeat nor skip.
   const from = cursor === null ? "-" : `(${cursor}`;
-  const [page, count] = await Promise.all([redis.command(["ZRANGE", key, from, "+", "BYLEX", "LIMIT", "0", String(limit + 1)]), redis.command(["ZCARD", key])]);
+  const [page, count] = await Promise.all([
+    redis.command(["ZRANGE", key, from, "+", "BYLEX", "LIMIT", "0", String(limit + 1)]),
+    redis.command(["ZCARD", key]),
+  ]);
   const users = strings(page);
   const more = users.length > limit;
   const shown = more ? users.slice(0, limit) : users;
@@ -63,7 +66,9 @@ export async function readRoomCount(redis: RedisCommander, room: string): Promis
     return { sockets: presence.sockets, users: presence.online ? 1 : 0 };
   }
   const site = /^site\((.+)\)$/.exec(room)?.[1];
-  const counts = strings(await redis.command(["HVALS", site !== undefined ? REDIS_KEYS.presenceSite(site) : REDIS_KEYS.presenceRoom(room)])).map(Number);
+  const counts = strings(
+    await redis.command(["HVALS", site !== undefined ? REDIS_KEYS.presenceSite(site) : REDIS_KEYS.presenceRoom(room)]),
+  ).map(Number);
   const present = counts.filter((sockets) => sockets > 0);
   return { sockets: present.reduce((sum, sockets) => sum + sockets, 0), users: present.length };
 }

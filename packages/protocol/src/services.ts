@@ -1,4 +1,3 @@
-
 import type { RedisCommander } from "./presence.js";
 import { KEY_PREFIX } from "./redis-keys.js";
 import { preview } from "./untrusted.js";
@@ -98,7 +97,8 @@ export function requestFields(request: ServiceRequest): string[] {
 /** Reads a stream entry's fields (as XREADGROUP returns them); a string says what is wrong with it. */
 export function readRequestFields(fields: Record<string, string>): ServiceRequest | string {
   const { id, kind, service, event, payload, user, site, socket, node, deadline, reply } = fields;
-  if (!id || (kind !== "request" && kind !== "send") || !service || user === undefined || !socket || !node || !reply) return "an entry without id, kind, service, user, socket, node or reply";
+  if (!id || (kind !== "request" && kind !== "send") || !service || user === undefined || !socket || !node || !reply)
+    return "an entry without id, kind, service, user, socket, node or reply";
   let parsed: unknown;
   try {
     parsed = JSON.parse(payload ?? "null");
@@ -106,11 +106,23 @@ export function readRequestFields(fields: Record<string, string>): ServiceReques
     return "payload is not JSON";
   }
   const due = Number(deadline ?? 0);
-  return { id, kind, service, event: event ?? "", payload: parsed, caller: { user, site: site ?? "", socket, node }, deadline: Number.isFinite(due) ? due : 0, reply };
+  return {
+    id,
+    kind,
+    service,
+    event: event ?? "",
+    payload: parsed,
+    caller: { user, site: site ?? "", socket, node },
+    deadline: Number.isFinite(due) ? due : 0,
+    reply,
+  };
 }
 
 /** What a service answers a request with, on the calling node's reply channel, as JSON. */
-export type ServiceReply = { id: string; kind: "progress"; data: unknown } | { id: string; kind: "done"; data: unknown } | { id: string; kind: "error"; error: { code: string; message: string } };
+export type ServiceReply =
+  | { id: string; kind: "progress"; data: unknown }
+  | { id: string; kind: "done"; data: unknown }
+  | { id: string; kind: "error"; error: { code: string; message: string } };
 
 /** Reads a reply a service published; a string says what is wrong with it. */
 export function readServiceReply(value: unknown): ServiceReply | string {
@@ -123,7 +135,14 @@ export function readServiceReply(value: unknown): ServiceReply | string {
       return { id: reply.id, kind: reply.kind, data: reply.data ?? null };
     case "error": {
       const error = reply.error as { code?: unknown; message?: unknown } | undefined;
-      if (typeof error !== "object" || error === null || typeof error.code !== "string" || error.code.length === 0 || error.code.length > 100) return "an error reply needs error.code";
+      if (
+        typeof error !== "object" ||
+        error === null ||
+        typeof error.code !== "string" ||
+        error.code.length === 0 ||
+        error.code.length > 100
+      )
+        return "an error reply needs error.code";
       const message = typeof error.message === "string" ? error.message.slice(0, 1000) : error.code;
       return { id: reply.id, kind: "error", error: { code: error.code, message } };
     }
@@ -220,12 +239,30 @@ export interface LifecycleRecord {
 
 /** The stream fields of a record, in the documented order. */
 export function lifecycleFields(record: LifecycleRecord): string[] {
-  return ["type", record.type, "user", record.user, "site", record.site, "socket", record.socket, "node", record.node, "room", record.room, "reason", record.reason, "time", String(record.time)];
+  return [
+    "type",
+    record.type,
+    "user",
+    record.user,
+    "site",
+    record.site,
+    "socket",
+    record.socket,
+    "node",
+    record.node,
+    "room",
+    record.room,
+    "reason",
+    record.reason,
+    "time",
+    String(record.time),
+  ];
 }
 
 /** Reads a record from its stream fields; null for an entry that is not one. */
 export function readLifecycleRecord(fields: Record<string, string>): LifecycleRecord | null {
   const { type, user, site, socket, node, room, reason, time } = fields;
-  if ((type !== "connected" && type !== "disconnected" && type !== "subscribed" && type !== "unsubscribed") || !user || !socket || !node) return null;
+  if ((type !== "connected" && type !== "disconnected" && type !== "subscribed" && type !== "unsubscribed") || !user || !socket || !node)
+    return null;
   return { type, user, site: site ?? "", socket, node, room: room ?? "", reason: reason ?? "", time: Number(time ?? 0) };
 }

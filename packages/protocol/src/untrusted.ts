@@ -17,7 +17,13 @@ export function preview(value: unknown, maxChars: number = PREVIEW_CHARS): strin
   if (typeof value === "string") {
     return value.length <= maxChars ? JSON.stringify(value) : `${JSON.stringify(value.slice(0, maxChars))}… (${value.length} characters)`;
   }
-  if (value === null || typeof value === "number" || typeof value === "boolean" || typeof value === "undefined" || typeof value === "bigint") {
+  if (
+    value === null ||
+    typeof value === "number" ||
+    typeof value === "boolean" ||
+    typeof value === "undefined" ||
+    typeof value === "bigint"
+  ) {
     return String(value);
   }
   if (Array.isArray(value)) return `an array of ${value.length} item${value.length === 1 ? "" : "s"}`;

@@ -16,7 +16,10 @@ describe("control actions", () => {
   it("refuse a kick's refusal length outside 1 s to ten years with invalid_request, storing and publishing nothing", async () => {
     for (const refuseForSeconds of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 1e300, MAX_REFUSE_SECONDS + 1]) {
       const { calls, transport } = recording();
-      await expect(kickUser(transport, "u1", { refuseForSeconds })).rejects.toMatchObject({ name: "SwitchboardError", code: "invalid_request" });
+      await expect(kickUser(transport, "u1", { refuseForSeconds })).rejects.toMatchObject({
+        name: "SwitchboardError",
+        code: "invalid_request",
+      });
       expect(calls).toEqual([]);
     }
     const { calls, transport } = recording();

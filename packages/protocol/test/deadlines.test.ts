@@ -151,9 +151,11 @@ describe("answer timeouts", () => {
   it("fails with the timeout's error once the time is up, never before", async () => {
     const timeouts = new AnswerTimeouts(1000, () => new Error("timed out"));
     let outcome: string | null = null;
-    timeouts.within(() => new Promise<never>(() => {}), failed).catch((err: Error) => {
-      outcome = err.message;
-    });
+    timeouts
+      .within(() => new Promise<never>(() => {}), failed)
+      .catch((err: Error) => {
+        outcome = err.message;
+      });
     await vi.advanceTimersByTimeAsync(999);
     expect(outcome).toBeNull();
     await vi.advanceTimersByTimeAsync(101);

@@ -15,7 +15,11 @@ describe("error registry", () => {
     for (const code of ERROR_CODES) {
       const at = doc.indexOf(`| \`${code}\` |`);
       const heading = sections[ERRORS[code].audience];
-      const next = Object.values(sections).map((title) => doc.indexOf(title)).filter((index) => index > doc.indexOf(heading)).sort((x, y) => x - y)[0] ?? doc.length;
+      const next =
+        Object.values(sections)
+          .map((title) => doc.indexOf(title))
+          .filter((index) => index > doc.indexOf(heading))
+          .sort((x, y) => x - y)[0] ?? doc.length;
       expect(at > doc.indexOf(heading) && at < next, `${code} under ${heading}`).toBe(true);
     }
   });

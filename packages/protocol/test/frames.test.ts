@@ -10,17 +10,29 @@ describe("raw frame codec", () => {
     expect(typeof wire.id).toBe("string");
     expect(typeof wire.ts).toBe("number");
     const result = decodeRawFrame(bytes);
-    expect(result).toMatchObject({ ok: true, delivery: { rooms: ["user(1)"], except: [], event: "message", args: [{ text: "hi" }], layout: "map" } });
+    expect(result).toMatchObject({
+      ok: true,
+      delivery: { rooms: ["user(1)"], except: [], event: "message", args: [{ text: "hi" }], layout: "map" },
+    });
   });
 
   it("accepts a room list and except rooms", () => {
     const bytes = encode({ room: ["site(a.com)", "user(2)"], except: "user(3)", event: "news", data: [1, 2] });
-    expect(decodeRawFrame(bytes)).toMatchObject({ ok: true, delivery: { rooms: ["site(a.com)", "user(2)"], except: ["user(3)"], event: "news", args: [[1, 2]] } });
+    expect(decodeRawFrame(bytes)).toMatchObject({
+      ok: true,
+      delivery: { rooms: ["site(a.com)", "user(2)"], except: ["user(3)"], event: "news", args: [[1, 2]] },
+    });
   });
 
   it("decodes the array layout of the first socket.io-emitter releases", () => {
-    const bytes = encode([{ type: 2, data: ["chat", "a", 1], nsp: "/" }, { rooms: ["user(1)"], flags: {} }]);
-    expect(decodeRawFrame(bytes)).toMatchObject({ ok: true, delivery: { rooms: ["user(1)"], event: "chat", args: ["a", 1], layout: "array" } });
+    const bytes = encode([
+      { type: 2, data: ["chat", "a", 1], nsp: "/" },
+      { rooms: ["user(1)"], flags: {} },
+    ]);
+    expect(decodeRawFrame(bytes)).toMatchObject({
+      ok: true,
+      delivery: { rooms: ["user(1)"], event: "chat", args: ["a", 1], layout: "array" },
+    });
   });
 
   it("reads an array frame without rooms as addressed to everyone", () => {
@@ -56,7 +68,9 @@ describe("raw frame codec", () => {
 
   it("refuses to encode frames the gateway would drop, with a stable code", () => {
     expect(() => encodeRawFrame({ room: "", data: 1 })).toThrow(expect.objectContaining({ code: "invalid_room" }));
-    expect(() => encodeRawFrame({ room: "user(1)", data: 1, event: "connect" })).toThrow(expect.objectContaining({ code: "invalid_event" }));
+    expect(() => encodeRawFrame({ room: "user(1)", data: 1, event: "connect" })).toThrow(
+      expect.objectContaining({ code: "invalid_event" }),
+    );
   });
 });
 
@@ -69,8 +83,15 @@ describe("frame limits", () => {
 
   it("refuses data nested deeper than the limit in both layouts, and accepts it at the limit", () => {
     expect(decodeRawFrame(encode({ room: "user(1)", data: deep(32) }))).toMatchObject({ ok: true });
-    expect(decodeRawFrame(encode({ room: "user(1)", data: deep(33) }))).toMatchObject({ ok: false, code: "frame_invalid", reason: expect.stringContaining("nested deeper") });
-    expect(decodeRawFrame(encode([{ type: 2, data: ["e", deep(33)], nsp: "/" }, { rooms: ["user(1)"] }]))).toMatchObject({ ok: false, code: "frame_invalid" });
+    expect(decodeRawFrame(encode({ room: "user(1)", data: deep(33) }))).toMatchObject({
+      ok: false,
+      code: "frame_invalid",
+      reason: expect.stringContaining("nested deeper"),
+    });
+    expect(decodeRawFrame(encode([{ type: 2, data: ["e", deep(33)], nsp: "/" }, { rooms: ["user(1)"] }]))).toMatchObject({
+      ok: false,
+      code: "frame_invalid",
+    });
     expect(decodeRawFrame(encode({ room: "user(1)", data: deep(5) }), { maxDepth: 4 })).toMatchObject({ ok: false, code: "frame_invalid" });
   });
 
@@ -96,7 +117,11 @@ describe("lengths and counts a frame claims", () => {
     expect(decoded).toEqual({ ok: false, code: "frame_not_msgpack", reason: NOT_WHOLE_MSGPACK });
     expect(decodeRawFrame(claim)).toMatchObject({ ok: false, code: "frame_not_msgpack" });
     // A map, a string and bytes claiming more than is there are refused alike; a whole frame still decodes.
-    for (const header of [[0xdf, 0x00, 0x10, 0x00, 0x00], [0xdb, 0x00, 0x10, 0x00, 0x00, 0x61], [0xc6, 0x00, 0x10, 0x00, 0x00, 0x01]]) {
+    for (const header of [
+      [0xdf, 0x00, 0x10, 0x00, 0x00],
+      [0xdb, 0x00, 0x10, 0x00, 0x00, 0x61],
+      [0xc6, 0x00, 0x10, 0x00, 0x00, 0x01],
+    ]) {
       expect(decodeMsgpack(Uint8Array.from(header))).toEqual({ ok: false, code: "frame_not_msgpack", reason: NOT_WHOLE_MSGPACK });
     }
     expect(decodeMsgpack(encode([1, "two", { three: 3 }]))).toEqual({ ok: true, value: [1, "two", { three: 3 }] });
@@ -109,7 +134,10 @@ describe("routing fields of the map layout", () => {
       ok: true,
       delivery: { rooms: [], route: { user: "42", site: "a.com" }, in: ["topic(x)"] },
     });
-    expect(decodeRawFrame(encode({ room: "user(1)", data: 1, _in: ["a", "b"] }))).toMatchObject({ ok: true, delivery: { rooms: ["user(1)"], route: null, in: ["a", "b"] } });
+    expect(decodeRawFrame(encode({ room: "user(1)", data: 1, _in: ["a", "b"] }))).toMatchObject({
+      ok: true,
+      delivery: { rooms: ["user(1)"], route: null, in: ["a", "b"] },
+    });
   });
 
   it.each([

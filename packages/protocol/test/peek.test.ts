@@ -34,7 +34,11 @@ const anyValue = fc.letrec((tie) => ({
   ),
 })).value;
 
-const roomField = fc.oneof(fc.string({ unit: "grapheme", maxLength: 40 }), fc.array(fc.string({ unit: "grapheme", maxLength: 40 }), { maxLength: 40 }), anyValue);
+const roomField = fc.oneof(
+  fc.string({ unit: "grapheme", maxLength: 40 }),
+  fc.array(fc.string({ unit: "grapheme", maxLength: 40 }), { maxLength: 40 }),
+  anyValue,
+);
 
 const frameLike = fc.record(
   { room: roomField, event: anyValue, data: anyValue, except: anyValue, _in: anyValue, user: anyValue, other: anyValue },
@@ -43,7 +47,9 @@ const frameLike = fc.record(
 
 describe("peeking at a raw frame's rooms", () => {
   it("reads room as a string or a list, and the frame's other values are stepped over", () => {
-    expect(peekFrameRooms(encode({ room: "user(1)", event: "e", data: { deep: [1, [2, [3]], { x: new Uint8Array(300) }] } }))).toEqual(["user(1)"]);
+    expect(peekFrameRooms(encode({ room: "user(1)", event: "e", data: { deep: [1, [2, [3]], { x: new Uint8Array(300) }] } }))).toEqual([
+      "user(1)",
+    ]);
     expect(peekFrameRooms(encode({ data: "x".repeat(70_000), room: ["a", "b"] }))).toEqual(["a", "b"]);
     expect(peekFrameRooms(encode({ room: "é(ü)", data: 2 ** 40 }))).toEqual(["é(ü)"]);
   });
@@ -55,7 +61,9 @@ describe("peeking at a raw frame's rooms", () => {
     expect(peekFrameRooms(encode({ room: 5, data: 1 }))).toBeNull();
     expect(peekFrameRooms(new Uint8Array([...encode({ room: "a", data: 1 }), 0x00]))).toBeNull();
     expect(peekFrameRooms(new Uint8Array([0x81, 0xa4, 0x72, 0x6f, 0x6f, 0x6d]))).toBeNull();
-    expect(peekFrameRooms(new Uint8Array([0x82, 0xa4, 0x72, 0x6f, 0x6f, 0x6d, 0xa1, 0x61, 0xa4, 0x72, 0x6f, 0x6f, 0x6d, 0xa1, 0x62]))).toBeNull();
+    expect(
+      peekFrameRooms(new Uint8Array([0x82, 0xa4, 0x72, 0x6f, 0x6f, 0x6d, 0xa1, 0x61, 0xa4, 0x72, 0x6f, 0x6f, 0x6d, 0xa1, 0x62])),
+    ).toBeNull();
     // A map32 header claiming four billion entries, in six bytes.
     expect(peekFrameRooms(new Uint8Array([0xdf, 0xff, 0xff, 0xff, 0xff, 0xc0]))).toBeNull();
     expect(peekFrameRooms(new Uint8Array([]))).toBeNull();
@@ -68,7 +76,11 @@ describe("peeking at a raw frame's rooms", () => {
         const peeked = peekFrameRooms(bytes);
         // A peek that answers must answer what decoding says; one that does not leaves it to decoding.
         if (peeked !== null) expect(peeked).toEqual(roomsByDecoding(bytes));
-        else if (!("_in" in frame) && "room" in frame && (typeof frame.room === "string" || (Array.isArray(frame.room) && frame.room.every((room) => typeof room === "string")))) {
+        else if (
+          !("_in" in frame) &&
+          "room" in frame &&
+          (typeof frame.room === "string" || (Array.isArray(frame.room) && frame.room.every((room) => typeof room === "string")))
+        ) {
           throw new Error(`a frame with a plain room list was not read: ${JSON.stringify(Object.keys(frame))}`);
         }
       }),

@@ -23,14 +23,27 @@ describe("service requests and replies", () => {
   it("reads progress, done and error replies, and says what is wrong with anything else", () => {
     expect(readServiceReply({ id: "r1", kind: "progress", data: 1 })).toEqual({ id: "r1", kind: "progress", data: 1 });
     expect(readServiceReply({ id: "r1", kind: "done" })).toEqual({ id: "r1", kind: "done", data: null });
-    expect(readServiceReply({ id: "r1", kind: "error", error: { code: "out_of_stock" } })).toEqual({ id: "r1", kind: "error", error: { code: "out_of_stock", message: "out_of_stock" } });
-    for (const bad of [null, [], "text", { id: 5, kind: "done" }, { id: "r1", kind: "maybe" }, { id: "r1", kind: "error", error: "x" }, { id: "x".repeat(101), kind: "done" }]) {
+    expect(readServiceReply({ id: "r1", kind: "error", error: { code: "out_of_stock" } })).toEqual({
+      id: "r1",
+      kind: "error",
+      error: { code: "out_of_stock", message: "out_of_stock" },
+    });
+    for (const bad of [
+      null,
+      [],
+      "text",
+      { id: 5, kind: "done" },
+      { id: "r1", kind: "maybe" },
+      { id: "r1", kind: "error", error: "x" },
+      { id: "x".repeat(101), kind: "done" },
+    ]) {
       expect(typeof readServiceReply(bad)).toBe("string");
     }
   });
 
   it("puts every key of a service in one hash slot, and accepts only plain names", () => {
-    for (const key of [SERVICE_KEYS.info("orders"), SERVICE_KEYS.instances("orders"), SERVICE_KEYS.requests("orders")]) expect(key).toContain("{svc:orders}");
+    for (const key of [SERVICE_KEYS.info("orders"), SERVICE_KEYS.instances("orders"), SERVICE_KEYS.requests("orders")])
+      expect(key).toContain("{svc:orders}");
     expect(["orders", "billing.v2", "a_b-c"].every(isServiceName)).toBe(true);
     expect(["", "Orders", "a b", "{x}", "x".repeat(65), 5].some(isServiceName)).toBe(false);
   });

@@ -42,7 +42,8 @@ const COUNT = 100;
 export function readLifecycle(options: LifecycleReaderOptions): LifecycleReader {
   // Checked before any connection opens: callers in plain JavaScript may pass anything.
   const group: unknown = options.group;
-  if (typeof group !== "string" || group.length === 0 || group.length > 200) throw new SwitchboardError("invalid_request", "a lifecycle reader needs a consumer group name of 1 to 200 characters");
+  if (typeof group !== "string" || group.length === 0 || group.length > 200)
+    throw new SwitchboardError("invalid_request", "a lifecycle reader needs a consumer group name of 1 to 200 characters");
   if (typeof options.handler !== "function") throw new SwitchboardError("invalid_request", "a lifecycle reader needs a handler function");
   const consumer = options.consumer ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   const onError = options.onError ?? ((error: Error) => process.stderr.write(`@switchboard/service lifecycle: ${error.message}\n`));
@@ -66,7 +67,18 @@ export function readLifecycle(options: LifecycleReaderOptions): LifecycleReader 
    */
   async function readOnce(from: string): Promise<string | null> {
     const block = from === ">" ? ["BLOCK", String(BLOCK_MS)] : [];
-    const reply = await client.sendCommand(["XREADGROUP", "GROUP", options.group, consumer, "COUNT", String(COUNT), ...block, "STREAMS", stream, from]);
+    const reply = await client.sendCommand([
+      "XREADGROUP",
+      "GROUP",
+      options.group,
+      consumer,
+      "COUNT",
+      String(COUNT),
+      ...block,
+      "STREAMS",
+      stream,
+      from,
+    ]);
     let last: string | null = null;
     for (const [entryId, fields] of entriesOf(reply)) {
       if (closing) return null;
@@ -86,10 +98,11 @@ export function readLifecycle(options: LifecycleReaderOptions): LifecycleReader 
 
   async function run(): Promise<void> {
     // What this consumer read and did not finish last time comes first, in order, before new records.
-    for (let after: string | null = "0"; after !== null && !closing; ) after = await readOnce(after).catch((err: unknown) => {
-      onError(err instanceof Error ? err : new Error(String(err)));
-      return null;
-    });
+    for (let after: string | null = "0"; after !== null && !closing; )
+      after = await readOnce(after).catch((err: unknown) => {
+        onError(err instanceof Error ? err : new Error(String(err)));
+        return null;
+      });
     while (!closing) {
       try {
         await readOnce(">");

@@ -95,7 +95,11 @@ const BLOCK_MS = 1000;
 /** Starts an instance of a service: it registers, heartbeats, and handles requests until `close()`. */
 export function createService<Payload = unknown>(options: ServiceOptions<Payload>): Service {
   const { name } = options;
-  if (!isServiceName(name)) throw new SwitchboardError("invalid_request", `a service name is lower-case letters, digits, ".", "_" and "-" (at most 64), not ${JSON.stringify(name)}`);
+  if (!isServiceName(name))
+    throw new SwitchboardError(
+      "invalid_request",
+      `a service name is lower-case letters, digits, ".", "_" and "-" (at most 64), not ${JSON.stringify(name)}`,
+    );
   const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
   const visibilityTimeoutMs = Math.max(1000, options.visibilityTimeoutMs ?? 30_000);
   const instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
@@ -153,7 +157,19 @@ export function createService<Payload = unknown>(options: ServiceOptions<Payload
       const free = await freeSlots();
       if (closing) break;
       try {
-        const reply = await reader.sendCommand(["XREADGROUP", "GROUP", SERVICE_GROUP, instanceId, "COUNT", String(free), "BLOCK", String(BLOCK_MS), "STREAMS", keys.requests, ">"]);
+        const reply = await reader.sendCommand([
+          "XREADGROUP",
+          "GROUP",
+          SERVICE_GROUP,
+          instanceId,
+          "COUNT",
+          String(free),
+          "BLOCK",
+          String(BLOCK_MS),
+          "STREAMS",
+          keys.requests,
+          ">",
+        ]);
         for (const [entryId, fields] of entriesOf(reply)) start(entryId, fields);
       } catch (err) {
         if (closing) break;
@@ -168,7 +184,16 @@ export function createService<Payload = unknown>(options: ServiceOptions<Payload
   /** Takes over requests another instance took and did not finish within the visibility timeout. */
   async function claimAbandoned(): Promise<void> {
     if (closing || active >= concurrency) return;
-    const reply = await run(["XAUTOCLAIM", keys.requests, SERVICE_GROUP, instanceId, String(visibilityTimeoutMs), "0-0", "COUNT", String(concurrency - active)]);
+    const reply = await run([
+      "XAUTOCLAIM",
+      keys.requests,
+      SERVICE_GROUP,
+      instanceId,
+      String(visibilityTimeoutMs),
+      "0-0",
+      "COUNT",
+      String(concurrency - active),
+    ]);
     const claimed = Array.isArray(reply) ? reply[1] : null;
     for (const [entryId, fields] of entriesOf([[keys.requests, claimed]])) start(entryId, fields);
   }
@@ -206,7 +231,11 @@ export function createService<Payload = unknown>(options: ServiceOptions<Payload
         const what = reply.kind === "done" ? "result" : "progress";
         onError(new Error(`request ${request.id}: its ${what} could not be written as JSON: ${reason}`));
         answered = true;
-        text = JSON.stringify({ id: request.id, kind: "error", error: { code: "internal_error", message: `the service's ${what} could not be written as JSON: ${reason}` } } satisfies ServiceReply);
+        text = JSON.stringify({
+          id: request.id,
+          kind: "error",
+          error: { code: "internal_error", message: `the service's ${what} could not be written as JSON: ${reason}` },
+        } satisfies ServiceReply);
       }
       await commands.publish(request.reply, text);
     };
@@ -270,5 +299,12 @@ export function createService<Payload = unknown>(options: ServiceOptions<Payload
 }
 
 function toIncoming(request: ServiceRequest): IncomingRequest {
-  return { id: request.id, kind: request.kind, event: request.event, payload: request.payload, caller: request.caller, deadline: request.deadline };
+  return {
+    id: request.id,
+    kind: request.kind,
+    event: request.event,
+    payload: request.payload,
+    caller: request.caller,
+    deadline: request.deadline,
+  };
 }

@@ -13,8 +13,12 @@ describe("readLifecycle", () => {
   it("refuses a missing, empty, oversized or misshapen group, and a missing handler, before it opens any connection", () => {
     const handler = () => null;
     for (const group of ["", "g".repeat(201), 5, null, undefined, { name: "x" }]) {
-      expect(() => readLifecycle({ redis: "redis://127.0.0.1:1", group, handler } as unknown as LifecycleReaderOptions)).toThrow(SwitchboardError);
+      expect(() => readLifecycle({ redis: "redis://127.0.0.1:1", group, handler } as unknown as LifecycleReaderOptions)).toThrow(
+        SwitchboardError,
+      );
     }
-    expect(() => readLifecycle({ redis: "redis://127.0.0.1:1", group: "audit" } as unknown as LifecycleReaderOptions)).toThrow(SwitchboardError);
+    expect(() => readLifecycle({ redis: "redis://127.0.0.1:1", group: "audit" } as unknown as LifecycleReaderOptions)).toThrow(
+      SwitchboardError,
+    );
   });
 });
