@@ -24,13 +24,19 @@ let emitter: SwitchboardEmitter;
 const registered: Service[] = [];
 
 beforeAll(async () => {
-  cluster = await startCluster(2, {
-    API_KEYS: `${API_KEY},second-key-of-at-least-32-characters-000002`,
-    EVENT_ROUTES: JSON.stringify(ROUTES),
-    SUBSCRIBE_ROOMS: "topic(*),endpoint:*",
-    PRESENCE_EVENTS: "1",
-    PRESENCE_NODE_TTL_MS: "1500",
-  });
+  cluster = await startCluster(
+    2,
+    {
+      API_KEYS: `${API_KEY},second-key-of-at-least-32-characters-000002`,
+      EVENT_ROUTES: JSON.stringify(ROUTES),
+      SUBSCRIBE_ROOMS: "topic(*),endpoint:*",
+      PRESENCE_EVENTS: "1",
+      PRESENCE_NODE_TTL_MS: "1500",
+    },
+    // Node a subscribes to every room's channel, node b only to those of the rooms it holds: what is delivered
+    // through both nodes is delivered under both REDIS_SUBSCRIPTIONS settings, in a cluster that mixes them.
+    [{}, { REDIS_SUBSCRIPTIONS: "rooms" }],
+  );
   [a, b] = cluster.nodes.map((node) => node.url) as [string, string];
   emitter = createEmitter({ redis: cluster.redis.url });
   // Registered services for the registry routes: one the route tests remove, one the README's examples do.

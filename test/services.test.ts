@@ -24,13 +24,19 @@ const workers: ChildProcess[] = [];
 
 beforeAll(async () => {
   // public-* is open to every socket; other services need the token's services claim.
-  cluster = await startCluster(2, {
-    API_KEYS: API_KEY,
-    SERVICE_POLICY: "public-*",
-    SERVICE_MAX_PENDING: "4",
-    SERVICE_REQUEST_TIMEOUT_MS: "5000",
-    SERVICE_MAX_PAYLOAD_BYTES: "16384",
-  });
+  cluster = await startCluster(
+    2,
+    {
+      API_KEYS: API_KEY,
+      SERVICE_POLICY: "public-*",
+      SERVICE_MAX_PENDING: "4",
+      SERVICE_REQUEST_TIMEOUT_MS: "5000",
+      SERVICE_MAX_PAYLOAD_BYTES: "16384",
+    },
+    // Node a subscribes to every room's channel, node b only to those of the rooms it holds: what is delivered
+    // through both nodes is delivered under both REDIS_SUBSCRIPTIONS settings, in a cluster that mixes them.
+    [{}, { REDIS_SUBSCRIPTIONS: "rooms" }],
+  );
   [a, b] = cluster.nodes.map((node) => node.url) as [string, string];
 });
 afterAll(async () => {
