@@ -83,6 +83,32 @@ export function parsePayload<Event extends ClientEventName>(
   const result = schemas[event].safeParse(args[0]);
   if (result.success) return { ok: true, payload: result.data as ClientPayload<Event> };
   const issue = result.error.issues[0];
-  const where = issue && issue.path.length > 0 ? issue.path.join(".") : "payload";
-  return { ok: false, error: detailed("payload_invalid", `${where}: ${issue?.message ?? "invalid"}`) };
+  const { path, message } = issue ? specific(issue) : { path: [], message: "invalid" };
+  const where = path.length > 0 ? path.join(".") : "payload";
+  return { ok: false, error: detailed("payload_invalid", `${where}: ${message}`) };
+}
+
+type Issue = z.core.$ZodIssue;
+
+/**
+ * A union's own message is only "Invalid input" (`{ room: 5 }` against `{ room } | room`): this names
+ * what the branch that got furthest wanted, or, when every branch failed on the value's type, every
+ * type that would have done.
+ */
+function specific(issue: Issue): { path: PropertyKey[]; message: string } {
+  if (issue.code !== "invalid_union") return { path: issue.path, message: issue.message };
+  const firsts = issue.errors.map((branch) => branch[0]).filter((first): first is Issue => first !== undefined);
+  const furthest = firsts.reduce<Issue | undefined>(
+    (best, first) => (best === undefined || first.path.length > best.path.length ? first : best),
+    undefined,
+  );
+  if (furthest === undefined) return { path: issue.path, message: issue.message };
+  if (furthest.path.length > 0) {
+    const inner = specific(furthest);
+    return { path: [...issue.path, ...inner.path], message: inner.message };
+  }
+  const expected = firsts.flatMap((first) => (first.code === "invalid_type" ? [first.expected] : []));
+  const received = /received (\w+)/.exec(furthest.message)?.[1];
+  if (expected.length !== firsts.length || received === undefined) return { path: issue.path, message: furthest.message };
+  return { path: issue.path, message: `expected ${[...new Set(expected)].join(" or ")}, received ${received}` };
 }
