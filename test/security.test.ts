@@ -420,6 +420,14 @@ describe("HTTP", () => {
         expect(response.status).toBe(status);
         expect(await response.json()).toEqual({ code, message: expect.any(String) });
       }
+      // A field that takes one of several types is named, with the types it takes.
+      const token = await fetch(`${node.url}/dev/token`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: '{"user":{}}',
+      });
+      expect(token.status).toBe(400);
+      expect(((await token.json()) as { message: string }).message).toContain("user: expected string or number, received object");
     } finally {
       await node.stop();
     }

@@ -8,6 +8,7 @@ import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
 import { detailed, httpStatusOf } from "./errors.js";
 import type { Metrics } from "./metrics.js";
+import { describeIssue } from "./payloads.js";
 
 export interface HttpDeps {
   config: Pick<Config, "nodeId" | "publicDir" | "limits" | "devTools">;
@@ -43,8 +44,7 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics): v
       body = error.toJSON();
       status = httpStatusOf(body.code);
     } else if (error instanceof z.ZodError) {
-      const issue = error.issues[0];
-      body = detailed("invalid_request", `${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}`);
+      body = detailed("invalid_request", describeIssue(error, "body"));
       status = 400;
     } else if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
       metrics.limitHits.inc({ kind: "http_body_size" });

@@ -82,10 +82,15 @@ export function parsePayload<Event extends ClientEventName>(
     return { ok: false, error: detailed("payload_invalid", `the payload is nested deeper than ${maxDepth} levels`), tooDeep: true };
   const result = schemas[event].safeParse(args[0]);
   if (result.success) return { ok: true, payload: result.data as ClientPayload<Event> };
-  const issue = result.error.issues[0];
-  const { path, message } = issue ? specific(issue) : { path: [], message: "invalid" };
-  const where = path.length > 0 ? path.join(".") : "payload";
-  return { ok: false, error: detailed("payload_invalid", `${where}: ${message}`) };
+  return { ok: false, error: detailed("payload_invalid", describeIssue(result.error, "payload")) };
+}
+
+/** `<field>: <what is wrong>` for the first issue of a failed check; `whole` names the value itself. */
+export function describeIssue(error: z.ZodError, whole: string): string {
+  const issue = error.issues[0];
+  if (issue === undefined) return `${whole}: invalid`;
+  const { path, message } = specific(issue);
+  return `${path.length > 0 ? path.join(".") : whole}: ${message}`;
 }
 
 type Issue = z.core.$ZodIssue;
