@@ -420,6 +420,10 @@ describe("HTTP", () => {
         expect(response.status).toBe(status);
         expect(await response.json()).toEqual({ code, message: expect.any(String) });
       }
+      // Valid JSON that could poison a prototype is refused, and not called "not JSON" alone.
+      const poisoned = await post('{"__proto__":{"polluted":1},"room":"user(1)","data":1}');
+      expect(poisoned.status).toBe(400);
+      expect(((await poisoned.json()) as { message: string }).message).toContain("__proto__");
       // A field that takes one of several types is named, with the types it takes.
       const token = await fetch(`${node.url}/dev/token`, {
         method: "POST",

@@ -50,6 +50,10 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics): v
       metrics.limitHits.inc({ kind: "http_body_size" });
       body = errorBody("payload_too_large");
       status = 413;
+    } else if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
+      // fastify says "not valid JSON" for prototype-poisoning keys as well, which valid JSON can hold.
+      body = detailed("invalid_request", "the body is not JSON, or holds a __proto__ or constructor.prototype key");
+      status = 400;
     } else if (error.validation) {
       body = detailed("invalid_request", validationMessage(error));
       status = 400;
