@@ -139,7 +139,8 @@ describe("token expiry on a connected socket", () => {
     expect(notice.expiresAt).toBeGreaterThan(Date.now());
     const reply = await client.socket.emitWithAck("authenticate", { token: mintToken({ sub: "exp-user" }) });
     expect(reply).toEqual({ user: "exp-user", site: null });
-    client.socket.emit("authenticate", { token: mintToken({ sub: "someone-else" }) });
+    const refused = await client.socket.emitWithAck("authenticate", { token: mintToken({ sub: "someone-else" }) });
+    expect(refused).toEqual({ code: "token_claims_invalid", message: expect.any(String) });
     expect(await client.next("unauthorized")).toEqual([{ code: "token_claims_invalid", message: expect.any(String) }]);
     await client.next("disconnect");
   });
