@@ -6,9 +6,8 @@ import type { FastifyError, FastifyInstance } from "fastify";
 import { z } from "zod";
 import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
-import { detailed, httpStatusOf } from "./errors.js";
+import { describeIssue, detailed, httpStatusOf } from "./errors.js";
 import type { Metrics } from "./metrics.js";
-import { describeIssue } from "./payloads.js";
 
 export interface HttpDeps {
   config: Pick<Config, "nodeId" | "publicDir" | "limits" | "devTools">;

@@ -1,6 +1,6 @@
 import { CLIENT_EVENTS, type ErrorBody, nestsDeeperThan } from "@switchboard/protocol";
 import { z } from "zod";
-import { detailed } from "./errors.js";
+import { describeIssue, detailed } from "./errors.js";
 import { MAX_ROOM_LENGTH } from "./rooms.js";
 
 /**
@@ -83,37 +83,4 @@ export function parsePayload<Event extends ClientEventName>(
   const result = schemas[event].safeParse(args[0]);
   if (result.success) return { ok: true, payload: result.data as ClientPayload<Event> };
   return { ok: false, error: detailed("payload_invalid", describeIssue(result.error, "payload")) };
-}
-
-/** `<field>: <what is wrong>` for the first issue of a failed check; `whole` names the value itself. */
-export function describeIssue(error: z.ZodError, whole: string): string {
-  const issue = error.issues[0];
-  if (issue === undefined) return `${whole}: invalid`;
-  const { path, message } = specific(issue);
-  return `${path.length > 0 ? path.join(".") : whole}: ${message}`;
-}
-
-type Issue = z.core.$ZodIssue;
-
-/**
- * A union's own message is only "Invalid input" (`{ room: 5 }` against `{ room } | room`): this names
- * what the branch that got furthest wanted, or, when every branch failed on the value's type, every
- * type that would have done.
- */
-function specific(issue: Issue): { path: PropertyKey[]; message: string } {
-  if (issue.code !== "invalid_union") return { path: issue.path, message: issue.message };
-  const firsts = issue.errors.map((branch) => branch[0]).filter((first): first is Issue => first !== undefined);
-  const furthest = firsts.reduce<Issue | undefined>(
-    (best, first) => (best === undefined || first.path.length > best.path.length ? first : best),
-    undefined,
-  );
-  if (furthest === undefined) return { path: issue.path, message: issue.message };
-  if (furthest.path.length > 0) {
-    const inner = specific(furthest);
-    return { path: [...issue.path, ...inner.path], message: inner.message };
-  }
-  const expected = firsts.flatMap((first) => (first.code === "invalid_type" ? [first.expected] : []));
-  const received = /received (\w+)/.exec(furthest.message)?.[1];
-  if (expected.length !== firsts.length || received === undefined) return { path: issue.path, message: furthest.message };
-  return { path: issue.path, message: `expected ${[...new Set(expected)].join(" or ")}, received ${received}` };
 }
