@@ -46,6 +46,7 @@ describe("per-client limits", () => {
       "event_rate_disconnect",
       "rooms_per_socket",
       "slow_consumer",
+      "redis_commands",
     ]) {
       expect(text).toContain(`switchboard_limit_hits_total{kind="${kind}"`);
     }
@@ -201,6 +202,49 @@ describe("per-client limits", () => {
     } finally {
       clearInterval(trickle);
       socket.destroy();
+    }
+  });
+});
+
+describe("REDIS_MAX_PENDING_COMMANDS", () => {
+  it("refuses what would wait past the limit for a Redis that does not answer, with redis_unavailable, and serves again once it does", async () => {
+    const cluster = await startCluster(1, { REDIS_MAX_PENDING_COMMANDS: "20", DEV_TOKENS: "1" });
+    const redisPid = cluster.redis.pid!;
+    try {
+      const { url } = cluster.nodes[0]!;
+      const client = await connectUser(url, { sub: "patient" });
+      const publish = (data: number) =>
+        fetch(`${url}/dev/publish`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ room: "user(patient)", event: "note", data }),
+        });
+      expect((await publish(0)).status).toBe(202);
+      await client.next("note");
+      const before = await hits(url, "redis_commands");
+      // Paused, Redis keeps its connections open and answers nothing: a publish waits for an answer.
+      process.kill(redisPid, "SIGSTOP");
+      let answers: Response[];
+      try {
+        const sent = Array.from({ length: 60 }, (_, index) => publish(index + 1));
+        // Those past the limit are refused at once; the first ones wait.
+        answers = await Promise.all(sent.slice(30));
+      } finally {
+        process.kill(redisPid, "SIGCONT");
+      }
+      for (const response of answers) {
+        expect(response.status).toBe(503);
+        const body = (await response.json()) as { code: string; message: string };
+        expect(body.code).toBe("redis_unavailable");
+        expect(body.message).toContain("REDIS_MAX_PENDING_COMMANDS");
+      }
+      expect(await hits(url, "redis_commands")).toBeGreaterThanOrEqual(before + 30);
+      // Redis answers again: the node publishes as before.
+      await waitFor("a publish to go through", async () => ((await publish(1000)).status === 202 ? true : undefined));
+      await client.next("note", (args) => args[0] === 1000);
+    } finally {
+      if (cluster.redis.pid !== undefined) process.kill(cluster.redis.pid, "SIGCONT");
+      await cluster.close();
     }
   });
 });

@@ -8,6 +8,7 @@ import { createAdapterGuard } from "./adapter-guard.js";
 import { memoryRateLimiter } from "./broker-memory.js";
 import type { Broker, BrokerDeps, OutboundMessage } from "./broker.js";
 import { asBuffer, broadcastOf } from "./broker-frames.js";
+import { detailed } from "./errors.js";
 import { type RedisClient, ResilientSubscriber } from "./redis-subscriber.js";
 import { RoomChannels } from "./room-channels.js";
 import { exceptUnauthenticated } from "./rooms.js";
@@ -38,8 +39,10 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
     socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, RECONNECT_MAX_DELAY_MS) },
   };
   // No offline queue: a publish while Redis is away fails at once instead of piling up in memory
-  // and being replayed minutes later, after its caller was told it failed.
-  const pub = createClient({ ...options, disableOfflineQueue: true });
+  // and being replayed minutes later, after its caller was told it failed. And a bound on what waits
+  // for an answer: a Redis that is connected but does not answer (paused, overloaded, a network that
+  // drops packets without a reset) would otherwise have every command kept until the connection dies.
+  const pub = createClient({ ...options, disableOfflineQueue: true, commandsQueueMaxLength: deps.maxPendingCommands });
   const connection = watchConnection(deps);
   connection.watch(pub, "publisher");
   pub.connect().catch(() => {});
@@ -62,9 +65,25 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
   pub.on("end", () => readiness.check());
   pub.on("error", () => readiness.check());
 
+  /** A command refused because REDIS_MAX_PENDING_COMMANDS wait already, as `redis_unavailable`; null for any other failure. */
+  const queueFull = (err: unknown): SwitchboardError | null => {
+    // node-redis refuses with a plain Error of this message (its commands queue, `commandsQueueMaxLength`).
+    if (!(err instanceof Error) || err.message !== "The queue is full") return null;
+    metrics.limitHits.inc({ kind: "redis_commands" });
+    const { message } = detailed(
+      "redis_unavailable",
+      `it has not answered the ${deps.maxPendingCommands} commands already waiting (REDIS_MAX_PENDING_COMMANDS)`,
+    );
+    return new SwitchboardError("redis_unavailable", message, { cause: err });
+  };
+  const redisUnavailable = (err: unknown) => queueFull(err) ?? new SwitchboardError("redis_unavailable", undefined, { cause: err });
+  /** Settles with Redis's answer, or with publish_timeout when Redis has not answered in time. */
+  const confirmedWithin = (send: () => Promise<unknown>): Promise<unknown> => publishTimeouts.within(send, redisUnavailable);
+
   const guard = createAdapterGuard(limits, dropFrame, () => metrics.messageReceived("adapter"));
   const guardedSub = guard.guard(sub);
   const adapterPublisher = publisherForAdapter(pub, (err) => {
+    queueFull(err);
     metrics.publishFailures.inc();
     deps.logger.debug({ err: err.message }, "a broadcast could not be handed to Redis");
   });
@@ -149,7 +168,15 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
         rejectIfRedisNotReady: true,
         insuranceLimiter: memoryRateLimiter(rate),
       }),
-    state: createRedisState({ command: (args: (string | Buffer)[]) => pub.sendCommand(args) }, () => deps.nodeTtlMs),
+    state: createRedisState(
+      {
+        command: (args: (string | Buffer)[]) =>
+          pub.sendCommand(args).catch((err: unknown) => {
+            throw queueFull(err) ?? err;
+          }),
+      },
+      () => deps.nodeTtlMs,
+    ),
     roomsSubscribed() {
       let pending: Promise<void> | null = null;
       for (const channels of roomChannels) {
@@ -296,13 +323,6 @@ function publisherForAdapter(pub: RedisClient, onFailure: (err: Error) => void) 
 
 /** One timer for every publish in flight, rather than one each: a node may publish tens of thousands a second. */
 const publishTimeouts = new AnswerTimeouts(PUBLISH_TIMEOUT_MS, () => new SwitchboardError("publish_timeout"));
-
-const redisUnavailable = (err: unknown) => new SwitchboardError("redis_unavailable", undefined, { cause: err });
-
-/** Settles with Redis's answer, or with publish_timeout when Redis has not answered in time. */
-function confirmedWithin(send: () => Promise<unknown>): Promise<unknown> {
-  return publishTimeouts.within(send, redisUnavailable);
-}
 
 async function closeClient(client: RedisClient): Promise<void> {
   if (!client.isOpen) return;

@@ -95,6 +95,8 @@ export interface BrokerDeps {
   subscriptions: "rooms" | "pattern";
   /** A node whose heartbeat is older than this is gone. */
   nodeTtlMs: number;
+  /** REDIS_MAX_PENDING_COMMANDS: commands waiting for Redis past this fail at once with `redis_unavailable`. */
+  maxPendingCommands: number;
 }
 
 export function createBroker(redisUrl: string | null, deps: BrokerDeps): Broker {

@@ -72,6 +72,8 @@ export interface Limits {
   frameMaxBytes: number;
   /** Largest HTTP request body. */
   httpMaxBodyBytes: number;
+  /** Commands that may wait for Redis's answer on the node's command connection; more fail at once. */
+  redisMaxPendingCommands: number;
 }
 
 export interface FrameSigningConfig {
@@ -233,6 +235,7 @@ const envSchema = z.object({
   USER_MAX_SOCKETS: integer(0, 1_000_000).default(50),
   FRAME_MAX_BYTES: integer(KIB, 512 * MIB).default(MIB),
   API_MAX_BODY_BYTES: integer(KIB, 100 * MIB).default(64 * KIB),
+  REDIS_MAX_PENDING_COMMANDS: integer(10, 10_000_000).default(50_000),
   HTTP_HEADERS_TIMEOUT_MS: integer(1000, 600_000).default(10_000),
   HTTP_REQUEST_TIMEOUT_MS: integer(1000, 3_600_000).default(30_000),
   TRUST_PROXY: optionalText,
@@ -349,6 +352,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       userMaxSockets: vars.USER_MAX_SOCKETS,
       frameMaxBytes: vars.FRAME_MAX_BYTES,
       httpMaxBodyBytes: vars.API_MAX_BODY_BYTES,
+      redisMaxPendingCommands: vars.REDIS_MAX_PENDING_COMMANDS,
     }),
     http: Object.freeze({
       headersTimeoutMs: vars.HTTP_HEADERS_TIMEOUT_MS,

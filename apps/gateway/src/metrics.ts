@@ -15,6 +15,7 @@ export const LIMIT_KINDS = [
   "user_sockets",
   "frame_size",
   "http_body_size",
+  "redis_commands",
 ] as const;
 export type LimitKind = (typeof LIMIT_KINDS)[number];
 

@@ -81,6 +81,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     probeIntervalMs: config.subscriberProbeMs,
     subscriptions: config.redisSubscriptions,
     nodeTtlMs: config.presenceNodeTtlMs,
+    maxPendingCommands: config.limits.redisMaxPendingCommands,
   });
   let draining = false;
 

@@ -112,6 +112,7 @@ describe("config of limits and operations", () => {
     "USER_MAX_SOCKETS",
     "FRAME_MAX_BYTES",
     "API_MAX_BODY_BYTES",
+    "REDIS_MAX_PENDING_COMMANDS",
     "HTTP_HEADERS_TIMEOUT_MS",
     "HTTP_REQUEST_TIMEOUT_MS",
     "DRAIN_TIMEOUT_MS",

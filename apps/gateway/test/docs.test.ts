@@ -20,6 +20,7 @@ const DOCUMENTED: Record<string, (config: Readonly<Config>) => unknown> = {
   USER_MAX_SOCKETS: (config) => config.limits.userMaxSockets,
   FRAME_MAX_BYTES: (config) => config.limits.frameMaxBytes,
   API_MAX_BODY_BYTES: (config) => config.limits.httpMaxBodyBytes,
+  REDIS_MAX_PENDING_COMMANDS: (config) => config.limits.redisMaxPendingCommands,
   HTTP_HEADERS_TIMEOUT_MS: (config) => config.http.headersTimeoutMs,
   HTTP_REQUEST_TIMEOUT_MS: (config) => config.http.requestTimeoutMs,
   AUTH_TIMEOUT_MS: (config) => config.auth.timeoutMs,
