@@ -1,5 +1,5 @@
 export type { Identity, TokenClaims } from "./claims.js";
-export { ERROR_CODES, ERRORS, SwitchboardError, errorBody, isErrorCode } from "./errors.js";
+export { ERROR_CODES, ERRORS, SwitchboardError, errorBody, isErrorCode, isRetryable } from "./errors.js";
 export type { ClientErrorCode, ErrorAudience, ErrorBody, ErrorCode } from "./errors.js";
 export {
   CLIENT_EVENTS,

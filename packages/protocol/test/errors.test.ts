@@ -10,6 +10,13 @@ describe("error registry", () => {
     expect([...documented].sort()).toEqual([...ERROR_CODES].sort());
   });
 
+  it("says in docs/errors.md, for each code, whether a retry may succeed, as the registry does", () => {
+    for (const code of ERROR_CODES) {
+      const row = new RegExp(`^\\| \`${code}\` \\| (yes|no) \\|`, "m").exec(doc);
+      expect(row?.[1], code).toBe(ERRORS[code].retry ? "yes" : "no");
+    }
+  });
+
   it("documents each code under the section of its audience", () => {
     const sections = { client: "## Clients", publisher: "## Publishers", operator: "## Operators" } as const;
     for (const code of ERROR_CODES) {
