@@ -198,3 +198,42 @@ describe("@switchboard/client", () => {
     expect(client.state).toMatchObject({ status: "disconnected", code: "kicked", reason: "bye" });
   });
 });
+
+describe("@switchboard/client and refusals worth retrying", () => {
+  let limited: Cluster;
+  beforeAll(async () => {
+    limited = await startCluster(1, { USER_MAX_SOCKETS: "1" });
+  });
+  afterAll(() => limited?.close());
+
+  // Short delays so that the retries fit the test; the client's defaults are 1 s to 10 s.
+  const quickRetries = { reconnectionDelay: 100, reconnectionDelayMax: 200 };
+
+  it.each(["handshake", "event"] as const)(
+    "reports user_connection_limit once, keeps retrying, and connects by itself once the user's other socket leaves (%s auth)",
+    async (auth) => {
+      const limitedUrl = limited.nodes[0]!.url;
+      const first = open({ url: limitedUrl, token: mintToken({ sub: `solo-${auth}` }) });
+      await first.ready();
+      const errors: string[] = [];
+      const second = connect({ url: limitedUrl, token: mintToken({ sub: `solo-${auth}` }), auth, socket: quickRetries });
+      clients.push(second);
+      second.on("error", (error) => errors.push(error.code));
+      const welcomed = second.ready();
+      // Several attempts are refused meanwhile; each is retried, and the code is reported once.
+      await sleep(1000);
+      expect(second.state).toMatchObject({ status: "connecting" });
+      expect(errors).toEqual(["user_connection_limit"]);
+      first.close();
+      expect(await welcomed).toMatchObject({ user: `solo-${auth}` });
+    },
+  );
+
+  it("ends the session on a refusal that is not worth retrying, as before", async () => {
+    const client = connect({ url: limited.nodes[0]!.url, token: "not-a-jwt", socket: quickRetries });
+    clients.push(client);
+    await expect(client.ready()).rejects.toMatchObject({ code: "token_malformed" });
+    await sleep(500);
+    expect(client.state).toMatchObject({ status: "disconnected", code: "token_malformed" });
+  });
+});

@@ -21,6 +21,7 @@ import {
   type SubscriptionReply,
   type WelcomePayload,
   isErrorCode,
+  isRetryable,
 } from "@switchboard/protocol";
 import { type ManagerOptions, type Socket, type SocketOptions, io } from "socket.io-client";
 
@@ -170,6 +171,8 @@ export class SwitchboardClient<Events extends object = AppEvents> {
   private probing = false;
   /** The last refusal reported, so a retrying client reports each reason once. */
   private lastRefusal: ErrorCode | null = null;
+  /** Refusals in a row that the server marks as worth retrying (auth_unavailable, user_connection_limit…), for the backoff. */
+  private retriedRefusals = 0;
   private readonly url: string;
   private closed = false;
   /** The calls to services under way, by the id their replies carry. */
@@ -453,6 +456,41 @@ export class SwitchboardClient<Events extends object = AppEvents> {
     }
   }
 
+  /**
+   * A refusal that may pass later (`retry` in the error registry: keys not loaded yet, the user's
+   * socket limit, an internal error) is reported once and tried again with socket.io's own backoff,
+   * since socket.io does not reconnect after a refusal by the server. False when retries are off.
+   */
+  private retryRefusal(error: ClientError): boolean {
+    if (!isRetryable(error.code) || !this.socket.io.reconnection()) return false;
+    if (error.code !== this.lastRefusal) {
+      this.lastRefusal = error.code;
+      this.fail(error);
+    }
+    this.setState({ status: "connecting", reason: error.message });
+    this.reconnectAfter(this.backoffMs(this.retriedRefusals++));
+    return true;
+  }
+
+  /** socket.io's delay before reconnection attempt `attempt` (from 0): doubling up to its maximum, with its jitter. */
+  private backoffMs(attempt: number): number {
+    const manager = this.socket.io;
+    const delay = Math.min(manager.reconnectionDelay() * 2 ** Math.min(attempt, 30), manager.reconnectionDelayMax());
+    const jitter = manager.randomizationFactor();
+    return Math.round(delay * (1 - jitter + 2 * jitter * Math.random()));
+  }
+
+  /** Leaves now and connects again after `ms` (a stopping node's hint, or a refusal worth retrying). */
+  private reconnectAfter(ms: number): void {
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.closed) this.socket.connect();
+    }, ms);
+    // With the timer set, the disconnect this causes is not taken for the end of the session.
+    this.socket.disconnect();
+  }
+
   private unreachable(detail: string): void {
     const error = new ClientError("connection_failed", `${ERRORS.connection_failed.message} (${detail})`);
     this.setState({ status: "disconnected", reason: error.message, code: error.code });
@@ -484,6 +522,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
         this.refreshThen(() => socket.connect());
         return;
       }
+      if (this.retryRefusal(error)) return;
       this.setState({ status: "disconnected", reason: error.message, code: error.code });
       this.fail(error);
     });
@@ -492,6 +531,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
 
     socket.on(SERVER_EVENTS.welcome, (welcome: WelcomePayload) => {
       this.lastRefusal = null;
+      this.retriedRefusals = 0;
       const returning = this.welcomed;
       this.welcomed = true;
       this.setState({ status: "connected", welcome });
@@ -512,6 +552,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
         this.reconnectWithFreshToken = true;
         return;
       }
+      if (this.retryRefusal(error)) return;
       this.setState({ status: "disconnected", reason: error.message, code: error.code });
       this.fail(error);
     });
@@ -552,12 +593,7 @@ export class SwitchboardClient<Events extends object = AppEvents> {
       const asked = typeof hint?.retryAfterMs === "number" && Number.isFinite(hint.retryAfterMs) ? hint.retryAfterMs : 1000;
       const wait = Math.min(Math.max(0, asked), MAX_RECONNECT_HINT_MS);
       this.setState({ status: "connecting", reason: "the server asked to reconnect" });
-      if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
-      this.reconnectTimer = setTimeout(() => {
-        this.reconnectTimer = null;
-        if (!this.closed) socket.connect();
-      }, wait);
-      socket.disconnect();
+      this.reconnectAfter(wait);
     });
 
     // The server refused an event sent without an acknowledgement (rate, shape): the session goes on.
