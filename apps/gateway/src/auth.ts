@@ -83,6 +83,7 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
       {
         algorithms: [algorithm as jwt.Algorithm],
         complete: false as const,
+        clockTolerance: config.clockToleranceSeconds,
         ...(config.issuer ? { issuer: config.issuer } : {}),
         ...(audience ? { audience } : {}),
       },
@@ -108,6 +109,7 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     try {
       const { payload } = await jwtVerify(token, key.key, {
         algorithms: [algorithm],
+        clockTolerance: config.clockToleranceSeconds,
         ...(config.issuer ? { issuer: config.issuer } : {}),
         ...(audience ? { audience } : {}),
       });
@@ -213,7 +215,8 @@ function lifetimeOf(claims: jwt.JwtPayload, config: AuthConfig): number | null {
       throw new AuthError("claims_invalid", `the token lives ${exp - from} s, longer than JWT_MAX_TTL_SECONDS (${config.maxTtlSeconds} s)`);
     }
   }
-  return exp * 1000;
+  // The same leeway verification gave: a token accepted within it is not cut off at once.
+  return (exp + config.clockToleranceSeconds) * 1000;
 }
 
 const NO_GRANTS: Grants = Object.freeze({ rooms: Object.freeze([]), publish: Object.freeze([]), services: Object.freeze([]) });

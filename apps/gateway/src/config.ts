@@ -43,6 +43,8 @@ export interface AuthConfig {
   requireExp: boolean;
   /** When set, a token must have `exp`, and `exp - iat` (or `exp - now` without `iat`) may not exceed it, in seconds. */
   maxTtlSeconds: number | null;
+  /** How far the issuer's clock may be from this node's, in seconds: `exp` and `nbf` are checked with this leeway, and a session ends this long after `exp`. */
+  clockToleranceSeconds: number;
 }
 
 /**
@@ -224,6 +226,7 @@ const envSchema = z.object({
   JWT_MAX_BYTES: integer(256, MIB).default(8 * KIB),
   JWT_REQUIRE_EXP: z.enum(["0", "1", "true", "false", ""]).optional(),
   JWT_MAX_TTL_SECONDS: integer(1, MAX_REFUSE_SECONDS).optional(),
+  JWT_CLOCK_TOLERANCE_SECONDS: integer(0, 300).default(0),
   CLIENT_MAX_MESSAGE_BYTES: integer(KIB, 100 * MIB).default(64 * KIB),
   PAYLOAD_MAX_DEPTH: integer(1, 1000).default(32),
   CLIENT_EVENT_RATE: integer(10, 1_000_000).default(50),
@@ -337,6 +340,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
       // A kick is refused for as long as the tokens it outlives could be valid: with the server API,
       // whose kicks stick, token lifetimes are bounded by default.
       maxTtlSeconds: vars.JWT_MAX_TTL_SECONDS ?? (apiKeys !== null ? DEFAULT_API_TOKEN_TTL_SECONDS : null),
+      clockToleranceSeconds: vars.JWT_CLOCK_TOLERANCE_SECONDS,
     }),
     subscribeRooms: Object.freeze([...(vars.SUBSCRIBE_ROOMS ?? [])]),
     devTools,

@@ -1,4 +1,5 @@
 import { createHmac, generateKeyPairSync } from "node:crypto";
+import { SignJWT } from "jose";
 import jwt from "jsonwebtoken";
 import { describe, expect, it } from "vitest";
 import type { FastifyBaseLogger } from "fastify";
@@ -56,6 +57,31 @@ describe("token verification", () => {
     ["token_claims_invalid", () => hsVerifier.verify(good({ sub: "u", site: "http://bad/" }))],
   ])("refuses with %s", async (code, verify) => {
     expect(await codeOf(verify)).toBe(code);
+  });
+
+  it("takes a token within JWT_CLOCK_TOLERANCE_SECONDS of its exp or nbf, and ends its session that much after exp", async () => {
+    const tolerant = verifierFor({ JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_SECONDS: "30" });
+    const now = Math.floor(Date.now() / 1000);
+    const expired = jwt.sign({ sub: "u", exp: now - 10 }, SECRET);
+    const early = jwt.sign({ sub: "u", nbf: now + 10, exp: now + 60 }, SECRET);
+    const strict = verifierFor({ JWT_SECRET: SECRET });
+    expect(await codeOf(() => strict.verify(expired))).toBe("token_expired");
+    expect(await codeOf(() => strict.verify(early))).toBe("token_not_yet_valid");
+    expect((await tolerant.verify(expired)).expiresAt).toBe((now - 10 + 30) * 1000);
+    expect((await tolerant.verify(early)).identity.user).toBe("u");
+    expect(await codeOf(() => tolerant.verify(jwt.sign({ sub: "u", exp: now - 40 }, SECRET)))).toBe("token_expired");
+  });
+
+  it("applies JWT_CLOCK_TOLERANCE_SECONDS to EdDSA tokens too", async () => {
+    const ed = generateKeyPairSync("ed25519");
+    const publicPem = ed.publicKey.export({ type: "spki", format: "pem" }).toString();
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ sub: "e" })
+      .setProtectedHeader({ alg: "EdDSA" })
+      .setExpirationTime(now - 10)
+      .sign(ed.privateKey);
+    expect(await codeOf(() => verifierFor({ JWT_PUBLIC_KEY: publicPem }).verify(token))).toBe("token_expired");
+    expect((await verifierFor({ JWT_PUBLIC_KEY: publicPem, JWT_CLOCK_TOLERANCE_SECONDS: "30" }).verify(token)).identity.user).toBe("e");
   });
 
   it("refuses alg none", async () => {

@@ -113,6 +113,7 @@ describe("config of limits and operations", () => {
     "FRAME_MAX_BYTES",
     "API_MAX_BODY_BYTES",
     "REDIS_MAX_PENDING_COMMANDS",
+    "JWT_CLOCK_TOLERANCE_SECONDS",
     "HTTP_HEADERS_TIMEOUT_MS",
     "HTTP_REQUEST_TIMEOUT_MS",
     "DRAIN_TIMEOUT_MS",

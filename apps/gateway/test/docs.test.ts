@@ -24,6 +24,7 @@ const DOCUMENTED: Record<string, (config: Readonly<Config>) => unknown> = {
   HTTP_HEADERS_TIMEOUT_MS: (config) => config.http.headersTimeoutMs,
   HTTP_REQUEST_TIMEOUT_MS: (config) => config.http.requestTimeoutMs,
   AUTH_TIMEOUT_MS: (config) => config.auth.timeoutMs,
+  JWT_CLOCK_TOLERANCE_SECONDS: (config) => config.auth.clockToleranceSeconds,
   DRAIN_TIMEOUT_MS: (config) => config.drainTimeoutMs,
 };
 
