@@ -5,6 +5,8 @@ import {
   type Delivery,
   type KickOptions,
   type KickedPayload,
+  MAX_REFUSE_SECONDS,
+  MAX_TOKEN_EXP,
   RAW_FRAME_CHANNEL,
   type RoomCount,
   SERVER_EVENTS,
@@ -114,7 +116,9 @@ export function createOperations(deps: OperationsDeps): Operations {
     deleteKey: (key) => broker.state.deleteKey(key),
     publishFrame: (frame) => broker.publishRaw(seal(frame)),
   };
-  const refuseForSeconds = config.auth.maxTtlSeconds ?? 86_400;
+  // A token is taken up to JWT_CLOCK_TOLERANCE_SECONDS past its exp: a kick or a revocation holds that much longer.
+  const tolerance = config.auth.clockToleranceSeconds;
+  const refuseForSeconds = Math.min((config.auth.maxTtlSeconds ?? 86_400) + tolerance, MAX_REFUSE_SECONDS);
 
   const presenceOn = async () => {
     if (!config.presence) throw new SwitchboardError("presence_off");
@@ -187,7 +191,7 @@ export function createOperations(deps: OperationsDeps): Operations {
 
     kick: (user, options) => kickUser(transport, user, { ...options, refuseForSeconds }),
     allow: (user) => allowUser(transport, user),
-    revokeToken: (jti, exp) => revokeToken(transport, jti, exp),
+    revokeToken: (jti, exp) => revokeToken(transport, jti, Number.isSafeInteger(exp) ? Math.min(exp + tolerance, MAX_TOKEN_EXP) : exp),
 
     async registerRoute(event, room) {
       const problem = routeProblem(event, room);

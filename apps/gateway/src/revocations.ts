@@ -22,8 +22,13 @@ export class RevocationMirror {
   /**
    * @param maxTokenLifetimeMs beyond this a kick refuses nothing any more (every token it could
    *   refuse has expired): its entry is forgotten. Null keeps entries until Redis drops them.
+   * @param clockToleranceMs a token is taken this long past its exp (JWT_CLOCK_TOLERANCE_SECONDS),
+   *   so a revoked token stays refused that much longer
    */
-  constructor(private readonly maxTokenLifetimeMs: number | null) {}
+  constructor(
+    private readonly maxTokenLifetimeMs: number | null,
+    private readonly clockToleranceMs = 0,
+  ) {}
 
   replace(revocations: Revocations): void {
     this.users = new Map(revocations.users);
@@ -47,7 +52,7 @@ export class RevocationMirror {
 
   refuseToken(jti: string, exp: number): void {
     // An expired token is refused by its own exp already.
-    if (exp * 1000 <= Date.now()) return;
+    if (this.refusesUntil(exp) <= Date.now()) return;
     this.tokens.set(jti, exp);
     if (this.size >= this.sweepAt) this.sweep();
   }
@@ -55,10 +60,15 @@ export class RevocationMirror {
   /** Drops what refuses nothing any more: revoked tokens past their exp, kicks older than any token may live. */
   private sweep(): void {
     const now = Date.now();
-    for (const [jti, exp] of this.tokens) if (exp * 1000 <= now) this.tokens.delete(jti);
+    for (const [jti, exp] of this.tokens) if (this.refusesUntil(exp) <= now) this.tokens.delete(jti);
     const lifetime = this.maxTokenLifetimeMs;
     if (lifetime !== null) for (const [user, before] of this.users) if (before + lifetime < now) this.users.delete(user);
     this.sweepAt = Math.max(MIN_SWEEP_AT, 2 * this.size);
+  }
+
+  /** Until when (ms) a revocation of a token with this exp (seconds) refuses it. */
+  private refusesUntil(exp: number): number {
+    return exp * 1000 + this.clockToleranceMs;
   }
 
   /** Why a token with these claims is refused, or null. */
@@ -67,7 +77,7 @@ export class RevocationMirror {
     if (jti !== undefined) {
       const exp = this.tokens.get(jti);
       if (exp !== undefined) {
-        if (exp * 1000 > now) return "this token was revoked";
+        if (this.refusesUntil(exp) > now) return "this token was revoked";
         this.tokens.delete(jti);
       }
     }

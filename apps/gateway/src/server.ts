@@ -70,7 +70,11 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const metrics = createMetrics(config.nodeId);
   const warnings = createThrottledWarnings(logger);
   const dropFrame = createDropReporter({ metrics, warnings, logger });
-  const revocations = new RevocationMirror(config.auth.maxTtlSeconds === null ? null : config.auth.maxTtlSeconds * 1000);
+  const toleranceMs = config.auth.clockToleranceSeconds * 1000;
+  const revocations = new RevocationMirror(
+    config.auth.maxTtlSeconds === null ? null : config.auth.maxTtlSeconds * 1000 + toleranceMs,
+    toleranceMs,
+  );
   const verifier = createTokenVerifier(config.auth, { logger, isRevoked: (user, iat, jti) => revocations.check(user, iat, jti) });
   const broker = createBroker(config.redisUrl, {
     logger,

@@ -17,6 +17,23 @@ describe("the revocation mirror", () => {
     expect(mirror.check("anyone", undefined, "t2")).toBeNull();
   });
 
+  it("keeps refusing a revoked token for JWT_CLOCK_TOLERANCE_SECONDS past its exp, as long as the token itself is still taken", () => {
+    vi.useFakeTimers({ now: Date.UTC(2026, 0, 1), toFake: ["Date"] });
+    const exp = Math.floor(Date.now() / 1000) + 10;
+    const strict = new RevocationMirror(60_000);
+    const tolerant = new RevocationMirror(90_000, 30_000);
+    strict.refuseToken("t", exp);
+    tolerant.refuseToken("t", exp);
+    vi.setSystemTime(exp * 1000 + 20_000);
+    expect(strict.check("u", undefined, "t")).toBeNull();
+    expect(tolerant.check("u", undefined, "t")).toBe("this token was revoked");
+    // Revoked while already past its exp but within the tolerance: still refused.
+    tolerant.refuseToken("late", exp);
+    expect(tolerant.check("u", undefined, "late")).toBe("this token was revoked");
+    vi.setSystemTime(exp * 1000 + 31_000);
+    expect(tolerant.check("u", undefined, "t")).toBeNull();
+  });
+
   it("does not grow for good with revocations of tokens never seen again: what has expired is swept", () => {
     vi.useFakeTimers({ now: Date.UTC(2026, 0, 1), toFake: ["Date"] });
     const mirror = new RevocationMirror(60_000);
