@@ -171,3 +171,18 @@ describe("CORS_ORIGINS", () => {
     expect(JSON.parse(upgrade.body)).toEqual({ code: "origin_not_allowed", message: expect.any(String) });
   });
 });
+
+describe("JWT_CLOCK_TOLERANCE_SECONDS", () => {
+  it("takes a token a few seconds past its exp, as a node whose clock runs ahead of the issuer's would need", async () => {
+    const tolerant = await startGateway({ JWT_CLOCK_TOLERANCE_SECONDS: "30" });
+    try {
+      const token = jwt.sign({ sub: "skewed", exp: Math.floor(Date.now() / 1000) - 5 }, TEST_SECRET);
+      const refused = openClient(hs.url, { auth: { token } });
+      expect((await refused.next("connect_error"))[0]).toMatchObject({ message: "token_expired" });
+      const taken = openClient(tolerant.url, { auth: { token } });
+      expect((await taken.next("welcome"))[0]).toMatchObject({ user: "skewed" });
+    } finally {
+      await tolerant.stop();
+    }
+  });
+});
