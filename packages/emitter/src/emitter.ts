@@ -57,6 +57,13 @@ export interface EmitterOptions {
    */
   connectWaitMs?: number;
   /**
+   * With a URL: how many commands may wait for Redis's answer at once on the emitter's connection.
+   * Past it a publish fails at once with `redis_unavailable` rather than waiting in memory, as it
+   * would for as long as a Redis that is connected but not answering (paused, overloaded) keeps it.
+   * @default 50000
+   */
+  maxPendingCommands?: number;
+  /**
    * Signs every message with this key (a `kid` of the gateway's FRAME_SIGNING_KEYS and its secret).
    * Messages then go out as signed raw frames on `socket.io#emitter`, the one channel a publisher
    * restricted by a Redis ACL may write; so do `disconnectUser`'s control frames.
@@ -119,7 +126,11 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
   const timeoutMs = options.publishTimeoutMs ?? 5000;
   const connectWaitMs = Math.min(options.connectWaitMs ?? 1000, timeoutMs);
   const onError = options.onError ?? defaultErrorReporter();
-  const owned: OwnedConnection | null = typeof options.redis === "string" ? openConnection(options.redis, onError) : null;
+  const maxPendingCommands = options.maxPendingCommands ?? 50_000;
+  if (!Number.isSafeInteger(maxPendingCommands) || maxPendingCommands < 1)
+    throw new SwitchboardError("invalid_request", "maxPendingCommands must be a whole number of 1 or more");
+  const owned: OwnedConnection | null =
+    typeof options.redis === "string" ? openConnection(options.redis, onError, maxPendingCommands) : null;
   const client = owned ? owned.client : (options.redis as PublishClient);
   if (!owned && typeof client.on === "function" && client.listenerCount?.("error") === 0) client.on("error", onError);
   let closed = false;
@@ -147,7 +158,7 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
         try {
           return await run(args);
         } catch (err) {
-          throw new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${errorText(err)})`, { cause: err });
+          throw unavailable(err);
         }
       },
     };
@@ -171,8 +182,14 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
   // One timer for every publish in flight rather than one each: a service may publish thousands a second.
   // Kept alive: a script awaiting a publish gets its answer or its timeout before the process ends.
   const publishTimeouts = new AnswerTimeouts(timeoutMs, () => new SwitchboardError("publish_timeout"), true);
-  const unavailable = (err: unknown) =>
-    new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${errorText(err)})`, { cause: err });
+  const unavailable = (err: unknown) => {
+    // node-redis's refusal once `maxPendingCommands` wait (its commands queue is full).
+    const why =
+      err instanceof Error && err.message === "The queue is full"
+        ? `${maxPendingCommands} commands wait for Redis's answer already (maxPendingCommands)`
+        : errorText(err);
+    return new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${why})`, { cause: err });
+  };
 
   function publish(channel: string, message: Buffer | string): Promise<PublishResult> {
     if (closed) return Promise.reject(new SwitchboardError("emitter_closed"));

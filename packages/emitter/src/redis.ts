@@ -33,12 +33,13 @@ export interface OwnedConnection {
   close(): Promise<void>;
 }
 
-export function openConnection(url: string, onError: (error: Error) => void): OwnedConnection {
+export function openConnection(url: string, onError: (error: Error) => void, maxPendingCommands: number): OwnedConnection {
   const client = createClient({
     url,
     // A publish while disconnected must fail now with a code, not be replayed minutes later
     // after the caller has already been told it failed.
     disableOfflineQueue: true,
+    commandsQueueMaxLength: maxPendingCommands,
     socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
   });
   client.on("error", onError);

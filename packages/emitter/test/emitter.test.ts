@@ -1,4 +1,5 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { type AddressInfo, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { createEmitter } from "../src/index.js";
@@ -12,6 +13,17 @@ function runScript(body: string): Promise<{ code: number | null; stdout: string 
     const child = execFile(process.execPath, ["--input-type=module", "-e", source], { timeout: 20_000 }, (_err, stdout) =>
       resolve({ code: child.exitCode, stdout }),
     );
+  });
+}
+
+/** A loopback port nothing listens on now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
   });
 }
 
@@ -99,6 +111,57 @@ describe("emitter in a process of its own", () => {
     `);
     expect(stdout.trim()).toBe("publish_timeout");
   }, 30_000);
+});
+
+describe("emitter with a Redis that is connected but does not answer", () => {
+  it("refuses publishes past maxPendingCommands at once with redis_unavailable, rather than keeping them", async () => {
+    const port = await freePort();
+    const redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      stdio: "ignore",
+    });
+    const emitter = createEmitter({ redis: `redis://127.0.0.1:${port}`, maxPendingCommands: 5, publishTimeoutMs: 3000, onError: () => {} });
+    try {
+      // Ready once Redis answers.
+      for (let attempt = 0; ; attempt++) {
+        const answered = await emitter
+          .toUser(0)
+          .emit("x", 0)
+          .then(
+            () => true,
+            () => false,
+          );
+        if (answered) break;
+        if (attempt > 50) throw new Error("redis-server did not start");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      // Stopped, Redis keeps the connection open and answers nothing, as a paused or overloaded one does.
+      process.kill(redis.pid!, "SIGSTOP");
+      let outcomes: PromiseSettledResult<unknown>[];
+      try {
+        outcomes = await Promise.allSettled(Array.from({ length: 12 }, (_, index) => emitter.toUser(index).emit("x", index)));
+      } finally {
+        process.kill(redis.pid!, "SIGCONT");
+      }
+      const refused = outcomes.flatMap((outcome) =>
+        outcome.status === "rejected" ? [outcome.reason as { code: string; message: string }] : [],
+      );
+      // The first five wait and time out; the other seven are refused without waiting.
+      expect(refused.filter((error) => error.code === "redis_unavailable")).toHaveLength(7);
+      expect(refused.find((error) => error.code === "redis_unavailable")?.message).toContain("maxPendingCommands");
+      expect(refused.filter((error) => error.code === "publish_timeout")).toHaveLength(5);
+    } finally {
+      await emitter.close();
+      redis.kill("SIGKILL");
+    }
+  }, 20_000);
+
+  it("refuses a maxPendingCommands that is not a whole number of 1 or more", () => {
+    for (const maxPendingCommands of [0, -1, 1.5, Number.NaN]) {
+      expect(() => createEmitter({ redis: { publish: async () => 1 }, maxPendingCommands })).toThrow(
+        expect.objectContaining({ code: "invalid_request" }),
+      );
+    }
+  });
 });
 
 describe("emitter input checks", () => {
