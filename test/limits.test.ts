@@ -234,6 +234,8 @@ describe("REDIS_MAX_PENDING_COMMANDS", () => {
       }
       for (const response of answers) {
         expect(response.status).toBe(503);
+        // A refusal that may pass later tells HTTP clients when to try again.
+        expect(response.headers.get("retry-after")).toBe("1");
         const body = (await response.json()) as { code: string; message: string };
         expect(body.code).toBe("redis_unavailable");
         expect(body.message).toContain("REDIS_MAX_PENDING_COMMANDS");
@@ -264,6 +266,7 @@ describe("admission limits", () => {
     const responses = await Promise.all(Array.from({ length: 10 }, () => handshake(target)));
     const refused = responses.filter((response) => response.status === 429);
     expect(refused.length).toBeGreaterThanOrEqual(4);
+    for (const response of refused) expect(response.headers.get("retry-after")).toBe("1");
     expect(await refused[0]!.json()).toEqual({ code: "connection_rate_limited", message: expect.any(String) });
     expect(await hits(target, "ip_connection_rate")).toBe(refused.length);
   });

@@ -419,6 +419,8 @@ describe("HTTP", () => {
       ] as const) {
         expect(response.status).toBe(status);
         expect(await response.json()).toEqual({ code, message: expect.any(String) });
+        // Nothing of these passes by waiting.
+        expect(response.headers.get("retry-after")).toBeNull();
       }
       // Valid JSON that could poison a prototype is refused, and not called "not JSON" alone.
       const poisoned = await post('{"__proto__":{"polluted":1},"room":"user(1)","data":1}');

@@ -1,5 +1,6 @@
 import { type IncomingMessage, ServerResponse, STATUS_CODES } from "node:http";
 import { type ErrorCode, HANDSHAKE_REFUSAL_HEADER, errorBody } from "@switchboard/protocol";
+import { retryAfter } from "./errors.js";
 import proxyAddr from "proxy-addr";
 import { type RateLimiterAbstract, RateLimiterRes } from "rate-limiter-flexible";
 import type { HttpConfig, Limits } from "./config.js";
@@ -169,13 +170,14 @@ function sessionOf(request: IncomingMessage): string | undefined {
  */
 function answer(request: IncomingMessage, res: ServerResponse | object, status: number, code: ErrorCode): void {
   const body = JSON.stringify(errorBody(code));
-  const headers = {
+  const headers: Record<string, string> = {
     "Content-Type": "application/json",
     "Content-Length": String(Buffer.byteLength(body)),
     Connection: "close",
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": HANDSHAKE_REFUSAL_HEADER,
     [HANDSHAKE_REFUSAL_HEADER]: code,
+    ...retryAfter(code),
   };
   if (res instanceof ServerResponse) {
     if (res.headersSent) return void res.end();

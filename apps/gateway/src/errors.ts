@@ -1,4 +1,4 @@
-import { type ErrorBody, type ErrorCode, SwitchboardError, errorBody } from "@switchboard/protocol";
+import { type ErrorBody, type ErrorCode, SwitchboardError, errorBody, isRetryable } from "@switchboard/protocol";
 import type { z } from "zod";
 
 /** Why a token was refused, in the auth module's own terms; the transport maps these to wire codes. */
@@ -64,6 +64,14 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   publish_timeout: 504,
   internal_error: 500,
 };
+
+/** Seconds an HTTP client is asked to wait (Retry-After) before trying again a refusal that may pass. */
+const RETRY_AFTER_SECONDS = 1;
+
+/** The Retry-After header for a refusal that may pass later (`retry` in the error registry); none otherwise. */
+export function retryAfter(code: ErrorCode): Record<string, string> {
+  return isRetryable(code) ? { "Retry-After": String(RETRY_AFTER_SECONDS) } : {};
+}
 
 export function httpStatusOf(code: ErrorCode): number {
   return HTTP_STATUS[code] ?? 400;

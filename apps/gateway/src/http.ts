@@ -6,7 +6,7 @@ import type { FastifyError, FastifyInstance } from "fastify";
 import { z } from "zod";
 import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
-import { describeIssue, detailed, httpStatusOf } from "./errors.js";
+import { describeIssue, detailed, httpStatusOf, retryAfter } from "./errors.js";
 import type { Metrics } from "./metrics.js";
 
 export interface HttpDeps {
@@ -65,7 +65,7 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics): v
       body = errorBody("internal_error");
       status = 500;
     }
-    return reply.code(status).send(body);
+    return reply.code(status).headers(retryAfter(body.code)).send(body);
   });
 
   app.setNotFoundHandler((request, reply) =>
