@@ -1,9 +1,9 @@
 import { type IncomingMessage, ServerResponse, STATUS_CODES } from "node:http";
 import { type ErrorCode, HANDSHAKE_REFUSAL_HEADER, errorBody } from "@switchboard/protocol";
-import { retryAfter } from "./errors.js";
 import proxyAddr from "proxy-addr";
 import { type RateLimiterAbstract, RateLimiterRes } from "rate-limiter-flexible";
 import type { HttpConfig, Limits } from "./config.js";
+import { retryAfter } from "./errors.js";
 import type { LimitKind, Metrics } from "./metrics.js";
 
 /**
