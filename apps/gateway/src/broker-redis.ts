@@ -1,5 +1,5 @@
 import { RedisAdapter } from "@socket.io/redis-adapter";
-import { AnswerTimeouts, RAW_FRAME_CHANNEL, SwitchboardError, replyChannel } from "@switchboard/protocol";
+import { AnswerTimeouts, RAW_FRAME_CHANNEL, SwitchboardError, isCommandQueueFull, replyChannel } from "@switchboard/protocol";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import { createClient } from "@redis/client";
 import type { Namespace } from "socket.io";
@@ -67,8 +67,7 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
 
   /** A command refused because REDIS_MAX_PENDING_COMMANDS wait already, as `redis_unavailable`; null for any other failure. */
   const queueFull = (err: unknown): SwitchboardError | null => {
-    // node-redis refuses with a plain Error of this message (its commands queue, `commandsQueueMaxLength`).
-    if (!(err instanceof Error) || err.message !== "The queue is full") return null;
+    if (!isCommandQueueFull(err)) return null;
     metrics.limitHits.inc({ kind: "redis_commands" });
     const { message } = detailed(
       "redis_unavailable",

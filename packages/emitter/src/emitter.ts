@@ -8,6 +8,7 @@ import {
   allowUser,
   encodeEveryoneFrame,
   encodeRawFrame,
+  isCommandQueueFull,
   isPublishableEvent,
   kickUser,
   normaliseSiteHost,
@@ -183,11 +184,9 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
   // Kept alive: a script awaiting a publish gets its answer or its timeout before the process ends.
   const publishTimeouts = new AnswerTimeouts(timeoutMs, () => new SwitchboardError("publish_timeout"), true);
   const unavailable = (err: unknown) => {
-    // node-redis's refusal once `maxPendingCommands` wait (its commands queue is full).
-    const why =
-      err instanceof Error && err.message === "The queue is full"
-        ? `${maxPendingCommands} commands wait for Redis's answer already (maxPendingCommands)`
-        : errorText(err);
+    const why = isCommandQueueFull(err)
+      ? `${maxPendingCommands} commands wait for Redis's answer already (maxPendingCommands)`
+      : errorText(err);
     return new SwitchboardError("redis_unavailable", `${ERRORS.redis_unavailable.message} (${why})`, { cause: err });
   };
 

@@ -78,6 +78,6 @@ export type { Caller, LifecycleRecord, LifecycleType, ServiceInfo, ServiceReply,
 export { DEFAULT_MAX_DEPTH, nestsDeeperThan, preview } from "./untrusted.js";
 export { MAX_REFUSE_SECONDS, MAX_TOKEN_EXP, allowUser, encodeControlFrame, kickUser, readControlFrame, revokeToken } from "./control.js";
 export type { ControlFrame, ControlTransport, KickOptions } from "./control.js";
-export { KEY_PREFIX, REDIS_KEYS } from "./redis-keys.js";
+export { KEY_PREFIX, REDIS_KEYS, isCommandQueueFull } from "./redis-keys.js";
 export { PRESENCE_SWEEP_BOUND_MS, readRoomCount, readSitePresence, readUserPresence } from "./presence.js";
 export type { RedisCommander, RoomCount, SitePresence, UserPresence } from "./presence.js";

@@ -30,3 +30,11 @@ export const REDIS_KEYS = {
   /** Counters of the shared rate limits (rate-limiter-flexible's keys start with this). */
   rate: (name: string) => `${KEY_PREFIX}rate:${name}`,
 } as const;
+
+/**
+ * Whether a command was refused by node-redis because its `commandsQueueMaxLength` commands already
+ * wait for Redis's answer (a plain Error with this message; the gateway and the emitter both bound it).
+ */
+export function isCommandQueueFull(err: unknown): boolean {
+  return err instanceof Error && err.message === "The queue is full";
+}
