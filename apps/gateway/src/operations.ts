@@ -6,7 +6,6 @@ import {
   type KickOptions,
   type KickedPayload,
   MAX_REFUSE_SECONDS,
-  MAX_TOKEN_EXP,
   RAW_FRAME_CHANNEL,
   type RoomCount,
   SERVER_EVENTS,
@@ -191,7 +190,7 @@ export function createOperations(deps: OperationsDeps): Operations {
 
     kick: (user, options) => kickUser(transport, user, { ...options, refuseForSeconds }),
     allow: (user) => allowUser(transport, user),
-    revokeToken: (jti, exp) => revokeToken(transport, jti, Number.isSafeInteger(exp) ? Math.min(exp + tolerance, MAX_TOKEN_EXP) : exp),
+    revokeToken: (jti, exp) => revokeToken(transport, jti, exp, tolerance),
 
     async registerRoute(event, room) {
       const problem = routeProblem(event, room);

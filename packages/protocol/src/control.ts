@@ -128,15 +128,19 @@ export async function allowUser(transport: ControlTransport, userId: string | nu
   return user;
 }
 
-/** Refuses one token by its `jti` until its `exp` (seconds since the epoch), on every node. */
-export async function revokeToken(transport: ControlTransport, jti: string, exp: number): Promise<void> {
+/**
+ * Refuses one token by its `jti` until its `exp` (seconds since the epoch), on every node.
+ * `graceSeconds`: how long past its `exp` the nodes still take a token (their clock tolerance); the
+ * stored revocation lasts that much longer, so a node that starts meanwhile still refuses it.
+ */
+export async function revokeToken(transport: ControlTransport, jti: string, exp: number, graceSeconds = 0): Promise<void> {
   if (!Number.isSafeInteger(exp) || exp < 0 || exp > MAX_TOKEN_EXP) {
     throw new SwitchboardError(
       "invalid_request",
       `exp must be whole seconds since the epoch, at most ${MAX_TOKEN_EXP} (the end of the year 9999), not ${preview(exp)}`,
     );
   }
-  const ttlMs = exp * 1000 - Date.now();
+  const ttlMs = (exp + graceSeconds) * 1000 - Date.now();
   if (ttlMs <= 0) return;
   await transport.setKey(REDIS_KEYS.revokedToken(jti), String(exp), ttlMs);
   await transport.publishFrame(encodeControlFrame({ control: "revoke", jti, exp }), RAW_FRAME_CHANNEL);

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { type ControlTransport, MAX_REFUSE_SECONDS, MAX_TOKEN_EXP, kickUser, revokeToken } from "../src/index.js";
+import {
+  type ControlTransport,
+  MAX_REFUSE_SECONDS,
+  MAX_TOKEN_EXP,
+  decodeMsgpack,
+  kickUser,
+  readControlFrame,
+  revokeToken,
+} from "../src/index.js";
 
 /** A transport that records what it was asked to do. */
 function recording() {
@@ -36,5 +44,29 @@ describe("control actions", () => {
     const { calls, transport } = recording();
     await revokeToken(transport, "j1", MAX_TOKEN_EXP);
     expect(calls).toEqual([expect.stringMatching(/^set switchboard:revoked:jti:j1 \d+$/), "publish"]);
+  });
+
+  it("keep a revocation in Redis for the nodes' clock tolerance past the token's exp, and publish the exp itself", async () => {
+    const { transport } = recording();
+    const stored: number[] = [];
+    const frames: Uint8Array[] = [];
+    transport.setKey = async (_key, _value, ttlMs) => {
+      stored.push(ttlMs);
+    };
+    transport.publishFrame = async (frame) => {
+      frames.push(frame);
+    };
+    // Already past its exp, but within the tolerance: still stored, for the rest of it.
+    const exp = Math.floor(Date.now() / 1000) - 10;
+    await revokeToken(transport, "j2", exp, 30);
+    expect(stored).toHaveLength(1);
+    expect(stored[0]).toBeGreaterThan(15_000);
+    expect(stored[0]).toBeLessThanOrEqual(20_000);
+    const published = decodeMsgpack(frames[0]!);
+    expect(published.ok && readControlFrame(published.value)).toEqual({ control: "revoke", jti: "j2", exp });
+    // Without a tolerance, a token past its exp is refused by its own exp: nothing is stored.
+    const plain = recording();
+    await revokeToken(plain.transport, "j3", exp);
+    expect(plain.calls).toEqual([]);
   });
 });
