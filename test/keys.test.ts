@@ -1,7 +1,6 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { type Server, createServer } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT, exportJWK } from "jose";
 import jwt from "jsonwebtoken";
@@ -9,6 +8,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { closeAllClients, openClient } from "./harness/clients.js";
 import { type GatewayProcess, startGateway } from "./harness/gateway.js";
 import { freePort, waitFor } from "./harness/ports.js";
+import { scratchDir } from "./harness/scratch.js";
 
 const running: GatewayProcess[] = [];
 afterEach(() => closeAllClients());
@@ -32,7 +32,7 @@ async function outcome(url: string, token: string): Promise<string> {
 
 describe("key rotation with JWT_KEYS and SIGHUP", () => {
   it("accepts a new kid after the key file is rewritten and the node gets SIGHUP, without dropping connections", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "switchboard-rotation-"));
+    const dir = scratchDir("rotation");
     const file = join(dir, "keys.json");
     const old = "old-secret-of-at-least-32-bytes-xxxxxxxx";
     const next = "new-secret-of-at-least-32-bytes-yyyyyyyy";

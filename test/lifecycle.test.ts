@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type LifecycleReader, type LifecycleRecord, readLifecycle } from "@switchboard/service";
 import { createClient } from "redis";
@@ -10,6 +9,7 @@ import { type Cluster, startCluster } from "./harness/cluster.js";
 import { type GatewayProcess, readCounter, startGateway } from "./harness/gateway.js";
 import { waitFor } from "./harness/ports.js";
 import { startRedis, stopProcess } from "./harness/redis.js";
+import { scratchDir } from "./harness/scratch.js";
 
 const STREAM = "switchboard:lifecycle";
 const ENV = { LIFECYCLE_EVENTS: "1", LIFECYCLE_MAXLEN: "100", SUBSCRIBE_ROOMS: "topic(*)", PRESENCE_NODE_TTL_MS: "1500" };
@@ -190,7 +190,7 @@ describe("lifecycle records (LIFECYCLE_EVENTS=1)", () => {
       .map((match) => match[1])
       .find((block) => block?.includes("switchboard:lifecycle"));
     expect(source, "a Python lifecycle reader in docs/services.md").toBeDefined();
-    const script = join(tmpdir(), `lifecycle-reader-${process.pid}.py`);
+    const script = join(scratchDir("lifecycle-reader"), "reader.py");
     writeFileSync(script, source ?? "");
     const start = async (): Promise<{ child: ChildProcess; output: string[] }> => {
       // Debian's python3 with python3-redis (installed by scripts/test-deps.sh).

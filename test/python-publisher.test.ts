@@ -1,11 +1,11 @@
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser } from "./harness/clients.js";
 import { type Cluster, startCluster } from "./harness/cluster.js";
+import { scratchDir } from "./harness/scratch.js";
 
 // Debian's python3 with python3-redis and python3-msgpack (installed by .ci/run).
 const PYTHON = "/usr/bin/python3";
@@ -32,7 +32,7 @@ afterAll(async () => {
 /** Runs a README example, exactly as written, with Debian's python3. */
 async function runExample(source: string | undefined, env: Record<string, string>): Promise<string> {
   expect(source, "a ```python block in README.md").toBeDefined();
-  const script = join(tmpdir(), `switchboard-example-${process.pid}-${Math.random().toString(36).slice(2)}.py`);
+  const script = join(scratchDir("example"), "example.py");
   writeFileSync(script, source ?? "");
   const { stdout } = await promisify(execFile)(PYTHON, [script], { env });
   return stdout;

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ClientError, ServiceError, type SwitchboardClient, connect } from "@switchboard/client";
@@ -11,6 +10,7 @@ import { type Cluster, startCluster } from "./harness/cluster.js";
 import { readCounter } from "./harness/gateway.js";
 import { sleep, waitFor } from "./harness/ports.js";
 import { stopProcess } from "./harness/redis.js";
+import { scratchDir } from "./harness/scratch.js";
 
 const API_KEY = "services-test-api-key-of-at-least-32-chars";
 const WORKER = fileURLToPath(new URL("./harness/service-worker.ts", import.meta.url));
@@ -306,7 +306,7 @@ describe("a service in Python, as docs/services.md writes it", () => {
       [...readme.matchAll(/```python\n([\s\S]*?)```/g)].map((match) => match[1]),
       "the README shows the same service",
     ).toContain(source);
-    const script = join(tmpdir(), `switchboard-service-${process.pid}.py`);
+    const script = join(scratchDir("service"), "service.py");
     writeFileSync(script, source ?? "");
     // Debian's python3 with python3-redis (installed by scripts/test-deps.sh).
     const python = spawn("/usr/bin/python3", [script], {

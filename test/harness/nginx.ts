@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "./ports.js";
@@ -55,5 +55,12 @@ http {
     await fetch(`${url}/healthz`);
     return true;
   });
-  return { url, output, stop: () => stopProcess(child, "SIGQUIT") };
+  return {
+    url,
+    output,
+    stop: async () => {
+      await stopProcess(child, "SIGQUIT");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -1,11 +1,11 @@
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyBaseLogger } from "fastify";
 import { SignJWT } from "jose";
 import jwt from "jsonwebtoken";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { createTokenVerifier } from "../src/auth.js";
 import { loadConfig } from "../src/config.js";
 import { codeOf, configFailure } from "./refusals.js";
@@ -45,6 +45,7 @@ describe("JWT_KEYS: keys chosen by kid", () => {
 
   it("re-reads a key file on reload, and keeps the keys in use when the new file is bad", async () => {
     const dir = mkdtempSync(join(tmpdir(), "switchboard-keys-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, "keys.json");
     writeFileSync(file, JSON.stringify({ one: SECRET_A }));
     const fromFile = verifierFor({ JWT_KEYS: `@${file}` });
