@@ -238,6 +238,8 @@ describe("graceful drain", () => {
     );
     const refused = await fetch(`${gateway.url}/socket.io/?EIO=4&transport=polling`);
     expect(refused.status).toBe(503);
+    // Another node (or this one's replacement) will take the client: try again shortly.
+    expect(refused.headers.get("retry-after")).toBe("1");
     expect(await refused.json()).toEqual({ code: "node_draining", message: expect.any(String) });
 
     expect(await exitCode(gateway.child, drainTimeoutMs + 5000)).toBe(0);
