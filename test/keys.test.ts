@@ -2,6 +2,7 @@ import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { type Server, createServer } from "node:http";
 import { join } from "node:path";
+import { connect } from "@switchboard/client";
 import { SignJWT, exportJWK } from "jose";
 import jwt from "jsonwebtoken";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -134,5 +135,35 @@ describe("JWT_JWKS_URL", () => {
     const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
     expect(await outcome(gateway.url, await signWith(rsa.privateKey, "RS256", "rs-1", "early"))).toBe("auth_unavailable");
     expect(gateway.lines.some((line) => line.includes("JWT_JWKS_URL could not be fetched"))).toBe(true);
+  });
+
+  it("@switchboard/client reports auth_unavailable once, keeps retrying, and connects once the key set can be fetched", async () => {
+    const jwks = await jwksServer();
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    jwks.keys.push(await publicJwk(rsa.publicKey, "rs-1"));
+    jwks.failing = true;
+    try {
+      const gateway = await node({ JWT_JWKS_URL: jwks.url, JWT_JWKS_COOLDOWN_MS: "0" });
+      const client = connect({
+        url: gateway.url,
+        token: await signWith(rsa.privateKey, "RS256", "rs-1", "patient"),
+        socket: { reconnectionDelay: 100, reconnectionDelayMax: 200 },
+      });
+      try {
+        const errors: string[] = [];
+        client.on("error", (error) => errors.push(error.code));
+        const welcomed = client.ready();
+        await waitFor("a few refused attempts", () => (jwks.fetches >= 3 ? true : undefined));
+        expect(client.state).toMatchObject({ status: "connecting" });
+        expect(errors).toEqual(["auth_unavailable"]);
+        jwks.failing = false;
+        expect(await welcomed).toMatchObject({ user: "patient" });
+        expect(errors).toEqual(["auth_unavailable"]);
+      } finally {
+        client.close();
+      }
+    } finally {
+      await jwks.close();
+    }
   });
 });
