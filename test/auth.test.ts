@@ -3,6 +3,8 @@ import jwt from "jsonwebtoken";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type TestClient, closeAllClients, mintToken, openClient } from "./harness/clients.js";
 import { type GatewayProcess, TEST_SECRET, readCounter, startGateway } from "./harness/gateway.js";
+import { startCluster } from "./harness/cluster.js";
+import { sleep } from "./harness/ports.js";
 import { rawUpgrade } from "./harness/raw.js";
 
 const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -183,6 +185,49 @@ describe("JWT_CLOCK_TOLERANCE_SECONDS", () => {
       expect((await taken.next("welcome"))[0]).toMatchObject({ user: "skewed" });
     } finally {
       await tolerant.stop();
+    }
+  });
+
+  it("ends a socket's session that much after its token's exp, not at it", async () => {
+    const tolerant = await startGateway({ JWT_CLOCK_TOLERANCE_SECONDS: "2" });
+    try {
+      const exp = now() + 1;
+      const client = openClient(tolerant.url, { auth: { token: jwt.sign({ sub: "late", exp }, TEST_SECRET) } });
+      await client.next("welcome");
+      expect(await client.next("unauthorized", () => true, 6000)).toEqual([{ code: "token_expired", message: expect.any(String) }]);
+      // Without the tolerance the session would have ended at exp, two seconds earlier.
+      expect(Date.now()).toBeGreaterThanOrEqual((exp + 2) * 1000 - 100);
+    } finally {
+      await tolerant.stop();
+    }
+  });
+
+  it("keeps a kick's refusal in Redis that much longer than JWT_MAX_TTL_SECONDS, for nodes that start later", async () => {
+    const apiKey = "tolerance-api-key-of-at-least-32-characters";
+    const env = { JWT_CLOCK_TOLERANCE_SECONDS: "5", JWT_MAX_TTL_SECONDS: "1", API_KEYS: apiKey };
+    const cluster = await startCluster(1, env);
+    try {
+      const issued = now();
+      const token = jwt.sign({ sub: "kicked-late", iat: issued, exp: issued + 1 }, TEST_SECRET);
+      const kicked = await fetch(`${cluster.nodes[0]!.url}/api/v1/users/kicked-late/disconnect`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+        body: "{}",
+      });
+      expect(kicked.status).toBe(202);
+      // A node that starts past JWT_MAX_TTL_SECONDS after the kick, and past the token's exp, reads the
+      // refusals from Redis. Within the tolerance it would take the token itself, so the refusal must be there.
+      await sleep(Math.max(0, (issued + 2) * 1000 + 200 - Date.now()));
+      const late = await startGateway({ ...env, REDIS_URL: cluster.redis.url });
+      try {
+        expect(Date.now()).toBeLessThan((issued + 1 + 5) * 1000);
+        const client = openClient(late.url, { auth: { token } });
+        expect((await client.next("connect_error"))[0]).toMatchObject({ message: "token_revoked" });
+      } finally {
+        await late.stop();
+      }
+    } finally {
+      await cluster.close();
     }
   });
 });
