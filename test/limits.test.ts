@@ -212,7 +212,7 @@ describe("REDIS_MAX_PENDING_COMMANDS", () => {
     const redisPid = cluster.redis.pid!;
     try {
       const { url } = cluster.nodes[0]!;
-      const client = await connectUser(url, { sub: "patient" });
+      const client = await connectUser(url, { sub: "patient", services: ["anything"] });
       const publish = (data: number) =>
         fetch(`${url}/dev/publish`, {
           method: "POST",
@@ -229,6 +229,11 @@ describe("REDIS_MAX_PENDING_COMMANDS", () => {
         const sent = Array.from({ length: 60 }, (_, index) => publish(index + 1));
         // Those past the limit are refused at once; the first ones wait.
         answers = await Promise.all(sent.slice(30));
+        // A client's call to a service would wait on the same connection: refused at once too.
+        expect(await client.socket.timeout(2000).emitWithAck("request", { service: "anything" })).toMatchObject({
+          ok: false,
+          error: { code: "service_unavailable", message: expect.stringContaining("REDIS_MAX_PENDING_COMMANDS") },
+        });
       } finally {
         process.kill(redisPid, "SIGCONT");
       }

@@ -6,6 +6,7 @@ import {
   type ServiceReplyPayload,
   type ServiceRequestAck,
   errorBody,
+  isCommandQueueFull,
   isServiceName,
   nestsDeeperThan,
   newMessageId,
@@ -139,7 +140,14 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
       queued = await deps.state.enqueueServiceRequest(request, config.maxPending);
     } catch (err) {
       deps.logger.debug({ err: err instanceof Error ? err.message : String(err) }, "a service request could not be queued");
-      return detailed("service_unavailable", "the cluster's Redis is not reachable");
+      // Refused at once by this node rather than lost by Redis: say which limit, as publishes do.
+      const full = err instanceof Error && isCommandQueueFull(err.cause);
+      return detailed(
+        "service_unavailable",
+        full
+          ? "the cluster's Redis has not answered the commands already waiting on this node (REDIS_MAX_PENDING_COMMANDS)"
+          : "the cluster's Redis is not reachable",
+      );
     }
     return queued === "ok" ? null : errorBody(queued);
   }
