@@ -9,6 +9,7 @@ import {
   type Load,
   NOTHING_SPENT,
   PINNED_STORM,
+  PINNED_STORM_WITHOUT_PRESENCE,
   PINNED_TARGETED,
   SITE,
   type Sizes,
@@ -27,23 +28,32 @@ const BATCHES = 8;
 /** Handshakes in flight at once. */
 const CONCURRENCY = 100;
 
-/** One stack's node with everything that loads it: its own Redis, a client pool, a publisher. */
+/** One node with everything that loads it: its own Redis, a client pool, a publisher. */
 interface Side {
   stack: Stack;
+  /** The run its figures go to. */
   run: StackRun;
+  /** The stack, and the setting it runs with if any, in progress lines and problems. */
+  label: string;
+  /** The scenario its storm is recorded under. */
+  storm: string;
+  /** Whether it takes the targeted burst after the storm. */
+  targeted: boolean;
   redis: RedisServer;
   cluster: Cluster;
   load: Load & { clients: [Worker<ClientsApi>] };
 }
 
 /**
- * The connect storm and the targeted burst on one node of each stack at once. Both nodes are bound to
- * core 0 and everything else — client pools, publishers, each stack's own Redis — to core 1, and the
- * two nodes take the load in turns, batch by batch. In the two-node scenarios the nodes, the load and
- * Redis share both cores, and the VM's own speed changes between the stacks' turns: a round's ratio
- * there moves by tens of percent. Here the load never runs on a measured node's core, and a change of
- * speed lasting longer than a batch falls on both stacks alike. Each stack has its own Redis, as both
- * stacks use the adapter's channel names.
+ * The connect storm and the targeted burst on one node of each stack at once, and the storm on a
+ * third node of ours with PRESENCE=0, so that what counting presence costs is read as steadily as the
+ * stacks' ratio (the two-node storms it is otherwise read from move by tens of percent). The nodes
+ * are bound to core 0 and everything else — client pools, publishers, each node's own Redis — to
+ * core 1, and the nodes take the load in turns, batch by batch. In the two-node scenarios the nodes,
+ * the load and Redis share both cores, and the VM's own speed changes between the stacks' turns: a
+ * round's ratio there moves by tens of percent. Here the load never runs on a measured node's core,
+ * and a change of speed lasting longer than a batch falls on every node alike. Each node has its own
+ * Redis, as both stacks use the adapter's channel names.
  */
 export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progress, round: number, options: RunOptions): Promise<void> {
   const refuse = (why: string) => {
@@ -54,16 +64,20 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
   const workers: Worker<ClientsApi | PublisherApi>[] = [];
   const sides: Side[] = [];
   try {
-    for (const run of runs) {
+    const plan = runs.map((run) => ({ run, label: run.stack as string, storm: PINNED_STORM, targeted: true, env: {} }));
+    const ours = runs.find((run) => run.stack === "ours");
+    if (ours)
+      plan.push({ run: ours, label: "ours, PRESENCE=0", storm: PINNED_STORM_WITHOUT_PRESENCE, targeted: false, env: { PRESENCE: "0" } });
+    for (const { run, label, storm, targeted, env } of plan) {
       const redis = await startRedis();
       redisServers.push(redis);
-      const cluster = await startCluster(run.stack, 1, redis.url, { nodeFlags: options.nodeFlags });
+      const cluster = await startCluster(run.stack, 1, redis.url, { nodeFlags: options.nodeFlags, env });
       const load = {
         clients: [startWorker<ClientsApi>("load/clients")] as [Worker<ClientsApi>],
         publisher: startWorker<PublisherApi>("load/publisher"),
       };
       workers.push(load.clients[0], load.publisher);
-      sides.push({ stack: run.stack, run, redis, cluster, load });
+      sides.push({ stack: run.stack, run, label, storm, targeted, redis, cluster, load });
       await load.publisher.call("open", { stack: run.stack, redisUrl: redis.url, httpUrls: cluster.urls, apiKey: BENCH_API_KEY });
     }
     for (const side of sides) {
@@ -77,8 +91,16 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
     const directory = options.profileDirectory;
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStart(options.allocations)));
     const { ready, users } = await storm(sides, sizes.pinnedSockets, turns, progress);
-    await targeted(sides, ready, users, sizes.pinnedMessages, turns, progress);
-    if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/pinned-${side.stack}`)));
+    await targeted(
+      sides.filter((side) => side.targeted),
+      new Set([...ready].filter((side) => side.targeted)),
+      users,
+      sizes.pinnedMessages,
+      turns,
+      progress,
+    );
+    if (directory !== null)
+      await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/pinned-${side.label.replace(/\W+/g, "-")}`)));
   } finally {
     await Promise.allSettled(workers.map((worker) => worker.call("close", {}, 30_000)));
     await Promise.all(workers.map((worker) => worker.stop()));
@@ -103,7 +125,7 @@ async function byTurns(
   }
 }
 
-const names = (sides: Iterable<Side>) => [...sides].map((side) => side.stack).join(" and ");
+const names = (sides: Iterable<Side>) => [...sides].map((side) => side.label).join(" and ");
 
 /**
  * Connects `count` sockets (after the unmeasured ones) to each side's node by turns. Returns the sides
@@ -141,9 +163,9 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
     const complete = total.failed === 0 && total.connected === count;
     if (total.failed > 0)
       side.run.problems.push(
-        `${side.stack} ${PINNED_STORM}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`,
+        `${side.label} ${side.storm}: ${total.failed} sockets failed to connect (${total.errors.slice(0, 5).join("; ")})`,
       );
-    side.run.recordConnectionCost(PINNED_STORM, total.spent, total.connected, complete);
+    side.run.recordConnectionCost(side.storm, total.spent, total.connected, complete);
     if (complete) ready.add(side);
   }
   return { ready, users: warmUp + count };

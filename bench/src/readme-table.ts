@@ -13,6 +13,7 @@ import {
   OURS_WITH_LIFECYCLE,
   OURS_WITHOUT_PRESENCE,
   PINNED_STORM,
+  PINNED_STORM_WITHOUT_PRESENCE,
   PINNED_TARGETED,
   SERVICES_FLOOR,
 } from "./scenarios.js";
@@ -146,6 +147,7 @@ export function readmeTable(report: Report): string {
       "µs",
     ),
     both("", ALLOCATED_PER_CONNECTION, PINNED_STORM, ALLOCATED_PER_CONNECTION, "KB"),
+    `| | server CPU per connection with PRESENCE=0 | ${figure(PINNED_STORM_WITHOUT_PRESENCE, "server CPU per connection", "ours", "µs")} | – | |`,
     both(
       `pinned nodes taking turns: targeted burst, ${thousands(sizes.pinnedMessages)} messages`,
       "server CPU per delivery",

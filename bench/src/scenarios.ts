@@ -138,8 +138,6 @@ export const OURS_WITH_LIFECYCLE = "connect storm, LIFECYCLE_EVENTS=1";
 /** Cost growth again, with the gateway's nodes subscribed to their own rooms' channels only. */
 export const COST_GROWTH = "cost growth";
 export const COST_GROWTH_ROOM_CHANNELS = "cost growth, REDIS_SUBSCRIPTIONS=rooms";
-/** Scenarios that only the gateway has: no plain figure, no ratio. */
-export const OURS_ONLY = [OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services"];
 /** The floor of the services scenario: the same requests and replies through Redis, without the gateway. */
 export const SERVICES_FLOOR = "services, direct Redis round trip (floor)";
 const SERVICE_NAME = "bench-echo";
@@ -164,6 +162,10 @@ const MAIN_SCENARIOS: readonly ScenarioName[] = ["storm", "targeted", "fanout", 
 export const PINNED_STORM = "connect storm, pinned nodes taking turns";
 /** The targeted burst on those nodes. */
 export const PINNED_TARGETED = "targeted, pinned nodes taking turns";
+/** The pinned storm on a third node, of ours with PRESENCE=0, taking its turns with the other two. */
+export const PINNED_STORM_WITHOUT_PRESENCE = `${PINNED_STORM}, PRESENCE=0`;
+/** Scenarios that only the gateway has: no plain figure, no ratio. */
+export const OURS_ONLY = [OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services", PINNED_STORM_WITHOUT_PRESENCE];
 
 export interface RunOptions {
   /** Only these scenarios; null runs all. */

@@ -44,7 +44,8 @@ describe("the bench command line", () => {
   it(
     "hands --node-flags to the server nodes of both stacks and to nothing else, and publishes nothing from such a run",
     () => {
-      // The pinned pair starts one server node per stack, next to two load processes and Redis.
+      // The pinned pair starts one server node per stack and one of ours with PRESENCE=0, each next to
+      // two load processes and its own Redis.
       const run = (...flags: string[]) =>
         spawnSync(process.execPath, ["--import", "tsx", RUN, "--quick", "--only", "pinned", ...flags], {
           encoding: "utf8",
@@ -52,7 +53,7 @@ describe("the bench command line", () => {
         });
       const traced = run("--node-flags=--trace-gc");
       expect(traced.status, traced.stderr).toBe(0);
-      expect(tracingProcesses(traced.stdout).size).toBe(2);
+      expect(tracingProcesses(traced.stdout).size).toBe(3);
       expect(traced.stdout).toMatch(/written: \S*results\/partial\/latest\.json/);
       const untraced = run();
       expect(untraced.status, untraced.stderr).toBe(0);
