@@ -224,12 +224,21 @@ describe("requests to a service", () => {
 
   it("refuses at once a service that is not registered, one without a live instance, one not allowed, and a full queue", async () => {
     const client = await caller(a, "buyer-4");
+    const counted = (labels: Record<string, string>) => readCounter(a, "switchboard_service_requests_total", labels);
+    const unknownBefore = await counted({ service: "", outcome: "unknown" });
     expect(await refusal(client.request("public-nobody", {}))).toEqual({ kind: "client", code: "service_unknown" });
     expect(await refusal(client.request("Not A Name", {}))).toEqual({ kind: "client", code: "service_unknown" });
+    // Names a client makes up are counted without a label of their own: they cannot grow the metrics.
+    const inventor = await caller(a, "buyer-4-inventor");
+    for (let index = 0; index < 6; index++) await refusal(inventor.request(`public-made-up-${index}`, {}));
+    expect(await counted({ service: "", outcome: "unknown" })).toBe(unknownBefore + 8);
+    expect(await (await fetch(`${a}/metrics`)).text()).not.toMatch(/service="(public-nobody|public-made-up-\d+)"/);
     const gone = await instance("public-gone");
     await gone.close();
     services.splice(services.indexOf(gone), 1);
     expect(await refusal(client.request("public-gone", {}))).toEqual({ kind: "client", code: "service_unavailable" });
+    // A registered service's refusals keep its name.
+    expect(await counted({ service: "public-gone", outcome: "unavailable" })).toBe(1);
     await instance("private-billing");
     expect(await refusal(client.request("private-billing", {}))).toEqual({ kind: "client", code: "service_forbidden" });
     const allowed = await caller(a, "buyer-5", ["private-*"]);
@@ -240,6 +249,7 @@ describe("requests to a service", () => {
     const waiting = Array.from({ length: 4 }, () => client.request("public-queue", { op: "sleep", ms: 300 }));
     await sleep(100);
     expect(await refusal(client.request("public-queue", {}))).toEqual({ kind: "client", code: "service_busy" });
+    expect(await counted({ service: "public-queue", outcome: "busy" })).toBe(1);
     expect(await Promise.all(waiting)).toHaveLength(4);
   });
 

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser, openClient } from "./harness/clients.js";
-import { type GatewayProcess, exitCode, startGateway } from "./harness/gateway.js";
+import { type GatewayProcess, exitCode, readCounter, startGateway } from "./harness/gateway.js";
 import { waitFor } from "./harness/ports.js";
 
 describe("a single node without Redis", () => {
@@ -62,6 +62,19 @@ describe("a single node with a secret", () => {
     first.close();
     const second = await connectUser(node.url, { sub: "solo", site: "solo.example" });
     expect((await second.next("welcome"))[0]).toMatchObject({ user: "solo", site: "solo.example" });
+  });
+
+  it("answers a service request with service_unavailable, saying no service can register without Redis", async () => {
+    const client = await connectUser(node.url, { sub: "solo-caller", services: ["*"] });
+    for (const service of ["orders", "made-up-1", "made-up-2"]) {
+      expect(await client.socket.timeout(2000).emitWithAck("request", { service })).toEqual({
+        ok: false,
+        error: { code: "service_unavailable", message: expect.stringContaining("REDIS_URL") },
+      });
+    }
+    // Counted without the names, which no registry vouches for here.
+    expect(await readCounter(node.url, "switchboard_service_requests_total", { service: "", outcome: "unavailable" })).toBe(3);
+    expect(await (await fetch(`${node.url}/metrics`)).text()).not.toContain('service="made-up-1"');
   });
 });
 

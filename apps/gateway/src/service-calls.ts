@@ -20,7 +20,7 @@ import type { DropFrame } from "./adapter-guard.js";
 import type { ServicesConfig } from "./config.js";
 import { detailed } from "./errors.js";
 import type { Metrics, ServiceOutcome } from "./metrics.js";
-import type { SharedState } from "./state.js";
+import type { EnqueueResult, SharedState } from "./state.js";
 
 /** The socket a call comes from, as the connection knows it. */
 export interface CallingSocket {
@@ -120,12 +120,17 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
     return null;
   }
 
+  /**
+   * Queues a call; null when queued, or why not, with the `service` label its refusal is counted
+   * under: the service's name only once Redis has said the service is registered, so that names a
+   * client makes up cannot add label sets to the metrics without bound.
+   */
   async function enqueue(
     socket: CallingSocket,
     fields: { id: string; kind: "request" | "send"; service: string; event: string; payload: unknown; deadline: number },
-  ): Promise<ErrorBody | null> {
+  ): Promise<{ error: ErrorBody; outcome: ServiceOutcome; label: string } | null> {
     const caller = { user: socket.identity.user, site: socket.identity.site ?? "", socket: socket.id, node: deps.nodeId };
-    let queued: Awaited<ReturnType<SharedState["enqueueServiceRequest"]>>;
+    let queued: EnqueueResult;
     try {
       const request = {
         id: fields.id,
@@ -142,17 +147,31 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
       deps.logger.debug({ err: err instanceof Error ? err.message : String(err) }, "a service request could not be queued");
       // Refused at once by this node rather than lost by Redis: say which limit, as publishes do.
       const full = err instanceof Error && isCommandQueueFull(err.cause);
-      return detailed(
+      const error = detailed(
         "service_unavailable",
         full
           ? "the cluster's Redis has not answered the commands already waiting on this node (REDIS_MAX_PENDING_COMMANDS)"
           : "the cluster's Redis is not reachable",
       );
+      return { error, outcome: "unavailable", label: "" };
     }
-    return queued === "ok" ? null : errorBody(queued);
+    switch (queued) {
+      case "ok":
+        return null;
+      case "no_redis":
+        return {
+          error: detailed("service_unavailable", "this node runs without Redis (no REDIS_URL), so no service can register with it"),
+          outcome: "unavailable",
+          label: "",
+        };
+      case "service_unknown":
+        return { error: errorBody(queued), outcome: "unknown", label: "" };
+      case "service_unavailable":
+        return { error: errorBody(queued), outcome: "unavailable", label: fields.service };
+      case "service_busy":
+        return { error: errorBody(queued), outcome: "busy", label: fields.service };
+    }
   }
-
-  const outcomeOf = { service_unknown: "unknown", service_unavailable: "unavailable", service_busy: "busy" } as const;
 
   return {
     async request(socket, call) {
@@ -186,7 +205,7 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
       const entry: Pending = { socketId: socket.id, callerId, service: call.service, startedAt, deadlineKey: deadlines.add(deadline, id) };
       pending.set(id, entry);
       bySocket.set(socket.id, (calls ?? new Set()).add(id));
-      const error = await enqueue(socket, {
+      const notQueued = await enqueue(socket, {
         id,
         kind: "request",
         service: call.service,
@@ -194,10 +213,10 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
         payload: call.payload ?? null,
         deadline,
       });
-      if (error) {
+      if (notQueued) {
         end(id);
-        metrics.serviceRequest(call.service, outcomeOf[error.code as keyof typeof outcomeOf] ?? "unavailable", 0);
-        return { ok: false, error };
+        metrics.serviceRequest(notQueued.label, notQueued.outcome, 0);
+        return { ok: false, error: notQueued.error };
       }
       // The socket left while the request was being queued: the call is over, its reply will be dropped.
       if (!deps.io.of("/").sockets.has(socket.id)) end(id);
@@ -211,7 +230,7 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
         return { ok: false, error: refused.error };
       }
       const id = newMessageId();
-      const error = await enqueue(socket, {
+      const notQueued = await enqueue(socket, {
         id,
         kind: "send",
         service: message.service,
@@ -219,8 +238,12 @@ export function createServiceCalls(deps: ServiceCallsDeps): ServiceCalls {
         payload: message.payload ?? null,
         deadline: 0,
       });
-      metrics.serviceRequest(message.service, error ? (outcomeOf[error.code as keyof typeof outcomeOf] ?? "unavailable") : "sent", 0);
-      return error ? { ok: false, error } : { ok: true, id };
+      if (notQueued) {
+        metrics.serviceRequest(notQueued.label, notQueued.outcome, 0);
+        return { ok: false, error: notQueued.error };
+      }
+      metrics.serviceRequest(message.service, "sent", 0);
+      return { ok: true, id };
     },
 
     onReply(message) {

@@ -103,7 +103,7 @@ export function createMemoryState(): SharedState {
       return { sockets: counts.reduce((sum, count) => sum + count, 0), users: counts.length };
     },
     // Services read their requests from Redis streams: without Redis there is none to call.
-    enqueueServiceRequest: async () => "service_unavailable",
+    enqueueServiceRequest: async () => "no_redis",
     services: async () => [],
     service: async () => null,
     unregisterService: async () => false,

@@ -35,7 +35,8 @@ export interface SharedState {
 
   /**
    * Queues a request for a service, atomically checking that the service is registered, has a live
-   * instance, and holds fewer than `maxPending` requests; says which check failed otherwise.
+   * instance, and holds fewer than `maxPending` requests; says which check failed otherwise, or
+   * `no_redis` where there is no Redis for a service to register with.
    */
   enqueueServiceRequest(request: ServiceRequest, maxPending: number): Promise<EnqueueResult>;
   services(): Promise<ServiceInfo[]>;
@@ -53,7 +54,7 @@ export interface SharedState {
   goneLifecycleNodes(silentMs: number): Promise<string[]>;
 }
 
-export type EnqueueResult = "ok" | "service_unknown" | "service_unavailable" | "service_busy";
+export type EnqueueResult = "ok" | "service_unknown" | "service_unavailable" | "service_busy" | "no_redis";
 
 export interface Revocations {
   /** User → the time before which that user's tokens are refused (ms since the epoch). */
