@@ -522,6 +522,50 @@ describe("event routes registered at run time", () => {
   });
 });
 
+describe("EVENT_ROUTES_MAX", () => {
+  it("refuses a new route past the limit with 409 route_limit across the cluster, takes a replaced one, and lets one node of two take the last place", async () => {
+    const capped = await startCluster(2, {
+      API_KEYS: API_KEY,
+      EVENT_ROUTES_MAX: "2",
+      EVENT_ROUTES: JSON.stringify({ fixed: "topic(fixed)" }),
+    });
+    try {
+      const [one, two] = capped.nodes.map((node) => node.url) as [string, string];
+      const register = (node: string, event: string, room = `topic(${event})`) => api(node, "POST", "/api/v1/events", { event, room });
+      // EVENT_ROUTES's own route does not count.
+      expect((await register(one, "first")).status).toBe(201);
+      expect((await register(two, "second")).status).toBe(201);
+      const refused = await register(one, "third");
+      expect(refused).toEqual({
+        status: 409,
+        body: { code: "route_limit", message: expect.stringContaining("EVENT_ROUTES_MAX") },
+      });
+      expect((await register(two, "first", "topic(moved)")).status).toBe(201);
+      expect((await api(one, "DELETE", "/api/v1/events/second")).status).toBe(204);
+      // One place left, asked for by both nodes at once: one takes it.
+      const raced = await Promise.all([register(one, "raced-a"), register(two, "raced-b")]);
+      expect(raced.map((answer) => answer.status).sort()).toEqual([201, 409]);
+      const { body } = await api(two, "GET", "/api/v1/events");
+      expect((body as { routes: { source: string }[] }).routes.filter((route) => route.source === "registered")).toHaveLength(2);
+    } finally {
+      await capped.close();
+    }
+  });
+
+  it("holds on a single node without Redis too", async () => {
+    const single = await startGateway({ API_KEYS: API_KEY, EVENT_ROUTES_MAX: "1" });
+    try {
+      expect((await api(single.url, "POST", "/api/v1/events", { event: "only", room: "topic(only)" })).status).toBe(201);
+      expect(await api(single.url, "POST", "/api/v1/events", { event: "more", room: "topic(more)" })).toMatchObject({
+        status: 409,
+        body: { code: "route_limit" },
+      });
+    } finally {
+      await single.stop();
+    }
+  });
+});
+
 describe("the first brokers' push endpoints", () => {
   it("POST /_notify/:event publishes the body to the event's route; an unknown event is 404, no body 400", async () => {
     const reader = await connectUser(a, { sub: "notified" });

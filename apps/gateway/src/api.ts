@@ -425,7 +425,11 @@ export async function registerApi(app: FastifyInstance, deps: ApiDeps): Promise<
             summary: "Register (or replace) an event's route, on every node within a second",
             security,
             body: { type: "object", required: ["event", "room"], additionalProperties: false, properties: { event, room } },
-            response: { 201: { type: "object", properties: { event: { type: "string" }, room: { type: "string" } } }, ...errors },
+            response: {
+              201: { type: "object", properties: { event: { type: "string" }, room: { type: "string" } } },
+              ...errors,
+              409: errorReply,
+            },
           },
         },
         async (request, reply) => {

@@ -129,6 +129,8 @@ export interface Config {
   apiKeys: readonly string[] | null;
   /** EVENT_ROUTES: an event's room when a publish names none; `{user}` and `{site}` come from the publish. */
   eventRoutes: ReadonlyMap<string, string>;
+  /** Routes that may be registered at run time, cluster-wide (EVENT_ROUTES's own do not count). */
+  eventRoutesMax: number;
   /** Count sockets, users and rooms cluster-wide (the presence routes and readers); PRESENCE=0 turns it off. */
   presence: boolean;
   /** Publish `presence` `{ user, online }` to the site's room as users come and go. */
@@ -249,6 +251,7 @@ const envSchema = z.object({
   FRAME_SIGNING_KEYS: optionalText,
   API_KEYS: list.optional(),
   EVENT_ROUTES: optionalText,
+  EVENT_ROUTES_MAX: integer(1, 100_000).default(1000),
   PRESENCE: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_EVENTS: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_NODE_TTL_MS: integer(1000, 600_000).default(15_000),
@@ -369,6 +372,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     redisSubscriptions: vars.REDIS_SUBSCRIPTIONS,
     apiKeys: apiKeys === null ? null : Object.freeze([...apiKeys]),
     eventRoutes: vars.EVENT_ROUTES === undefined ? new Map() : eventRoutes(vars.EVENT_ROUTES),
+    eventRoutesMax: vars.EVENT_ROUTES_MAX,
     presence,
     presenceEvents,
     presenceNodeTtlMs: vars.PRESENCE_NODE_TTL_MS,

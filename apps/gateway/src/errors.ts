@@ -62,6 +62,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   frame_too_large: 413,
   redis_unavailable: 503,
   publish_timeout: 504,
+  route_limit: 409,
   internal_error: 500,
 };
 

@@ -94,7 +94,7 @@ const EVENT_PACKET = 2;
 export interface OperationsDeps {
   io: Server;
   broker: Broker;
-  config: Pick<Config, "frameSigning" | "limits" | "auth" | "presence">;
+  config: Pick<Config, "frameSigning" | "limits" | "auth" | "presence" | "eventRoutesMax">;
   metrics: Metrics;
   logger: FastifyBaseLogger;
   routes: EventRoutes;
@@ -195,7 +195,12 @@ export function createOperations(deps: OperationsDeps): Operations {
     async registerRoute(event, room) {
       const problem = routeProblem(event, room);
       if (problem !== null) throw new SwitchboardError("invalid_request", detailed("invalid_request", problem).message);
-      await broker.state.setRoute(event, room);
+      if (!(await broker.state.setRoute(event, room, config.eventRoutesMax)))
+        throw new SwitchboardError(
+          "route_limit",
+          detailed("route_limit", `${config.eventRoutesMax} routes are registered (EVENT_ROUTES_MAX); ${preview(event)} is not one of them`)
+            .message,
+        );
       await transport.publishFrame(encodeControlFrame({ control: "routes" }), RAW_FRAME_CHANNEL);
     },
 

@@ -50,8 +50,10 @@ export function createMemoryState(): SharedState {
     async loadRoutes() {
       return new Map(routes);
     },
-    async setRoute(event, room) {
+    async setRoute(event, room, max) {
+      if (!routes.has(event) && routes.size >= max) return false;
       routes.set(event, room);
+      return true;
     },
     async deleteRoute(event) {
       return routes.delete(event);

@@ -86,6 +86,13 @@ redis.call("ZREM", KEYS[2], ARGV[1])
 return entries
 `;
 
+/** A route, registered or replaced, unless it is new and ARGV[3] routes are registered already. */
+const SET_ROUTE = `
+if redis.call("HEXISTS", KEYS[1], ARGV[1]) == 0 and redis.call("HLEN", KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
+return 1
+`;
+
 /**
  * Queues one service request, or says why not, in one step so that two nodes cannot both squeeze
  * into the last place of a queue. KEYS: the service's info, instances and requests (one hash slot).
@@ -158,8 +165,8 @@ export function createRedisState(redis: BinaryRedisCommander, nodeTtlMs: () => n
       for (let index = 0; index + 1 < flat.length; index += 2) routes.set(flat[index] ?? "", flat[index + 1] ?? "");
       return routes;
     },
-    async setRoute(event, room) {
-      await run(["HSET", REDIS_KEYS.routes, event, room]);
+    async setRoute(event, room, max) {
+      return Number(await run(["EVAL", SET_ROUTE, "1", REDIS_KEYS.routes, event, room, String(max)])) === 1;
     },
     async deleteRoute(event) {
       return Number(await run(["HDEL", REDIS_KEYS.routes, event])) > 0;

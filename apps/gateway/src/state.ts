@@ -13,7 +13,11 @@ export interface SharedState {
   loadRevocations(): Promise<Revocations>;
 
   loadRoutes(): Promise<Map<string, string>>;
-  setRoute(event: string, room: string): Promise<void>;
+  /**
+   * Registers or replaces an event's route; false, changing nothing, when `event` is new and `max`
+   * routes are registered already. Checked and written in one step, so nodes cannot pass it together.
+   */
+  setRoute(event: string, room: string, max: number): Promise<boolean>;
   /** False when there was no such registered route. */
   deleteRoute(event: string): Promise<boolean>;
 

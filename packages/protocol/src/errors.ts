@@ -202,6 +202,11 @@ export const ERRORS = {
     retry: false,
     message: "The event's route needs a user or site that the publish does not give.",
   },
+  route_limit: {
+    audience: "publisher",
+    retry: false,
+    message: "The cluster already holds EVENT_ROUTES_MAX registered routes; remove one before registering another.",
+  },
   api_key_invalid: {
     audience: "publisher",
     retry: false,
