@@ -9,6 +9,8 @@ import {
   type Load,
   NOTHING_SPENT,
   PINNED_STORM,
+  PINNED_PATHS,
+  PINNED_PATH_SCENARIOS,
   PINNED_STORM_WITHOUT_PRESENCE,
   PINNED_TARGETED,
   SITE,
@@ -53,7 +55,8 @@ interface Side {
  * the load and Redis share both cores, and the VM's own speed changes between the stacks' turns: a
  * round's ratio there moves by tens of percent. Here the load never runs on a measured node's core,
  * and a change of speed lasting longer than a batch falls on every node alike. Each node has its own
- * Redis, as both stacks use the adapter's channel names.
+ * Redis, as both stacks use the adapter's channel names. Last, our node takes the same messages from
+ * each of our publish paths in turns (publishPaths), for the raw-frame and HTTP targets.
  */
 export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progress, round: number, options: RunOptions): Promise<void> {
   const refuse = (why: string) => {
@@ -99,6 +102,8 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
       turns,
       progress,
     );
+    const oursSide = sides.find((side) => side.stack === "ours" && side.targeted);
+    if (oursSide && ready.has(oursSide)) await publishPaths(oursSide, users, sizes.pinnedMessages, round, progress);
     if (directory !== null)
       await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/pinned-${side.label.replace(/\W+/g, "-")}`)));
   } finally {
@@ -204,4 +209,41 @@ async function targeted(
   // A side that delivered nothing divides by zero: record() keeps no figure that is not finite.
   for (const [side, total] of totals)
     side.run.recordDeliveryCost(`${PINNED_TARGETED}, burst`, total.spent, total.delivered, total.complete);
+}
+
+/**
+ * Our three ways of publishing, each `messages` to the node's users, taking turns on our pinned node
+ * batch by batch (the first mode moving on by one each batch). Compared with each other, they share
+ * the node, its heap and the minutes they run in; in the two-node run each comes as one burst after
+ * the other, where a drift of the VM between bursts lands on one path alone.
+ */
+async function publishPaths(side: Side, users: number, messages: number, round: number, progress: Progress): Promise<void> {
+  const modes = Object.keys(PINNED_PATH_SCENARIOS) as (keyof typeof PINNED_PATH_SCENARIOS)[];
+  const bar = progress.bar(
+    `${side.label}: ${PINNED_PATHS}, ${messages} messages each by ${modes.join(", ")} in ${BATCHES} batches by turns`,
+    messages * modes.length,
+  );
+  const publish = (mode: (typeof modes)[number], count: number) =>
+    side.run.publishAndWait(side.cluster, side.load, { mode, target: "user", count, ratePerSecond: null, users }, count);
+  for (const mode of modes) await publish(mode, Math.ceil(messages / WARM_UP_SHARE));
+  const totals = new Map(modes.map((mode) => [mode, { delivered: 0, spent: NOTHING_SPENT, complete: true }]));
+  const perBatch = Math.ceil(messages / BATCHES);
+  let done = 0;
+  for (let batch = 0, offset = 0; offset < messages; batch++, offset += perBatch) {
+    const count = Math.min(perBatch, messages - offset);
+    const first = (batch + round) % modes.length;
+    for (const mode of [...modes.slice(first), ...modes.slice(0, first)]) {
+      const total = totals.get(mode)!;
+      if (!total.complete) continue;
+      const run = await publish(mode, count);
+      total.delivered += run.delivered;
+      total.spent = addSpent(total.spent, run.spent);
+      total.complete &&= run.delivered === count && run.published === count;
+      done += count;
+      bar.update(done);
+    }
+  }
+  bar.stop();
+  for (const [mode, total] of totals)
+    side.run.recordDeliveryCost(PINNED_PATH_SCENARIOS[mode], total.spent, total.delivered, total.complete);
 }

@@ -12,6 +12,7 @@ import {
   COST_GROWTH_ROOM_CHANNELS,
   OURS_WITH_LIFECYCLE,
   OURS_WITHOUT_PRESENCE,
+  PINNED_PATH_SCENARIOS,
   PINNED_STORM,
   PINNED_STORM_WITHOUT_PRESENCE,
   PINNED_TARGETED,
@@ -70,6 +71,14 @@ export function readmeTable(report: Report): string {
   const growth = sizes.growthNodes.map((nodes) => `${COST_GROWTH}, ${nodes} node${nodes === 1 ? "" : "s"}`);
   const rooms = sizes.growthNodes.map((nodes) => `${COST_GROWTH_ROOM_CHANNELS}, ${nodes} node${nodes === 1 ? "" : "s"}`);
   const services = ["services, 1 instance", "services, 2 instances"];
+  const pinnedPaths = [PINNED_PATH_SCENARIOS.emitter, PINNED_PATH_SCENARIOS.raw, PINNED_PATH_SCENARIOS["http-batch"]];
+  const pinnedPathRatios = (metric: string) => {
+    const emitter = value(PINNED_PATH_SCENARIOS.emitter, metric, "ours");
+    const against = (scenario: string) => timesOrDash(of(value(scenario, metric, "ours"), emitter));
+    return `raw ${against(PINNED_PATH_SCENARIOS.raw)}, HTTP ${against(PINNED_PATH_SCENARIOS["http-batch"])} our emitter path`;
+  };
+  const pinnedPathsRow = (label: string, metric: string, unit: string) =>
+    `| ${label === "" ? "" : `${label} `}| ${metric} | ${several(pinnedPaths, metric, "ours", unit)} | – | ${pinnedPathRatios(metric)} |`;
   const addedRss = find(storm, ADDED_RSS_METRIC);
   const metricRatios = (scenario: string, metrics: readonly string[]) =>
     metrics.map((metric) => ratioOnly(find(scenario, metric))).join(" / ");
@@ -163,6 +172,12 @@ export function readmeTable(report: Report): string {
       "B",
       ratioOnly(find(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY)),
     ),
+    pinnedPathsRow(
+      `pinned node taking turns: emitter / raw frames / HTTP batches of 100, ${thousands(sizes.pinnedMessages)} messages each`,
+      "server CPU per delivery",
+      "µs",
+    ),
+    pinnedPathsRow("", ALLOCATED_PER_DELIVERY, "B"),
     `| targeted, steady ${thousands(sizes.steadyRate)}/s | latency p50 / p99 / p99.9 | ${steadyLatency("ours")} | ${steadyLatency("plain")} | ${metricRatios(steady, LATENCIES)} |`,
     both("", "server CPU per delivery", steady, "server CPU per delivery", "µs", ratioOnly(find(steady, "server CPU per delivery"))),
     both("targeted, burst", "server CPU per delivery", "targeted, burst", "server CPU per delivery", "µs"),

@@ -19,6 +19,7 @@ import {
   type Measurement,
   OURS_WITH_LIFECYCLE,
   OURS_WITHOUT_PRESENCE,
+  PINNED_PATH_SCENARIOS,
   PINNED_STORM,
   PINNED_STORM_WITHOUT_PRESENCE,
   type Sizes,
@@ -333,11 +334,10 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     storm,
     null,
   );
-  const emitter = find(rows, (s) => s === "targeted, burst", "server CPU per delivery");
-  const versusEmitter = (target: string, scenario: string, limit: number) => {
+  const versusEmitter = (target: string, scenario: string, limit: number, emitterScenario = "targeted, burst") => {
     const measured = oursAgainst(
       find(rows, (s) => s === scenario, "server CPU per delivery"),
-      emitter,
+      find(rows, (s) => s === emitterScenario, "server CPU per delivery"),
     );
     const ratio = measured.ratio === null ? null : round(measured.ratio);
     const { ratios } = measured;
@@ -349,7 +349,20 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     });
   };
   versusEmitter("raw frames ≤ the emitter path (server CPU per delivery)", "raw publishers, burst", 1.0);
+  // The same two on our pinned node, the three paths taking turns batch by batch (see pinned.ts).
+  versusEmitter(
+    "raw frames on a pinned node, the paths taking turns ≤ the emitter path (server CPU per delivery)",
+    PINNED_PATH_SCENARIOS.raw,
+    1.0,
+    PINNED_PATH_SCENARIOS.emitter,
+  );
   versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), batches", "http publish, 100 per request, burst", 1.5);
+  versusEmitter(
+    "HTTP publish on a pinned node, the paths taking turns ≤ 1.5× the emitter path (server CPU per delivery), batches",
+    PINNED_PATH_SCENARIOS["http-batch"],
+    1.5,
+    PINNED_PATH_SCENARIOS.emitter,
+  );
   versusEmitter(
     "HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), one message per request",
     "http publish, 1 per request, burst",

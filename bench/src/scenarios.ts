@@ -164,8 +164,18 @@ export const PINNED_STORM = "connect storm, pinned nodes taking turns";
 export const PINNED_TARGETED = "targeted, pinned nodes taking turns";
 /** The pinned storm on a third node, of ours with PRESENCE=0, taking its turns with the other two. */
 export const PINNED_STORM_WITHOUT_PRESENCE = `${PINNED_STORM}, PRESENCE=0`;
+/**
+ * Our emitter, raw-frame and HTTP batch paths on our pinned node, taking turns with each other batch
+ * by batch, so that they are compared on the same node in the same minutes (see pinned.ts).
+ */
+export const PINNED_PATHS = "publish paths, pinned node taking turns";
+export const PINNED_PATH_SCENARIOS = {
+  emitter: `${PINNED_PATHS}: emitter`,
+  raw: `${PINNED_PATHS}: raw frames`,
+  "http-batch": `${PINNED_PATHS}: http publish, ${HTTP_BATCH} per request`,
+} as const satisfies Partial<Record<PublishMode, string>>;
 /** Scenarios that only the gateway has: no plain figure, no ratio. */
-export const OURS_ONLY = [OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services", PINNED_STORM_WITHOUT_PRESENCE];
+export const OURS_ONLY = [OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services", PINNED_STORM_WITHOUT_PRESENCE, PINNED_PATHS];
 
 export interface RunOptions {
   /** Only these scenarios; null runs all. */

@@ -12,6 +12,7 @@ import {
   MAIN_THREAD_PER_CONNECTION,
   MAIN_THREAD_PER_DELIVERY,
   type Measurement,
+  PINNED_PATH_SCENARIOS,
   PINNED_STORM,
   PINNED_STORM_WITHOUT_PRESENCE,
 } from "../src/scenarios.js";
@@ -233,6 +234,33 @@ describe("the report", () => {
       measured: "9.09% (rounds 0–10%)",
       met: null,
       roundsMet: null,
+    });
+  });
+
+  it("checks raw frames and HTTP batches on the pinned node against the emitter batches that took turns with them there", () => {
+    const cpu = (scenario: string, values: number[]) => values.map((value) => measured(scenario, "server CPU per delivery", value));
+    const rows = combine(
+      [
+        // The two-node emitter burst is far cheaper: the pinned paths must not be judged against it.
+        ...cpu("targeted, burst", [10, 10, 10]),
+        ...cpu(PINNED_PATH_SCENARIOS.emitter, [50, 40, 60]),
+        ...cpu(PINNED_PATH_SCENARIOS.raw, [49, 42, 60]),
+        ...cpu(PINNED_PATH_SCENARIOS["http-batch"], [80, 56, 84]),
+      ],
+      [],
+    );
+    const checks = checkTargets(rows);
+    expect(checks.find((check) => check.target.startsWith("raw frames on a pinned node"))).toEqual({
+      target: expect.any(String),
+      measured: "0.98× our emitter path (rounds 0.98–1.05×)",
+      met: true,
+      roundsMet: { met: 2, of: 3 },
+    });
+    expect(checks.find((check) => check.target.startsWith("HTTP publish on a pinned node"))).toEqual({
+      target: expect.any(String),
+      measured: "1.6× our emitter path (rounds 1.4–1.6×)",
+      met: false,
+      roundsMet: { met: 2, of: 3 },
     });
   });
 
