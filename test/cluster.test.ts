@@ -111,6 +111,26 @@ describe.each(["pattern", "rooms"] as const)("REDIS_SUBSCRIPTIONS=%s", (subscrip
       expect(onB.count("ping")).toBe(1);
     });
 
+    it("delivers a raw frame's data as written: binary, multi-byte text, floats, large and negative integers, nil, nesting", async () => {
+      const onA = await connectUser(a, { sub: "raw-types" });
+      const data = {
+        text: "héllo ✓ 日本 🎉",
+        float: 1.5,
+        negative: -70_000,
+        large: 2 ** 40,
+        nil: null,
+        list: [1, "two", [3, { four: 4 }]],
+        nested: { a: { b: { c: true } } },
+      };
+      const binary = Uint8Array.of(0, 1, 127, 128, 255);
+      const frame = { room: "user(raw-types)", event: "typed", data: { ...data, binary }, id: "raw-types-1", ts: Date.now() };
+      await cluster.publisher.publish("socket.io#emitter", bytes(encode(frame)));
+      const [received] = (await onA.next("typed")) as [Record<string, unknown>];
+      const { binary: receivedBinary, ...rest } = received;
+      expect(rest).toEqual(data);
+      expect([...(receivedBinary as Uint8Array)]).toEqual([...binary]);
+    });
+
     it("counts a raw frame on the nodes that hold its rooms only, and reads one with _in on every node", async () => {
       const onA = await connectUser(a, { sub: "held-a" });
       const onB = await connectUser(b, { sub: "held-b" });

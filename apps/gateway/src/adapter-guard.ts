@@ -180,6 +180,14 @@ function tooLarge(message: Buffer, limits: GuardLimits): Checked | null {
     : null;
 }
 
+/**
+ * One MessagePack message from Redis, decoded as every channel's messages are: with notepack.io, the
+ * adapter's own decoder, after its lengths were checked against its bytes. Never throws.
+ */
+export function decodeRedisMessage(message: Buffer): Checked {
+  return decodeMessage(message, false);
+}
+
 function decodeMessage(message: Buffer, allowJson: boolean): Checked {
   // The adapter reads a request or response starting with "{" as JSON, anything else as MessagePack.
   const json = allowJson && message[0] === 0x7b;
