@@ -211,6 +211,24 @@ describe("POST /api/v1/publish and /broadcast", () => {
     expect([onA.count("note"), onB.count("note")]).toEqual([1, 1]);
   });
 
+  it("delivers a message's data as sent, one or in a batch: multi-byte text, floats, large and negative integers, null, nesting", async () => {
+    const onA = await connectUser(a, { sub: "api-types" });
+    const data = {
+      text: "héllo ✓ 日本 🎉",
+      float: 1.5,
+      negative: -70_000,
+      large: 2 ** 40,
+      nil: null,
+      list: [1, "two", [3, { four: 4 }]],
+      nested: { a: { b: { c: true } } },
+    };
+    expect((await api(b, "POST", "/api/v1/publish", { room: "user(api-types)", event: "typed", data })).status).toBe(202);
+    expect(await onA.next("typed")).toEqual([data]);
+    const batch = { messages: [{ room: "user(api-types)", event: "typed-batch", data }] };
+    expect((await api(b, "POST", "/api/v1/publish/batch", batch)).status).toBe(202);
+    expect(await onA.next("typed-batch")).toEqual([data]);
+  });
+
   it("sends a message for one room on that room's channel: a node holding none of it does not read it, the node that took the request does", async () => {
     const onA = await connectUser(a, { sub: "api-one-room" });
     const adapterMessages = () =>
