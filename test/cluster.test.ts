@@ -131,6 +131,14 @@ describe.each(["pattern", "rooms"] as const)("REDIS_SUBSCRIPTIONS=%s", (subscrip
       expect([...(receivedBinary as Uint8Array)]).toEqual([...binary]);
     });
 
+    it("delivers a raw frame whose data has a __proto__ key: the client receives the rest of the map", async () => {
+      const onA = await connectUser(a, { sub: "raw-proto" });
+      // JSON.parse makes "__proto__" an own key, which the encoder writes like any other.
+      const data = JSON.parse('{"__proto__": {"polluted": true}, "kept": 2}') as unknown;
+      await cluster.publisher.publish("socket.io#emitter", bytes(encode({ room: "user(raw-proto)", event: "proto", data })));
+      expect(await onA.next("proto")).toEqual([{ kept: 2 }]);
+    });
+
     it("counts a raw frame on the nodes that hold its rooms only, and reads one with _in on every node", async () => {
       const onA = await connectUser(a, { sub: "held-a" });
       const onB = await connectUser(b, { sub: "held-b" });

@@ -371,6 +371,21 @@ describe("the Redis side", () => {
     await bothNodesDeliver("array-claims");
   });
 
+  it("a raw frame for a held room whose data nests 200,000 levels deep is dropped as frame_invalid on the node holding it, which keeps delivering", async () => {
+    const holder = await connectUser(a, { sub: "deep-raw" });
+    // {room: "user(deep-raw)", data: [[[…nil…]]]}, written byte by byte: no encoder builds this much nesting.
+    const head = Buffer.from(encode({ room: "user(deep-raw)", data: 0 })).subarray(0, -1);
+    const frame = Buffer.concat([head, Buffer.alloc(200_000, 0x91), Buffer.from([0xc0])]);
+    const dropped = () => readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_invalid" });
+    const before = await dropped();
+    await cluster.publisher.publish("socket.io#emitter", frame);
+    await waitFor("the frame dropped", async () => ((await dropped()) > before ? true : undefined));
+    await cluster.publisher.publish("socket.io#emitter", Buffer.from(encode({ room: "user(deep-raw)", event: "after", data: 1 })));
+    expect(await holder.next("after")).toEqual([1]);
+    expect(holder.count("message")).toBe(0);
+    await bothNodesDeliver("deep-raw");
+  });
+
   it("two thousand bad frames cost a few log lines, every one of them counted", async () => {
     const node = cluster.nodes[0]!;
     const before = await readCounter(a, "switchboard_frames_dropped_total", { channel: "socket.io#emitter", reason: "frame_not_msgpack" });
