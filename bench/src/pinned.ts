@@ -16,6 +16,7 @@ import {
   SITE,
   type Sizes,
   type RunOptions,
+  type Spent,
   type StackRun,
   WARM_UP_SHARE,
   addSpent,
@@ -117,16 +118,15 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
 /** The sides in the order they take batch number `batch`. */
 type Turns = (batch: number) => Side[];
 
-/** Splits `total` into BATCHES and hands each batch, `[offset, count]`, to every side in turn. */
-async function byTurns(
+/** Splits `total` into BATCHES and hands each batch, `[offset, count]`, to each taker in the order `turns` gives for it. */
+async function byTurns<T>(
   total: number,
-  turns: Turns,
-  sides: ReadonlySet<Side>,
-  take: (side: Side, offset: number, count: number) => Promise<void>,
+  turns: (batch: number) => readonly T[],
+  take: (taker: T, offset: number, count: number) => Promise<void>,
 ): Promise<void> {
   const perBatch = Math.ceil(total / BATCHES);
   for (let batch = 0, offset = 0; offset < total; batch++, offset += perBatch) {
-    for (const side of turns(batch)) if (sides.has(side)) await take(side, offset, Math.min(perBatch, total - offset));
+    for (const taker of turns(batch)) await take(taker, offset, Math.min(perBatch, total - offset));
   }
 }
 
@@ -154,7 +154,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
   const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, spent: NOTHING_SPENT, errors: [] as string[] }]));
   // The first handshakes run while V8 is still compiling the path: not counted, as for each burst.
   for (const side of sides) totals.get(side)!.failed += (await connect(side, 0, warmUp)).failed;
-  await byTurns(count, turns, new Set(sides), async (side, offset, share) => {
+  await byTurns(count, turns, async (side, offset, share) => {
     const reply = await connect(side, warmUp + offset, share);
     const total = totals.get(side)!;
     total.connected += reply.connected;
@@ -191,31 +191,53 @@ async function targeted(
   );
   const publish = (side: Side, count: number) =>
     side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null, users }, count);
-  const totals = new Map(sides.map((side) => [side, { delivered: 0, spent: NOTHING_SPENT, complete: ready.has(side) }]));
+  const totals = new Map(sides.map((side): [Side, Delivered] => [side, { delivered: 0, spent: NOTHING_SPENT, complete: ready.has(side) }]));
   for (const side of ready) await publish(side, Math.ceil(messages / WARM_UP_SHARE));
   let done = 0;
-  await byTurns(messages, turns, ready, async (side, _offset, count) => {
-    const total = totals.get(side)!;
-    // A side that lost messages has no figure to give: it sits out the rest of the burst.
-    if (!total.complete) return;
-    const run = await publish(side, count);
-    total.delivered += run.delivered;
-    total.spent = addSpent(total.spent, run.spent);
-    total.complete &&= run.delivered === count && run.published === count;
-    done += count;
-    bar.update(done);
-  });
+  await byTurns(
+    messages,
+    (batch) => turns(batch).filter((side) => ready.has(side)),
+    async (side, _offset, count) => {
+      if (!(await addBatch(totals.get(side)!, count, () => publish(side, count)))) return;
+      done += count;
+      bar.update(done);
+    },
+  );
   bar.stop();
   // A side that delivered nothing divides by zero: record() keeps no figure that is not finite.
   for (const [side, total] of totals)
     side.run.recordDeliveryCost(`${PINNED_TARGETED}, burst`, total.spent, total.delivered, total.complete);
 }
 
+/** What a side, or a path, delivered over its batches, and the CPU it took. */
+interface Delivered {
+  delivered: number;
+  spent: Spent;
+  complete: boolean;
+}
+
+/**
+ * Publishes one batch of `count` and adds it to `total`; false, publishing nothing, once `total` lost
+ * messages: it has no figure to give, and sits out the rest.
+ */
+async function addBatch(
+  total: Delivered,
+  count: number,
+  publish: () => Promise<{ delivered: number; published: number; spent: Spent }>,
+): Promise<boolean> {
+  if (!total.complete) return false;
+  const run = await publish();
+  total.delivered += run.delivered;
+  total.spent = addSpent(total.spent, run.spent);
+  total.complete &&= run.delivered === count && run.published === count;
+  return true;
+}
+
 /**
  * Our three ways of publishing, each `messages` to the node's users, taking turns on our pinned node
- * batch by batch (the first mode moving on by one each batch). Compared with each other, they share
- * the node, its heap and the minutes they run in; in the two-node run each comes as one burst after
- * the other, where a drift of the VM between bursts lands on one path alone.
+ * batch by batch. Compared with each other, they share the node, its heap and the minutes they run
+ * in; in the two-node run each comes as one burst after the other, where a drift of the VM between
+ * bursts lands on one path alone.
  */
 async function publishPaths(side: Side, users: number, messages: number, round: number, progress: Progress): Promise<void> {
   const modes = Object.keys(PINNED_PATH_SCENARIOS) as (keyof typeof PINNED_PATH_SCENARIOS)[];
@@ -226,23 +248,18 @@ async function publishPaths(side: Side, users: number, messages: number, round: 
   const publish = (mode: (typeof modes)[number], count: number) =>
     side.run.publishAndWait(side.cluster, side.load, { mode, target: "user", count, ratePerSecond: null, users }, count);
   for (const mode of modes) await publish(mode, Math.ceil(messages / WARM_UP_SHARE));
-  const totals = new Map(modes.map((mode) => [mode, { delivered: 0, spent: NOTHING_SPENT, complete: true }]));
-  const perBatch = Math.ceil(messages / BATCHES);
+  const totals = new Map(modes.map((mode): [typeof mode, Delivered] => [mode, { delivered: 0, spent: NOTHING_SPENT, complete: true }]));
   let done = 0;
-  for (let batch = 0, offset = 0; offset < messages; batch++, offset += perBatch) {
-    const count = Math.min(perBatch, messages - offset);
+  // The mode that goes first moves on by one each batch, and each round starts one mode further on.
+  const order = (batch: number) => {
     const first = (batch + round) % modes.length;
-    for (const mode of [...modes.slice(first), ...modes.slice(0, first)]) {
-      const total = totals.get(mode)!;
-      if (!total.complete) continue;
-      const run = await publish(mode, count);
-      total.delivered += run.delivered;
-      total.spent = addSpent(total.spent, run.spent);
-      total.complete &&= run.delivered === count && run.published === count;
-      done += count;
-      bar.update(done);
-    }
-  }
+    return [...modes.slice(first), ...modes.slice(0, first)];
+  };
+  await byTurns(messages, order, async (mode, _offset, count) => {
+    if (!(await addBatch(totals.get(mode)!, count, () => publish(mode, count)))) return;
+    done += count;
+    bar.update(done);
+  });
   bar.stop();
   for (const [mode, total] of totals)
     side.run.recordDeliveryCost(PINNED_PATH_SCENARIOS[mode], total.spent, total.delivered, total.complete);
