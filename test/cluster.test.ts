@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type TestClient, closeAllClients, connectUser, openClient } from "./harness/clients.js";
 import { type Cluster, startCluster } from "./harness/cluster.js";
 import { readCounter } from "./harness/gateway.js";
+import { EVERY_KIND_OF_DATA } from "./harness/payloads.js";
 import { sleep, waitFor } from "./harness/ports.js";
 
 let cluster: Cluster;
@@ -113,15 +114,7 @@ describe.each(["pattern", "rooms"] as const)("REDIS_SUBSCRIPTIONS=%s", (subscrip
 
     it("delivers a raw frame's data as written: binary, multi-byte text, floats, large and negative integers, nil, nesting", async () => {
       const onA = await connectUser(a, { sub: "raw-types" });
-      const data = {
-        text: "héllo ✓ 日本 🎉",
-        float: 1.5,
-        negative: -70_000,
-        large: 2 ** 40,
-        nil: null,
-        list: [1, "two", [3, { four: 4 }]],
-        nested: { a: { b: { c: true } } },
-      };
+      const data = EVERY_KIND_OF_DATA;
       const binary = Uint8Array.of(0, 1, 127, 128, 255);
       const frame = { room: "user(raw-types)", event: "typed", data: { ...data, binary }, id: "raw-types-1", ts: Date.now() };
       await cluster.publisher.publish("socket.io#emitter", bytes(encode(frame)));

@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser, mintToken, openClient } from "./harness/clients.js";
 import { type Cluster, startCluster } from "./harness/cluster.js";
 import { TEST_SECRET, readCounter, startGateway } from "./harness/gateway.js";
+import { EVERY_KIND_OF_DATA } from "./harness/payloads.js";
 import { sleep, waitFor } from "./harness/ports.js";
 
 export const API_KEY = "test-api-key-of-at-least-32-characters-0001";
@@ -213,15 +214,7 @@ describe("POST /api/v1/publish and /broadcast", () => {
 
   it("delivers a message's data as sent, one or in a batch: multi-byte text, floats, large and negative integers, null, nesting", async () => {
     const onA = await connectUser(a, { sub: "api-types" });
-    const data = {
-      text: "héllo ✓ 日本 🎉",
-      float: 1.5,
-      negative: -70_000,
-      large: 2 ** 40,
-      nil: null,
-      list: [1, "two", [3, { four: 4 }]],
-      nested: { a: { b: { c: true } } },
-    };
+    const data = EVERY_KIND_OF_DATA;
     expect((await api(b, "POST", "/api/v1/publish", { room: "user(api-types)", event: "typed", data })).status).toBe(202);
     expect(await onA.next("typed")).toEqual([data]);
     const batch = { messages: [{ room: "user(api-types)", event: "typed-batch", data }] };
