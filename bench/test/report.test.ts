@@ -26,6 +26,10 @@ const measured = (scenario: string, metric: string, value: number | null, comple
   complete,
 });
 
+/** One measurement a round, in the order of the rounds. */
+const byRound = (scenario: string, metric: string, values: number[]): Measurement[] =>
+  values.map((value) => measured(scenario, metric, value));
+
 describe("the report", () => {
   it("is published, with the README's table, only from a full run of both stacks, every scenario and the nodes unchanged", () => {
     const full = { quick: false, only: null, stacks: ["plain", "ours"], profile: false, nodeFlags: [] };
@@ -96,7 +100,7 @@ describe("the report", () => {
   });
 
   it("pairs each round's figures: the spread of the rounds' own ratios, and in how many rounds a target was met", () => {
-    const storm = (values: number[]) => values.map((value) => measured("connect storm", "server CPU per connection", value));
+    const storm = (values: number[]) => byRound("connect storm", "server CPU per connection", values);
     // The machine slows down from round to round; each round's ratio stays close to 1.2.
     const rows = combine(storm([120, 240, 360]), storm([100, 200, 290]));
     expect(rows[0]).toMatchObject({
@@ -204,7 +208,7 @@ describe("the report", () => {
   });
 
   it("gives what presence and lifecycle records add to the storm per round, and judges only presence", () => {
-    const storm = (scenario: string, values: number[]) => values.map((value) => measured(scenario, "server CPU per connection", value));
+    const storm = (scenario: string, values: number[]) => byRound(scenario, "server CPU per connection", values);
     const rows = combine(
       [
         ...storm("connect storm", [110, 120, 100]),
@@ -238,7 +242,7 @@ describe("the report", () => {
   });
 
   it("checks raw frames and HTTP batches on the pinned node against the emitter batches that took turns with them there", () => {
-    const cpu = (scenario: string, values: number[]) => values.map((value) => measured(scenario, "server CPU per delivery", value));
+    const cpu = (scenario: string, values: number[]) => byRound(scenario, "server CPU per delivery", values);
     const rows = combine(
       [
         // The two-node emitter burst is far cheaper: the pinned paths must not be judged against it.
