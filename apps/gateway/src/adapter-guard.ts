@@ -183,16 +183,18 @@ function tooLarge(message: Buffer, limits: GuardLimits): Checked | null {
 /**
  * One MessagePack message from Redis, decoded as every channel's messages are: with notepack.io, the
  * adapter's own decoder, after its lengths were checked against its bytes. Never throws.
+ * @param checkedWhole the caller has already read every length and count in `message` against its
+ *   bytes (a successful `peekFrameRooms` does), so that check is not made twice
  */
-export function decodeRedisMessage(message: Buffer): Checked {
-  return decodeMessage(message, false);
+export function decodeRedisMessage(message: Buffer, checkedWhole = false): Checked {
+  return decodeMessage(message, false, checkedWhole);
 }
 
-function decodeMessage(message: Buffer, allowJson: boolean): Checked {
+function decodeMessage(message: Buffer, allowJson: boolean, checkedWhole = false): Checked {
   // The adapter reads a request or response starting with "{" as JSON, anything else as MessagePack.
   const json = allowJson && message[0] === 0x7b;
   // notepack.io believes the lengths a frame declares: checked first, so a few bytes claiming a gigabyte cannot stall the node.
-  if (!json && !isWholeMsgpackValue(message)) return { ok: false, reason: "frame_not_msgpack", detail: NOT_WHOLE_MSGPACK };
+  if (!json && !checkedWhole && !isWholeMsgpackValue(message)) return { ok: false, reason: "frame_not_msgpack", detail: NOT_WHOLE_MSGPACK };
   try {
     const value: unknown = json ? JSON.parse(message.toString()) : decodeMsgpack(message);
     return { ok: true, value };

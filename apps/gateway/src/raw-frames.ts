@@ -39,11 +39,13 @@ type Read =
 export function handleRawFrame(frame: Buffer, deps: RawFrameDeps): void {
   // A frame naming only rooms this node does not hold is left undecoded. With FRAME_SIGNING_KEYS every
   // frame is read in full: its signature is checked before anything in it is believed.
+  let peeked = false;
   if (deps.signing === null) {
     const rooms = peekFrameRooms(frame);
     if (rooms !== null && !deps.operations.holdsAny(rooms)) return;
+    peeked = rooms !== null;
   }
-  const read = readFrame(frame, deps);
+  const read = readFrame(frame, deps, peeked);
   if (!read.ok) {
     deps.dropFrame(RAW_FRAME_CHANNEL, read.code, read.reason);
   } else if (read.control) {
@@ -66,8 +68,9 @@ export function handleRawFrame(frame: Buffer, deps: RawFrameDeps): void {
  * taken (publishers may start signing before nodes require it); with it, only an envelope whose
  * signature verifies and whose `ts` is within FRAME_SIGNATURE_MAX_AGE_MS.
  */
-function readFrame(bytes: Buffer, deps: RawFrameDeps): Read {
-  const outer = decode(bytes);
+function readFrame(bytes: Buffer, deps: RawFrameDeps, peeked: boolean): Read {
+  // A frame the peek read to its end is one whole MessagePack value: its lengths need no second check.
+  const outer = decode(bytes, peeked);
   if (!outer.ok) return outer;
   const envelope = readSignedEnvelope(outer.value);
   if (typeof envelope === "string") return { ok: false, code: "frame_invalid", reason: envelope };
@@ -106,7 +109,7 @@ function readFrame(bytes: Buffer, deps: RawFrameDeps): Read {
  * builds each string under 200 bytes from an array of its code units, and a frame's room, event and
  * id made a raw delivery allocate about 1.5 KB more than an adapter one, paid back in collections.
  */
-function decode(bytes: Buffer): { ok: true; value: unknown } | { ok: false; code: DropReason; reason: string } {
-  const decoded = decodeRedisMessage(bytes);
+function decode(bytes: Buffer, checkedWhole = false): { ok: true; value: unknown } | { ok: false; code: DropReason; reason: string } {
+  const decoded = decodeRedisMessage(bytes, checkedWhole);
   return decoded.ok ? decoded : { ok: false, code: decoded.reason, reason: decoded.detail };
 }

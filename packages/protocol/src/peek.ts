@@ -35,7 +35,9 @@ for (const [type, bytes] of [
 /**
  * The rooms a map-layout frame names in `room`, read without decoding the rest of it; null when
  * that cannot be said for sure (not a map, no `room`, an `_in` that adds rooms, a key that is not a
- * string, anything malformed), and the frame must then be decoded in full. Never throws.
+ * string, anything malformed), and the frame must then be decoded in full. Rooms are only returned
+ * for a frame read to its end as one whole MessagePack value, every length and count within its
+ * bytes, as `isWholeMsgpackValue` would find it. Never throws.
  */
 export function peekFrameRooms(bytes: Uint8Array): string[] | null {
   // Every node peeks at every raw frame: one reader serves them all, and lets go of each frame after it.

@@ -101,6 +101,25 @@ describe("peeking at a raw frame's rooms", () => {
   });
 });
 
+describe("a peek that answers has read the whole frame", () => {
+  it("answers only for bytes that are one whole MessagePack value, so the node decoding them can skip that check", () => {
+    const roomed = frameLike.filter((frame) => typeof frame.room === "string" && !("_in" in frame));
+    fc.assert(
+      fc.property(roomed, fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean(), (frame, at, byte, truncate) => {
+        const bytes = encode(frame, { useBigInt64: true });
+        const position = at % bytes.length;
+        // A frame cut short, or with one byte changed: a length or count may now claim more than is there.
+        const damaged = truncate
+          ? bytes.subarray(0, position)
+          : Uint8Array.from(bytes, (value, index) => (index === position ? byte : value));
+        if (peekFrameRooms(damaged) !== null) expect(isWholeMsgpackValue(damaged)).toBe(true);
+        expect(peekFrameRooms(bytes)).not.toBeNull();
+      }),
+      { seed: 20261206, numRuns: 5000 },
+    );
+  });
+});
+
 describe("checking that bytes are one whole MessagePack value", () => {
   it("accepts any encoded value, and refuses headers that claim more than the bytes hold", () => {
     fc.assert(
