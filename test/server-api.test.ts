@@ -418,6 +418,60 @@ describe("kicks that stick, and token revocation", () => {
     expect(await refusal(a, jwt.sign({ sub: "jti-user", jti: "another", exp }, TEST_SECRET))).toBe("welcome");
   });
 
+  it("holds at most REVOCATIONS_MAX in force: past it 409 revocation_limit and nothing stored, a renewal is taken, an emitter kick is counted and logged, a node starting later takes what fits", async () => {
+    const capped = await startCluster(2, { API_KEYS: API_KEY, REVOCATIONS_MAX: "3" });
+    const cappedEmitter = createEmitter({ redis: capped.redis.url });
+    try {
+      const [one, two] = capped.nodes.map((node) => node.url) as [string, string];
+      const revoke = (node: string, jti: string, exp: number) => api(node, "POST", "/api/v1/tokens/revoke", { jti, exp });
+      const kick = (node: string, user: string, refuseReconnect = true) =>
+        api(node, "POST", `/api/v1/users/${user}/disconnect`, { refuseReconnect });
+      expect((await revoke(one, "soon", issuedAt(3))).status).toBe(202);
+      expect((await revoke(one, "later", issuedAt(600))).status).toBe(202);
+      expect((await kick(two, "capped-kicked")).status).toBe(202);
+      // Node one learns of node two's kick from its control frame.
+      const refused = await waitFor("node one to hold three", async () => {
+        const answer = await revoke(one, "one-more", issuedAt(600));
+        return answer.status === 409 ? answer : undefined;
+      });
+      expect(refused.body).toEqual({ code: "revocation_limit", message: expect.stringContaining("REVOCATIONS_MAX") });
+      expect(await kick(two, "another-user")).toMatchObject({ status: 409, body: { code: "revocation_limit" } });
+      expect(await capped.publisher.exists(["switchboard:revoked:jti:one-more", "switchboard:revoked:user:another-user"])).toBe(0);
+      // A refused revocation is not half done: the token still connects.
+      const token = jwt.sign({ sub: "capped-user", jti: "one-more", exp: issuedAt(600) }, TEST_SECRET);
+      expect(await refusal(two, token)).toBe("welcome");
+      // Renewals, kicks that refuse nothing and expired tokens take no place.
+      expect((await revoke(two, "later", issuedAt(900))).status).toBe(202);
+      expect((await kick(one, "capped-kicked")).status).toBe(202);
+      expect((await kick(one, "another-user", false)).status).toBe(202);
+      expect((await revoke(one, "expired", issuedAt(-10))).status).toBe(202);
+      expect(await readCounter(one, "switchboard_limit_hits_total", { kind: "revocations" })).toBeGreaterThanOrEqual(1);
+      // The emitter does not ask a node: what it sends past the limit is counted and logged by each node.
+      await cappedEmitter.disconnectUser("emitter-kicked");
+      for (const node of capped.nodes) {
+        await waitFor("the emitter's kick counted", async () =>
+          node.lines.some((line) => line.includes('"code":"revocation_limit"')) ? true : undefined,
+        );
+      }
+      // Once "soon" has expired, its place is free again.
+      await sleep(3500);
+      expect((await revoke(one, "one-more", issuedAt(600))).status).toBe(202);
+      expect(await refusal(two, token)).toBe("token_revoked");
+      // Redis holds four: a node starting now holds three and reports the fourth.
+      const restarted = await startGateway({ API_KEYS: API_KEY, REVOCATIONS_MAX: "3", REDIS_URL: capped.redis.url, NODE_ID: "node-later" });
+      try {
+        await waitFor("the node to report what it left", async () =>
+          (await readCounter(restarted.url, "switchboard_limit_hits_total", { kind: "revocations" })) === 1 ? true : undefined,
+        );
+      } finally {
+        await restarted.stop();
+      }
+    } finally {
+      await cappedEmitter.close();
+      await capped.close();
+    }
+  });
+
   it("refuses tokens without exp or living longer than a day when the server API is on", async () => {
     expect(await refusal(a, jwt.sign({ sub: "forever" }, TEST_SECRET))).toBe("token_claims_invalid");
     expect(await refusal(a, jwt.sign({ sub: "long" }, TEST_SECRET, { expiresIn: 86_401 }))).toBe("token_claims_invalid");

@@ -131,6 +131,8 @@ export interface Config {
   eventRoutes: ReadonlyMap<string, string>;
   /** Routes that may be registered at run time, cluster-wide (EVENT_ROUTES's own do not count). */
   eventRoutesMax: number;
+  /** Kicked users and revoked tokens in force that each node holds; a revocation past it is refused (API) or not held (other paths). */
+  revocationsMax: number;
   /** Count sockets, users and rooms cluster-wide (the presence routes and readers); PRESENCE=0 turns it off. */
   presence: boolean;
   /** Publish `presence` `{ user, online }` to the site's room as users come and go. */
@@ -252,6 +254,7 @@ const envSchema = z.object({
   API_KEYS: list.optional(),
   EVENT_ROUTES: optionalText,
   EVENT_ROUTES_MAX: integer(1, 100_000).default(1000),
+  REVOCATIONS_MAX: integer(1, 10_000_000).default(100_000),
   PRESENCE: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_EVENTS: z.enum(["0", "1", "true", "false", ""]).optional(),
   PRESENCE_NODE_TTL_MS: integer(1000, 600_000).default(15_000),
@@ -373,6 +376,7 @@ export function loadConfig(env: Record<string, string | undefined>): Readonly<Co
     apiKeys: apiKeys === null ? null : Object.freeze([...apiKeys]),
     eventRoutes: vars.EVENT_ROUTES === undefined ? new Map() : eventRoutes(vars.EVENT_ROUTES),
     eventRoutesMax: vars.EVENT_ROUTES_MAX,
+    revocationsMax: vars.REVOCATIONS_MAX,
     presence,
     presenceEvents,
     presenceNodeTtlMs: vars.PRESENCE_NODE_TTL_MS,

@@ -63,6 +63,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   redis_unavailable: 503,
   publish_timeout: 504,
   route_limit: 409,
+  revocation_limit: 409,
   internal_error: 500,
 };
 

@@ -16,6 +16,7 @@ export const LIMIT_KINDS = [
   "frame_size",
   "http_body_size",
   "redis_commands",
+  "revocations",
 ] as const;
 export type LimitKind = (typeof LIMIT_KINDS)[number];
 

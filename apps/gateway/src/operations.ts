@@ -13,6 +13,7 @@ import {
   SwitchboardError,
   type UserPresence,
   allowUser,
+  userIdOf,
   checkRawFrame,
   encodeControlFrame,
   isPublishableEvent,
@@ -31,6 +32,7 @@ import type { Config } from "./config.js";
 import { detailed } from "./errors.js";
 import { routeProblem } from "./config.js";
 import type { EventRoutes, RouteFill } from "./event-routes.js";
+import type { ThrottledWarnings } from "./log-throttle.js";
 import type { MessageSource, Metrics } from "./metrics.js";
 import type { RevocationMirror } from "./revocations.js";
 import type { NodeInfo } from "./state.js";
@@ -94,9 +96,10 @@ const EVENT_PACKET = 2;
 export interface OperationsDeps {
   io: Server;
   broker: Broker;
-  config: Pick<Config, "frameSigning" | "limits" | "auth" | "presence" | "eventRoutesMax">;
+  config: Pick<Config, "frameSigning" | "limits" | "auth" | "presence" | "eventRoutesMax" | "revocationsMax">;
   metrics: Metrics;
   logger: FastifyBaseLogger;
+  warnings: ThrottledWarnings;
   routes: EventRoutes;
   revocations: RevocationMirror;
 }
@@ -118,6 +121,26 @@ export function createOperations(deps: OperationsDeps): Operations {
   // A token is taken up to JWT_CLOCK_TOLERANCE_SECONDS past its exp: a kick or a revocation holds that much longer.
   const tolerance = config.auth.clockToleranceSeconds;
   const refuseForSeconds = Math.min((config.auth.maxTtlSeconds ?? 86_400) + tolerance, MAX_REFUSE_SECONDS);
+
+  // Checked on the node the request reaches, whose mirror holds what every node holds.
+  const roomForRevocation = (kind: "user" | "token", key: string) => {
+    if (revocations.hasRoomFor(kind, key)) return;
+    deps.metrics.limitHits.inc({ kind: "revocations" });
+    throw new SwitchboardError(
+      "revocation_limit",
+      detailed("revocation_limit", `${revocations.size} are in force (REVOCATIONS_MAX is ${config.revocationsMax})`).message,
+    );
+  };
+  // A revocation from a path that does not check the limit (the emitter, a raw control frame), past it on this node.
+  const notHeld = (count: number) => {
+    if (count === 0) return;
+    deps.metrics.limitHits.inc({ kind: "revocations" }, count);
+    deps.warnings.warn(
+      "revocations-full",
+      { code: "revocation_limit", notHeld: count, held: revocations.size, max: config.revocationsMax },
+      "a revocation past REVOCATIONS_MAX is not held on this node: the tokens it names are not refused here",
+    );
+  };
 
   const presenceOn = async () => {
     if (!config.presence) throw new SwitchboardError("presence_off");
@@ -188,9 +211,16 @@ export function createOperations(deps: OperationsDeps): Operations {
       return { id: newMessageId() };
     },
 
-    kick: (user, options) => kickUser(transport, user, { ...options, refuseForSeconds }),
+    async kick(user, options) {
+      if (options.refuseReconnect ?? true) roomForRevocation("user", userIdOf(user));
+      return kickUser(transport, user, { ...options, refuseForSeconds });
+    },
     allow: (user) => allowUser(transport, user),
-    revokeToken: (jti, exp) => revokeToken(transport, jti, exp, tolerance),
+    async revokeToken(jti, exp) {
+      // A token already past its exp (and the tolerance) takes no place: nothing is stored for it.
+      if ((exp + tolerance) * 1000 > Date.now()) roomForRevocation("token", jti);
+      return revokeToken(transport, jti, exp, tolerance);
+    },
 
     async registerRoute(event, room) {
       const problem = routeProblem(event, room);
@@ -247,7 +277,7 @@ export function createOperations(deps: OperationsDeps): Operations {
     control(frame) {
       switch (frame.control) {
         case "kick": {
-          if (frame.refuseBefore !== undefined) revocations.refuseUser(frame.user, frame.refuseBefore);
+          if (frame.refuseBefore !== undefined && !revocations.refuseUser(frame.user, frame.refuseBefore)) notHeld(1);
           const room = userRoom(frame.user);
           const kicked: KickedPayload = { ...errorBody("kicked"), ...(frame.reason !== undefined ? { reason: frame.reason } : {}) };
           io.local.to(room).emit(SERVER_EVENTS.kicked, kicked);
@@ -258,7 +288,7 @@ export function createOperations(deps: OperationsDeps): Operations {
           revocations.allowUser(frame.user);
           return;
         case "revoke": {
-          revocations.refuseToken(frame.jti, frame.exp);
+          if (!revocations.refuseToken(frame.jti, frame.exp)) notHeld(1);
           for (const socket of io.of("/").sockets.values()) {
             if ((socket.data as { session?: { jti?: string } }).session?.jti !== frame.jti) continue;
             socket.emit(SERVER_EVENTS.unauthorized, detailed("token_revoked", "this token was revoked"));
@@ -279,7 +309,7 @@ export function createOperations(deps: OperationsDeps): Operations {
     async reloadShared() {
       const [registered, revoked] = await Promise.all([broker.state.loadRoutes(), broker.state.loadRevocations()]);
       routes.setRegistered(registered);
-      revocations.replace(revoked);
+      notHeld(revocations.replace(revoked));
     },
   };
   return operations;

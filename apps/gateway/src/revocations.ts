@@ -1,11 +1,14 @@
 import type { Revocations } from "./state.js";
 
 const MIN_SWEEP_AT = 1024;
+const FULL_SWEEP_INTERVAL_MS = 1000;
 
 /**
  * This node's copy of the revocations in force, so a handshake never waits for Redis: read whole
  * from the shared state whenever the broker becomes ready, and kept current by the kick, allow and
- * revoke control frames every node receives.
+ * revoke control frames every node receives. It holds at most REVOCATIONS_MAX entries: the server
+ * API refuses a new revocation past that (`revocation_limit`), and one arriving by another path
+ * (the emitter, a raw control frame) is not held, which the caller reports.
  */
 export class RevocationMirror {
   /** User → tokens issued at or before this time (ms) are refused. */
@@ -18,6 +21,12 @@ export class RevocationMirror {
    * tokens never seen again would grow the maps for good; doubling keeps sweeping O(1) per entry.
    */
   private sweepAt = MIN_SWEEP_AT;
+  /**
+   * When (ms) the first entry held stops refusing anything, and when a full mirror may sweep again: it
+   * sweeps once the first has passed and at most once a second, not on every revocation it is sent.
+   */
+  private nextExpiry = Number.POSITIVE_INFINITY;
+  private nextFullSweep = 0;
 
   /**
    * @param maxTokenLifetimeMs beyond this a kick refuses nothing any more (every token it could
@@ -28,12 +37,18 @@ export class RevocationMirror {
   constructor(
     private readonly maxTokenLifetimeMs: number | null,
     private readonly clockToleranceMs = 0,
+    /** REVOCATIONS_MAX: kicked users and revoked tokens held together. */
+    readonly maxEntries = Number.POSITIVE_INFINITY,
   ) {}
 
-  replace(revocations: Revocations): void {
-    this.users = new Map(revocations.users);
-    this.tokens = new Map(revocations.tokens);
-    this.sweep();
+  /** Takes the shared state's revocations in place of this node's; returns how many were past maxEntries and not held. */
+  replace(revocations: Revocations): number {
+    this.users = new Map();
+    this.tokens = new Map();
+    let left = 0;
+    for (const [user, before] of revocations.users) if (!this.refuseUser(user, before)) left++;
+    for (const [jti, exp] of revocations.tokens) if (!this.refuseToken(jti, exp)) left++;
+    return left;
   }
 
   /** Entries held: kicked users and revoked tokens. */
@@ -41,28 +56,60 @@ export class RevocationMirror {
     return this.users.size + this.tokens.size;
   }
 
-  refuseUser(user: string, before: number): void {
-    this.users.set(user, Math.max(before, this.users.get(user) ?? 0));
+  /**
+   * Whether a new revocation would be held: there is room, or it replaces one held already. Past
+   * maxEntries, what has stopped refusing anything is swept first (within a second of it stopping).
+   */
+  hasRoomFor(kind: "user" | "token", key: string): boolean {
+    if ((kind === "user" ? this.users : this.tokens).has(key) || this.size < this.maxEntries) return true;
+    const now = Date.now();
+    if (this.nextExpiry > now || this.nextFullSweep > now) return false;
+    this.nextFullSweep = now + FULL_SWEEP_INTERVAL_MS;
+    this.sweep();
+    return this.size < this.maxEntries;
+  }
+
+  /** Refuses the user's tokens issued at or before `before` (ms); false when it is past maxEntries and not held. */
+  refuseUser(user: string, before: number): boolean {
+    if (!this.hasRoomFor("user", user)) return false;
+    const latest = Math.max(before, this.users.get(user) ?? 0);
+    this.users.set(user, latest);
+    if (this.maxTokenLifetimeMs !== null) this.nextExpiry = Math.min(this.nextExpiry, latest + this.maxTokenLifetimeMs);
     if (this.size >= this.sweepAt) this.sweep();
+    return true;
   }
 
   allowUser(user: string): void {
     this.users.delete(user);
   }
 
-  refuseToken(jti: string, exp: number): void {
+  /** Refuses the token with this jti until its exp (seconds); false when it is past maxEntries and not held. */
+  refuseToken(jti: string, exp: number): boolean {
     // An expired token is refused by its own exp already.
-    if (this.refusesUntil(exp) <= Date.now()) return;
+    if (this.refusesUntil(exp) <= Date.now()) return true;
+    if (!this.hasRoomFor("token", jti)) return false;
     this.tokens.set(jti, exp);
+    this.nextExpiry = Math.min(this.nextExpiry, this.refusesUntil(exp));
     if (this.size >= this.sweepAt) this.sweep();
+    return true;
   }
 
   /** Drops what refuses nothing any more: revoked tokens past their exp, kicks older than any token may live. */
   private sweep(): void {
     const now = Date.now();
-    for (const [jti, exp] of this.tokens) if (this.refusesUntil(exp) <= now) this.tokens.delete(jti);
+    let nextExpiry = Number.POSITIVE_INFINITY;
+    for (const [jti, exp] of this.tokens) {
+      const until = this.refusesUntil(exp);
+      if (until <= now) this.tokens.delete(jti);
+      else if (until < nextExpiry) nextExpiry = until;
+    }
     const lifetime = this.maxTokenLifetimeMs;
-    if (lifetime !== null) for (const [user, before] of this.users) if (before + lifetime < now) this.users.delete(user);
+    if (lifetime !== null)
+      for (const [user, before] of this.users) {
+        if (before + lifetime < now) this.users.delete(user);
+        else if (before + lifetime < nextExpiry) nextExpiry = before + lifetime;
+      }
+    this.nextExpiry = nextExpiry;
     this.sweepAt = Math.max(MIN_SWEEP_AT, 2 * this.size);
   }
 

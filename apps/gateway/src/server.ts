@@ -74,6 +74,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   const revocations = new RevocationMirror(
     config.auth.maxTtlSeconds === null ? null : config.auth.maxTtlSeconds * 1000 + toleranceMs,
     toleranceMs,
+    config.revocationsMax,
   );
   const verifier = createTokenVerifier(config.auth, { logger, isRevoked: (user, iat, jti) => revocations.check(user, iat, jti) });
   const broker = createBroker(config.redisUrl, {
@@ -103,7 +104,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   });
   const { io } = transport;
   const routes = new EventRoutes(config.eventRoutes);
-  const operations = createOperations({ io, broker, config, metrics, logger, routes, revocations });
+  const operations = createOperations({ io, broker, config, metrics, logger, warnings, routes, revocations });
   const startedAt = Date.now();
   const lifecycle =
     config.lifecycleMaxLen === null

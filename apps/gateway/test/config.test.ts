@@ -114,6 +114,7 @@ describe("config of limits and operations", () => {
     "API_MAX_BODY_BYTES",
     "REDIS_MAX_PENDING_COMMANDS",
     "EVENT_ROUTES_MAX",
+    "REVOCATIONS_MAX",
     "JWT_CLOCK_TOLERANCE_SECONDS",
     "HTTP_HEADERS_TIMEOUT_MS",
     "HTTP_REQUEST_TIMEOUT_MS",

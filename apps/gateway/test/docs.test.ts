@@ -22,6 +22,7 @@ const DOCUMENTED: Record<string, (config: Readonly<Config>) => unknown> = {
   API_MAX_BODY_BYTES: (config) => config.limits.httpMaxBodyBytes,
   REDIS_MAX_PENDING_COMMANDS: (config) => config.limits.redisMaxPendingCommands,
   EVENT_ROUTES_MAX: (config) => config.eventRoutesMax,
+  REVOCATIONS_MAX: (config) => config.revocationsMax,
   HTTP_HEADERS_TIMEOUT_MS: (config) => config.http.headersTimeoutMs,
   HTTP_REQUEST_TIMEOUT_MS: (config) => config.http.requestTimeoutMs,
   AUTH_TIMEOUT_MS: (config) => config.auth.timeoutMs,

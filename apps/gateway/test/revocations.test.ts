@@ -59,4 +59,62 @@ describe("the revocation mirror", () => {
     for (let index = 0; index < 5000; index++) mirror.refuseToken(`latest-${index}`, Math.floor(Date.now() / 1000) + 1);
     expect(mirror.check("anyone", undefined, "lasting")).toBe("this token was revoked");
   });
+
+  it("holds at most maxEntries: a new entry past it is not held, a renewed one is, and room comes back as entries expire", () => {
+    vi.useFakeTimers({ now: Date.UTC(2026, 0, 1), toFake: ["Date"] });
+    const seconds = () => Math.floor(Date.now() / 1000);
+    const mirror = new RevocationMirror(60_000, 0, 3);
+    expect(mirror.refuseToken("soon", seconds() + 2)).toBe(true);
+    expect(mirror.refuseToken("later", seconds() + 600)).toBe(true);
+    expect(mirror.refuseUser("kicked", Date.now())).toBe(true);
+    expect(mirror.hasRoomFor("token", "another")).toBe(false);
+    expect(mirror.refuseToken("another", seconds() + 600)).toBe(false);
+    expect(mirror.refuseUser("another", Date.now())).toBe(false);
+    expect(mirror.check("u", undefined, "another")).toBeNull();
+    expect(mirror.size).toBe(3);
+    // Renewing what is held takes no new place; an already expired token needs none.
+    expect(mirror.refuseToken("later", seconds() + 900)).toBe(true);
+    expect(mirror.refuseUser("kicked", Date.now() + 1)).toBe(true);
+    expect(mirror.refuseToken("expired", seconds() - 1)).toBe(true);
+    // Once "soon" has expired, the next revocation sweeps it out and takes its place.
+    vi.setSystemTime(Date.now() + 3000);
+    expect(mirror.refuseToken("another", seconds() + 600)).toBe(true);
+    expect(mirror.check("u", undefined, "another")).toBe("this token was revoked");
+    expect(mirror.check("u", undefined, "later")).toBe("this token was revoked");
+    expect(mirror.size).toBe(3);
+  });
+
+  it("sweeps a full mirror at most once a second however many revocations it is sent", () => {
+    vi.useFakeTimers({ now: Date.UTC(2026, 0, 1), toFake: ["Date"] });
+    const seconds = () => Math.floor(Date.now() / 1000);
+    const mirror = new RevocationMirror(null, 0, 2000);
+    // 2,000 tokens that expire one second apart in pairs: past the first expiry, each second frees a few places.
+    for (let index = 0; index < 2000; index++) mirror.refuseToken(`t${index}`, seconds() + 1 + Math.floor(index / 2));
+    vi.setSystemTime(Date.now() + 1500);
+    let taken = 0;
+    for (let index = 0; index < 10_000; index++) if (mirror.refuseToken(`new${index}`, seconds() + 3600)) taken++;
+    // One sweep, which freed the two places of the tokens expired at +1 s: the other 9,998 attempts found the mirror full without sweeping.
+    expect(taken).toBe(2);
+    vi.setSystemTime(Date.now() + 999);
+    expect(mirror.refuseToken("within-the-second", seconds() + 3600)).toBe(false);
+    vi.setSystemTime(Date.now() + 1);
+    expect(mirror.refuseToken("a-second-later", seconds() + 3600)).toBe(true);
+  });
+
+  it("takes at most maxEntries of the shared state's revocations and says how many it left", () => {
+    const mirror = new RevocationMirror(60_000, 0, 3);
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const left = mirror.replace({
+      users: new Map([["u1", Date.now()]]),
+      tokens: new Map([
+        ["t1", exp],
+        ["t2", exp],
+        ["t3", exp],
+        ["t4", exp],
+      ]),
+    });
+    expect(left).toBe(2);
+    expect(mirror.size).toBe(3);
+    expect(mirror.check("u1", undefined, undefined)).toBe("the user was kicked after this token was issued");
+  });
 });

@@ -207,6 +207,12 @@ export const ERRORS = {
     retry: false,
     message: "The cluster already holds EVENT_ROUTES_MAX registered routes; remove one before registering another.",
   },
+  revocation_limit: {
+    audience: "publisher",
+    retry: false,
+    message:
+      "The cluster already holds REVOCATIONS_MAX kicked users and revoked tokens in force; a new one is taken once some expire or are lifted.",
+  },
   api_key_invalid: {
     audience: "publisher",
     retry: false,
