@@ -4,12 +4,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ClientError, ServiceError, type SwitchboardClient, connect } from "@switchboard/client";
 import { type Service, createRegistry, createService } from "@switchboard/service";
+import { createClient } from "redis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser, mintToken } from "./harness/clients.js";
 import { type Cluster, startCluster } from "./harness/cluster.js";
 import { readCounter } from "./harness/gateway.js";
 import { sleep, waitFor } from "./harness/ports.js";
-import { stopProcess } from "./harness/redis.js";
+import { startRedis, stopProcess } from "./harness/redis.js";
 import { scratchDir } from "./harness/scratch.js";
 
 const API_KEY = "services-test-api-key-of-at-least-32-chars";
@@ -422,5 +423,42 @@ describe("the registry", () => {
       (await readCounter(a, "switchboard_frames_dropped_total", { channel: "replies" })) >= before + 4 ? true : undefined,
     );
     for (const node of cluster.nodes) expect(node.child.exitCode).toBeNull();
+  });
+});
+
+describe("a service whose Redis stops answering", () => {
+  it("queues no more than one heartbeat and one claim meanwhile, and goes on when Redis answers again", async () => {
+    const redis = await startRedis();
+    const watcher = createClient({ url: redis.url });
+    await watcher.connect();
+    const handled: unknown[] = [];
+    // Claims run every 500 ms with a one-second visibility timeout.
+    const service = createService({
+      redis: redis.url,
+      name: "paused-redis",
+      visibilityTimeoutMs: 1000,
+      handler: (request) => {
+        handled.push(request.payload);
+        return null;
+      },
+      onError: () => {},
+    });
+    const claims = async () => Number(/cmdstat_xautoclaim:calls=(\d+)/.exec(await watcher.info("commandstats"))?.[1] ?? 0);
+    try {
+      await service.ready();
+      await waitFor("a first claim", async () => ((await claims()) > 0 ? true : undefined));
+      const before = await claims();
+      await watcher.sendCommand(["CLIENT", "PAUSE", "4000", "ALL"]);
+      // Eight claim ticks pass while Redis holds every command.
+      await sleep(4500);
+      const during = (await claims()) - before;
+      expect(during).toBeLessThanOrEqual(2);
+      await sleep(1200);
+      expect((await claims()) - before).toBeGreaterThan(during);
+    } finally {
+      await service.close();
+      await watcher.quit();
+      await redis.stop();
+    }
   });
 });

@@ -92,6 +92,23 @@ export interface Service {
 
 const BLOCK_MS = 1000;
 
+/**
+ * A timer's task that is skipped while its last run is still waiting for Redis: a Redis that is away
+ * or not answering would otherwise have a command queued at every tick until it returns.
+ */
+function oneAtATime(task: () => Promise<void>, onError: (error: Error) => void): () => void {
+  let running = false;
+  return () => {
+    if (running) return;
+    running = true;
+    task()
+      .catch((err: unknown) => onError(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => {
+        running = false;
+      });
+  };
+}
+
 /** Starts an instance of a service: it registers, heartbeats, and handles requests until `close()`. */
 export function createService<Payload = unknown>(options: ServiceOptions<Payload>): Service {
   const { name } = options;
@@ -132,8 +149,8 @@ export function createService<Payload = unknown>(options: ServiceOptions<Payload
       if (!String(err).includes("BUSYGROUP")) throw err;
     }
     await heartbeat();
-    const beat = setInterval(() => heartbeat().catch(onError), Math.floor(SERVICE_INSTANCE_TTL_MS / 3));
-    const claim = setInterval(() => claimAbandoned().catch(onError), Math.max(500, Math.floor(visibilityTimeoutMs / 2)));
+    const beat = setInterval(oneAtATime(heartbeat, onError), Math.floor(SERVICE_INSTANCE_TTL_MS / 3));
+    const claim = setInterval(oneAtATime(claimAbandoned, onError), Math.max(500, Math.floor(visibilityTimeoutMs / 2)));
     beat.unref();
     claim.unref();
     timers.push(beat, claim);
