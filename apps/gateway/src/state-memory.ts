@@ -1,9 +1,47 @@
 import { REDIS_KEYS, type RoomCount, type SitePresence, type UserPresence } from "@switchboard/protocol";
 import type { NodeInfo, PresenceCrossing, Revocations, SharedState } from "./state.js";
 
+const MIN_SWEEP_AT = 1024;
+
+/**
+ * Keys with a time to live, as Redis's SET … PX keeps them. Redis forgets an expired key by itself;
+ * here expired keys are swept whenever the count has doubled and whenever all are read, so keys set
+ * and never read again (revocations of tokens that have expired) do not pile up.
+ */
+export class ExpiringKeys {
+  private readonly entries = new Map<string, { value: string; expiresAt: number }>();
+  private sweepAt = MIN_SWEEP_AT;
+
+  /** Keys held, expired ones not swept yet included. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  set(key: string, value: string, ttlMs: number): void {
+    this.entries.set(key, { value, expiresAt: Date.now() + ttlMs });
+    if (this.entries.size >= this.sweepAt) this.sweep();
+  }
+
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
+  /** Every key that has not expired, with its value. */
+  live(): [string, string][] {
+    this.sweep();
+    return [...this.entries].map(([key, entry]) => [key, entry.value]);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [key, entry] of this.entries) if (entry.expiresAt <= now) this.entries.delete(key);
+    this.sweepAt = Math.max(MIN_SWEEP_AT, 2 * this.entries.size);
+  }
+}
+
 /** The shared state of a single node, kept in its memory with the same meaning as in Redis. */
 export function createMemoryState(): SharedState {
-  const keys = new Map<string, { value: string; expiresAt: number }>();
+  const keys = new ExpiringKeys();
   const routes = new Map<string, string>();
   // kind → key → user (or node, for `user`) → sockets
   const presence = {
@@ -13,11 +51,6 @@ export function createMemoryState(): SharedState {
   };
   let self: NodeInfo | null = null;
 
-  const live = (key: string) => {
-    const entry = keys.get(key);
-    if (entry && entry.expiresAt <= Date.now()) keys.delete(key);
-    return keys.get(key);
-  };
   const add = (table: Map<string, Map<string, number>>, key: string, field: string, delta: number) => {
     const fields = table.get(key) ?? new Map<string, number>();
     const after = (fields.get(field) ?? 0) + delta;
@@ -30,7 +63,7 @@ export function createMemoryState(): SharedState {
 
   return {
     async setKey(key, value, ttlMs) {
-      keys.set(key, { value, expiresAt: Date.now() + ttlMs });
+      keys.set(key, value, ttlMs);
     },
     async deleteKey(key) {
       keys.delete(key);
@@ -39,11 +72,9 @@ export function createMemoryState(): SharedState {
       const revocations: Revocations = { users: new Map(), tokens: new Map() };
       const userPrefix = REDIS_KEYS.revokedUser("");
       const tokenPrefix = REDIS_KEYS.revokedToken("");
-      for (const key of [...keys.keys()]) {
-        const entry = live(key);
-        if (!entry) continue;
-        if (key.startsWith(userPrefix)) revocations.users.set(key.slice(userPrefix.length), Number(entry.value));
-        else if (key.startsWith(tokenPrefix)) revocations.tokens.set(key.slice(tokenPrefix.length), Number(entry.value));
+      for (const [key, value] of keys.live()) {
+        if (key.startsWith(userPrefix)) revocations.users.set(key.slice(userPrefix.length), Number(value));
+        else if (key.startsWith(tokenPrefix)) revocations.tokens.set(key.slice(tokenPrefix.length), Number(value));
       }
       return revocations;
     },
