@@ -103,21 +103,23 @@ describe("peeking at a raw frame's rooms", () => {
 
 describe("a peek that answers has read the whole frame", () => {
   it("answers only for bytes that are one whole MessagePack value, so the node decoding them can skip that check", () => {
-    const roomed = frameLike.filter((frame) => typeof frame.room === "string" && !("_in" in frame));
+    const roomed = fc.record(
+      { room: fc.string({ unit: "grapheme", maxLength: 40 }), event: anyValue, data: anyValue, except: anyValue, other: anyValue },
+      { requiredKeys: ["room"] },
+    );
     fc.assert(
       fc.property(roomed, fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean(), (frame, at, byte, truncate) => {
         const bytes = encode(frame, { useBigInt64: true });
         const position = at % bytes.length;
         // A frame cut short, or with one byte changed: a length or count may now claim more than is there.
-        const damaged = truncate
-          ? bytes.subarray(0, position)
-          : Uint8Array.from(bytes, (value, index) => (index === position ? byte : value));
+        const damaged = truncate ? bytes.subarray(0, position) : bytes.slice();
+        if (!truncate) damaged[position] = byte;
         if (peekFrameRooms(damaged) !== null) expect(isWholeMsgpackValue(damaged)).toBe(true);
         expect(peekFrameRooms(bytes)).not.toBeNull();
       }),
-      { seed: 20261206, numRuns: 5000 },
+      { seed: 20261206, numRuns: 2000 },
     );
-  });
+  }, 30_000);
 });
 
 describe("checking that bytes are one whole MessagePack value", () => {
