@@ -456,7 +456,8 @@ describe("kicks that stick, and token revocation", () => {
       // Once "soon" has expired, its place is free again.
       await sleep(3500);
       expect((await revoke(one, "one-more", issuedAt(600))).status).toBe(202);
-      expect(await refusal(two, token)).toBe("token_revoked");
+      // Node two learns of it from its control frame, a moment later.
+      await waitFor("node two to refuse the token", async () => ((await refusal(two, token)) === "token_revoked" ? true : undefined));
       // Redis holds four: a node starting now holds three and reports the fourth.
       const restarted = await startGateway({ API_KEYS: API_KEY, REVOCATIONS_MAX: "3", REDIS_URL: capped.redis.url, NODE_ID: "node-later" });
       try {
@@ -610,8 +611,14 @@ describe("EVENT_ROUTES_MAX", () => {
       // One place left, asked for by both nodes at once: one takes it.
       const raced = await Promise.all([register(one, "raced-a"), register(two, "raced-b")]);
       expect(raced.map((answer) => answer.status).sort()).toEqual([201, 409]);
-      const { body } = await api(two, "GET", "/api/v1/events");
-      expect((body as { routes: { source: string }[] }).routes.filter((route) => route.source === "registered")).toHaveLength(2);
+      // The node that lost the race learns of the winner's route from its control frame, a moment later.
+      const registered = async () => {
+        const { body } = await api(two, "GET", "/api/v1/events");
+        return (body as { routes: { source: string; event: string }[] }).routes.filter((route) => route.source === "registered");
+      };
+      await waitFor("node two to list both registered routes", async () => ((await registered()).length === 2 ? true : undefined));
+      await sleep(200);
+      expect((await registered()).map((route) => route.event).sort()).toEqual(["first", raced[0]?.status === 201 ? "raced-a" : "raced-b"]);
     } finally {
       await capped.close();
     }
