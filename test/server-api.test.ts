@@ -419,7 +419,7 @@ describe("kicks that stick, and token revocation", () => {
   });
 
   it("holds at most REVOCATIONS_MAX in force: past it 409 revocation_limit and nothing stored, a renewal is taken, an emitter kick is counted and logged, a node starting later takes what fits", async () => {
-    const capped = await startCluster(2, { API_KEYS: API_KEY, REVOCATIONS_MAX: "3" });
+    const capped = await startCluster(2, { API_KEYS: API_KEY, REVOCATIONS_MAX: "3", DEV_TOKENS: "1" });
     const cappedEmitter = createEmitter({ redis: capped.redis.url });
     try {
       const [one, two] = capped.nodes.map((node) => node.url) as [string, string];
@@ -436,6 +436,11 @@ describe("kicks that stick, and token revocation", () => {
       });
       expect(refused.body).toEqual({ code: "revocation_limit", message: expect.stringContaining("REVOCATIONS_MAX") });
       expect(await kick(two, "another-user")).toMatchObject({ status: 409, body: { code: "revocation_limit" } });
+      // The development kick is the same operation.
+      expect(await api(one, "POST", "/dev/kick", { user: "another-user", refuseReconnect: true }, null)).toMatchObject({
+        status: 409,
+        body: { code: "revocation_limit" },
+      });
       expect(await capped.publisher.exists(["switchboard:revoked:jti:one-more", "switchboard:revoked:user:another-user"])).toBe(0);
       // A refused revocation is not half done: the token still connects.
       const token = jwt.sign({ sub: "capped-user", jti: "one-more", exp: issuedAt(600) }, TEST_SECRET);
