@@ -175,6 +175,7 @@ const controlFrame = fc.record(
     user: fc.oneof(fc.constantFrom("fz-0", "fz-2"), anyValue),
     reason: anyValue,
     refuseBefore: fc.oneof(fc.integer(), anyValue),
+    refuseUntil: fc.oneof(fc.integer(), anyValue),
     jti: anyValue,
     exp: fc.oneof(fc.integer(), anyValue),
   },

@@ -478,6 +478,41 @@ describe("kicks that stick, and token revocation", () => {
     }
   });
 
+  it("forgets a kick when its refusal expires in Redis, on nodes without JWT_MAX_TTL_SECONDS and on one that read it from Redis, freeing its place", async () => {
+    // Without API_KEYS and JWT_MAX_TTL_SECONDS a node cannot tell when a kick stops mattering from the tokens' lifetime.
+    const open = await startCluster(2, { REVOCATIONS_MAX: "2" });
+    const openEmitter = createEmitter({ redis: open.redis.url });
+    const later: Awaited<ReturnType<typeof startGateway>>[] = [];
+    try {
+      const tokenOf = (sub: string) => jwt.sign({ sub, iat: issuedAt(-5) }, TEST_SECRET, { expiresIn: 600 });
+      const [brief, lasting, third] = ["brief-kick", "lasting-kick", "third-kick"].map(tokenOf) as [string, string, string];
+      const kickedAt = Date.now();
+      await openEmitter.disconnectUser("brief-kick", { refuseForSeconds: 3 });
+      await openEmitter.disconnectUser("lasting-kick", { refuseForSeconds: 600 });
+      later.push(await startGateway({ REVOCATIONS_MAX: "2", REDIS_URL: open.redis.url, NODE_ID: "node-later" }));
+      const nodes = [...open.nodes.map((node) => node.url), ...later.map((node) => node.url)];
+      for (const node of nodes) {
+        await waitFor("the kicks to be refused", async () => ((await refusal(node, brief)) === "token_revoked" ? true : undefined));
+        expect(await refusal(node, lasting)).toBe("token_revoked");
+      }
+      await sleep(Math.max(0, kickedAt + 3500 - Date.now()));
+      for (const node of nodes) {
+        expect(await refusal(node, brief)).toBe("welcome");
+        expect(await refusal(node, lasting)).toBe("token_revoked");
+      }
+      // The ended kick's place is free on every node: a new one is held, and nothing was past the limit.
+      await openEmitter.disconnectUser("third-kick", { refuseForSeconds: 600 });
+      for (const node of nodes) {
+        await waitFor("the new kick to be refused", async () => ((await refusal(node, third)) === "token_revoked" ? true : undefined));
+        expect(await readCounter(node, "switchboard_limit_hits_total", { kind: "revocations" })).toBe(0);
+      }
+    } finally {
+      await Promise.all(later.map((node) => node.stop()));
+      await openEmitter.close();
+      await open.close();
+    }
+  });
+
   it("refuses tokens without exp or living longer than a day when the server API is on", async () => {
     expect(await refusal(a, jwt.sign({ sub: "forever" }, TEST_SECRET))).toBe("token_claims_invalid");
     expect(await refusal(a, jwt.sign({ sub: "long" }, TEST_SECRET, { expiresIn: 86_401 }))).toBe("token_claims_invalid");

@@ -277,7 +277,7 @@ export function createOperations(deps: OperationsDeps): Operations {
     control(frame) {
       switch (frame.control) {
         case "kick": {
-          if (frame.refuseBefore !== undefined && !revocations.refuseUser(frame.user, frame.refuseBefore)) notHeld(1);
+          if (frame.refuseBefore !== undefined && !revocations.refuseUser(frame.user, frame.refuseBefore, frame.refuseUntil)) notHeld(1);
           const room = userRoom(frame.user);
           const kicked: KickedPayload = { ...errorBody("kicked"), ...(frame.reason !== undefined ? { reason: frame.reason } : {}) };
           io.local.to(room).emit(SERVER_EVENTS.kicked, kicked);

@@ -1,4 +1,4 @@
-import type { Revocations } from "./state.js";
+import type { Revocations, UserRefusal } from "./state.js";
 
 const MIN_SWEEP_AT = 1024;
 const FULL_SWEEP_INTERVAL_MS = 1000;
@@ -11,8 +11,8 @@ const FULL_SWEEP_INTERVAL_MS = 1000;
  * (the emitter, a raw control frame) is not held, which the caller reports.
  */
 export class RevocationMirror {
-  /** User → tokens issued at or before this time (ms) are refused. */
-  private users = new Map<string, number>();
+  /** User → its tokens issued at or before `before` (ms) are refused, until the earlier of `until` and `before` plus the longest token lifetime. */
+  private users = new Map<string, UserRefusal>();
   /** jti → refused until this exp (seconds). */
   private tokens = new Map<string, number>();
   /**
@@ -30,7 +30,7 @@ export class RevocationMirror {
 
   /**
    * @param maxTokenLifetimeMs beyond this a kick refuses nothing any more (every token it could
-   *   refuse has expired): its entry is forgotten. Null keeps entries until Redis drops them.
+   *   refuse has expired): its entry is forgotten. Null: a kick lasts as long as its refusal does in Redis.
    * @param clockToleranceMs a token is taken this long past its exp (JWT_CLOCK_TOLERANCE_SECONDS),
    *   so a revoked token stays refused that much longer
    */
@@ -46,7 +46,7 @@ export class RevocationMirror {
     this.users = new Map();
     this.tokens = new Map();
     let left = 0;
-    for (const [user, before] of revocations.users) if (!this.refuseUser(user, before)) left++;
+    for (const [user, { before, until }] of revocations.users) if (!this.refuseUser(user, before, until)) left++;
     for (const [jti, exp] of revocations.tokens) if (!this.refuseToken(jti, exp)) left++;
     return left;
   }
@@ -69,14 +69,24 @@ export class RevocationMirror {
     return this.size < this.maxEntries;
   }
 
-  /** Refuses the user's tokens issued at or before `before` (ms); false when it is past maxEntries and not held. */
-  refuseUser(user: string, before: number): boolean {
+  /**
+   * Refuses the user's tokens issued at or before `before` (ms), until `until` (ms; a kick frame
+   * without one lasts until the node next reads Redis); false when it is past maxEntries and not held.
+   */
+  refuseUser(user: string, before: number, until = Number.POSITIVE_INFINITY): boolean {
+    const held = this.users.get(user);
+    const refusal = held === undefined ? { before, until } : { before: Math.max(before, held.before), until: Math.max(until, held.until) };
+    if (this.endOf(refusal) <= Date.now()) return true;
     if (!this.hasRoomFor("user", user)) return false;
-    const latest = Math.max(before, this.users.get(user) ?? 0);
-    this.users.set(user, latest);
-    if (this.maxTokenLifetimeMs !== null) this.nextExpiry = Math.min(this.nextExpiry, latest + this.maxTokenLifetimeMs);
+    this.users.set(user, refusal);
+    this.nextExpiry = Math.min(this.nextExpiry, this.endOf(refusal));
     if (this.size >= this.sweepAt) this.sweep();
     return true;
+  }
+
+  /** When (ms) a kick refuses nothing any more: its refusal has expired, or every token it could refuse has. */
+  private endOf({ before, until }: UserRefusal): number {
+    return this.maxTokenLifetimeMs === null ? until : Math.min(until, before + this.maxTokenLifetimeMs);
   }
 
   allowUser(user: string): void {
@@ -103,12 +113,11 @@ export class RevocationMirror {
       if (until <= now) this.tokens.delete(jti);
       else if (until < nextExpiry) nextExpiry = until;
     }
-    const lifetime = this.maxTokenLifetimeMs;
-    if (lifetime !== null)
-      for (const [user, before] of this.users) {
-        if (before + lifetime < now) this.users.delete(user);
-        else if (before + lifetime < nextExpiry) nextExpiry = before + lifetime;
-      }
+    for (const [user, refusal] of this.users) {
+      const end = this.endOf(refusal);
+      if (end <= now) this.users.delete(user);
+      else if (end < nextExpiry) nextExpiry = end;
+    }
     this.nextExpiry = nextExpiry;
     this.sweepAt = Math.max(MIN_SWEEP_AT, 2 * this.size);
   }
@@ -128,14 +137,14 @@ export class RevocationMirror {
         this.tokens.delete(jti);
       }
     }
-    const before = this.users.get(user);
-    if (before === undefined) return null;
-    if (this.maxTokenLifetimeMs !== null && before + this.maxTokenLifetimeMs < now) {
+    const refusal = this.users.get(user);
+    if (refusal === undefined) return null;
+    if (this.endOf(refusal) <= now) {
       this.users.delete(user);
       return null;
     }
     // A token without iat cannot show it was issued after the kick.
-    if (iat === undefined || iat * 1000 <= before) return "the user was kicked after this token was issued";
+    if (iat === undefined || iat * 1000 <= refusal.before) return "the user was kicked after this token was issued";
     return null;
   }
 }

@@ -26,10 +26,10 @@ export class ExpiringKeys {
     this.entries.delete(key);
   }
 
-  /** Every key that has not expired, with its value. */
-  live(): [string, string][] {
+  /** Every key that has not expired, with its value and when it expires (ms since the epoch). */
+  live(): [string, string, number][] {
     this.sweep();
-    return [...this.entries].map(([key, entry]) => [key, entry.value]);
+    return [...this.entries].map(([key, entry]) => [key, entry.value, entry.expiresAt]);
   }
 
   private sweep(): void {
@@ -72,8 +72,8 @@ export function createMemoryState(): SharedState {
       const revocations: Revocations = { users: new Map(), tokens: new Map() };
       const userPrefix = REDIS_KEYS.revokedUser("");
       const tokenPrefix = REDIS_KEYS.revokedToken("");
-      for (const [key, value] of keys.live()) {
-        if (key.startsWith(userPrefix)) revocations.users.set(key.slice(userPrefix.length), Number(value));
+      for (const [key, value, expiresAt] of keys.live()) {
+        if (key.startsWith(userPrefix)) revocations.users.set(key.slice(userPrefix.length), { before: Number(value), until: expiresAt });
         else if (key.startsWith(tokenPrefix)) revocations.tokens.set(key.slice(tokenPrefix.length), Number(value));
       }
       return revocations;

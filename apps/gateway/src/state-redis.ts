@@ -18,6 +18,18 @@ import {
 import { asBuffer } from "./broker-frames.js";
 import type { EnqueueResult, NodeInfo, PresenceCrossing, PresenceDelta, Revocations, SharedState } from "./state.js";
 
+/** Each key's value and its time to live in ms (PTTL), in pairs: what a node needs of a revocation. */
+const READ_WITH_TTL = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[2 * i - 1] = redis.call("GET", key)
+  out[2 * i] = redis.call("PTTL", key)
+end
+return out
+`;
+/** Revocation keys read per script call, so one call never blocks Redis for long. */
+const KEYS_PER_READ = 1000;
+
 /**
  * Applies one node's presence deltas atomically. Per delta it updates the cluster-wide count
  * (user → node → sockets; site → user → sockets, with the site's user list; room → user → sockets)
@@ -147,16 +159,23 @@ export function createRedisState(redis: BinaryRedisCommander, nodeTtlMs: () => n
     async loadRevocations() {
       const revocations: Revocations = { users: new Map(), tokens: new Map() };
       const found = await scanKeys(REDIS_KEYS.revokedPattern);
-      if (found.length === 0) return revocations;
-      const values = (await run(["MGET", ...found])) as (string | null)[];
       const userPrefix = REDIS_KEYS.revokedUser("");
       const tokenPrefix = REDIS_KEYS.revokedToken("");
-      found.forEach((key, index) => {
-        const value = values[index];
-        if (value === null || value === undefined) return;
-        if (key.startsWith(userPrefix)) revocations.users.set(key.slice(userPrefix.length), Number(value));
-        else if (key.startsWith(tokenPrefix)) revocations.tokens.set(key.slice(tokenPrefix.length), Number(value));
-      });
+      for (let from = 0; from < found.length; from += KEYS_PER_READ) {
+        const keys = found.slice(from, from + KEYS_PER_READ);
+        const now = Date.now();
+        const flat = (await run(["EVAL", READ_WITH_TTL, String(keys.length), ...keys])) as unknown[];
+        keys.forEach((key, index) => {
+          const value = flat[2 * index];
+          const ttlMs = Number(flat[2 * index + 1]);
+          // Gone since the scan (false), or without an expiry, which no revocation is stored with (-1).
+          if (typeof value !== "string" && !Buffer.isBuffer(value)) return;
+          if (key.startsWith(userPrefix)) {
+            const until = ttlMs >= 0 ? now + ttlMs : Number.POSITIVE_INFINITY;
+            revocations.users.set(key.slice(userPrefix.length), { before: Number(String(value)), until });
+          } else if (key.startsWith(tokenPrefix)) revocations.tokens.set(key.slice(tokenPrefix.length), Number(String(value)));
+        });
+      }
       return revocations;
     },
     async loadRoutes() {

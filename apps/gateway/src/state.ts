@@ -60,9 +60,15 @@ export interface SharedState {
 
 export type EnqueueResult = "ok" | "service_unknown" | "service_unavailable" | "service_busy" | "no_redis";
 
+/** A kick's refusal: the user's tokens issued at or before `before` are refused until `until` (ms since the epoch). */
+export interface UserRefusal {
+  before: number;
+  /** When its key expires in Redis. */
+  until: number;
+}
+
 export interface Revocations {
-  /** User → the time before which that user's tokens are refused (ms since the epoch). */
-  users: Map<string, number>;
+  users: Map<string, UserRefusal>;
   /** jti → its exp (seconds since the epoch). */
   tokens: Map<string, number>;
 }

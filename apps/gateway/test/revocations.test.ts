@@ -105,7 +105,7 @@ describe("the revocation mirror", () => {
     const mirror = new RevocationMirror(60_000, 0, 3);
     const exp = Math.floor(Date.now() / 1000) + 600;
     const left = mirror.replace({
-      users: new Map([["u1", Date.now()]]),
+      users: new Map([["u1", { before: Date.now(), until: Date.now() + 60_000 }]]),
       tokens: new Map([
         ["t1", exp],
         ["t2", exp],
@@ -116,5 +116,46 @@ describe("the revocation mirror", () => {
     expect(left).toBe(2);
     expect(mirror.size).toBe(3);
     expect(mirror.check("u1", undefined, undefined)).toBe("the user was kicked after this token was issued");
+  });
+
+  it("forgets a kick when its refusal ends, whether or not the longest token lifetime is known", () => {
+    vi.useFakeTimers({ now: Date.UTC(2026, 0, 1), toFake: ["Date"] });
+    const issuedBefore = Math.floor(Date.now() / 1000) - 1;
+    const unbounded = new RevocationMirror(null, 0, 2);
+    const bounded = new RevocationMirror(3_600_000, 0, 2);
+    for (const mirror of [unbounded, bounded]) {
+      expect(mirror.refuseUser("short", Date.now(), Date.now() + 10_000)).toBe(true);
+      // A kick frame without refuseUntil: until the node next reads Redis, or the longest lifetime.
+      expect(mirror.refuseUser("open", Date.now())).toBe(true);
+      expect(mirror.check("short", issuedBefore, undefined)).toBe("the user was kicked after this token was issued");
+      // A refusal already over takes no place.
+      expect(mirror.refuseUser("over", Date.now() - 2000, Date.now() - 1000)).toBe(true);
+      expect(mirror.size).toBe(2);
+    }
+    vi.setSystemTime(Date.now() + 11_000);
+    for (const mirror of [unbounded, bounded]) {
+      expect(mirror.check("short", issuedBefore, undefined)).toBeNull();
+      expect(mirror.check("open", issuedBefore, undefined)).toBe("the user was kicked after this token was issued");
+      // The place the ended refusal held is free again.
+      expect(mirror.refuseUser("next", Date.now())).toBe(true);
+    }
+    // A kick renewed with a later end lasts to that end.
+    const renewed = new RevocationMirror(null);
+    renewed.refuseUser("u", Date.now(), Date.now() + 1000);
+    renewed.refuseUser("u", Date.now(), Date.now() + 5000);
+    vi.setSystemTime(Date.now() + 2000);
+    expect(renewed.check("u", issuedBefore, undefined)).toBe("the user was kicked after this token was issued");
+  });
+
+  it("sweeps kicks whose refusal has ended on a node without a longest token lifetime", () => {
+    vi.useFakeTimers({ now: Date.UTC(2026, 0, 1), toFake: ["Date"] });
+    const mirror = new RevocationMirror(null, 0, 5000);
+    for (let round = 0; round < 20; round++) {
+      for (let index = 0; index < 1000; index++) mirror.refuseUser(`u${round}-${index}`, Date.now(), Date.now() + 1000);
+      vi.setSystemTime(Date.now() + 2000);
+    }
+    // 20,000 kicks went in, never checked again; each ended before the next batch.
+    expect(mirror.size).toBeLessThan(4200);
+    expect(mirror.refuseUser("still-room", Date.now(), Date.now() + 1000)).toBe(true);
   });
 });

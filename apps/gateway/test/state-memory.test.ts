@@ -18,7 +18,7 @@ describe("the single node's keys with a time to live", () => {
     // 100,000 keys went in, each expired a second later: at most the last few thousand are held.
     expect(most).toBeLessThan(4200);
     keys.set("lasting", "kept", 3_600_000);
-    expect(keys.live()).toEqual([["lasting", "kept"]]);
+    expect(keys.live()).toEqual([["lasting", "kept", Date.now() + 3_600_000]]);
   });
 
   it("loads only the revocations that have not expired", async () => {
@@ -30,6 +30,6 @@ describe("the single node's keys with a time to live", () => {
     vi.setSystemTime(Date.now() + 2000);
     const revocations = await state.loadRevocations();
     expect([...revocations.tokens]).toEqual([["long", 200]]);
-    expect([...revocations.users]).toEqual([["42", 300]]);
+    expect([...revocations.users]).toEqual([["42", { before: 300, until: Date.now() + 58_000 }]]);
   });
 });

@@ -9,13 +9,14 @@ import { preview } from "./untrusted.js";
  * A control frame: a raw frame (on `socket.io#emitter`, signed when nodes require it) that tells
  * every node to act rather than to deliver. A map with a `control` key:
  * - `kick`: disconnect every socket of `user` (after a `kicked` event carrying `reason`); with
- *   `refuseBefore` (ms since the epoch), refuse that user's tokens issued at or before it;
+ *   `refuseBefore` (ms since the epoch), refuse that user's tokens issued at or before it, until
+ *   `refuseUntil` (ms since the epoch) when given: when the refusal stored in Redis expires;
  * - `allow`: stop refusing the user's tokens;
  * - `revoke`: refuse the token whose `jti` is given until its `exp` (seconds), and disconnect its sockets;
  * - `routes`: the registered event routes changed; read them again.
  */
 export type ControlFrame =
-  | { control: "kick"; user: string; reason?: string; refuseBefore?: number }
+  | { control: "kick"; user: string; reason?: string; refuseBefore?: number; refuseUntil?: number }
   | { control: "allow"; user: string }
   | { control: "revoke"; jti: string; exp: number }
   | { control: "routes" };
@@ -36,11 +37,14 @@ export function readControlFrame(value: unknown): ControlFrame | null | string {
         return "kick: reason must be a string of at most 500 characters";
       if (frame.refuseBefore !== undefined && !Number.isSafeInteger(frame.refuseBefore))
         return "kick: refuseBefore must be ms since the epoch";
+      if (frame.refuseUntil !== undefined && !Number.isSafeInteger(frame.refuseUntil))
+        return "kick: refuseUntil must be ms since the epoch";
       return {
         control: "kick",
         user,
         ...(typeof frame.reason === "string" ? { reason: frame.reason } : {}),
         ...(typeof frame.refuseBefore === "number" ? { refuseBefore: frame.refuseBefore } : {}),
+        ...(typeof frame.refuseUntil === "number" ? { refuseUntil: frame.refuseUntil } : {}),
       };
     case "allow":
       return user === null ? "allow: user must be a user id" : { control: "allow", user };
@@ -113,7 +117,8 @@ export async function kickUser(
       control: "kick",
       user,
       ...(options.reason !== undefined ? { reason: options.reason } : {}),
-      ...(refuse ? { refuseBefore: at } : {}),
+      // The refusal's end goes with it, so a node forgets it when Redis does, whatever its JWT_MAX_TTL_SECONDS.
+      ...(refuse ? { refuseBefore: at, refuseUntil: at + seconds * 1000 } : {}),
     }),
     RAW_FRAME_CHANNEL,
   );

@@ -69,4 +69,40 @@ describe("control actions", () => {
     await revokeToken(plain.transport, "j3", exp);
     expect(plain.calls).toEqual([]);
   });
+
+  it("publish a kick with the refusal's start and end, the end being when the key stored for it expires", async () => {
+    const stored: number[] = [];
+    const frames: Uint8Array[] = [];
+    const transport: ControlTransport = {
+      setKey: async (_key, _value, ttlMs) => {
+        stored.push(ttlMs);
+      },
+      deleteKey: async () => undefined,
+      publishFrame: async (frame) => {
+        frames.push(frame);
+      },
+    };
+    const { at } = await kickUser(transport, 42, { reason: "spam", refuseForSeconds: 600 });
+    expect(stored).toEqual([600_000]);
+    const published = decodeMsgpack(frames[0]!);
+    expect(published.ok && readControlFrame(published.value)).toEqual({
+      control: "kick",
+      user: "42",
+      reason: "spam",
+      refuseBefore: at,
+      refuseUntil: at + 600_000,
+    });
+    // Without a refusal, neither is sent.
+    await kickUser(transport, 42, { refuseReconnect: false });
+    const unrefused = decodeMsgpack(frames[1]!);
+    expect(unrefused.ok && readControlFrame(unrefused.value)).toEqual({ control: "kick", user: "42" });
+  });
+
+  it("read a kick's refuseUntil only as whole ms since the epoch", () => {
+    for (const refuseUntil of [1.5, "1700000000000", Number.NaN, 2 ** 53, null, {}])
+      expect(readControlFrame({ control: "kick", user: "1", refuseBefore: 1, refuseUntil })).toBe(
+        "kick: refuseUntil must be ms since the epoch",
+      );
+    expect(readControlFrame({ control: "kick", user: "1", refuseBefore: 1 })).toEqual({ control: "kick", user: "1", refuseBefore: 1 });
+  });
 });
