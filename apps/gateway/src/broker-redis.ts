@@ -24,6 +24,7 @@ const PUBLISH_ALL = `for i = 1, #ARGV, 2 do redis.call("PUBLISH", ARGV[i], ARGV[
 
 /** How long a publish waits for Redis to confirm it. */
 const PUBLISH_TIMEOUT_MS = 5000;
+const STATE_COMMAND_TIMEOUT_MS = 5000;
 /** How long closing waits for Redis to acknowledge QUIT before dropping the connection. */
 const QUIT_TIMEOUT_MS = 2000;
 /** The longest wait between reconnection attempts: a Redis that returns is used again within a second. */
@@ -171,10 +172,12 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
       }),
     state: createRedisState(
       {
+        // Within a deadline: an API call or a presence read must not wait for good on a Redis that stopped answering.
         command: (args: (string | Buffer)[]) =>
-          pub.sendCommand(args).catch((err: unknown) => {
-            throw queueFull(err) ?? err;
-          }),
+          stateTimeouts.within(
+            () => pub.sendCommand(args),
+            (err) => queueFull(err) ?? (err instanceof Error ? err : new Error(String(err))),
+          ),
       },
       () => deps.nodeTtlMs,
     ),
@@ -324,6 +327,16 @@ function publisherForAdapter(pub: RedisClient, onFailure: (err: Error) => void) 
 
 /** One timer for every publish in flight, rather than one each: a node may publish tens of thousands a second. */
 const publishTimeouts = new AnswerTimeouts(PUBLISH_TIMEOUT_MS, () => new SwitchboardError("publish_timeout"));
+/**
+ * Commands on the shared state (presence, revocations, routes, the service registry, heartbeats) that
+ * Redis has not answered in time fail with redis_unavailable. One still queued is sent later, in order
+ * on the same connection: presence rewrites the node's share in full after a failure, and the API's
+ * changes (a kick, a revocation, a route) may be repeated.
+ */
+const stateTimeouts = new AnswerTimeouts(
+  STATE_COMMAND_TIMEOUT_MS,
+  () => new SwitchboardError("redis_unavailable", `Redis has not answered within ${STATE_COMMAND_TIMEOUT_MS / 1000} s.`),
+);
 
 async function closeClient(client: RedisClient): Promise<void> {
   if (!client.isOpen) return;

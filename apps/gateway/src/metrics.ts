@@ -1,4 +1,8 @@
+import { AnswerTimeouts } from "@switchboard/protocol";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** How long a scrape waits for what it reads from Redis (the services' queue depths) before leaving it out. */
+const SCRAPE_READ_TIMEOUT_MS = 1000;
 
 /** Each limit a client, address, user or publisher can run into; the label of `switchboard_limit_hits_total`. */
 export const LIMIT_KINDS = [
@@ -177,6 +181,8 @@ export function createMetrics(nodeId: string): Metrics {
     registers: [registry],
   });
   let queueReader: (() => Promise<{ name: string; queueDepth: number }[]>) | null = null;
+  // A scrape must answer while Redis does not: it is when Redis stops answering that the other figures matter most.
+  const scrapeReads = new AnswerTimeouts(SCRAPE_READ_TIMEOUT_MS, () => new Error("Redis did not answer in time"));
   new Gauge({
     name: "switchboard_service_queue_depth",
     help: "Requests in each service's queue, waiting or under way (read from Redis when scraped)",
@@ -184,7 +190,10 @@ export function createMetrics(nodeId: string): Metrics {
     registers: [registry],
     async collect() {
       this.reset();
-      for (const { name, queueDepth } of (await queueReader?.().catch(() => [])) ?? []) this.set({ service: name }, queueDepth);
+      const reader = queueReader;
+      if (reader === null) return;
+      const depths = await scrapeReads.within(reader, (err) => (err instanceof Error ? err : new Error(String(err)))).catch(() => []);
+      for (const { name, queueDepth } of depths) this.set({ service: name }, queueDepth);
     },
   });
   let roomChannelReader: () => number = () => 0;

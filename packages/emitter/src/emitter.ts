@@ -46,7 +46,8 @@ export interface EmitterOptions {
   /**
    * How long a publish may wait for Redis to take the frame before it rejects with
    * `redis_unavailable` (not connected) or `publish_timeout` (sent, not confirmed). One timer serves
-   * every publish in flight, so the rejection comes at this moment or up to 100 ms after it.
+   * every publish in flight, so the rejection comes at this moment or up to 100 ms after it. A
+   * presence read or a kick's stored refusal that Redis has not answered by then fails with `redis_unavailable`.
    * @default 5000
    */
   publishTimeoutMs?: number;
@@ -156,11 +157,7 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
       async command(args) {
         if (closed) throw new SwitchboardError("emitter_closed");
         if (owned && !(await owned.whenReady(connectWaitMs))) throw new SwitchboardError("redis_unavailable");
-        try {
-          return await run(args);
-        } catch (err) {
-          throw unavailable(err);
-        }
+        return commandTimeouts.within(() => run(args), unavailable);
       },
     };
   }
@@ -183,6 +180,12 @@ export function createEmitter<Events extends object = AppEvents>(options: Emitte
   // One timer for every publish in flight rather than one each: a service may publish thousands a second.
   // Kept alive: a script awaiting a publish gets its answer or its timeout before the process ends.
   const publishTimeouts = new AnswerTimeouts(timeoutMs, () => new SwitchboardError("publish_timeout"), true);
+  // Presence reads and a kick's refusal wait no longer than a publish: a Redis that stopped answering fails them.
+  const commandTimeouts = new AnswerTimeouts(
+    timeoutMs,
+    () => new SwitchboardError("redis_unavailable", `Redis has not answered within ${timeoutMs} ms.`),
+    true,
+  );
   const unavailable = (err: unknown) => {
     const why = isCommandQueueFull(err)
       ? `${maxPendingCommands} commands wait for Redis's answer already (maxPendingCommands)`

@@ -155,6 +155,47 @@ describe("emitter with a Redis that is connected but does not answer", () => {
     }
   }, 20_000);
 
+  it("fails a presence read and a kick with redis_unavailable once publishTimeoutMs has passed, rather than waiting for good", async () => {
+    const port = await freePort();
+    const redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      stdio: "ignore",
+    });
+    const emitter = createEmitter({ redis: `redis://127.0.0.1:${port}`, publishTimeoutMs: 1000, onError: () => {} });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const answered = await emitter.presence.user("u1").then(
+          () => true,
+          () => false,
+        );
+        if (answered) break;
+        if (attempt > 50) throw new Error("redis-server did not start");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      process.kill(redis.pid!, "SIGSTOP");
+      let outcomes: PromiseSettledResult<unknown>[];
+      try {
+        const never = new Promise<string>((resolve) => setTimeout(() => resolve("no answer"), 8000));
+        outcomes = await Promise.allSettled(
+          [emitter.presence.user("u1"), emitter.presence.roomCount("user(u1)"), emitter.disconnectUser("u1")].map((call) =>
+            Promise.race([call, never]),
+          ),
+        );
+      } finally {
+        process.kill(redis.pid!, "SIGCONT");
+      }
+      for (const outcome of outcomes)
+        expect(outcome).toMatchObject({
+          status: "rejected",
+          reason: { code: "redis_unavailable", message: expect.stringContaining("1000 ms") },
+        });
+      // Redis answers again: so do the reads.
+      expect(await emitter.presence.user("u1")).toMatchObject({ online: false });
+    } finally {
+      await emitter.close();
+      redis.kill("SIGKILL");
+    }
+  }, 20_000);
+
   it("refuses a maxPendingCommands that is not a whole number of 1 or more", () => {
     for (const maxPendingCommands of [0, -1, 1.5, Number.NaN]) {
       expect(() => createEmitter({ redis: { publish: async () => 1 }, maxPendingCommands })).toThrow(
