@@ -289,6 +289,30 @@ describe("admission limits", () => {
     }
   });
 
+  it("IP_CONNECTIONS_PER_SECOND: while Redis is connected but does not answer, the node counts new connections itself rather than holding them", async () => {
+    const stalled = await startCluster(1, { IP_CONNECTIONS_PER_SECOND: "3" });
+    const redisPid = stalled.redis.pid!;
+    try {
+      const { url } = stalled.nodes[0]!;
+      expect((await handshake(url)).status).toBe(200);
+      // Stopped, Redis keeps its connections open and answers nothing.
+      process.kill(redisPid, "SIGSTOP");
+      let statuses: number[];
+      try {
+        statuses = await Promise.all(
+          Array.from({ length: 6 }, () => Promise.race([handshake(url).then((response) => response.status), sleep(10_000).then(() => 0)])),
+        );
+      } finally {
+        process.kill(redisPid, "SIGCONT");
+      }
+      // The node's own counter of 3 a second: three admitted, three refused, none left waiting.
+      expect(statuses.sort()).toEqual([200, 200, 200, 429, 429, 429]);
+    } finally {
+      process.kill(redisPid, "SIGCONT");
+      await stalled.close();
+    }
+  });
+
   it("IP_MAX_CONNECTIONS: one address past the limit is refused 429 ip_connection_limit on both transports, until one closes", async () => {
     node = await startGateway({ IP_MAX_CONNECTIONS: "2", IP_CONNECTIONS_PER_SECOND: "0" });
     const first = await openRaw(node.url);

@@ -1,9 +1,10 @@
 import { type IncomingMessage, ServerResponse, STATUS_CODES } from "node:http";
 import { type ErrorCode, HANDSHAKE_REFUSAL_HEADER, errorBody } from "@switchboard/protocol";
 import proxyAddr from "proxy-addr";
-import { type RateLimiterAbstract, RateLimiterRes } from "rate-limiter-flexible";
+import { RateLimiterRes } from "rate-limiter-flexible";
 import type { HttpConfig, Limits } from "./config.js";
 import { retryAfter } from "./errors.js";
+import type { ConnectionRateLimiter } from "./broker.js";
 import type { LimitKind, Metrics } from "./metrics.js";
 
 /**
@@ -40,7 +41,7 @@ export interface AdmissionDeps {
   /** True once the node is stopping: every new connection is refused with node_draining. */
   draining(): boolean;
   /** Makes the counter of new connections per address (the broker's, so it is cluster-wide). */
-  rateLimiter(points: number): RateLimiterAbstract;
+  rateLimiter(points: number): ConnectionRateLimiter;
 }
 
 interface Refusal {

@@ -1,12 +1,20 @@
 import { RedisAdapter } from "@socket.io/redis-adapter";
-import { AnswerTimeouts, RAW_FRAME_CHANNEL, SwitchboardError, isCommandQueueFull, pack, replyChannel } from "@switchboard/protocol";
+import {
+  AnswerTimeouts,
+  Deadlines,
+  RAW_FRAME_CHANNEL,
+  SwitchboardError,
+  isCommandQueueFull,
+  pack,
+  replyChannel,
+} from "@switchboard/protocol";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import { createClient } from "@redis/client";
 import type { Namespace } from "socket.io";
 import type { BroadcastOptions } from "socket.io-adapter";
 import { createAdapterGuard } from "./adapter-guard.js";
 import { memoryRateLimiter } from "./broker-memory.js";
-import type { Broker, BrokerDeps, OutboundMessage } from "./broker.js";
+import type { Broker, BrokerDeps, ConnectionRateLimiter, OutboundMessage } from "./broker.js";
 import { asBuffer, broadcastOf } from "./broker-frames.js";
 import { detailed } from "./errors.js";
 import { type RedisClient, ResilientSubscriber } from "./redis-subscriber.js";
@@ -24,6 +32,8 @@ const PUBLISH_ALL = `for i = 1, #ARGV, 2 do redis.call("PUBLISH", ARGV[i], ARGV[
 
 /** How long a publish waits for Redis to confirm it. */
 const PUBLISH_TIMEOUT_MS = 5000;
+/** How long a handshake waits for the shared connection-rate counter before this node's own counts it. */
+const RATE_LIMIT_WAIT_MS = 500;
 const STATE_COMMAND_TIMEOUT_MS = 5000;
 /** How long closing waits for Redis to acknowledge QUIT before dropping the connection. */
 const QUIT_TIMEOUT_MS = 2000;
@@ -160,16 +170,19 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
       if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
       await confirmedWithin(() => pub.publish(RAW_FRAME_CHANNEL, asBuffer(frame)));
     },
-    createRateLimiter: (rate) =>
-      new RateLimiterRedis({
+    createRateLimiter(rate) {
+      const local = memoryRateLimiter(rate);
+      const shared = new RateLimiterRedis({
         storeClient: pub,
         useRedisPackage: true,
         points: rate.points,
         duration: rate.durationSeconds,
         keyPrefix: `switchboard:rate:${rate.name}`,
         rejectIfRedisNotReady: true,
-        insuranceLimiter: memoryRateLimiter(rate),
-      }),
+        insuranceLimiter: local,
+      });
+      return answeredWithin(shared, local);
+    },
     state: createRedisState(
       {
         // Within a deadline: an API call or a presence read must not wait for good on a Redis that stopped answering.
@@ -326,6 +339,35 @@ function publisherForAdapter(pub: RedisClient, onFailure: (err: Error) => void) 
 }
 
 /** One timer for every publish in flight, rather than one each: a node may publish tens of thousands a second. */
+/**
+ * The shared counter's answer, or this node's own when Redis has not answered within
+ * RATE_LIMIT_WAIT_MS. The insurance limiter covers a Redis that is away; a connected one that stops
+ * answering would otherwise hold every new connection until it answers again.
+ */
+function answeredWithin(shared: ConnectionRateLimiter, local: ConnectionRateLimiter): ConnectionRateLimiter {
+  return {
+    consume(key) {
+      return new Promise((resolve, reject) => {
+        let settled = false;
+        const useLocal = () => {
+          if (settled) return;
+          settled = true;
+          local.consume(key).then(resolve, reject);
+        };
+        const deadline = rateLimitDeadlines.add(Date.now() + RATE_LIMIT_WAIT_MS, useLocal);
+        const answered = (settle: (value: unknown) => void) => (value: unknown) => {
+          if (settled) return;
+          settled = true;
+          rateLimitDeadlines.remove(deadline, useLocal);
+          settle(value);
+        };
+        shared.consume(key).then(answered(resolve), answered(reject));
+      });
+    },
+  };
+}
+const rateLimitDeadlines = new Deadlines<() => void>((useLocal) => useLocal());
+
 const publishTimeouts = new AnswerTimeouts(PUBLISH_TIMEOUT_MS, () => new SwitchboardError("publish_timeout"));
 /**
  * Commands on the shared state (presence, revocations, routes, the service registry, heartbeats) that

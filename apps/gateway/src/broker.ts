@@ -1,6 +1,5 @@
 import type { SwitchboardError } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
-import type { RateLimiterAbstract } from "rate-limiter-flexible";
 import type { Adapter } from "socket.io-adapter";
 import type { DropFrame, GuardLimits } from "./adapter-guard.js";
 import { createMemoryBroker } from "./broker-memory.js";
@@ -45,7 +44,7 @@ export interface Broker {
    * in this node's memory while Redis is away (so admission never waits for Redis). In memory
    * mode it is this node's own.
    */
-  createRateLimiter(options: RateLimiterOptions): RateLimiterAbstract;
+  createRateLimiter(options: RateLimiterOptions): ConnectionRateLimiter;
   /** What nodes share besides messages: revocations, registered routes, presence, live nodes. */
   state: SharedState;
   /**
@@ -74,6 +73,11 @@ export interface OutboundMessage {
   except: readonly string[];
   event: string;
   args: readonly unknown[];
+}
+
+/** Counts one point for `key`: resolves while the key has points left, rejects with a RateLimiterRes past them. */
+export interface ConnectionRateLimiter {
+  consume(key: string): Promise<unknown>;
 }
 
 export interface RateLimiterOptions {
