@@ -910,4 +910,44 @@ describe("a Redis that stops answering", () => {
       await stalled.close();
     }
   });
+
+  it("has a node read the revocations again when it reconnects, trying again while Redis does not answer the reading, whatever else is stored under their prefix", async () => {
+    const stalled = await startCluster(1, { API_KEYS: API_KEY });
+    try {
+      const { url } = stalled.nodes[0]!;
+      const token = jwt.sign({ sub: "late-reader", jti: "read-late" }, TEST_SECRET, { expiresIn: 600 });
+      // A revocation the node never heard of (no control frame), and a key of another type under the prefix.
+      await stalled.publisher.set("switchboard:revoked:jti:read-late", String(Math.floor(Date.now() / 1000) + 600), { PX: 600_000 });
+      await stalled.publisher.hSet("switchboard:revoked:jti:not-a-string", "field", "value");
+      // Redis drops the node's connections and, for 7 s, runs no command that may write, scripts included:
+      // the node reconnects and subscribes, and its first reading of the revocations gets no answer.
+      await stalled.publisher
+        .multi()
+        .addCommand(["CLIENT", "PAUSE", "7000", "WRITE"])
+        .addCommand(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .addCommand(["CLIENT", "KILL", "TYPE", "pubsub", "SKIPME", "yes"])
+        .exec();
+      const node = stalled.nodes[0]!;
+      await waitFor(
+        "the first reading to fail",
+        async () => (node.lines.some((line) => line.includes("could not read the shared state")) ? true : undefined),
+        10_000,
+      );
+      await waitFor(
+        "the node to refuse the revoked token",
+        async () => {
+          const client = openClient(url, { auth: { token } });
+          const outcome = await Promise.race([
+            client.next("welcome").then(() => "welcome"),
+            client.next("connect_error").then(([err]) => (err as { data: { code: string } }).data.code),
+          ]);
+          client.close();
+          return outcome === "token_revoked" ? true : undefined;
+        },
+        15_000,
+      );
+    } finally {
+      await stalled.close();
+    }
+  }, 40_000);
 });

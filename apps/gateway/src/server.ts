@@ -22,6 +22,8 @@ import { handleRawFrame } from "./raw-frames.js";
 import { RevocationMirror } from "./revocations.js";
 import { type GatewayServer, createTransport } from "./transport.js";
 
+/** The longest wait between attempts to read the shared state (revocations, routes) after they failed. */
+const RELOAD_RETRY_MAX_MS = 30_000;
 /** How often a node writes its batched presence changes. */
 const PRESENCE_FLUSH_MS = 200;
 
@@ -141,10 +143,22 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
   });
   // Whenever the broker becomes ready, what this node mirrors or contributes is read and written again:
   // control frames and presence changes of the time before were lost.
+  // Tried again until it is read: a node that missed it would take revoked tokens and miss registered routes.
+  let reloadRetry: ReturnType<typeof setTimeout> | null = null;
+  const reloadShared = (attempt: number) => {
+    if (reloadRetry !== null) clearTimeout(reloadRetry);
+    reloadRetry = null;
+    operations.reloadShared().catch((err: unknown) => {
+      const retryInMs = Math.min(1000 * 2 ** attempt, RELOAD_RETRY_MAX_MS);
+      logger.warn({ err: err instanceof Error ? err.message : String(err), retryInMs }, "could not read the shared state");
+      // Without Redis the next ready reads it again.
+      if (!broker.ready()) return;
+      reloadRetry = setTimeout(() => reloadShared(attempt + 1), retryInMs);
+      reloadRetry.unref();
+    });
+  };
   broker.onReady(() => {
-    operations
-      .reloadShared()
-      .catch((err: unknown) => logger.warn({ err: err instanceof Error ? err.message : String(err) }, "could not read the shared state"));
+    reloadShared(0);
     presence.resync();
   });
   presence.start();
@@ -197,6 +211,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     } finally {
       clearTimeout(force);
       services.close();
+      if (reloadRetry !== null) clearTimeout(reloadRetry);
       warnings.close();
       verifier.close();
       await broker.close();

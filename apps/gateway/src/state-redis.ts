@@ -18,11 +18,16 @@ import {
 import { asBuffer } from "./broker-frames.js";
 import type { EnqueueResult, NodeInfo, PresenceCrossing, PresenceDelta, Revocations, SharedState } from "./state.js";
 
-/** Each key's value and its time to live in ms (PTTL), in pairs: what a node needs of a revocation. */
+/**
+ * Each key's value and its time to live in ms (PTTL), in pairs: what a node needs of a revocation.
+ * A key of another type under the prefix reads as missing, as MGET would have it, rather than failing the read.
+ */
 const READ_WITH_TTL = `
 local out = {}
 for i, key in ipairs(KEYS) do
-  out[2 * i - 1] = redis.call("GET", key)
+  local value = redis.pcall("GET", key)
+  if type(value) == "table" and value.err then value = false end
+  out[2 * i - 1] = value
   out[2 * i] = redis.call("PTTL", key)
 end
 return out
