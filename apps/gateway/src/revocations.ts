@@ -46,8 +46,10 @@ export class RevocationMirror {
     this.users = new Map();
     this.tokens = new Map();
     let left = 0;
-    for (const [user, { before, until }] of revocations.users) if (!this.refuseUser(user, before, until)) left++;
-    for (const [jti, exp] of revocations.tokens) if (!this.refuseToken(jti, exp)) left++;
+    // A value that is not a time (a key written by hand) refuses nothing.
+    for (const [user, { before, until }] of revocations.users)
+      if (Number.isSafeInteger(before) && !Number.isNaN(until) && !this.refuseUser(user, before, until)) left++;
+    for (const [jti, exp] of revocations.tokens) if (Number.isSafeInteger(exp) && !this.refuseToken(jti, exp)) left++;
     return left;
   }
 

@@ -115,6 +115,19 @@ describe("the revocation mirror", () => {
     });
     expect(left).toBe(2);
     expect(mirror.size).toBe(3);
+    // Values that are not times, as keys written by hand may hold, refuse nothing and take no place.
+    const garbled = new RevocationMirror(null, 0, 3);
+    expect(
+      garbled.replace({
+        users: new Map([
+          ["nan", { before: Number.NaN, until: Date.now() + 60_000 }],
+          ["fraction", { before: 1.5, until: Date.now() + 60_000 }],
+        ]),
+        tokens: new Map([["text", Number("not a number")]]),
+      }),
+    ).toBe(0);
+    expect(garbled.size).toBe(0);
+    expect(garbled.check("nan", undefined, "text")).toBeNull();
     expect(mirror.check("u1", undefined, undefined)).toBe("the user was kicked after this token was issued");
   });
 
