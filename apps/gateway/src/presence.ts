@@ -24,6 +24,9 @@ export interface PresenceDeps {
   nodeTtlMs: number;
 }
 
+/** The longest wait between attempts to write presence after failures in a row. */
+const RETRY_MAX_MS = 10_000;
+
 /**
  * This node's share of cluster-wide presence. Sockets coming and going are counted in a batch of
  * changes, written `flushMs` after the first of them (one atomic script per batch) so a connect storm
@@ -42,6 +45,12 @@ export class PresenceTracker {
   /** Armed by the first change after a write, so a node whose sockets do not change never wakes for it. */
   private flushTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /**
+   * Writes failed in a row. Each failure has the next write rewrite the node's whole share, so
+   * the wait doubles with each one: a Redis that keeps refusing (out of memory, a key of the wrong
+   * type) must not be sent every socket's presence every flushMs.
+   */
+  private failures = 0;
 
   constructor(
     private readonly node: string,
@@ -99,23 +108,28 @@ export class PresenceTracker {
     this.armFlush();
   }
 
-  /** A write in `flushMs`, unless one is already due. */
-  private armFlush(): void {
+  /** A write in `delayMs` (`flushMs` by default), unless one is already due. */
+  private armFlush(delayMs = this.deps.flushMs): void {
     if (this.flushTimer !== null || this.stopped) return;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = null;
       this.schedule(() => this.flush());
-    }, this.deps.flushMs);
+    }, delayMs);
     this.flushTimer.unref();
   }
 
   /** One state operation at a time: a flush and a resync never interleave. */
   private schedule(operation: () => Promise<void>): void {
     this.queue = this.queue.then(operation).catch((err: unknown) => {
-      // Redis went away mid-write: what was written is unknown, so everything is written again.
+      // Redis went away or refused mid-write: what was written is unknown, so everything is written again.
       this.resyncNeeded = true;
-      this.armFlush();
-      this.deps.logger.debug({ err: err instanceof Error ? err.message : String(err) }, "presence not written; will write it again");
+      this.failures++;
+      const retryInMs = Math.min(this.deps.flushMs * 2 ** this.failures, RETRY_MAX_MS);
+      this.armFlush(retryInMs);
+      const fields = { err: err instanceof Error ? err.message : String(err), failures: this.failures, retryInMs };
+      // Once per run of failures: a Redis that is away is logged by the broker already.
+      if (this.failures === 1) this.deps.logger.warn(fields, "presence not written; will write it again");
+      else this.deps.logger.debug(fields, "presence not written; will write it again");
     });
   }
 
@@ -140,6 +154,8 @@ export class PresenceTracker {
       this.pending = new Tally();
     }
     crossings.push(...(await this.deps.state.applyPresence(this.node, deltas, this.deps.reportCrossings)));
+    if (this.failures > 0) this.deps.logger.info({ failures: this.failures }, "presence written again");
+    this.failures = 0;
     // A user who left and came back within one resync is neither: report only real changes.
     this.deps.onCrossings(netCrossings(crossings));
   }

@@ -134,3 +134,39 @@ describe("presence batches", () => {
     await tracker.stop();
   });
 });
+
+describe("presence that Redis keeps refusing", () => {
+  it("waits twice as long after each failed write, rather than rewriting every socket's presence every flush, and writes it once Redis takes it", async () => {
+    const state = createMemoryState();
+    let refusing = true;
+    let attempts = 0;
+    const refusingState: SharedState = {
+      ...state,
+      applyPresence: async (node, deltas, report) => {
+        attempts++;
+        if (refusing) throw new Error("OOM command not allowed when used memory > 'maxmemory'");
+        return state.applyPresence(node, deltas, report);
+      },
+    };
+    const identity: Identity = { user: "refused", site: null };
+    const tracker = trackerOn(refusingState, [{ identity, rooms: [] }]);
+    tracker.start();
+    tracker.resync();
+    // Flushes 10 ms apart would make about 80 attempts in this time; doubling waits (20, 40, 80, 160, 320 ms) make 5 or 6.
+    await sleep(800);
+    expect(attempts).toBeGreaterThanOrEqual(3);
+    expect(attempts).toBeLessThanOrEqual(8);
+    refusing = false;
+    await waitUntil(async () => (await state.userPresence("refused")).online);
+    expect(await state.userPresence("refused")).toEqual({ online: true, sockets: 1, nodes: [{ node: "node-a", sockets: 1 }] });
+    await tracker.stop();
+  });
+});
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await sleep(20);
+  }
+}
