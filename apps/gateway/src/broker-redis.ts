@@ -34,6 +34,7 @@ const PUBLISH_ALL = `for i = 1, #ARGV, 2 do redis.call("PUBLISH", ARGV[i], ARGV[
 const PUBLISH_TIMEOUT_MS = 5000;
 /** How long a handshake waits for the shared connection-rate counter before this node's own counts it. */
 const RATE_LIMIT_WAIT_MS = 500;
+/** How long a read or change of the shared state (presence, revocations, routes, services) waits for Redis. */
 const STATE_COMMAND_TIMEOUT_MS = 5000;
 /** How long closing waits for Redis to acknowledge QUIT before dropping the connection. */
 const QUIT_TIMEOUT_MS = 2000;
@@ -338,7 +339,6 @@ function publisherForAdapter(pub: RedisClient, onFailure: (err: Error) => void) 
   };
 }
 
-/** One timer for every publish in flight, rather than one each: a node may publish tens of thousands a second. */
 /**
  * The shared counter's answer, or this node's own when Redis has not answered within
  * RATE_LIMIT_WAIT_MS. The insurance limiter covers a Redis that is away; a connected one that stops
@@ -368,6 +368,7 @@ function answeredWithin(shared: ConnectionRateLimiter, local: ConnectionRateLimi
 }
 const rateLimitDeadlines = new Deadlines<() => void>((useLocal) => useLocal());
 
+/** One timer for every publish in flight, rather than one each: a node may publish tens of thousands a second. */
 const publishTimeouts = new AnswerTimeouts(PUBLISH_TIMEOUT_MS, () => new SwitchboardError("publish_timeout"));
 /**
  * Commands on the shared state (presence, revocations, routes, the service registry, heartbeats) that

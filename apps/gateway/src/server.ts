@@ -141,9 +141,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
     heartbeatMs: Math.floor(config.presenceNodeTtlMs / 3),
     nodeTtlMs: config.presenceNodeTtlMs,
   });
-  // Whenever the broker becomes ready, what this node mirrors or contributes is read and written again:
-  // control frames and presence changes of the time before were lost.
-  // Tried again until it is read: a node that missed it would take revoked tokens and miss registered routes.
+  // Read again until it is read: a node that missed it would take revoked tokens and miss registered routes.
   let reloadRetry: ReturnType<typeof setTimeout> | null = null;
   const reloadShared = (attempt: number) => {
     if (reloadRetry !== null) clearTimeout(reloadRetry);
@@ -157,6 +155,8 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
       reloadRetry.unref();
     });
   };
+  // Whenever the broker becomes ready, what this node mirrors or contributes is read and written again:
+  // control frames and presence changes of the time before were lost.
   broker.onReady(() => {
     reloadShared(0);
     presence.resync();
