@@ -109,3 +109,30 @@ describe("a scrape while Redis does not answer", () => {
     }
   });
 });
+
+describe("presence writes Redis refuses", () => {
+  it("are counted in switchboard_presence_write_failures_total and logged once, and presence is written once Redis takes it", async () => {
+    const refusing = await startCluster(1);
+    try {
+      const node = refusing.nodes[0]!;
+      // A key of the wrong type where the user's presence goes: every write of it fails with WRONGTYPE.
+      await refusing.publisher.set("switchboard:presence:user:refused-presence", "not a hash");
+      await connectUser(node.url, { sub: "refused-presence" });
+      await waitFor("a failed write", async () =>
+        (await readCounter(node.url, "switchboard_presence_write_failures_total")) >= 2 ? true : undefined,
+      );
+      expect(node.lines.filter((line) => line.includes("presence not written")).length).toBe(1);
+      await refusing.publisher.del("switchboard:presence:user:refused-presence");
+      await waitFor(
+        "the presence to be written",
+        async () => ((await refusing.publisher.hGet("switchboard:presence:user:refused-presence", "node-a")) === "1" ? true : undefined),
+        15_000,
+      );
+      await waitFor("the recovery to be logged", async () =>
+        node.lines.some((line) => line.includes("presence written again")) ? true : undefined,
+      );
+    } finally {
+      await refusing.close();
+    }
+  }, 30_000);
+});

@@ -98,6 +98,8 @@ export interface Metrics {
   serviceReplyDropped(): void;
   /** Counts lifecycle records dropped because Redis was away too long for the buffer. */
   lifecycleDropped(count: number): void;
+  /** Counts presence writes (or heartbeats) Redis refused or did not answer. */
+  presenceWriteFailed(): void;
   /** Where the queue depths come from when the metrics are read. */
   readServiceQueues(reader: () => Promise<{ name: string; queueDepth: number }[]>): void;
   /** Where the number of room channels the node holds comes from when the metrics are read. */
@@ -180,6 +182,11 @@ export function createMetrics(nodeId: string): Metrics {
     help: "Lifecycle records dropped because Redis was away longer than the node's buffer holds",
     registers: [registry],
   });
+  const presenceWriteFailures = new Counter({
+    name: "switchboard_presence_write_failures_total",
+    help: "Presence writes and node heartbeats that Redis refused or did not answer (each is made again, the node's share in full)",
+    registers: [registry],
+  });
   let queueReader: (() => Promise<{ name: string; queueDepth: number }[]>) | null = null;
   // A scrape must answer while Redis does not: it is when Redis stops answering that the other figures matter most.
   const scrapeReads = new AnswerTimeouts(SCRAPE_READ_TIMEOUT_MS, () => new Error("Redis did not answer in time"));
@@ -232,6 +239,7 @@ export function createMetrics(nodeId: string): Metrics {
     },
     serviceReplyDropped: () => serviceRepliesDropped.inc(),
     lifecycleDropped: (count) => lifecycleDropped.inc(count),
+    presenceWriteFailed: () => presenceWriteFailures.inc(),
     readServiceQueues(reader) {
       queueReader = reader;
     },

@@ -15,6 +15,8 @@ export interface PresenceDeps {
   reportCrossings: boolean;
   /** Whether the shared state can be written now (Redis is there). */
   ready: () => boolean;
+  /** Told of each write or heartbeat that failed (switchboard_presence_write_failures_total). */
+  writeFailed: () => void;
   /** False with PRESENCE=0: nothing is counted; the node still beats, for /api/v1/info. */
   countSockets: boolean;
   /** How long changes are batched before they are written. */
@@ -124,6 +126,7 @@ export class PresenceTracker {
       // Redis went away or refused mid-write: what was written is unknown, so everything is written again.
       this.resyncNeeded = true;
       this.failures++;
+      this.deps.writeFailed();
       const retryInMs = Math.min(this.deps.flushMs * 2 ** this.failures, RETRY_MAX_MS);
       this.armFlush(retryInMs);
       const fields = { err: err instanceof Error ? err.message : String(err), failures: this.failures, retryInMs };

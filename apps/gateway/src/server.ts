@@ -136,6 +136,7 @@ export async function createGateway(config: Readonly<Config>): Promise<Gateway> 
       }
     },
     ready: () => broker.ready(),
+    writeFailed: () => metrics.presenceWriteFailed(),
     countSockets: config.presence,
     flushMs: PRESENCE_FLUSH_MS,
     heartbeatMs: Math.floor(config.presenceNodeTtlMs / 3),

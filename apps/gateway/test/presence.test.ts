@@ -9,8 +9,8 @@ import type { SharedState } from "../src/state.js";
 const silent = { info() {}, warn() {}, error() {}, debug() {} } as unknown as FastifyBaseLogger;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Node a's tracker on `state`, with `shares` as its sockets, writing changes 10 ms after the first. */
-function trackerOn(state: SharedState, shares: PresenceShare[]): PresenceTracker {
+/** Node a's tracker on `state`, with `shares` as its sockets, writing changes 10 ms after the first; `failed` counts its failed writes. */
+function trackerOn(state: SharedState, shares: PresenceShare[], failed = { count: 0 }): PresenceTracker {
   return new PresenceTracker("node-a", {
     state,
     logger: silent,
@@ -19,6 +19,7 @@ function trackerOn(state: SharedState, shares: PresenceShare[]): PresenceTracker
     onCrossings: () => {},
     reportCrossings: false,
     ready: () => true,
+    writeFailed: () => failed.count++,
     countSockets: true,
     flushMs: 10,
     heartbeatMs: 60_000,
@@ -149,13 +150,16 @@ describe("presence that Redis keeps refusing", () => {
       },
     };
     const identity: Identity = { user: "refused", site: null };
-    const tracker = trackerOn(refusingState, [{ identity, rooms: [] }]);
+    const failed = { count: 0 };
+    const tracker = trackerOn(refusingState, [{ identity, rooms: [] }], failed);
     tracker.start();
     tracker.resync();
     // Flushes 10 ms apart would make about 80 attempts in this time; doubling waits (20, 40, 80, 160, 320 ms) make 5 or 6.
     await sleep(800);
     expect(attempts).toBeGreaterThanOrEqual(3);
     expect(attempts).toBeLessThanOrEqual(8);
+    // Each failure is counted for switchboard_presence_write_failures_total.
+    expect(failed.count).toBe(attempts);
     refusing = false;
     await waitUntil(async () => (await state.userPresence("refused")).online);
     expect(await state.userPresence("refused")).toEqual({ online: true, sockets: 1, nodes: [{ node: "node-a", sockets: 1 }] });
