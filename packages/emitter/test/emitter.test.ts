@@ -113,34 +113,41 @@ describe("emitter in a process of its own", () => {
   }, 30_000);
 });
 
+/** A redis-server of the test's own on a free loopback port, which the test may stop and resume by pid. */
+async function ownRedis() {
+  const port = await freePort();
+  const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: "ignore",
+  });
+  return { url: `redis://127.0.0.1:${port}`, pid: server.pid!, kill: () => server.kill("SIGKILL") };
+}
+
+/** Resolves once `ask` succeeds: the server it asks is up. */
+async function untilAnswered(ask: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const answered = await ask().then(
+      () => true,
+      () => false,
+    );
+    if (answered) return;
+    if (attempt > 50) throw new Error("redis-server did not start");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 describe("emitter with a Redis that is connected but does not answer", () => {
   it("refuses publishes past maxPendingCommands at once with redis_unavailable, rather than keeping them", async () => {
-    const port = await freePort();
-    const redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore",
-    });
-    const emitter = createEmitter({ redis: `redis://127.0.0.1:${port}`, maxPendingCommands: 5, publishTimeoutMs: 3000, onError: () => {} });
+    const redis = await ownRedis();
+    const emitter = createEmitter({ redis: redis.url, maxPendingCommands: 5, publishTimeoutMs: 3000, onError: () => {} });
     try {
-      // Ready once Redis answers.
-      for (let attempt = 0; ; attempt++) {
-        const answered = await emitter
-          .toUser(0)
-          .emit("x", 0)
-          .then(
-            () => true,
-            () => false,
-          );
-        if (answered) break;
-        if (attempt > 50) throw new Error("redis-server did not start");
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await untilAnswered(() => emitter.toUser(0).emit("x", 0));
       // Stopped, Redis keeps the connection open and answers nothing, as a paused or overloaded one does.
-      process.kill(redis.pid!, "SIGSTOP");
+      process.kill(redis.pid, "SIGSTOP");
       let outcomes: PromiseSettledResult<unknown>[];
       try {
         outcomes = await Promise.allSettled(Array.from({ length: 12 }, (_, index) => emitter.toUser(index).emit("x", index)));
       } finally {
-        process.kill(redis.pid!, "SIGCONT");
+        process.kill(redis.pid, "SIGCONT");
       }
       const refused = outcomes.flatMap((outcome) =>
         outcome.status === "rejected" ? [outcome.reason as { code: string; message: string }] : [],
@@ -151,27 +158,16 @@ describe("emitter with a Redis that is connected but does not answer", () => {
       expect(refused.filter((error) => error.code === "publish_timeout")).toHaveLength(5);
     } finally {
       await emitter.close();
-      redis.kill("SIGKILL");
+      redis.kill();
     }
   }, 20_000);
 
   it("fails a presence read and a kick with redis_unavailable once publishTimeoutMs has passed, rather than waiting for good", async () => {
-    const port = await freePort();
-    const redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore",
-    });
-    const emitter = createEmitter({ redis: `redis://127.0.0.1:${port}`, publishTimeoutMs: 1000, onError: () => {} });
+    const redis = await ownRedis();
+    const emitter = createEmitter({ redis: redis.url, publishTimeoutMs: 1000, onError: () => {} });
     try {
-      for (let attempt = 0; ; attempt++) {
-        const answered = await emitter.presence.user("u1").then(
-          () => true,
-          () => false,
-        );
-        if (answered) break;
-        if (attempt > 50) throw new Error("redis-server did not start");
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      process.kill(redis.pid!, "SIGSTOP");
+      await untilAnswered(() => emitter.presence.user("u1"));
+      process.kill(redis.pid, "SIGSTOP");
       let outcomes: PromiseSettledResult<unknown>[];
       try {
         const never = new Promise<string>((resolve) => setTimeout(() => resolve("no answer"), 8000));
@@ -181,7 +177,7 @@ describe("emitter with a Redis that is connected but does not answer", () => {
           ),
         );
       } finally {
-        process.kill(redis.pid!, "SIGCONT");
+        process.kill(redis.pid, "SIGCONT");
       }
       for (const outcome of outcomes)
         expect(outcome).toMatchObject({
@@ -192,7 +188,7 @@ describe("emitter with a Redis that is connected but does not answer", () => {
       expect(await emitter.presence.user("u1")).toMatchObject({ online: false });
     } finally {
       await emitter.close();
-      redis.kill("SIGKILL");
+      redis.kill();
     }
   }, 20_000);
 
