@@ -199,7 +199,8 @@ export function createMetrics(nodeId: string): Metrics {
       this.reset();
       const reader = queueReader;
       if (reader === null) return;
-      const depths = await scrapeReads.within(reader, (err) => (err instanceof Error ? err : new Error(String(err)))).catch(() => []);
+      // Left out on any failure, so what the failure was is not kept.
+      const depths = await scrapeReads.within(reader, () => new Error("the services' queue depths could not be read")).catch(() => []);
       for (const { name, queueDepth } of depths) this.set({ service: name }, queueDepth);
     },
   });
