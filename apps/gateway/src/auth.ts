@@ -2,9 +2,9 @@ import type { Identity } from "@switchboard/protocol";
 import { normaliseSiteHost, userIdOf } from "@switchboard/protocol";
 import type { FastifyBaseLogger } from "fastify";
 import { errors as joseErrors, jwtVerify } from "jose";
-import jwt from "jsonwebtoken";
+import { type Algorithm, TOKEN_ERROR_CODES, createSigner, createVerifier } from "fast-jwt";
 import type { AuthConfig } from "./config.js";
-import { AuthError } from "./errors.js";
+import { AuthError, type AuthFailure } from "./errors.js";
 import { type Keyring, type ResolvedKey, createKeyring } from "./keys.js";
 
 export { AuthError, type AuthFailure } from "./errors.js";
@@ -30,6 +30,9 @@ export interface Grants {
 /** Why a token is refused although it verifies (a kick after it was issued, its jti revoked), or null. */
 export type RevocationCheck = (user: string, iat: number | undefined, jti: string | undefined) => string | null;
 
+/** A token's payload, a JSON object: checked claim by claim where it is read. */
+type Claims = Record<string, unknown>;
+
 export interface TokenVerifier {
   /** Resolves to who the token names and until when, or rejects with an AuthError. */
   verify(token: unknown): Promise<Session>;
@@ -40,7 +43,7 @@ export interface TokenVerifier {
   close(): void;
 }
 
-// jsonwebtoken verifies these; EdDSA, which it does not implement, goes to jose.
+// fast-jwt verifies the other algorithms; these go to jose, which also knows EdDSA's newer name Ed25519.
 const JOSE_ONLY_ALGORITHMS: ReadonlySet<string> = new Set(["EdDSA", "Ed25519"]);
 
 export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyBaseLogger; isRevoked?: RevocationCheck }): TokenVerifier {
@@ -66,7 +69,7 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
       throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm} does not fit the key that verifies this token`);
     const claims = JOSE_ONLY_ALGORITHMS.has(algorithm)
       ? await verifyWithJose(token, key, algorithm)
-      : verifyWithJsonwebtoken(token, key, algorithm);
+      : verifyWithFastJwt(token, key, algorithm);
     const identity = identityOf(claims, config.siteClaim);
     const expiresAt = lifetimeOf(claims, config);
     const iat = typeof claims.iat === "number" ? claims.iat : undefined;
@@ -76,36 +79,45 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     return { identity, expiresAt, grants: grantsOf(claims), ...(jti !== undefined ? { jti } : {}) };
   }
 
-  // Made once per accepted algorithm (no other reaches jsonwebtoken); it copies what it is given before using it.
-  const verifyOptions = new Map(
-    config.algorithms.map((algorithm) => [
-      algorithm,
-      {
-        algorithms: [algorithm as jwt.Algorithm],
-        complete: false as const,
-        clockTolerance: config.clockToleranceSeconds,
-        ...(config.issuer ? { issuer: config.issuer } : {}),
-        ...(audience ? { audience } : {}),
-      },
-    ]),
-  );
+  /**
+   * fast-jwt's verifier for one key and algorithm, made on first use and kept with the key (a key of
+   * JWT_JWKS_URL that rotates out is dropped with it): a verifier prepares its key and its claim
+   * checks once, when it is made, so a handshake only runs them.
+   */
+  const verifiers = new WeakMap<ResolvedKey, Map<string, (token: string) => Claims>>();
+  function verifierFor(key: ResolvedKey, algorithm: string): (token: string) => Claims {
+    let byAlgorithm = verifiers.get(key);
+    if (byAlgorithm === undefined) {
+      byAlgorithm = new Map();
+      verifiers.set(key, byAlgorithm);
+    }
+    let verifyToken = byAlgorithm.get(algorithm);
+    if (verifyToken === undefined) {
+      verifyToken = createVerifier({
+        key: key.key.type === "secret" ? key.key.export() : String(key.key.export({ type: "spki", format: "pem" })),
+        algorithms: [algorithm as Algorithm],
+        clockTolerance: config.clockToleranceSeconds * 1000,
+        cache: false,
+        // fast-jwt checks iss and aud only when present: required here, a token without them is refused.
+        ...(config.issuer ? { allowedIss: config.issuer } : {}),
+        ...(audience ? { allowedAud: audience } : {}),
+        requiredClaims: [...(config.issuer ? ["iss"] : []), ...(audience ? ["aud"] : [])],
+      }) as (token: string) => Claims;
+      byAlgorithm.set(algorithm, verifyToken);
+    }
+    return verifyToken;
+  }
 
-  function verifyWithJsonwebtoken(token: string, key: ResolvedKey, algorithm: string): jwt.JwtPayload {
-    const options = verifyOptions.get(algorithm);
-    // Checked against the accepted list before: never verified without the issuer and audience checks.
-    if (options === undefined) throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm.slice(0, 20)} is not accepted`);
+  // Only an algorithm of the accepted list reaches this (checked in verify).
+  function verifyWithFastJwt(token: string, key: ResolvedKey, algorithm: string): Claims {
     try {
-      const verified = jwt.verify(token, key.key, options);
-      if (typeof verified === "string") throw new AuthError("malformed", "the payload is not a JSON object");
-      return verified;
+      return verifierFor(key, algorithm)(token);
     } catch (err) {
-      // A payload that is no JSON object can fail a claim check first (an issuer, say): it is malformed all the same.
-      if (!(err instanceof AuthError) && !payloadIsObject(token)) throw new AuthError("malformed", "the payload is not a JSON object");
-      throw fromJsonwebtoken(err);
+      throw fromFastJwt(err);
     }
   }
 
-  async function verifyWithJose(token: string, key: ResolvedKey, algorithm: string): Promise<jwt.JwtPayload> {
+  async function verifyWithJose(token: string, key: ResolvedKey, algorithm: string): Promise<Claims> {
     try {
       const { payload } = await jwtVerify(token, key.key, {
         algorithms: [algorithm],
@@ -121,15 +133,14 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
 
   const verifier: TokenVerifier = { verify, reloadKeys: () => keyring.reload(), close: () => keyring.close() };
   if (config.key.kind === "secret") {
-    const secret = config.key.secret;
-    const algorithm = (config.algorithms[0] ?? "HS256") as jwt.Algorithm;
-    verifier.sign = (claims, expiresInSeconds) =>
-      jwt.sign(claims, secret, {
-        algorithm,
-        expiresIn: expiresInSeconds,
-        ...(config.issuer ? { issuer: config.issuer } : {}),
-        ...(config.audience?.[0] ? { audience: config.audience[0] } : {}),
-      });
+    // Made once: only the expiry differs from one token to the next.
+    const signer = createSigner({
+      key: config.key.secret,
+      algorithm: (config.algorithms[0] ?? "HS256") as Algorithm,
+      ...(config.issuer ? { iss: config.issuer } : {}),
+      ...(config.audience?.[0] ? { aud: config.audience[0] } : {}),
+    });
+    verifier.sign = (claims, expiresInSeconds) => signer({ ...claims, exp: Math.floor(Date.now() / 1000) + expiresInSeconds });
   }
   return verifier;
 }
@@ -191,18 +202,8 @@ function notAJwt(): AuthError {
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
-/** Whether a token's payload is a JSON object; read only when verification failed, to say why. */
-function payloadIsObject(token: string): boolean {
-  try {
-    const payload: unknown = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8"));
-    return typeof payload === "object" && payload !== null && !Array.isArray(payload);
-  } catch {
-    return false;
-  }
-}
-
 /** When the token expires (ms since the epoch), once JWT_REQUIRE_EXP and JWT_MAX_TTL_SECONDS are satisfied. */
-function lifetimeOf(claims: jwt.JwtPayload, config: AuthConfig): number | null {
+function lifetimeOf(claims: Claims, config: AuthConfig): number | null {
   const exp = typeof claims.exp === "number" ? claims.exp : null;
   if (exp === null) {
     if (config.requireExp || config.maxTtlSeconds !== null)
@@ -222,7 +223,7 @@ function lifetimeOf(claims: jwt.JwtPayload, config: AuthConfig): number | null {
 const NO_GRANTS: Grants = Object.freeze({ rooms: Object.freeze([]), publish: Object.freeze([]), services: Object.freeze([]) });
 
 /** The `rooms`, `publish` and `services` claims: lists of patterns (`*`, `{user}` and `{site}` as in SUBSCRIBE_ROOMS). */
-function grantsOf(claims: jwt.JwtPayload): Grants {
+function grantsOf(claims: Claims): Grants {
   // Most tokens grant nothing more: they share one object rather than each holding two empty lists.
   if (claims.rooms == null && claims.publish == null && claims.services == null) return NO_GRANTS;
   const patterns = (name: keyof Grants): readonly string[] => {
@@ -241,7 +242,7 @@ function grantsOf(claims: jwt.JwtPayload): Grants {
   return { rooms: patterns("rooms"), publish: patterns("publish"), services: patterns("services") };
 }
 
-function identityOf(claims: jwt.JwtPayload, siteClaim: string): Identity {
+function identityOf(claims: Claims, siteClaim: string): Identity {
   let user: string;
   try {
     user = userIdOf(claims.sub);
@@ -255,20 +256,27 @@ function identityOf(claims: jwt.JwtPayload, siteClaim: string): Identity {
   return { user, site };
 }
 
-function fromJsonwebtoken(err: unknown): AuthError {
+/** fast-jwt's error codes, each to what the client is told. */
+const FAST_JWT_FAILURES: Readonly<Record<string, AuthFailure>> = {
+  [TOKEN_ERROR_CODES.expired]: "expired",
+  [TOKEN_ERROR_CODES.inactive]: "not_yet_valid",
+  [TOKEN_ERROR_CODES.invalidSignature]: "bad_signature",
+  [TOKEN_ERROR_CODES.missingSignature]: "bad_signature",
+  [TOKEN_ERROR_CODES.verifyError]: "bad_signature",
+  [TOKEN_ERROR_CODES.invalidAlgorithm]: "algorithm_not_allowed",
+  [TOKEN_ERROR_CODES.invalidClaimValue]: "claims_invalid",
+  [TOKEN_ERROR_CODES.missingRequiredClaim]: "claims_invalid",
+};
+
+function fromFastJwt(err: unknown): AuthError {
   if (err instanceof AuthError) return err;
-  if (err instanceof jwt.TokenExpiredError) return new AuthError("expired", err.message);
-  if (err instanceof jwt.NotBeforeError) return new AuthError("not_yet_valid", err.message);
-  if (err instanceof jwt.JsonWebTokenError) {
-    const message = err.message;
-    if (message === "invalid signature") return new AuthError("bad_signature", message);
-    if (message === "jwt signature is required") return new AuthError("bad_signature", "the token has no signature");
-    if (message.startsWith("jwt issuer invalid") || message.startsWith("jwt audience invalid"))
-      return new AuthError("claims_invalid", message);
-    if (message === "invalid algorithm") return new AuthError("algorithm_not_allowed", message);
-    return new AuthError("malformed", message);
-  }
-  return new AuthError("malformed", err instanceof Error ? err.message : String(err));
+  const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : "";
+  const message = err instanceof Error ? err.message : String(err);
+  // A claim of the wrong type: a date claim that is no number makes the token malformed, as an
+  // issuer that writes one is broken; an iss or aud of the wrong type is a claim this node refuses.
+  if (code === TOKEN_ERROR_CODES.invalidClaimType)
+    return new AuthError(/^The (exp|nbf|iat) claim/.test(message) ? "malformed" : "claims_invalid", message);
+  return new AuthError(FAST_JWT_FAILURES[code] ?? "malformed", message);
 }
 
 function fromJose(err: unknown): AuthError {

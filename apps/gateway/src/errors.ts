@@ -49,7 +49,7 @@ export function toWireError(err: unknown): ErrorBody {
 
 /** The registry message for `code`, followed by what exactly went wrong. */
 export function detailed(code: ErrorCode, detail: string): ErrorBody {
-  return errorBody(code, `${errorBody(code).message.replace(/\.$/, "")}: ${detail}.`);
+  return errorBody(code, `${errorBody(code).message.replace(/\.$/, "")}: ${detail.replace(/\.$/, "")}.`);
 }
 
 // The HTTP status of each code an HTTP route can answer with; any other code is a 400.

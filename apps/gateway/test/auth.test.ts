@@ -84,6 +84,61 @@ describe("token verification", () => {
     expect((await verifierFor({ JWT_PUBLIC_KEY: publicPem, JWT_CLOCK_TOLERANCE_SECONDS: "30" }).verify(token)).identity.user).toBe("e");
   });
 
+  // Signed by jose, a library other than the one that verifies, for every algorithm a key can take.
+  const makeKeyPair = {
+    rsa: () => generateKeyPairSync("rsa", { modulusLength: 2048 }),
+    p256: () => generateKeyPairSync("ec", { namedCurve: "P-256" }),
+    p384: () => generateKeyPairSync("ec", { namedCurve: "P-384" }),
+    p521: () => generateKeyPairSync("ec", { namedCurve: "P-521" }),
+    ed: () => generateKeyPairSync("ed25519"),
+  };
+
+  it.each([
+    ["RS256", "rsa"],
+    ["RS384", "rsa"],
+    ["RS512", "rsa"],
+    ["PS256", "rsa"],
+    ["PS384", "rsa"],
+    ["PS512", "rsa"],
+    ["ES256", "p256"],
+    ["ES384", "p384"],
+    ["ES512", "p521"],
+    ["EdDSA", "ed"],
+  ] as const)("verifies %s with a public key, and refuses a token its key did not sign", async (alg, pair) => {
+    const { publicKey, privateKey } = makeKeyPair[pair]();
+    const verifier = verifierFor({ JWT_PUBLIC_KEY: publicKey.export({ type: "spki", format: "pem" }).toString() });
+    const signed = (key: typeof privateKey) =>
+      new SignJWT({ sub: `${alg}-user` }).setProtectedHeader({ alg }).setExpirationTime("1m").sign(key);
+    expect((await verifier.verify(await signed(privateKey))).identity.user).toBe(`${alg}-user`);
+    const other = makeKeyPair[pair]();
+    expect(await codeOf(async () => verifier.verify(await signed(other.privateKey)))).toBe("token_invalid_signature");
+  });
+
+  it.each(["HS256", "HS384", "HS512"])("verifies %s with JWT_SECRET", async (alg) => {
+    const verifier = verifierFor({ JWT_SECRET: SECRET, JWT_ALGORITHMS: alg });
+    const key = new TextEncoder().encode(SECRET);
+    const token = await new SignJWT({ sub: "h" }).setProtectedHeader({ alg }).setExpirationTime("1m").sign(key);
+    expect((await verifier.verify(token)).identity.user).toBe("h");
+    const forged = await new SignJWT({ sub: "h" })
+      .setProtectedHeader({ alg })
+      .setExpirationTime("1m")
+      .sign(new TextEncoder().encode("x".repeat(40)));
+    expect(await codeOf(() => verifier.verify(forged))).toBe("token_invalid_signature");
+  });
+
+  it("signs development tokens its own verifier takes, with JWT_ISSUER, JWT_AUDIENCE and the lifetime asked for", async () => {
+    const sign = hsVerifier.sign;
+    if (!sign) throw new Error("a JWT_SECRET verifier signs");
+    const before = Math.floor(Date.now() / 1000);
+    const token = sign({ sub: "dev", site: "example.com" }, 90);
+    const session = await hsVerifier.verify(token);
+    expect(session.identity).toEqual({ user: "dev", site: "example.com" });
+    expect(session.expiresAt).toBeGreaterThanOrEqual((before + 90) * 1000);
+    expect(session.expiresAt).toBeLessThanOrEqual((before + 91) * 1000);
+    expect(jwt.decode(token)).toMatchObject({ iss: "issuer", aud: "sb", sub: "dev" });
+    expect(rsVerifier.sign).toBeUndefined();
+  });
+
   it("refuses alg none", async () => {
     const unsigned = `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${Buffer.from(JSON.stringify({ sub: "u", iss: "issuer", aud: "sb" })).toString("base64url")}.`;
     expect(await codeOf(() => hsVerifier.verify(unsigned))).toBe("token_algorithm_not_allowed");
@@ -108,6 +163,23 @@ describe("token verification", () => {
     const input = `${b64(header)}.${b64(payload)}`;
     return `${input}.${hmac(input)}`;
   };
+
+  it.each([
+    ["a token without iss where JWT_ISSUER is set", { sub: "u", aud: "sb" }, "token_claims_invalid"],
+    ["a token without aud where JWT_AUDIENCE is set", { sub: "u", iss: "issuer" }, "token_claims_invalid"],
+    ["an aud that is a number", { sub: "u", iss: "issuer", aud: 7 }, "token_claims_invalid"],
+    ["an iss that is a list", { sub: "u", iss: ["issuer"], aud: "sb" }, "token_claims_invalid"],
+    ["an exp that is a string", { sub: "u", iss: "issuer", aud: "sb", exp: "tomorrow" }, "token_malformed"],
+    ["an nbf that is an object", { sub: "u", iss: "issuer", aud: "sb", nbf: {} }, "token_malformed"],
+    ["a payload that is a list", ["u"], "token_malformed"],
+  ])("refuses %s", async (_case, payload, code) => {
+    expect(await codeOf(() => hsVerifier.verify(handMade({ alg: "HS256", typ: "JWT" }, payload)))).toBe(code);
+  });
+
+  it("takes an aud listing this node's audience among others", async () => {
+    const token = handMade({ alg: "HS256", typ: "JWT" }, { sub: "u", iss: "issuer", aud: ["other", "sb"] });
+    expect((await hsVerifier.verify(token)).identity.user).toBe("u");
+  });
 
   it("refuses a crit header naming any extension with token_malformed (RFC 7515 4.1.11)", async () => {
     const token = handMade({ alg: "HS256", typ: "JWT", crit: ["exp-ext"], "exp-ext": 1 }, { sub: "u", iss: "issuer", aud: "sb" });
