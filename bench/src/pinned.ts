@@ -89,18 +89,16 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
       const unpinned = side.cluster.pin(NODE_CPU) ?? loadPids.map((pid) => pinToCpus(pid, LOAD_CPU)).find((why) => why !== null) ?? null;
       if (unpinned !== null) return refuse(`could not bind the processes to cores (${unpinned})`);
     }
-    // Odd rounds start with the first stack, even ones with the other.
-    const turns: Turns = (batch) => ((batch + round) % 2 === 0 ? sides : [...sides].reverse());
     // With --profile, each node's profile spans both phases; it is idle while the other node takes its turn.
     const directory = options.profileDirectory;
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStart(options.allocations)));
-    const { ready, users } = await storm(sides, sizes.pinnedSockets, turns, progress);
+    const { ready, users } = await storm(sides, sizes.pinnedSockets, round, progress);
     await targeted(
       sides.filter((side) => side.targeted),
       new Set([...ready].filter((side) => side.targeted)),
       users,
       sizes.pinnedMessages,
-      turns,
+      round,
       progress,
     );
     const oursSide = sides.find((side) => side.stack === "ours" && side.targeted);
@@ -115,8 +113,18 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
   }
 }
 
-/** The sides in the order they take batch number `batch`. */
-type Turns = (batch: number) => Side[];
+/**
+ * The takers in the order they take batch number `batch` of round `round`: the order turns round by one
+ * place each batch and each round, so that every taker takes every place alike and none takes two
+ * turns in a row. (Reversing the order each batch left the middle one of three nodes always in the
+ * middle, never following its own turn as the other two did.)
+ */
+function turnsOf<T>(takers: readonly T[], round: number): (batch: number) => T[] {
+  return (batch) => {
+    const first = (batch + round) % takers.length;
+    return [...takers.slice(first), ...takers.slice(0, first)];
+  };
+}
 
 /** Splits `total` into BATCHES and hands each batch, `[offset, count]`, to each taker in the order `turns` gives for it. */
 async function byTurns<T>(
@@ -136,7 +144,7 @@ const names = (sides: Iterable<Side>) => [...sides].map((side) => side.label).jo
  * Connects `count` sockets (after the unmeasured ones) to each side's node by turns. Returns the sides
  * that connected them all, and how many users each of those holds: users 0 … users - 1.
  */
-async function storm(sides: Side[], count: number, turns: Turns, progress: Progress): Promise<{ ready: Set<Side>; users: number }> {
+async function storm(sides: Side[], count: number, round: number, progress: Progress): Promise<{ ready: Set<Side>; users: number }> {
   const warmUp = Math.ceil(count / WARM_UP_SHARE);
   const connect = async (side: Side, firstUid: number, share: number) => {
     const pool = side.load.clients[0];
@@ -154,7 +162,7 @@ async function storm(sides: Side[], count: number, turns: Turns, progress: Progr
   const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, spent: NOTHING_SPENT, errors: [] as string[] }]));
   // The first handshakes run while V8 is still compiling the path: not counted, as for each burst.
   for (const side of sides) totals.get(side)!.failed += (await connect(side, 0, warmUp)).failed;
-  await byTurns(count, turns, async (side, offset, share) => {
+  await byTurns(count, turnsOf(sides, round), async (side, offset, share) => {
     const reply = await connect(side, warmUp + offset, share);
     const total = totals.get(side)!;
     total.connected += reply.connected;
@@ -182,7 +190,7 @@ async function targeted(
   ready: ReadonlySet<Side>,
   users: number,
   messages: number,
-  turns: Turns,
+  round: number,
   progress: Progress,
 ): Promise<void> {
   const bar = progress.bar(
@@ -196,7 +204,10 @@ async function targeted(
   let done = 0;
   await byTurns(
     messages,
-    (batch) => turns(batch).filter((side) => ready.has(side)),
+    turnsOf(
+      sides.filter((side) => ready.has(side)),
+      round,
+    ),
     async (side, _offset, count) => {
       if (!(await addBatch(totals.get(side)!, count, () => publish(side, count)))) return;
       done += count;
@@ -250,12 +261,7 @@ async function publishPaths(side: Side, users: number, messages: number, round: 
   for (const mode of modes) await publish(mode, Math.ceil(messages / WARM_UP_SHARE));
   const totals = new Map(modes.map((mode): [typeof mode, Delivered] => [mode, { delivered: 0, spent: NOTHING_SPENT, complete: true }]));
   let done = 0;
-  // The mode that goes first moves on by one each batch, and each round starts one mode further on.
-  const order = (batch: number) => {
-    const first = (batch + round) % modes.length;
-    return [...modes.slice(first), ...modes.slice(0, first)];
-  };
-  await byTurns(messages, order, async (mode, _offset, count) => {
+  await byTurns(messages, turnsOf(modes, round), async (mode, _offset, count) => {
     if (!(await addBatch(totals.get(mode)!, count, () => publish(mode, count)))) return;
     done += count;
     bar.update(done);
