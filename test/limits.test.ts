@@ -209,7 +209,6 @@ describe("per-client limits", () => {
 describe("REDIS_MAX_PENDING_COMMANDS", () => {
   it("refuses what would wait past the limit for a Redis that does not answer, with redis_unavailable, and serves again once it does", async () => {
     const cluster = await startCluster(1, { REDIS_MAX_PENDING_COMMANDS: "20", DEV_TOKENS: "1" });
-    const redisPid = cluster.redis.pid!;
     try {
       const { url } = cluster.nodes[0]!;
       const client = await connectUser(url, { sub: "patient", services: ["anything"] });
@@ -222,21 +221,18 @@ describe("REDIS_MAX_PENDING_COMMANDS", () => {
       expect((await publish(0)).status).toBe(202);
       await client.next("note");
       const before = await hits(url, "redis_commands");
-      // Paused, Redis keeps its connections open and answers nothing: a publish waits for an answer.
-      process.kill(redisPid, "SIGSTOP");
-      let answers: Response[];
-      try {
+      // Stopped, Redis keeps its connections open and answers nothing: a publish waits for an answer.
+      const answers = await cluster.redis.whileStopped(async () => {
         const sent = Array.from({ length: 60 }, (_, index) => publish(index + 1));
         // Those past the limit are refused at once; the first ones wait.
-        answers = await Promise.all(sent.slice(30));
+        const refused = await Promise.all(sent.slice(30));
         // A client's call to a service would wait on the same connection: refused at once too.
         expect(await client.socket.timeout(2000).emitWithAck("request", { service: "anything" })).toMatchObject({
           ok: false,
           error: { code: "service_unavailable", message: expect.stringContaining("REDIS_MAX_PENDING_COMMANDS") },
         });
-      } finally {
-        process.kill(redisPid, "SIGCONT");
-      }
+        return refused;
+      });
       for (const response of answers) {
         expect(response.status).toBe(503);
         // A refusal that may pass later tells HTTP clients when to try again.
@@ -250,7 +246,6 @@ describe("REDIS_MAX_PENDING_COMMANDS", () => {
       await waitFor("a publish to go through", async () => ((await publish(1000)).status === 202 ? true : undefined));
       await client.next("note", (args) => args[0] === 1000);
     } finally {
-      if (cluster.redis.pid !== undefined) process.kill(cluster.redis.pid, "SIGCONT");
       await cluster.close();
     }
   });
@@ -291,24 +286,18 @@ describe("admission limits", () => {
 
   it("IP_CONNECTIONS_PER_SECOND: while Redis is connected but does not answer, the node counts new connections itself rather than holding them", async () => {
     const stalled = await startCluster(1, { IP_CONNECTIONS_PER_SECOND: "3" });
-    const redisPid = stalled.redis.pid!;
     try {
       const { url } = stalled.nodes[0]!;
       expect((await handshake(url)).status).toBe(200);
       // Stopped, Redis keeps its connections open and answers nothing.
-      process.kill(redisPid, "SIGSTOP");
-      let statuses: number[];
-      try {
-        statuses = await Promise.all(
+      const statuses = await stalled.redis.whileStopped(() =>
+        Promise.all(
           Array.from({ length: 6 }, () => Promise.race([handshake(url).then((response) => response.status), sleep(10_000).then(() => 0)])),
-        );
-      } finally {
-        process.kill(redisPid, "SIGCONT");
-      }
+        ),
+      );
       // The node's own counter of 3 a second: three admitted, three refused, none left waiting.
       expect(statuses.sort()).toEqual([200, 200, 200, 429, 429, 429]);
     } finally {
-      process.kill(redisPid, "SIGCONT");
       await stalled.close();
     }
   });

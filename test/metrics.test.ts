@@ -84,26 +84,21 @@ describe("a scrape while Redis does not answer", () => {
   it("answers with every figure of the node's own, leaving out the services' queue depths it reads from Redis, and has them again once Redis answers", async () => {
     const stalled = await startCluster(1);
     const service = createService({ redis: stalled.redis.url, name: "depth-watched", handler: () => null });
-    const redisPid = stalled.redis.pid!;
     try {
       const { url } = stalled.nodes[0]!;
       const depth = /^switchboard_service_queue_depth\{service="depth-watched"[^}]*\} 0$/m;
       await service.ready();
       await waitFor("the service's queue depth", async () => (depth.test(await scrape(url)) ? true : undefined));
       // Stopped, Redis keeps its connections open and answers nothing.
-      process.kill(redisPid, "SIGSTOP");
-      try {
+      await stalled.redis.whileStopped(async () => {
         const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
         expect(response.status).toBe(200);
         const text = await response.text();
         expect(text).toMatch(/^switchboard_limit_hits_total\{kind="message_size"[^}]*\} 0$/m);
         expect(text).not.toMatch(depth);
-      } finally {
-        process.kill(redisPid, "SIGCONT");
-      }
+      });
       await waitFor("the queue depth again", async () => (depth.test(await scrape(url)) ? true : undefined));
     } finally {
-      process.kill(redisPid, "SIGCONT");
       await service.close();
       await stalled.close();
     }

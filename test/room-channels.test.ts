@@ -192,28 +192,23 @@ describe("a cluster of both settings", () => {
 describe("REDIS_SUBSCRIPTIONS=rooms with a Redis that does not answer", () => {
   it("welcomes a socket only once Redis holds its rooms' channels, and then delivers what is published to them", async () => {
     const stalled = await startCluster(1, { REDIS_SUBSCRIPTIONS: "rooms", IP_CONNECTIONS_PER_SECOND: "0" });
-    const redisPid = stalled.redis.pid!;
     try {
       const { url } = stalled.nodes[0]!;
       // Stopped, Redis keeps its connections open and answers nothing: the room's SUBSCRIBE waits.
-      process.kill(redisPid, "SIGSTOP");
-      let client: ReturnType<typeof openClient>;
-      try {
-        client = openClient(url, { auth: { token: mintToken({ sub: "waits-for-redis" }) } });
-        const early = await client.next("welcome", undefined, 2000).then(
+      const client = await stalled.redis.whileStopped(async () => {
+        const waiting = openClient(url, { auth: { token: mintToken({ sub: "waits-for-redis" }) } });
+        const early = await waiting.next("welcome", undefined, 2000).then(
           () => "welcomed",
           () => "no welcome",
         );
         expect(early).toBe("no welcome");
-      } finally {
-        process.kill(redisPid, "SIGCONT");
-      }
+        return waiting;
+      });
       await client.next("welcome");
       expect(await subscribers(stalled, "socket.io#/#user(waits-for-redis)#")).toBe(1);
       await stalled.publisher.publish("socket.io#/#user(waits-for-redis)#", adapterFrame(["user(waits-for-redis)"], "note", 1));
       expect(await client.next("note")).toEqual([1]);
     } finally {
-      process.kill(redisPid, "SIGCONT");
       await stalled.close();
     }
   });

@@ -6,6 +6,11 @@ export interface RedisServer {
   port: number;
   /** The redis-server process, to bind it to CPUs for a benchmark. */
   pid: number | undefined;
+  /**
+   * Runs `work` while the server is stopped (SIGSTOP): its connections stay open and nothing is
+   * answered, as with a Redis that hangs. It goes on (SIGCONT) when `work` settles, whatever happened.
+   */
+  whileStopped<T>(work: () => Promise<T>): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -42,7 +47,20 @@ export async function startRedis(port?: number): Promise<RedisServer> {
       reject(new Error(`redis-server exited with ${code}:\n${output}`));
     });
   });
-  return { url: `redis://127.0.0.1:${port}`, port, pid: child.pid, stop: () => stopProcess(child) };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    pid: child.pid,
+    async whileStopped(work) {
+      child.kill("SIGSTOP");
+      try {
+        return await work();
+      } finally {
+        child.kill("SIGCONT");
+      }
+    },
+    stop: () => stopProcess(child),
+  };
 }
 
 /** Stops a process this harness started, by its own handle; SIGKILL if it lingers for `graceMs`. */
