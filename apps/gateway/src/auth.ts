@@ -275,7 +275,7 @@ function fromFastJwt(err: unknown): AuthError {
   // A claim of the wrong type: a date claim that is no number makes the token malformed, as an
   // issuer that writes one is broken; an iss or aud of the wrong type is a claim this node refuses.
   if (code === TOKEN_ERROR_CODES.invalidClaimType)
-    return new AuthError(/^The (exp|nbf|iat) claim/.test(message) ? "malformed" : "claims_invalid", message);
+    return new AuthError(/^The (exp|nbf) claim/.test(message) ? "malformed" : "claims_invalid", message);
   return new AuthError(FAST_JWT_FAILURES[code] ?? "malformed", message);
 }
 
