@@ -1,9 +1,10 @@
 import { createHmac, generateKeyPairSync } from "node:crypto";
 import { SignJWT } from "jose";
 import jwt from "jsonwebtoken";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { FastifyBaseLogger } from "fastify";
-import { createTokenVerifier } from "../src/auth.js";
+import { AuthError, createTokenVerifier } from "../src/auth.js";
 import { loadConfig } from "../src/config.js";
 import { toWireError } from "../src/errors.js";
 import { codeOf } from "./refusals.js";
@@ -179,6 +180,45 @@ describe("token verification", () => {
   it("takes an aud listing this node's audience among others", async () => {
     const token = handMade({ alg: "HS256", typ: "JWT" }, { sub: "u", iss: "issuer", aud: ["other", "sb"] });
     expect((await hsVerifier.verify(token)).identity.user).toBe("u");
+  });
+
+  it("answers any token, mangled, deeply nested or of the wrong types, with a session or an AuthError", async () => {
+    const valid = good({ sub: "u", site: "example.com", rooms: ["topic(*)"] });
+    const nested = (depth: number) => JSON.parse(`${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`) as unknown;
+    const token = fc.oneof(
+      // The valid token with characters changed, removed or inserted anywhere.
+      fc
+        .array(fc.tuple(fc.nat(), fc.string({ maxLength: 3 })), { minLength: 1, maxLength: 4 })
+        .map((edits) =>
+          edits.reduce((text, [at, insert]) => text.slice(0, at % text.length) + insert + text.slice((at % text.length) + 1), valid),
+        ),
+      // Correctly signed, with claims of any JSON type, deeply nested ones included.
+      fc
+        .record({
+          sub: fc.jsonValue({ maxDepth: 3 }),
+          site: fc.jsonValue({ maxDepth: 2 }),
+          exp: fc.oneof(fc.jsonValue({ maxDepth: 1 }), fc.constant(Math.floor(Date.now() / 1000) + 60)),
+          nbf: fc.jsonValue({ maxDepth: 1 }),
+          iss: fc.oneof(fc.constant("issuer"), fc.jsonValue({ maxDepth: 1 })),
+          aud: fc.oneof(fc.constant("sb"), fc.jsonValue({ maxDepth: 2 })),
+          rooms: fc.jsonValue({ maxDepth: 3 }),
+          publish: fc.jsonValue({ maxDepth: 2 }),
+          deep: fc.integer({ min: 1, max: 2000 }).map(nested),
+        })
+        .map((claims) => handMade({ alg: "HS256", typ: "JWT" }, claims)),
+      fc.string({ maxLength: 300 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(token, async (candidate) => {
+        try {
+          const session = await hsVerifier.verify(candidate);
+          expect(typeof session.identity.user).toBe("string");
+        } catch (err) {
+          expect(err).toBeInstanceOf(AuthError);
+        }
+      }),
+      { numRuns: 1500 },
+    );
   });
 
   it("refuses a crit header naming any extension with token_malformed (RFC 7515 4.1.11)", async () => {
