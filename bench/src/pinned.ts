@@ -114,12 +114,13 @@ export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progr
 }
 
 /**
- * The takers in the order they take batch number `batch` of round `round`: the order turns round by one
- * place each batch and each round, so that every taker takes every place alike and none takes two
- * turns in a row. (Reversing the order each batch left the middle one of three nodes always in the
- * middle, never following its own turn as the other two did.)
+ * The takers in the order they take batch number `batch` of round `round`: each batch starts one place
+ * further on than the one before, and each round one further than the last, so every taker goes first,
+ * in the middle and last in turn. With three takers or more none takes two turns in a row; with two,
+ * each does as often as the other. (Reversing the order each batch left the middle one of three nodes
+ * always in the middle, never following its own turn as the other two did.)
  */
-function turnsOf<T>(takers: readonly T[], round: number): (batch: number) => T[] {
+export function turnsOf<T>(takers: readonly T[], round: number): (batch: number) => T[] {
   return (batch) => {
     const first = (batch + round) % takers.length;
     return [...takers.slice(first), ...takers.slice(0, first)];
