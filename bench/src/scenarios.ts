@@ -287,7 +287,8 @@ export class StackRun {
    * the code compiled for the first connections; a slope over several readings is steadier than one
    * difference, as what V8 and the allocator keep mapped after a GC moves by MBs between readings. It
    * runs before any message is sent, so no burst's freed buffers are reused by the added sockets. The
-   * added sockets leave again. Their CPU per connection is recorded too: that of nodes already warm.
+   * added sockets leave again. Their CPU per connection is recorded too: that of nodes that have taken the
+   * storm, though each step starts by compiling again what the gc() before it threw away.
    */
   private async addedSockets(cluster: Cluster, stormComplete: boolean): Promise<void> {
     const nodes = cluster.urls.length;
@@ -320,7 +321,8 @@ export class StackRun {
         added += reply.connected;
         readings.push({ sockets: added / nodes, usage: await this.settledUsage(cluster) });
       }
-      // Nodes that have taken the storm have compiled their hot paths: this is a connection's cost without the compiling.
+      // Nodes that have taken the storm have compiled their hot paths, but each step follows a gc(), which keeps
+      // no unused maps and so throws away optimized code that depended on them: a step compiles some again.
       this.record("connect storm", ADDED_CPU_METRIC, "µs", cpuUs / added, complete);
       this.record("connect storm", ALLOCATED_PER_ADDED_CONNECTION, "KB", allocatedBytes / added / 1000, complete);
       for (let index = 0; index < nodes; index++) {
