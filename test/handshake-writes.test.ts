@@ -38,6 +38,30 @@ function chunksOf(socket: Socket): { chunks: string[]; next(): Promise<string> }
   };
 }
 
+/**
+ * One handshake by hand: resolves once it checked that the 101 came with engine.io's open packet in
+ * one read, and the CONNECT acknowledgement with welcome in the next.
+ */
+async function handshakeInTwoWrites(port: number, user: string): Promise<void> {
+  const socket = connect(port, "127.0.0.1");
+  try {
+    const reader = chunksOf(socket);
+    socket.write(upgradeRequest());
+    // A write of a few hundred bytes on loopback arrives whole in one read, so a read holding two
+    // packets means they left in one write (two writes may also share a read, never the reverse).
+    const upgrade = await reader.next();
+    expect(upgrade).toMatch(/^HTTP\/1\.1 101 /);
+    expect(upgrade).toContain('0{"sid":"');
+    socket.write(clientTextFrame(`40${JSON.stringify({ token: mintToken({ sub: user, site: "writes.example" }) })}`));
+    const accepted = await reader.next();
+    expect(accepted).toContain('40{"sid":"');
+    expect(accepted).toContain('42["welcome",');
+    expect(accepted.indexOf("40{")).toBeLessThan(accepted.indexOf('42["welcome"'));
+  } finally {
+    socket.destroy();
+  }
+}
+
 describe("the writes of a WebSocket handshake", () => {
   let node: GatewayProcess;
   beforeAll(async () => {
@@ -46,22 +70,11 @@ describe("the writes of a WebSocket handshake", () => {
   afterAll(() => node?.stop());
 
   it("come in two: the 101 with engine.io's open packet, then the CONNECT acknowledgement with welcome", async () => {
-    const socket = connect(Number(new URL(node.url).port), "127.0.0.1");
-    try {
-      const reader = chunksOf(socket);
-      socket.write(upgradeRequest());
-      // A write of a few hundred bytes on loopback arrives whole in one read, so a read holding two
-      // packets means they left in one write (two writes may also share a read, never the reverse).
-      const upgrade = await reader.next();
-      expect(upgrade).toMatch(/^HTTP\/1\.1 101 /);
-      expect(upgrade).toContain('0{"sid":"');
-      socket.write(clientTextFrame(`40${JSON.stringify({ token: mintToken({ sub: "writes-1", site: "writes.example" }) })}`));
-      const accepted = await reader.next();
-      expect(accepted).toContain('40{"sid":"');
-      expect(accepted).toContain('42["welcome",');
-      expect(accepted.indexOf("40{")).toBeLessThan(accepted.indexOf('42["welcome"'));
-    } finally {
-      socket.destroy();
-    }
+    await handshakeInTwoWrites(Number(new URL(node.url).port), "writes-1");
+  });
+
+  it("come in two for each of many handshakes that arrive together, which the node releases at once", async () => {
+    const port = Number(new URL(node.url).port);
+    await Promise.all(Array.from({ length: 20 }, (_, index) => handshakeInTwoWrites(port, `writes-many-${index}`)));
   });
 });
