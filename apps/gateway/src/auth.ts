@@ -36,6 +36,12 @@ type Claims = Record<string, unknown>;
 export interface TokenVerifier {
   /** Resolves to who the token names and until when, or rejects with an AuthError. */
   verify(token: unknown): Promise<Session>;
+  /**
+   * The same, answered at once where it can be: a Session, or a thrown AuthError, when the key is at
+   * hand and fast-jwt verifies the algorithm; a promise when a key must be fetched (JWT_JWKS_URL) or
+   * jose verifies it (EdDSA). A handshake then costs no promise and no wait for a later microtask.
+   */
+  verifyNow(token: unknown): Session | Promise<Session>;
   /** Signs a short-lived token with the node's own secret; only where the node holds one. */
   sign?(claims: { sub: string; site?: string }, expiresInSeconds: number): string;
   /** Re-reads the key file (JWT_KEYS=@file) or refetches JWT_JWKS_URL; says what happened. */
@@ -52,7 +58,7 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
   const audience = config.audience ? ([...config.audience] as [string, ...string[]]) : undefined;
   const headerOf = createHeaderReader();
 
-  async function verify(token: unknown): Promise<Session> {
+  function verifyNow(token: unknown): Session | Promise<Session> {
     if (token === undefined || token === null || token === "") throw new AuthError("missing", "no token");
     if (typeof token !== "string") throw new AuthError("malformed", "the token is not a string");
     // Checked before anything is decoded, so an oversized token costs nothing.
@@ -64,12 +70,19 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     const algorithm = typeof header.alg === "string" ? header.alg : "(none)";
     if (!allowed.has(algorithm)) throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm.slice(0, 20)} is not accepted`);
     const found = keyring.keyFor({ alg: algorithm, kid: header.kid });
-    const key: ResolvedKey = found instanceof Promise ? await found : found;
+    return found instanceof Promise ? found.then((key) => verifyWith(token, key, algorithm)) : verifyWith(token, found, algorithm);
+  }
+
+  function verifyWith(token: string, key: ResolvedKey, algorithm: string): Session | Promise<Session> {
     if (!key.algorithms.includes(algorithm))
       throw new AuthError("algorithm_not_allowed", `algorithm ${algorithm} does not fit the key that verifies this token`);
-    const claims = JOSE_ONLY_ALGORITHMS.has(algorithm)
-      ? await verifyWithJose(token, key, algorithm)
-      : verifyWithFastJwt(token, key, algorithm);
+    return JOSE_ONLY_ALGORITHMS.has(algorithm)
+      ? verifyWithJose(token, key, algorithm).then(sessionOf)
+      : sessionOf(verifyWithFastJwt(token, key, algorithm));
+  }
+
+  /** The session a verified token's claims give, or an AuthError for claims this server refuses. */
+  function sessionOf(claims: Claims): Session {
     const identity = identityOf(claims, config.siteClaim);
     const expiresAt = lifetimeOf(claims, config);
     const iat = typeof claims.iat === "number" ? claims.iat : undefined;
@@ -77,6 +90,11 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     const revoked = deps.isRevoked?.(identity.user, iat, jti) ?? null;
     if (revoked !== null) throw new AuthError("revoked", revoked);
     return { identity, expiresAt, grants: grantsOf(claims), ...(jti !== undefined ? { jti } : {}) };
+  }
+
+  // Async, so that whatever verifyNow throws reaches the caller as a rejection.
+  async function verify(token: unknown): Promise<Session> {
+    return verifyNow(token);
   }
 
   /**
@@ -131,7 +149,7 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     }
   }
 
-  const verifier: TokenVerifier = { verify, reloadKeys: () => keyring.reload(), close: () => keyring.close() };
+  const verifier: TokenVerifier = { verify, verifyNow, reloadKeys: () => keyring.reload(), close: () => keyring.close() };
   if (config.key.kind === "secret") {
     // Made once: only the expiry differs from one token to the next.
     const signer = createSigner({

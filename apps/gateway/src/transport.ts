@@ -14,7 +14,7 @@ import { RateLimiterMemory } from "rate-limiter-flexible";
 import { Server, type Socket } from "socket.io";
 import type { Adapter } from "socket.io-adapter";
 import { createAdmission } from "./admission.js";
-import { AuthError, type TokenVerifier } from "./auth.js";
+import { AuthError, type Session, type TokenVerifier } from "./auth.js";
 import { createOutboundWatch, dropConnection } from "./backpressure.js";
 import type { Broker } from "./broker.js";
 import type { Config } from "./config.js";
@@ -186,28 +186,43 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     return Object.assign(new Error(body.code), { data: body });
   }
 
+  type HandshakeSocket = Parameters<Parameters<typeof io.use>[0]>[0];
+  type Next = (err?: Error) => void;
+
+  function accept(socket: HandshakeSocket, next: Next, session: Session): void {
+    if (admitted.full(session.identity.user)) {
+      metrics.limitHits.inc({ kind: "user_sockets" });
+      next(refuse(socket.conn, errorBody("user_connection_limit")));
+      return;
+    }
+    socket.data.session = session;
+    coalesceAcceptWrites(socket.conn);
+    next();
+  }
+
+  function refuseToken(socket: HandshakeSocket, next: Next, err: unknown): void {
+    if (!(err instanceof AuthError)) logger.error({ err }, "handshake authentication failed unexpectedly");
+    else if (err.failure === "too_large") metrics.limitHits.inc({ kind: "token_size" });
+    next(refuse(socket.conn, toWireError(err)));
+  }
+
   io.use((socket, next) => {
     const earlier = refused.get(socket.conn);
     if (earlier) return next(Object.assign(new Error(earlier.code), { data: earlier }));
     const credential = handshakeCredential(socket);
     if (credential === null) return next();
-    const verifying =
-      "malformed" in credential ? Promise.reject(new AuthError("malformed", credential.malformed)) : verifier.verify(credential.token);
-    verifying.then(
-      (session) => {
-        if (admitted.full(session.identity.user)) {
-          metrics.limitHits.inc({ kind: "user_sockets" });
-          return next(refuse(socket.conn, errorBody("user_connection_limit")));
-        }
-        socket.data.session = session;
-        coalesceAcceptWrites(socket.conn);
-        next();
-      },
-      (err: unknown) => {
-        if (!(err instanceof AuthError)) logger.error({ err }, "handshake authentication failed unexpectedly");
-        else if (err.failure === "too_large") metrics.limitHits.inc({ kind: "token_size" });
-        next(refuse(socket.conn, toWireError(err)));
-      },
+    if ("malformed" in credential) return refuseToken(socket, next, new AuthError("malformed", credential.malformed));
+    let verified: Session | Promise<Session>;
+    try {
+      verified = verifier.verifyNow(credential.token);
+    } catch (err) {
+      return refuseToken(socket, next, err);
+    }
+    // Most keys answer at once; a key still to be fetched, or a jose algorithm, answers later.
+    if (!(verified instanceof Promise)) return accept(socket, next, verified);
+    verified.then(
+      (session) => accept(socket, next, session),
+      (err: unknown) => refuseToken(socket, next, err),
     );
   });
 

@@ -127,6 +127,38 @@ describe("token verification", () => {
     expect(await codeOf(() => verifier.verify(forged))).toBe("token_invalid_signature");
   });
 
+  it("answers at once where the key is at hand: a session, or an AuthError thrown, the same as verify gives", async () => {
+    const expired = jwt.sign({ sub: "u", exp: Math.floor(Date.now() / 1000) - 60 }, SECRET, { issuer: "issuer", audience: "sb" });
+    const forged = jwt.sign({ sub: "u" }, "another-secret-another-secret-xx", { issuer: "issuer", audience: "sb" });
+    const session = hsVerifier.verifyNow(good({ sub: "now", site: "Now.example" }));
+    expect(session).not.toBeInstanceOf(Promise);
+    expect((session as Awaited<typeof session>).identity).toEqual({ user: "now", site: "now.example" });
+    for (const token of [undefined, "", 12, "not.a.jwt", expired, forged, good({ name: "no sub" }), "x".repeat(20_000)]) {
+      let thrown: unknown = null;
+      try {
+        hsVerifier.verifyNow(token);
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(AuthError);
+      expect(toWireError(thrown).code).toBe(await codeOf(() => hsVerifier.verify(token)));
+    }
+  });
+
+  it("answers an EdDSA token (verified by jose) later, with a promise of the session or of the refusal", async () => {
+    const ed = generateKeyPairSync("ed25519");
+    const verifier = verifierFor({ JWT_PUBLIC_KEY: ed.publicKey.export({ type: "spki", format: "pem" }).toString() });
+    const token = await new SignJWT({ sub: "later" }).setProtectedHeader({ alg: "EdDSA" }).setExpirationTime("1m").sign(ed.privateKey);
+    const answer = verifier.verifyNow(token);
+    expect(answer).toBeInstanceOf(Promise);
+    expect((await answer).identity.user).toBe("later");
+    const other = generateKeyPairSync("ed25519");
+    const forged = await new SignJWT({ sub: "later" }).setProtectedHeader({ alg: "EdDSA" }).setExpirationTime("1m").sign(other.privateKey);
+    const refused = verifier.verifyNow(forged);
+    expect(refused).toBeInstanceOf(Promise);
+    expect(await codeOf(() => refused as Promise<unknown>)).toBe("token_invalid_signature");
+  });
+
   it("signs development tokens its own verifier takes, with JWT_ISSUER, JWT_AUDIENCE and the lifetime asked for", async () => {
     const sign = hsVerifier.sign;
     if (!sign) throw new Error("a JWT_SECRET verifier signs");
