@@ -73,7 +73,7 @@ describe("the writes of a WebSocket handshake", () => {
     await handshakeInTwoWrites(Number(new URL(node.url).port), "writes-1");
   });
 
-  it("come in two for each of many handshakes that arrive together, which the node releases at once", async () => {
+  it("come in two for each of twenty handshakes that arrive together", async () => {
     const port = Number(new URL(node.url).port);
     await Promise.all(Array.from({ length: 20 }, (_, index) => handshakeInTwoWrites(port, `writes-many-${index}`)));
   });
