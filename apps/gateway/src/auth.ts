@@ -126,7 +126,7 @@ export function createTokenVerifier(config: AuthConfig, deps: { logger: FastifyB
     return verifyToken;
   }
 
-  // Only an algorithm of the accepted list reaches this (checked in verify).
+  // Only an algorithm of the accepted list reaches this (checked in verifyNow).
   function verifyWithFastJwt(token: string, key: ResolvedKey, algorithm: string): Claims {
     try {
       return verifierFor(key, algorithm)(token);
