@@ -82,13 +82,23 @@ export interface Operations {
   nodes(): Promise<NodeInfo[]>;
   /** Whether any of this node's sockets is in one of `rooms`. */
   holdsAny(rooms: readonly string[]): boolean;
-  /** Delivers a decoded frame to this node's own sockets (every node does so for every frame); `local` says whether any was in its rooms. */
-  deliver(delivery: Delivery): { ok: true; local: boolean } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string };
+  /**
+   * Delivers a decoded frame to this node's own sockets (every node does so for every frame); `local` says
+   * whether any was in its rooms. `roomsHeld`: the caller has already found one of `delivery.rooms` here.
+   */
+  deliver(
+    delivery: Delivery,
+    roomsHeld?: boolean,
+  ): { ok: true; local: boolean } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string };
   /** Acts on a control frame on this node. */
   control(frame: ControlFrame): void;
   /** Reads what nodes mirror (registered routes, revocations) from the shared state again. */
   reloadShared(): Promise<void>;
 }
+
+// What deliver answers for nearly every frame, made once rather than per frame.
+const DELIVERED_LOCALLY = { ok: true, local: true } as const;
+const NOT_LOCAL = { ok: true, local: false } as const;
 
 /** Socket.IO's EVENT packet type (the parser turns it into BINARY_EVENT when an argument holds binary data). */
 const EVENT_PACKET = 2;
@@ -149,8 +159,8 @@ export function createOperations(deps: OperationsDeps): Operations {
 
   function resolve(
     event: string,
-    explicit: string[],
-    added: string[],
+    explicit: readonly string[],
+    added: readonly string[],
     fill: RouteFill,
   ): { ok: true; rooms: string[] } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string } {
     if (explicit.length > 0) return { ok: true, rooms: [...new Set([...explicit, ...added])] };
@@ -252,7 +262,7 @@ export function createOperations(deps: OperationsDeps): Operations {
       return false;
     },
 
-    deliver(delivery) {
+    deliver(delivery, roomsHeld = false) {
       let rooms = delivery.rooms;
       if (delivery.route !== null) {
         const resolved = resolve(delivery.event, [], delivery.in, delivery.route);
@@ -263,7 +273,7 @@ export function createOperations(deps: OperationsDeps): Operations {
       }
       const adapter = io.of("/").adapter;
       // Every node receives every raw frame; most hold none of its rooms, and stop here.
-      if (rooms.length > 0 && !operations.holdsAny(rooms)) return { ok: true, local: false };
+      if (!roomsHeld && rooms.length > 0 && !operations.holdsAny(rooms)) return NOT_LOCAL;
       // Straight to the adapter, as io.local.to(rooms).emit() ends up doing, without building an
       // operator per frame; the event name was checked with the frame. The adapter leaves
       // unauthenticated sockets out of this broadcast, as out of every other.
@@ -271,7 +281,7 @@ export function createOperations(deps: OperationsDeps): Operations {
         { type: EVENT_PACKET, data: [delivery.event, ...delivery.args], nsp: "/" },
         { rooms: new Set(rooms), except: new Set(delivery.except), flags: { local: true } },
       );
-      return { ok: true, local: true };
+      return DELIVERED_LOCALLY;
     },
 
     control(frame) {

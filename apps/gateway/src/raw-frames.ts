@@ -39,6 +39,7 @@ type Read =
 export function handleRawFrame(frame: Buffer, deps: RawFrameDeps): void {
   // A frame naming only rooms this node does not hold is left undecoded. With FRAME_SIGNING_KEYS every
   // frame is read in full: its signature is checked before anything in it is believed.
+  // Once peeked, the rooms are known to be held here: the frame's `room` is all its rooms (a frame with `_in` is not peeked).
   let peeked = false;
   if (deps.signing === null) {
     const rooms = peekFrameRooms(frame);
@@ -51,7 +52,7 @@ export function handleRawFrame(frame: Buffer, deps: RawFrameDeps): void {
   } else if (read.control) {
     deps.operations.control(read.control);
   } else {
-    const delivered = deps.operations.deliver(read.delivery);
+    const delivered = deps.operations.deliver(read.delivery, peeked);
     if (!delivered.ok) {
       deps.dropFrame(RAW_FRAME_CHANNEL, delivered.code, delivered.reason);
       return;

@@ -30,18 +30,21 @@ export interface RawFrame {
 export interface Delivery {
   /** Rooms to deliver to; in the array layout, empty means every authenticated socket. */
   rooms: string[];
-  except: string[];
+  except: readonly string[];
   event: string;
   /** The event arguments: `[data]` for the map layout, everything after the event for the array layout. */
   args: unknown[];
   layout: "map" | "array";
   /** Rooms `_in` adds (map layout). */
-  in: string[];
+  in: readonly string[];
   /** Map layout without `room`: the event's route decides, its placeholders filled from these. */
   route: { user?: string; site?: string } | null;
   id?: string;
   ts?: number;
 }
+
+// A frame without `except` or `_in` (nearly every one) shares this list rather than getting an empty one of its own.
+const NO_ROOMS: readonly string[] = Object.freeze([]);
 
 export type DecodeResult = { ok: true; delivery: Delivery } | { ok: false; code: "frame_not_msgpack" | "frame_invalid"; reason: string };
 
@@ -153,9 +156,9 @@ function checkMapFrame(frame: Record<string, unknown>, limits: FrameLimits): Del
   if (!isPublishableEvent(event)) return `event ${preview(event)} is not a publishable event name`;
   const tooDeep = dataDepthProblem(frame.data, limits);
   if (tooDeep !== null) return tooDeep;
-  const except = frame.except === undefined ? [] : roomList(frame.except, "except");
+  const except = frame.except === undefined ? NO_ROOMS : roomList(frame.except, "except");
   if (typeof except === "string") return except;
-  const added = frame._in === undefined || frame._in === null ? [] : roomList(frame._in, "_in");
+  const added = frame._in === undefined || frame._in === null ? NO_ROOMS : roomList(frame._in, "_in");
   if (typeof added === "string") return added;
   if (frame.id !== undefined && (typeof frame.id !== "string" || frame.id.length === 0)) return "id must be a non-empty string";
   if (frame.ts !== undefined && (typeof frame.ts !== "number" || !Number.isFinite(frame.ts)))
@@ -172,10 +175,18 @@ function checkMapFrame(frame: Record<string, unknown>, limits: FrameLimits): Del
       route.site = frame.site;
     }
   }
-  const delivery: Delivery = { rooms, except, event, args: [frame.data], layout: "map", in: added, route };
-  if (typeof frame.id === "string") delivery.id = frame.id;
-  if (typeof frame.ts === "number") delivery.ts = frame.ts;
-  return delivery;
+  // id and ts are in the literal, undefined when absent: added afterwards, each would change the object's shape.
+  return {
+    rooms,
+    except,
+    event,
+    args: [frame.data],
+    layout: "map",
+    in: added,
+    route,
+    id: typeof frame.id === "string" ? frame.id : undefined,
+    ts: typeof frame.ts === "number" ? frame.ts : undefined,
+  };
 }
 
 interface ArrayFrameParts {

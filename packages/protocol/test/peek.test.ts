@@ -54,6 +54,26 @@ describe("peeking at a raw frame's rooms", () => {
     expect(peekFrameRooms(encode({ room: "é(ü)", data: 2 ** 40 }))).toEqual(["é(ü)"]);
   });
 
+  it("reads rooms of every length exactly, ASCII or not, one frame after another", () => {
+    for (let length = 0; length <= 200; length++) {
+      // Two rooms of the same length in a row, then one that differs in its last character only.
+      const room = "r".repeat(length);
+      const other = "s".repeat(length);
+      expect(peekFrameRooms(encode({ room, data: 1 }))).toEqual([room]);
+      expect(peekFrameRooms(encode({ room: [other, room], data: 1 }))).toEqual([other, room]);
+      if (length > 0) {
+        const changed = `${room.slice(0, -1)}\u007f`;
+        expect(peekFrameRooms(encode({ room: changed, data: 1 }))).toEqual([changed]);
+        const accented = `${room.slice(0, -1)}é`;
+        expect(peekFrameRooms(encode({ room: [accented, room], data: 1 }))).toEqual([accented, room]);
+      }
+    }
+    // Bytes that are not UTF-8 are left to the full decode.
+    expect(
+      peekFrameRooms(new Uint8Array([0x82, 0xa4, 0x72, 0x6f, 0x6f, 0x6d, 0xa2, 0x61, 0xff, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x01])),
+    ).toBeNull();
+  });
+
   it("leaves to the full decode what it cannot be sure of", () => {
     expect(peekFrameRooms(encode({ room: "a", _in: "b", data: 1 }))).toBeNull();
     expect(peekFrameRooms(encode({ event: "routed", user: 1, data: 1 }))).toBeNull();
