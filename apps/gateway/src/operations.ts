@@ -99,6 +99,8 @@ export interface Operations {
 // What deliver answers for nearly every frame, made once rather than per frame.
 const DELIVERED_LOCALLY = { ok: true, local: true } as const;
 const NOT_LOCAL = { ok: true, local: false } as const;
+// The adapters only read a broadcast's flags.
+const LOCAL_ONLY = Object.freeze({ local: true });
 
 /** Socket.IO's EVENT packet type (the parser turns it into BINARY_EVENT when an argument holds binary data). */
 const EVENT_PACKET = 2;
@@ -279,7 +281,7 @@ export function createOperations(deps: OperationsDeps): Operations {
       // unauthenticated sockets out of this broadcast, as out of every other.
       adapter.broadcast(
         { type: EVENT_PACKET, data: [delivery.event, ...delivery.args], nsp: "/" },
-        { rooms: new Set(rooms), except: new Set(delivery.except), flags: { local: true } },
+        { rooms: new Set(rooms), except: new Set(delivery.except), flags: LOCAL_ONLY },
       );
       return DELIVERED_LOCALLY;
     },
