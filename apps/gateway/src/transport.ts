@@ -35,6 +35,7 @@ import type { LifecycleLog } from "./lifecycle.js";
 import type { ServiceCalls } from "./service-calls.js";
 import { compilePatterns, createSubscriptionPolicy } from "./rooms.js";
 import { coalesceAcceptWrites, coalesceUpgradeWrites } from "./write-coalescing.js";
+import { TurnQueue } from "./turn-queue.js";
 
 export interface TransportDeps {
   config: Pick<Config, "nodeId" | "auth" | "subscribeRooms" | "limits" | "http" | "corsOrigins" | "services">;
@@ -206,24 +207,37 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
     next(refuse(socket.conn, toWireError(err)));
   }
 
+  function verifyAndAnswer(socket: HandshakeSocket, next: Next, token: unknown): void {
+    let verified: Session | Promise<Session>;
+    try {
+      verified = verifier.verifyNow(token);
+    } catch (err) {
+      refuseToken(socket, next, err);
+      return;
+    }
+    // Most keys answer at once; a key still to be fetched, or a jose algorithm, answers later.
+    if (!(verified instanceof Promise)) {
+      accept(socket, next, verified);
+      return;
+    }
+    verified.then(
+      (session) => accept(socket, next, session),
+      (err: unknown) => refuseToken(socket, next, err),
+    );
+  }
+
+  // The handshakes that arrive in one turn are verified together, after it (see TurnQueue): in a
+  // storm, a token verified between everything else its connection needs costs several times one
+  // verified after another.
+  const toVerify = new TurnQueue<HandshakeSocket, Next, unknown>(verifyAndAnswer);
+
   io.use((socket, next) => {
     const earlier = refused.get(socket.conn);
     if (earlier) return next(Object.assign(new Error(earlier.code), { data: earlier }));
     const credential = handshakeCredential(socket);
     if (credential === null) return next();
     if ("malformed" in credential) return refuseToken(socket, next, new AuthError("malformed", credential.malformed));
-    let verified: Session | Promise<Session>;
-    try {
-      verified = verifier.verifyNow(credential.token);
-    } catch (err) {
-      return refuseToken(socket, next, err);
-    }
-    // Most keys answer at once; a key still to be fetched, or a jose algorithm, answers later.
-    if (!(verified instanceof Promise)) return accept(socket, next, verified);
-    verified.then(
-      (session) => accept(socket, next, session),
-      (err: unknown) => refuseToken(socket, next, err),
-    );
+    toVerify.add(socket, next, credential.token);
   });
 
   const shared = {

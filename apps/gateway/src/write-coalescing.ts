@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import { Socket as NetSocket } from "node:net";
+import { TurnQueue } from "./turn-queue.js";
 
 /**
  * A WebSocket handshake makes a node write to the client four times: the HTTP 101 response, the
@@ -26,17 +27,11 @@ interface HoldableConnection {
 }
 
 /**
- * The sockets whose writes are held, released together by one `setImmediate` once the work queued
- * now (ticks, promises, the other I/O callbacks of this turn) has run: a storm holds hundreds per
- * turn, and one release for all of them costs none of the per-socket timers and closures that a
- * release each would. Kept as parallel lists, so holding a socket allocates nothing of its own.
+ * The sockets whose writes are held, released together once the work queued now has run (see
+ * TurnQueue): a storm holds hundreds a turn. With each socket, the connection whose transport was
+ * marked busy until the release, and that transport: the one to mark writable again (or null, null).
  */
-const heldSockets: NetSocket[] = [];
-/** For each held socket, the connection whose transport was marked busy until the release, or null. */
-const heldConnections: (HoldableConnection | null)[] = [];
-/** …and that transport: the one to mark writable again. */
-const heldTransports: (HoldableTransport | null)[] = [];
-let releaseScheduled = false;
+const held = new TurnQueue<NetSocket, HoldableConnection | null, HoldableTransport | null>(release);
 
 /**
  * Holds a TCP socket's writes until the turn's work is done. With a connection, its transport was
@@ -45,37 +40,16 @@ let releaseScheduled = false;
  */
 function corkUntilIdle(socket: NetSocket, connection: HoldableConnection | null = null, transport: HoldableTransport | null = null): void {
   socket.cork();
-  heldSockets.push(socket);
-  heldConnections.push(connection);
-  heldTransports.push(transport);
-  if (!releaseScheduled) {
-    releaseScheduled = true;
-    setImmediate(releaseHeld);
-  }
+  held.add(socket, connection, transport);
 }
 
-function releaseHeld(): void {
-  releaseScheduled = false;
-  // Sockets held while these are released wait for the next turn, as they would have on their own.
-  const count = heldSockets.length;
-  let failure: unknown = null;
-  for (let index = 0; index < count; index++) {
-    const socket = heldSockets[index]!;
-    const connection = heldConnections[index]!;
-    const transport = heldTransports[index]!;
-    try {
-      if (connection !== null && transport !== null) flushHeld(connection, transport);
-    } catch (err) {
-      failure ??= err;
-    }
-    // A socket destroyed meanwhile has nothing left to write.
+function release(socket: NetSocket, connection: HoldableConnection | null, transport: HoldableTransport | null): void {
+  try {
+    if (connection !== null && transport !== null) flushHeld(connection, transport);
+  } finally {
+    // A socket destroyed meanwhile has nothing left to write; one whose flush failed is released all the same.
     if (!socket.destroyed) socket.uncork();
   }
-  heldSockets.splice(0, count);
-  heldConnections.splice(0, count);
-  heldTransports.splice(0, count);
-  // One socket's failure must not leave the others held; it is raised once every socket is released.
-  if (failure !== null) throw failure;
 }
 
 /**
