@@ -1,7 +1,8 @@
 import { type Socket, connect } from "node:net";
+import jwt from "jsonwebtoken";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mintToken } from "./harness/clients.js";
-import { type GatewayProcess, startGateway } from "./harness/gateway.js";
+import { type GatewayProcess, TEST_SECRET, startGateway } from "./harness/gateway.js";
 import { upgradeRequest } from "./harness/raw.js";
 
 /** A client's WebSocket text frame: masked, as a client's must be (a zero key leaves the bytes as they are). */
@@ -76,5 +77,43 @@ describe("the writes of a WebSocket handshake", () => {
   it("come in two for each of twenty handshakes that arrive together", async () => {
     const port = Number(new URL(node.url).port);
     await Promise.all(Array.from({ length: 20 }, (_, index) => handshakeInTwoWrites(port, `writes-many-${index}`)));
+  });
+
+  it("answer each of many tokens that arrive together by that token: its own welcome, or its own refusal", async () => {
+    const port = Number(new URL(node.url).port);
+    const now = Math.floor(Date.now() / 1000);
+    // Every fourth token of each kind: good, expired, signed with another secret, not a JWT.
+    const cases = Array.from({ length: 24 }, (_, index) => {
+      const user = `together-${index}`;
+      switch (index % 4) {
+        case 0:
+          return { token: mintToken({ sub: user }), answer: `"user":"${user}"` };
+        case 1:
+          return { token: jwt.sign({ sub: user, exp: now - 30 }, TEST_SECRET), answer: '44{"message":"token_expired"' };
+        case 2:
+          return {
+            token: mintToken({ sub: user }, {}, "another-secret-of-enough-length!!"),
+            answer: '44{"message":"token_invalid_signature"',
+          };
+        default:
+          return { token: `not-a-jwt-${index}`, answer: '44{"message":"token_malformed"' };
+      }
+    });
+    const sockets = cases.map(() => connect(port, "127.0.0.1"));
+    try {
+      const readers = sockets.map((socket) => chunksOf(socket));
+      for (const socket of sockets) socket.write(upgradeRequest());
+      for (const reader of readers) expect(await reader.next()).toMatch(/^HTTP\/1\.1 101 /);
+      // Every CONNECT written in one go, so that the node reads many of them in the same turn.
+      for (const [index, socket] of sockets.entries()) socket.write(clientTextFrame(`40${JSON.stringify({ token: cases[index]!.token })}`));
+      const answers = await Promise.all(readers.map((reader) => reader.next()));
+      for (const [index, answer] of answers.entries()) {
+        expect(answer).toContain(cases[index]!.answer);
+        if (index % 4 === 0) expect(answer).toContain('42["welcome",');
+        else expect(answer).not.toContain("welcome");
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
   });
 });
