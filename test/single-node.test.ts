@@ -1,3 +1,4 @@
+import { createServer } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeAllClients, connectUser, openClient } from "./harness/clients.js";
 import { type GatewayProcess, exitCode, readCounter, startGateway } from "./harness/gateway.js";
@@ -88,5 +89,26 @@ describe("start-up configuration errors", () => {
     const node = await startGateway(env, { wait: "nothing" });
     expect(await exitCode(node.child)).toBe(1);
     expect(node.lines.join("\n")).toContain(`config_invalid: ${variable}:`);
+  });
+
+  it("stops with exit code 1, saying so, when its port is taken, and the harness reports that at once", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const address = taken.address();
+    const port = typeof address === "object" && address !== null ? address.port : 0;
+    try {
+      // A port the caller names is not swapped for another: the failure comes back with what the node printed.
+      const failure = await startGateway({ PORT: String(port) }).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      expect(failure).toBeInstanceOf(Error);
+      // Its exit is the answer, not a wait that times out.
+      expect((failure as Error).message).toContain("before it listened");
+      expect((failure as Error).message).toContain("EADDRINUSE");
+      expect((failure as Error).message).toContain("could not start");
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
   });
 });

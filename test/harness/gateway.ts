@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { freePort, waitFor } from "./ports.js";
+import { freePort, sleep, waitFor } from "./ports.js";
 import { stopProcess } from "./redis.js";
 
 const MAIN = fileURLToPath(new URL("../../apps/gateway/dist/main.js", import.meta.url));
@@ -26,6 +27,21 @@ export async function startGateway(
   env: Record<string, string> = {},
   options: { wait?: "ready" | "alive" | "nothing" } = {},
 ): Promise<GatewayProcess> {
+  // A port the harness chose may be taken by any process on the machine before the node listens on
+  // it (an outgoing connection's ephemeral port among them): the node then exits, and another is tried.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startGatewayOnce(env, options);
+    } catch (err) {
+      if (env.PORT !== undefined || attempt === 3 || !(err instanceof PortTaken)) throw err;
+    }
+  }
+}
+
+/** The node exited at start because its port was in use. */
+class PortTaken extends Error {}
+
+async function startGatewayOnce(env: Record<string, string>, options: { wait?: "ready" | "alive" | "nothing" }): Promise<GatewayProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const nodeId = env.NODE_ID ?? `node-${port}`;
   const child = spawn(process.execPath, [MAIN], {
@@ -61,15 +77,31 @@ export async function startGateway(
   };
   const wait = options.wait ?? "ready";
   if (wait !== "nothing") {
+    // Its own start-up line first: whatever answers on the port before that may be another process.
+    await loggedItsStart(gateway);
     await waitFor(`gateway ${nodeId} to be ${wait}`, async () => {
       if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${lines.join("\n")}`);
       const response = await fetch(`${url}/${wait === "ready" ? "readyz" : "healthz"}`);
       return response.status === 200 ? true : undefined;
     });
-    // The start-up lines are written as the node starts answering: wait until they are through the pipe.
-    await waitFor(`gateway ${nodeId} to log its start`, () => (lines.some((line) => line.includes("listening on")) ? true : undefined));
   }
   return gateway;
+}
+
+/** Waits for the node to log that it listens; fails at once, with what it printed, if it exits first. */
+async function loggedItsStart({ nodeId, child, lines }: GatewayProcess, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!lines.some((line) => line.includes("listening on"))) {
+    if (child.exitCode !== null) {
+      // Its last lines may still be in the pipe when it exits ('close' comes once they are through).
+      await Promise.race([once(child, "close"), sleep(1000)]);
+      const printed = lines.join("\n");
+      const problem = `gateway ${nodeId} exited with ${child.exitCode} before it listened:\n${printed}`;
+      throw printed.includes("EADDRINUSE") ? new PortTaken(problem) : new Error(problem);
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for gateway ${nodeId} to log its start:\n${lines.join("\n")}`);
+    await sleep(50);
+  }
 }
 
 /** Waits for a process to exit by itself and returns its exit code. */
