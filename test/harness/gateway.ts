@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { freePort, sleep, waitFor } from "./ports.js";
+import { WaitingIsOver, freePort, sleep, waitFor } from "./ports.js";
 import { stopProcess } from "./redis.js";
 
 const MAIN = fileURLToPath(new URL("../../apps/gateway/dist/main.js", import.meta.url));
@@ -39,7 +39,7 @@ export async function startGateway(
 }
 
 /** The node exited at start because its port was in use. */
-class PortTaken extends Error {}
+class PortTaken extends WaitingIsOver {}
 
 async function startGatewayOnce(env: Record<string, string>, options: { wait?: "ready" | "alive" | "nothing" }): Promise<GatewayProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
@@ -78,9 +78,13 @@ async function startGatewayOnce(env: Record<string, string>, options: { wait?: "
   const wait = options.wait ?? "ready";
   if (wait !== "nothing") {
     // Its own start-up line first: whatever answers on the port before that may be another process.
-    await loggedItsStart(gateway);
+    await waitFor(`gateway ${nodeId} to log its start`, async () => {
+      if (lines.some((line) => line.includes("listening on"))) return true;
+      if (child.exitCode !== null) await exitedAtStart(gateway, "listened");
+      return undefined;
+    });
     await waitFor(`gateway ${nodeId} to be ${wait}`, async () => {
-      if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${lines.join("\n")}`);
+      if (child.exitCode !== null) await exitedAtStart(gateway, `was ${wait}`);
       const response = await fetch(`${url}/${wait === "ready" ? "readyz" : "healthz"}`);
       return response.status === 200 ? true : undefined;
     });
@@ -88,20 +92,13 @@ async function startGatewayOnce(env: Record<string, string>, options: { wait?: "
   return gateway;
 }
 
-/** Waits for the node to log that it listens; fails at once, with what it printed, if it exits first. */
-async function loggedItsStart({ nodeId, child, lines }: GatewayProcess, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!lines.some((line) => line.includes("listening on"))) {
-    if (child.exitCode !== null) {
-      // Its last lines may still be in the pipe when it exits ('close' comes once they are through).
-      await Promise.race([once(child, "close"), sleep(1000)]);
-      const printed = lines.join("\n");
-      const problem = `gateway ${nodeId} exited with ${child.exitCode} before it listened:\n${printed}`;
-      throw printed.includes("EADDRINUSE") ? new PortTaken(problem) : new Error(problem);
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for gateway ${nodeId} to log its start:\n${lines.join("\n")}`);
-    await sleep(50);
-  }
+/** Ends the wait for a node that has exited, with what it printed; a PortTaken when its port was in use. */
+async function exitedAtStart({ nodeId, child, lines }: GatewayProcess, before: string): Promise<never> {
+  // Its last lines may still be in the pipe when it exits ('close' comes once they are through).
+  await Promise.race([once(child, "close"), sleep(1000)]);
+  const printed = lines.join("\n");
+  const problem = `gateway ${nodeId} exited with ${child.exitCode} before it ${before}:\n${printed}`;
+  throw printed.includes("EADDRINUSE") ? new PortTaken(problem) : new WaitingIsOver(problem);
 }
 
 /** Waits for a process to exit by itself and returns its exit code. */

@@ -16,7 +16,13 @@ export function freePort(): Promise<number> {
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+/** Thrown by a `waitFor` check when waiting longer cannot help (the process it waits for has exited): ends the wait at once. */
+export class WaitingIsOver extends Error {}
+
+/**
+ * Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. Anything
+ * else `check` throws is taken as "not yet" and reported if time runs out; a WaitingIsOver ends it.
+ */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
@@ -25,6 +31,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       const value = await check();
       if (value !== undefined) return value;
     } catch (err) {
+      if (err instanceof WaitingIsOver) throw err;
       lastError = err;
     }
     await sleep(50);
