@@ -1,3 +1,4 @@
+import { newMessageId } from "./message-id.js";
 import { pack, unpack } from "./msgpack.js";
 import { isWholeMsgpackValue } from "./peek.js";
 import { DEFAULT_EVENT, isPublishableEvent } from "./events.js";
@@ -133,11 +134,6 @@ export function readRawFrame(value: unknown, limits: FrameLimits = {}): DecodeRe
       ? checkMapFrame(value, limits)
       : "not a map or an array";
   return typeof checked === "string" ? { ok: false, code: "frame_invalid", reason: checked } : { ok: true, delivery: checked };
-}
-
-/** A fresh message id (a UUID); every message carries one so that clients can later de-duplicate. */
-export function newMessageId(): string {
-  return globalThis.crypto.randomUUID();
 }
 
 /** Says so when a frame's data nests deeper than the limit; null when it does not. */

@@ -46,13 +46,13 @@ export {
   checkRawFrame,
   encodeRawFrame,
   encodeSignedEnvelope,
-  newMessageId,
   readArrayFrame,
   readRawFrame,
   readSignedEnvelope,
   sealFrame,
   signedPayload,
 } from "./frames.js";
+export { newMessageId } from "./message-id.js";
 export type { DecodeResult, Delivery, FrameLimits, RawFrame, SignedEnvelope } from "./frames.js";
 export { pack } from "./msgpack.js";
 export { AnswerTimeouts, Deadlines } from "./deadlines.js";
