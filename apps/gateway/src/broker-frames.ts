@@ -13,15 +13,16 @@ export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** The message as Socket.IO's adapters broadcast it: a packet for the namespace `/`, and its options. */
+/** The message's event as Socket.IO's adapters broadcast it: a packet for the namespace `/`. */
+export function packetOf(message: OutboundMessage): { type: number; data: unknown[]; nsp: string } {
+  return { type: EVENT_PACKET, data: [message.event, ...message.args], nsp: "/" };
+}
+
+/** The message as Socket.IO's adapters broadcast it: its packet, and its options' rooms as lists of its own. */
 export function broadcastOf(message: OutboundMessage): {
   packet: { type: number; data: unknown[]; nsp: string };
   rooms: string[];
   except: string[];
 } {
-  return {
-    packet: { type: EVENT_PACKET, data: [message.event, ...message.args], nsp: "/" },
-    rooms: [...message.rooms],
-    except: [...message.except],
-  };
+  return { packet: packetOf(message), rooms: [...message.rooms], except: [...message.except] };
 }

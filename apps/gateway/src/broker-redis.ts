@@ -15,7 +15,7 @@ import type { BroadcastOptions } from "socket.io-adapter";
 import { createAdapterGuard } from "./adapter-guard.js";
 import { memoryRateLimiter } from "./broker-memory.js";
 import type { Broker, BrokerDeps, ConnectionRateLimiter, OutboundMessage } from "./broker.js";
-import { asBuffer, broadcastOf } from "./broker-frames.js";
+import { asBuffer, packetOf } from "./broker-frames.js";
 import { detailed } from "./errors.js";
 import { type RedisClient, ResilientSubscriber } from "./redis-subscriber.js";
 import { RoomChannels } from "./room-channels.js";
@@ -26,6 +26,7 @@ import { createRedisState } from "./state-redis.js";
 const ADAPTER_CHANNEL = "socket.io#/#";
 /** The sender of what a node publishes for the cluster: not an adapter, so every node delivers it, the sender too. */
 const PUBLISHER_UID = "switchboard";
+const NO_FLAGS = Object.freeze({});
 
 /** Publishes each (channel, message) pair of ARGV, in order. */
 const PUBLISH_ALL = `for i = 1, #ARGV, 2 do redis.call("PUBLISH", ARGV[i], ARGV[i + 1]) end return #ARGV / 2`;
@@ -105,10 +106,11 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
 
   /** A message as @socket.io/redis-adapter publishes one, under a uid no node has (so the taking node delivers it too), with its channel. */
   function adapterFrame(message: OutboundMessage): [string, Buffer] {
-    const { packet, rooms, except } = broadcastOf(message);
+    const { rooms, except } = message;
     // The shared encoder writes into one buffer and copies out the frame: notepack.io, which the
     // adapter's parser uses, builds each frame from an array of its parts, four times the garbage.
-    const frame = asBuffer(pack([PUBLISHER_UID, packet, { rooms, except, flags: {} }]));
+    // Encoding only reads the message's lists, so they go in as they are.
+    const frame = asBuffer(pack([PUBLISHER_UID, packetOf(message), { rooms, except, flags: NO_FLAGS }]));
     if (frame.length > limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
     return [rooms.length === 1 ? `${ADAPTER_CHANNEL}${rooms[0]}#` : ADAPTER_CHANNEL, frame];
   }
@@ -160,11 +162,12 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
       await confirmedWithin(() => pub.publish(channel, frame));
     },
     async publishBatch(messages) {
-      const args = messages.flatMap(adapterFrame);
-      if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
       // One command for the whole batch: the messages go out in order, all or none, and the node pays
       // for one command and one reply instead of one per message.
-      await confirmedWithin(() => pub.sendCommand(["EVAL", PUBLISH_ALL, "0", ...args]));
+      const command: (string | Buffer)[] = ["EVAL", PUBLISH_ALL, "0"];
+      for (const message of messages) command.push(...adapterFrame(message));
+      if (!pub.isReady) throw new SwitchboardError("redis_unavailable");
+      await confirmedWithin(() => pub.sendCommand(command));
     },
     async publishRaw(frame) {
       if (frame.byteLength > limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");

@@ -5,6 +5,7 @@ import {
   type Delivery,
   type KickOptions,
   type KickedPayload,
+  type RawFrame,
   MAX_REFUSE_SECONDS,
   RAW_FRAME_CHANNEL,
   type RoomCount,
@@ -101,6 +102,8 @@ const DELIVERED_LOCALLY = { ok: true, local: true } as const;
 const NOT_LOCAL = { ok: true, local: false } as const;
 // The adapters only read a broadcast's flags.
 const LOCAL_ONLY = Object.freeze({ local: true });
+// A publication without `_in` (nearly every one) shares this list rather than getting an empty one of its own.
+const NO_ROOMS: readonly string[] = Object.freeze([]);
 
 /** Socket.IO's EVENT packet type (the parser turns it into BINARY_EVENT when an argument holds binary data). */
 const EVENT_PACKET = 2;
@@ -157,7 +160,11 @@ export function createOperations(deps: OperationsDeps): Operations {
   const presenceOn = async () => {
     if (!config.presence) throw new SwitchboardError("presence_off");
   };
-  const list = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+  const list = (value: string | string[] | undefined): readonly string[] =>
+    value === undefined ? NO_ROOMS : Array.isArray(value) ? value : [value];
+  /** `first` then `added`, each room once. A single room, what nearly every message names, needs no Set. */
+  const distinct = (first: readonly string[], added: readonly string[]): string[] =>
+    added.length === 0 && first.length === 1 ? [first[0] as string] : [...new Set([...first, ...added])];
 
   function resolve(
     event: string,
@@ -165,20 +172,20 @@ export function createOperations(deps: OperationsDeps): Operations {
     added: readonly string[],
     fill: RouteFill,
   ): { ok: true; rooms: string[] } | { ok: false; code: "route_unknown" | "route_incomplete"; reason: string } {
-    if (explicit.length > 0) return { ok: true, rooms: [...new Set([...explicit, ...added])] };
+    if (explicit.length > 0) return { ok: true, rooms: distinct(explicit, added) };
     const routed = routes.resolve(event, fill);
     if (!routed.ok) return { ok: false, code: routed.error.code as "route_unknown" | "route_incomplete", reason: routed.error.message };
-    return { ok: true, rooms: [...new Set([routed.room, ...added])] };
+    return { ok: true, rooms: distinct([routed.room], added) };
   }
 
   /** A publication checked as a frame from Redis would be, with its rooms resolved here, once, so every node delivers to the same ones. */
   function checked(publication: Publication): { id: string; rooms: string[]; message: OutboundMessage } {
     const rooms = operations.targets(publication);
-    const except = list(publication.except);
-    const frame = checkRawFrame(
-      { room: rooms, event: publication.event ?? "message", data: publication.data ?? null, ...(except.length > 0 ? { except } : {}) },
-      limits,
-    );
+    const unchecked: RawFrame = { room: rooms, event: publication.event ?? "message", data: publication.data ?? null };
+    const { except } = publication;
+    // An empty list names no room to leave out: the frame goes without one, as a publisher's would.
+    if (except !== undefined && (typeof except === "string" || except.length > 0)) unchecked.except = except;
+    const frame = checkRawFrame(unchecked, limits);
     return { id: frame.id, rooms, message: { rooms: frame.rooms, except: frame.except, event: frame.event, args: frame.args } };
   }
 
