@@ -5,7 +5,7 @@ import {
   RAW_FRAME_CHANNEL,
   SwitchboardError,
   isCommandQueueFull,
-  pack,
+  packWith,
   replyChannel,
 } from "@switchboard/protocol";
 import { RateLimiterRedis } from "rate-limiter-flexible";
@@ -27,6 +27,7 @@ const ADAPTER_CHANNEL = "socket.io#/#";
 /** The sender of what a node publishes for the cluster: not an adapter, so every node delivers it, the sender too. */
 const PUBLISHER_UID = "switchboard";
 const NO_FLAGS = Object.freeze({});
+const copyToBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes);
 
 /** Publishes each (channel, message) pair of ARGV, in order. */
 const PUBLISH_ALL = `for i = 1, #ARGV, 2 do redis.call("PUBLISH", ARGV[i], ARGV[i + 1]) end return #ARGV / 2`;
@@ -107,10 +108,11 @@ export function createRedisBroker(redisUrl: string, deps: BrokerDeps): Broker {
   /** A message as @socket.io/redis-adapter publishes one, under a uid no node has (so the taking node delivers it too), with its channel. */
   function adapterFrame(message: OutboundMessage): [string, Buffer] {
     const { rooms, except } = message;
-    // The shared encoder writes into one buffer and copies out the frame: notepack.io, which the
-    // adapter's parser uses, builds each frame from an array of its parts, four times the garbage.
+    // The shared encoder writes into one buffer, copied out into Node's pool of small buffers: notepack.io,
+    // which the adapter's parser uses, builds each frame from an array of its parts, four times the
+    // garbage, and a copy of its own (an ArrayBuffer a frame) costs more than the encoding.
     // Encoding only reads the message's lists, so they go in as they are.
-    const frame = asBuffer(pack([PUBLISHER_UID, packetOf(message), { rooms, except, flags: NO_FLAGS }]));
+    const frame = packWith([PUBLISHER_UID, packetOf(message), { rooms, except, flags: NO_FLAGS }], copyToBuffer);
     if (frame.length > limits.frameMaxBytes) throw new SwitchboardError("frame_too_large");
     return [rooms.length === 1 ? `${ADAPTER_CHANNEL}${rooms[0]}#` : ADAPTER_CHANNEL, frame];
   }

@@ -54,7 +54,7 @@ export {
 } from "./frames.js";
 export { newMessageId } from "./message-id.js";
 export type { DecodeResult, Delivery, FrameLimits, RawFrame, SignedEnvelope } from "./frames.js";
-export { pack } from "./msgpack.js";
+export { pack, packWith } from "./msgpack.js";
 export { AnswerTimeouts, Deadlines } from "./deadlines.js";
 export { isWholeMsgpackValue, peekFrameRooms } from "./peek.js";
 export { normaliseSiteHost, serviceRoom, siteRoom, userIdOf, userRoom } from "./rooms.js";

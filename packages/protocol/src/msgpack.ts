@@ -15,3 +15,11 @@ export function pack(value: unknown): Uint8Array {
 export function unpack(bytes: Uint8Array): unknown {
   return decoder.decode(bytes);
 }
+
+/**
+ * Hands `take` the MessagePack bytes of `value` in the shared encoder's own buffer, which the next
+ * encoding overwrites: `take` copies out what it keeps (into a pooled Buffer, say) before it returns.
+ */
+export function packWith<T>(value: unknown, take: (bytes: Uint8Array) => T): T {
+  return take(encoder.encodeSharedRef(value));
+}
