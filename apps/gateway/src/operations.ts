@@ -7,6 +7,7 @@ import {
   type KickedPayload,
   type RawFrame,
   MAX_REFUSE_SECONDS,
+  NO_ROOMS,
   RAW_FRAME_CHANNEL,
   type RoomCount,
   SERVER_EVENTS,
@@ -102,8 +103,6 @@ const DELIVERED_LOCALLY = { ok: true, local: true } as const;
 const NOT_LOCAL = { ok: true, local: false } as const;
 // The adapters only read a broadcast's flags.
 const LOCAL_ONLY = Object.freeze({ local: true });
-// A publication without `_in` (nearly every one) shares this list rather than getting an empty one of its own.
-const NO_ROOMS: readonly string[] = Object.freeze([]);
 
 /** Socket.IO's EVENT packet type (the parser turns it into BINARY_EVENT when an argument holds binary data). */
 const EVENT_PACKET = 2;

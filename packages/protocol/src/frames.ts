@@ -44,8 +44,8 @@ export interface Delivery {
   ts?: number;
 }
 
-// A frame without `except` or `_in` (nearly every one) shares this list rather than getting an empty one of its own.
-const NO_ROOMS: readonly string[] = Object.freeze([]);
+/** The empty list of rooms that a frame or a publication without `except` or `_in` (nearly every one) shares, rather than getting one of its own. */
+export const NO_ROOMS: readonly string[] = Object.freeze([]);
 
 export type DecodeResult = { ok: true; delivery: Delivery } | { ok: false; code: "frame_not_msgpack" | "frame_invalid"; reason: string };
 

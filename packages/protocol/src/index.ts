@@ -38,6 +38,7 @@ export type {
 } from "./events.js";
 export {
   NOT_WHOLE_MSGPACK,
+  NO_ROOMS,
   RAW_FRAME_CHANNEL,
   arrayFrameProblem,
   decodeMsgpack,
