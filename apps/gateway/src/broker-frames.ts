@@ -14,7 +14,7 @@ export function asBuffer(bytes: Uint8Array): Buffer {
 }
 
 /** The message's event as Socket.IO's adapters broadcast it: a packet for the namespace `/`. */
-export function packetOf(message: OutboundMessage): { type: number; data: unknown[]; nsp: string } {
+export function packetOf(message: Pick<OutboundMessage, "event" | "args">): { type: number; data: unknown[]; nsp: string } {
   return { type: EVENT_PACKET, data: [message.event, ...message.args], nsp: "/" };
 }
 

@@ -30,6 +30,7 @@ import {
 import type { FastifyBaseLogger } from "fastify";
 import type { Server } from "socket.io";
 import type { Broker, OutboundMessage } from "./broker.js";
+import { packetOf } from "./broker-frames.js";
 import type { Config } from "./config.js";
 import { detailed } from "./errors.js";
 import { routeProblem } from "./config.js";
@@ -103,9 +104,6 @@ const DELIVERED_LOCALLY = { ok: true, local: true } as const;
 const NOT_LOCAL = { ok: true, local: false } as const;
 // The adapters only read a broadcast's flags.
 const LOCAL_ONLY = Object.freeze({ local: true });
-
-/** Socket.IO's EVENT packet type (the parser turns it into BINARY_EVENT when an argument holds binary data). */
-const EVENT_PACKET = 2;
 
 export interface OperationsDeps {
   io: Server;
@@ -285,10 +283,7 @@ export function createOperations(deps: OperationsDeps): Operations {
       // Straight to the adapter, as io.local.to(rooms).emit() ends up doing, without building an
       // operator per frame; the event name was checked with the frame. The adapter leaves
       // unauthenticated sockets out of this broadcast, as out of every other.
-      adapter.broadcast(
-        { type: EVENT_PACKET, data: [delivery.event, ...delivery.args], nsp: "/" },
-        { rooms: new Set(rooms), except: new Set(delivery.except), flags: LOCAL_ONLY },
-      );
+      adapter.broadcast(packetOf(delivery), { rooms: new Set(rooms), except: new Set(delivery.except), flags: LOCAL_ONLY });
       return DELIVERED_LOCALLY;
     },
 
