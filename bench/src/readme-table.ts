@@ -17,6 +17,10 @@ import {
   PINNED_STORM_WITHOUT_PRESENCE,
   PINNED_TARGETED,
   SERVICES_FLOOR,
+  TWO_NODE_FANOUT,
+  TWO_NODE_PATH_SCENARIOS,
+  TWO_NODE_STORM,
+  TWO_NODE_TARGETED,
 } from "./scenarios.js";
 
 /** The project's README, whose table this writes, and the published results it is written from. */
@@ -71,14 +75,13 @@ export function readmeTable(report: Report): string {
   const growth = sizes.growthNodes.map((nodes) => `${COST_GROWTH}, ${nodes} node${nodes === 1 ? "" : "s"}`);
   const rooms = sizes.growthNodes.map((nodes) => `${COST_GROWTH_ROOM_CHANNELS}, ${nodes} node${nodes === 1 ? "" : "s"}`);
   const services = ["services, 1 instance", "services, 2 instances"];
-  const pinnedPaths = [PINNED_PATH_SCENARIOS.emitter, PINNED_PATH_SCENARIOS.raw, PINNED_PATH_SCENARIOS["http-batch"]];
-  const pinnedPathRatios = (metric: string) => {
-    const emitter = value(PINNED_PATH_SCENARIOS.emitter, metric, "ours");
+  /** Our three publish paths where they took turns: each figure, and raw frames and HTTP batches against the emitter path. */
+  const pathsRow = (paths: typeof PINNED_PATH_SCENARIOS, label: string, metric: string, unit: string) => {
+    const emitter = value(paths.emitter, metric, "ours");
     const against = (scenario: string) => timesOrDash(of(value(scenario, metric, "ours"), emitter));
-    return `raw ${against(PINNED_PATH_SCENARIOS.raw)}, HTTP ${against(PINNED_PATH_SCENARIOS["http-batch"])} our emitter path`;
+    const scenarios = [paths.emitter, paths.raw, paths["http-batch"]];
+    return `| ${label === "" ? "" : `${label} `}| ${metric} | ${several(scenarios, metric, "ours", unit)} | – | raw ${against(paths.raw)}, HTTP ${against(paths["http-batch"])} our emitter path |`;
   };
-  const pinnedPathsRow = (label: string, metric: string, unit: string) =>
-    `| ${label === "" ? "" : `${label} `}| ${metric} | ${several(pinnedPaths, metric, "ours", unit)} | – | ${pinnedPathRatios(metric)} |`;
   const addedRss = find(storm, ADDED_RSS_METRIC);
   const metricRatios = (scenario: string, metrics: readonly string[]) =>
     metrics.map((metric) => ratioOnly(find(scenario, metric))).join(" / ");
@@ -172,12 +175,58 @@ export function readmeTable(report: Report): string {
       "B",
       ratioOnly(find(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY)),
     ),
-    pinnedPathsRow(
+    pathsRow(
+      PINNED_PATH_SCENARIOS,
       `pinned node taking turns: emitter / raw frames / HTTP batches of 100, ${thousands(sizes.pinnedMessages)} messages each`,
       "server CPU per delivery",
       "µs",
     ),
-    pinnedPathsRow("", ALLOCATED_PER_DELIVERY, "B"),
+    pathsRow(PINNED_PATH_SCENARIOS, "", ALLOCATED_PER_DELIVERY, "B"),
+    both(
+      `two nodes taking turns: connect storm, ${thousands(sizes.turnsSockets)} sockets`,
+      "server CPU per connection",
+      TWO_NODE_STORM,
+      "server CPU per connection",
+      "µs",
+    ),
+    both("", ALLOCATED_PER_CONNECTION, TWO_NODE_STORM, ALLOCATED_PER_CONNECTION, "KB"),
+    both(
+      `two nodes taking turns: targeted burst, ${thousands(sizes.turnsMessages)} messages`,
+      "server CPU per delivery",
+      `${TWO_NODE_TARGETED}, burst`,
+      "server CPU per delivery",
+      "µs",
+    ),
+    both(
+      "",
+      ALLOCATED_PER_DELIVERY,
+      `${TWO_NODE_TARGETED}, burst`,
+      ALLOCATED_PER_DELIVERY,
+      "B",
+      ratioOnly(find(`${TWO_NODE_TARGETED}, burst`, ALLOCATED_PER_DELIVERY)),
+    ),
+    both(
+      `two nodes taking turns: fanout burst, ${thousands(sizes.turnsBroadcasts)} broadcasts to every socket`,
+      "server CPU per delivery",
+      `${TWO_NODE_FANOUT}, burst`,
+      "server CPU per delivery",
+      "µs",
+    ),
+    both(
+      "",
+      ALLOCATED_PER_DELIVERY,
+      `${TWO_NODE_FANOUT}, burst`,
+      ALLOCATED_PER_DELIVERY,
+      "B",
+      ratioOnly(find(`${TWO_NODE_FANOUT}, burst`, ALLOCATED_PER_DELIVERY)),
+    ),
+    pathsRow(
+      TWO_NODE_PATH_SCENARIOS,
+      `two nodes taking turns: emitter / raw frames / HTTP batches of 100, ${thousands(sizes.turnsMessages)} messages each`,
+      "server CPU per delivery",
+      "µs",
+    ),
+    pathsRow(TWO_NODE_PATH_SCENARIOS, "", ALLOCATED_PER_DELIVERY, "B"),
     `| targeted, steady ${thousands(sizes.steadyRate)}/s | latency p50 / p99 / p99.9 | ${steadyLatency("ours")} | ${steadyLatency("plain")} | ${metricRatios(steady, LATENCIES)} |`,
     both("", "server CPU per delivery", steady, "server CPU per delivery", "µs", ratioOnly(find(steady, "server CPU per delivery"))),
     both("targeted, burst", "server CPU per delivery", "targeted, burst", "server CPU per delivery", "µs"),

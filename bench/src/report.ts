@@ -23,6 +23,10 @@ import {
   PINNED_STORM,
   PINNED_STORM_WITHOUT_PRESENCE,
   type Sizes,
+  TWO_NODE_FANOUT,
+  TWO_NODE_PATH_SCENARIOS,
+  TWO_NODE_STORM,
+  TWO_NODE_TARGETED,
 } from "./scenarios.js";
 import { median, round } from "./stats.js";
 
@@ -265,10 +269,15 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     find(rows, (s) => s === "connect storm", "server CPU per connection"),
     1.1,
   );
-  // The same target on the steadier measurement (see pinned.ts).
+  // The same target on the steadier measurement (see turns.ts).
   ratioAtMost(
     "connect storm on pinned nodes taking turns ≤ 1.1× (server CPU per connection)",
     find(rows, (s) => s === PINNED_STORM, "server CPU per connection"),
+    1.1,
+  );
+  ratioAtMost(
+    "connect storm on two nodes taking turns ≤ 1.1× (server CPU per connection)",
+    find(rows, (s) => s === TWO_NODE_STORM, "server CPU per connection"),
     1.1,
   );
   ratioAtMost(
@@ -277,8 +286,18 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     1.0,
   );
   ratioAtMost(
+    "fanout on two nodes taking turns ≤ 1.0× (server CPU per delivery)",
+    find(rows, (s) => s === `${TWO_NODE_FANOUT}, burst`, "server CPU per delivery"),
+    1.0,
+  );
+  ratioAtMost(
     "targeted at 2 nodes ≤ 1.0× (server CPU per delivery)",
     find(rows, (s) => s === "targeted, burst", "server CPU per delivery"),
+    1.0,
+  );
+  ratioAtMost(
+    "targeted at 2 nodes taking turns ≤ 1.0× (server CPU per delivery)",
+    find(rows, (s) => s === `${TWO_NODE_TARGETED}, burst`, "server CPU per delivery"),
     1.0,
   );
   ratioAtMost(
@@ -349,12 +368,18 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     });
   };
   versusEmitter("raw frames ≤ the emitter path (server CPU per delivery)", "raw publishers, burst", 1.0);
-  // The same two on our pinned node, the three paths taking turns batch by batch (see pinned.ts).
+  // The same two on our pinned node and on our two nodes, the three paths taking turns batch by batch (see turns.ts).
   versusEmitter(
     "raw frames on a pinned node, the paths taking turns ≤ the emitter path (server CPU per delivery)",
     PINNED_PATH_SCENARIOS.raw,
     1.0,
     PINNED_PATH_SCENARIOS.emitter,
+  );
+  versusEmitter(
+    "raw frames on two nodes, the paths taking turns ≤ the emitter path (server CPU per delivery)",
+    TWO_NODE_PATH_SCENARIOS.raw,
+    1.0,
+    TWO_NODE_PATH_SCENARIOS.emitter,
   );
   versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), batches", "http publish, 100 per request, burst", 1.5);
   versusEmitter(
@@ -362,6 +387,12 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     PINNED_PATH_SCENARIOS["http-batch"],
     1.5,
     PINNED_PATH_SCENARIOS.emitter,
+  );
+  versusEmitter(
+    "HTTP publish on two nodes, the paths taking turns ≤ 1.5× the emitter path (server CPU per delivery), batches",
+    TWO_NODE_PATH_SCENARIOS["http-batch"],
+    1.5,
+    TWO_NODE_PATH_SCENARIOS.emitter,
   );
   versusEmitter(
     "HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), one message per request",

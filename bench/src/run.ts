@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startRedis } from "@switchboard/e2e/harness/redis";
-import { pinnedPair } from "./pinned.js";
 import { README_PATH, writeReadmeTables } from "./readme-table.js";
+import { takingTurns } from "./turns.js";
 import { Progress } from "./progress.js";
 import {
   type Report,
@@ -19,12 +19,14 @@ import type { Stack } from "./cluster.js";
 import {
   FULL_SIZES,
   OURS_ONLY,
+  PINNED_LAYOUT,
   QUICK_SIZES,
   type RunOptions,
   SCENARIO_NAMES,
   type ScenarioName,
   type Sizes,
   StackRun,
+  TWO_NODE_LAYOUT,
 } from "./scenarios.js";
 
 const USAGE = `npm run bench [-- options]
@@ -35,6 +37,7 @@ const USAGE = `npm run bench [-- options]
   --growth-sockets <n> sockets for the cost-growth scenario (default ${FULL_SIZES.growthSockets})
   --service-requests <n> round trips in each services run (default ${FULL_SIZES.serviceRequests})
   --pinned-sockets <n> sockets for the storm on one pinned node per stack, taking turns (default ${FULL_SIZES.pinnedSockets})
+  --turns-sockets <n> sockets for the storm on two nodes per stack, taking turns (default ${FULL_SIZES.turnsSockets})
   --rounds <n>        rounds of every scenario, figures are medians (default 5; 1 with --quick)
   --only <list>       some of ${SCENARIO_NAMES.join(",")} (the two-node connect storm runs
                       whenever one of storm,targeted,fanout,raw,http does, as it connects their sockets)
@@ -55,6 +58,7 @@ const OPTIONS = {
   "growth-sockets": { type: "string" },
   "service-requests": { type: "string" },
   "pinned-sockets": { type: "string" },
+  "turns-sockets": { type: "string" },
   only: { type: "string" },
   rounds: { type: "string" },
   stack: { type: "string" },
@@ -107,6 +111,7 @@ const sizes: Sizes = {
   growthSockets: positive("growth-sockets", options["growth-sockets"], base.growthSockets),
   serviceRequests: positive("service-requests", options["service-requests"], base.serviceRequests),
   pinnedSockets: positive("pinned-sockets", options["pinned-sockets"], base.pinnedSockets),
+  turnsSockets: positive("turns-sockets", options["turns-sockets"], base.turnsSockets),
 };
 const rounds = positive("rounds", options.rounds, options.quick ? 1 : 5);
 // The pools share the sockets; more than ~5,000 in one process makes the load generator the bottleneck.
@@ -129,22 +134,24 @@ const runs = {
   ours: new StackRun("ours", sizes, redis.url, progress, runOptions),
 };
 try {
-  // The same load against each stack in turn, never both at once (the pinned pair holds a node of each, but
-  // they take the load by turns); rounds even out the noise of a shared machine.
+  // The same load against each stack in turn, never both at once (the runs taking turns hold a cluster of
+  // each, but they take the load by turns); rounds even out the noise of a shared machine.
   for (let round = 1; round <= rounds; round++) {
     if (rounds > 1) progress.line(`round ${round} of ${rounds}`);
     // Every other round runs the stacks the other way round, so what a stack inherits from the one before
     // it (a warm or busy machine, memory the kernel has yet to reclaim) falls on each stack alike.
     const order = round % 2 === 1 ? stacks : [...stacks].reverse();
     for (const stack of order) await runs[stack].mainScenarios();
-    if (only === null || only.has("pinned"))
-      await pinnedPair(
-        stacks.map((stack) => runs[stack]),
-        sizes,
-        progress,
-        round,
-        runOptions,
-      );
+    for (const layout of [PINNED_LAYOUT, TWO_NODE_LAYOUT])
+      if (only === null || only.has(layout.name))
+        await takingTurns(
+          stacks.map((stack) => runs[stack]),
+          layout,
+          sizes,
+          progress,
+          round,
+          runOptions,
+        );
     if (stacks.includes("ours")) {
       await runs.ours.featureCosts();
       await runs.ours.services();

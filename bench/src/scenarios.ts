@@ -39,10 +39,16 @@ export interface Sizes {
   serviceRequests: number;
   /** Requests each service instance handles at once. */
   serviceConcurrency: number;
-  /** Sockets each of the pinned nodes takes in their connect storm (see pinned.ts). */
+  /** Sockets each of the pinned nodes takes in their connect storm (see turns.ts). */
   pinnedSockets: number;
   /** Messages the pinned nodes each take in their targeted burst. */
   pinnedMessages: number;
+  /** Sockets each stack's two nodes take together when the stacks take turns (see turns.ts). */
+  turnsSockets: number;
+  /** Messages each stack's two nodes take in their targeted burst, taking turns. */
+  turnsMessages: number;
+  /** Broadcasts to every socket each stack's two nodes take in their fanout burst, taking turns. */
+  turnsBroadcasts: number;
 }
 
 export const FULL_SIZES: Sizes = {
@@ -64,6 +70,9 @@ export const FULL_SIZES: Sizes = {
   serviceConcurrency: 64,
   pinnedSockets: 4000,
   pinnedMessages: 50_000,
+  turnsSockets: 4000,
+  turnsMessages: 50_000,
+  turnsBroadcasts: 40,
 };
 
 /** Each burst is preceded by 1/WARM_UP_SHARE of its messages, unmeasured. */
@@ -119,6 +128,9 @@ export const QUICK_SIZES: Sizes = {
   serviceConcurrency: 16,
   pinnedSockets: 100,
   pinnedMessages: 2000,
+  turnsSockets: 100,
+  turnsMessages: 2000,
+  turnsBroadcasts: 8,
 };
 
 /** One figure of one stack. `complete` is false when a run lost messages or connections. */
@@ -153,12 +165,21 @@ export interface Load {
 }
 
 /** Scenarios that can be picked with --only; the two-node connect storm runs with any of MAIN_SCENARIOS, as it connects their sockets. */
-export const SCENARIO_NAMES = ["storm", "targeted", "fanout", "raw", "http", "growth", "services", "pinned"] as const;
+export const SCENARIO_NAMES = ["storm", "targeted", "fanout", "raw", "http", "growth", "services", "pinned", "turns"] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 /** The scenarios of the two-node run that starts with the connect storm. */
 const MAIN_SCENARIOS: readonly ScenarioName[] = ["storm", "targeted", "fanout", "raw", "http"];
 
-/** The handshake measured on one node of each stack at once, bound to a core the load does not use (see pinned.ts). */
+/** Our three ways of publishing, compared with each other where they take turns on the same nodes. */
+type PathScenarios = Readonly<Record<"emitter" | "raw" | "http-batch", string>>;
+const pathScenarios = (prefix: string): PathScenarios =>
+  ({
+    emitter: `${prefix}: emitter`,
+    raw: `${prefix}: raw frames`,
+    "http-batch": `${prefix}: http publish, ${HTTP_BATCH} per request`,
+  }) satisfies Partial<Record<PublishMode, string>>;
+
+/** The handshake measured on one node of each stack at once, bound to a core the load does not use (see turns.ts). */
 export const PINNED_STORM = "connect storm, pinned nodes taking turns";
 /** The targeted burst on those nodes. */
 export const PINNED_TARGETED = "targeted, pinned nodes taking turns";
@@ -166,16 +187,82 @@ export const PINNED_TARGETED = "targeted, pinned nodes taking turns";
 export const PINNED_STORM_WITHOUT_PRESENCE = `${PINNED_STORM}, PRESENCE=0`;
 /**
  * Our emitter, raw-frame and HTTP batch paths on our pinned node, taking turns with each other batch
- * by batch, so that they are compared on the same node in the same minutes (see pinned.ts).
+ * by batch, so that they are compared on the same node in the same minutes (see turns.ts).
  */
 export const PINNED_PATHS = "publish paths, pinned node taking turns";
-export const PINNED_PATH_SCENARIOS = {
-  emitter: `${PINNED_PATHS}: emitter`,
-  raw: `${PINNED_PATHS}: raw frames`,
-  "http-batch": `${PINNED_PATHS}: http publish, ${HTTP_BATCH} per request`,
-} as const satisfies Partial<Record<PublishMode, string>>;
+export const PINNED_PATH_SCENARIOS = pathScenarios(PINNED_PATHS);
+
+/** The two-node storm, targeted and fanout bursts with both stacks' clusters up at once, taking the load by turns (see turns.ts). */
+export const TWO_NODE_STORM = "connect storm, two nodes taking turns";
+export const TWO_NODE_TARGETED = "targeted, two nodes taking turns";
+export const TWO_NODE_FANOUT = "fanout, two nodes taking turns";
+/** Our three publish paths taking turns on our two nodes. */
+export const TWO_NODE_PATHS = "publish paths, two nodes taking turns";
+export const TWO_NODE_PATH_SCENARIOS = pathScenarios(TWO_NODE_PATHS);
+
+/** What a run of the stacks taking turns measures, and the scenarios it records its figures under. */
+export interface TurnsLayout {
+  /** `pinned` or `turns`, as --only names it. */
+  name: ScenarioName;
+  /** Nodes of each stack, each with every socket of its stack spread over them. */
+  nodes: number;
+  /** Whether the nodes are bound to one core and the load to the other. */
+  pinned: boolean;
+  sockets: (sizes: Sizes) => number;
+  messages: (sizes: Sizes) => number;
+  /** Broadcasts to every socket of a stack; none without a fanout scenario. */
+  broadcasts: (sizes: Sizes) => number;
+  storm: string;
+  /** The storm again on a cluster of ours with PRESENCE=0, taking its turns with the others; null for none. */
+  stormWithoutPresence: string | null;
+  /** The targeted burst; its figures go under `${targeted}, burst`. */
+  targeted: string;
+  /** The fanout burst (`${fanout}, burst`), or null for none. */
+  fanout: string | null;
+  /** Our publish paths taking turns on our cluster, and the scenario of each. */
+  pathsName: string;
+  paths: PathScenarios;
+}
+
+export const PINNED_LAYOUT: TurnsLayout = {
+  name: "pinned",
+  nodes: 1,
+  pinned: true,
+  sockets: (sizes) => sizes.pinnedSockets,
+  messages: (sizes) => sizes.pinnedMessages,
+  broadcasts: () => 0,
+  storm: PINNED_STORM,
+  stormWithoutPresence: PINNED_STORM_WITHOUT_PRESENCE,
+  targeted: PINNED_TARGETED,
+  fanout: null,
+  pathsName: PINNED_PATHS,
+  paths: PINNED_PATH_SCENARIOS,
+};
+
+export const TWO_NODE_LAYOUT: TurnsLayout = {
+  name: "turns",
+  nodes: 2,
+  pinned: false,
+  sockets: (sizes) => sizes.turnsSockets,
+  messages: (sizes) => sizes.turnsMessages,
+  broadcasts: (sizes) => sizes.turnsBroadcasts,
+  storm: TWO_NODE_STORM,
+  stormWithoutPresence: null,
+  targeted: TWO_NODE_TARGETED,
+  fanout: TWO_NODE_FANOUT,
+  pathsName: TWO_NODE_PATHS,
+  paths: TWO_NODE_PATH_SCENARIOS,
+};
+
 /** Scenarios that only the gateway has: no plain figure, no ratio. */
-export const OURS_ONLY = [OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services", PINNED_STORM_WITHOUT_PRESENCE, PINNED_PATHS];
+export const OURS_ONLY = [
+  OURS_WITHOUT_PRESENCE,
+  OURS_WITH_LIFECYCLE,
+  "services",
+  PINNED_STORM_WITHOUT_PRESENCE,
+  PINNED_PATHS,
+  TWO_NODE_PATHS,
+];
 
 export interface RunOptions {
   /** Only these scenarios; null runs all. */
@@ -711,7 +798,7 @@ export class StackRun {
     return { published: run.published, receivers: run.receivers, complete };
   }
 
-  /** `users` defaults to the sockets of this run's own storm; another cluster (the pinned pair's) names its own. */
+  /** `users` defaults to the sockets of this run's own storm; another cluster (of the stacks taking turns) names its own. */
   private publishArgs(args: PublishRequest): PublishArgs {
     const maxMs = args.ratePerSecond === null ? 120_000 : (args.count / args.ratePerSecond) * 1000 + 30_000;
     return { users: this.users, ...args, site: SITE, maxMs };

@@ -29,6 +29,7 @@ describe("the bench command line", () => {
     [["--sockets", "-3"], "Option '--sockets' argument is ambiguous"],
     [["--socket", "5"], "Unknown option '--socket'"],
     [["--pinned-sockets", "0"], "--pinned-sockets must be a whole number of 1 or more, not 0"],
+    [["--turns-sockets", "x"], "--turns-sockets must be a whole number of 1 or more, not x"],
     [["--node-flags=--trace-gc trace-gc-verbose"], "--node-flags takes flags that start with --, not trace-gc-verbose"],
   ])(
     "refuses %j with exit code 2 and says why, before starting Redis",

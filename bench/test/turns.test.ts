@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { turnsOf } from "../src/pinned.js";
+import { turnsOf } from "../src/turns.js";
 
 /** Every turn of `batches` batches, one after the other. */
 const sequence = <T>(takers: readonly T[], round: number, batches: number) =>
@@ -13,7 +13,7 @@ const repeats = (turns: readonly string[]) => {
   return counts;
 };
 
-describe("the pinned scenario's turns", () => {
+describe("the turns of the scenarios taking turns", () => {
   it("with three takers, never gives one two turns in a row", () => {
     for (const round of [1, 2, 3, 4, 5]) expect(repeats(sequence(["plain", "ours", "ours-presence-0"], round, 8)).size).toBe(0);
   });

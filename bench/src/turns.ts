@@ -8,22 +8,18 @@ import type { Progress } from "./progress.js";
 import {
   type Load,
   NOTHING_SPENT,
-  PINNED_STORM,
-  PINNED_PATHS,
-  PINNED_PATH_SCENARIOS,
-  PINNED_STORM_WITHOUT_PRESENCE,
-  PINNED_TARGETED,
   SITE,
   type Sizes,
   type RunOptions,
   type Spent,
   type StackRun,
+  type TurnsLayout,
   WARM_UP_SHARE,
   addSpent,
   spentBetween,
 } from "./scenarios.js";
 
-/** The core the measured nodes share, and the one everything else is bound to. */
+/** With a pinned layout, the core the measured nodes share, and the one everything else is bound to. */
 const NODE_CPU = "0";
 const LOAD_CPU = "1";
 /** How many batches each stack's sockets and messages come in, the stacks taking turns. */
@@ -31,7 +27,7 @@ const BATCHES = 8;
 /** Handshakes in flight at once. */
 const CONCURRENCY = 100;
 
-/** One node with everything that loads it: its own Redis, a client pool, a publisher. */
+/** One cluster with everything that loads it: its own Redis, a client pool, a publisher. */
 interface Side {
   stack: Stack;
   /** The run its figures go to. */
@@ -40,71 +36,82 @@ interface Side {
   label: string;
   /** The scenario its storm is recorded under. */
   storm: string;
-  /** Whether it takes the targeted burst after the storm. */
-  targeted: boolean;
+  /** Whether it takes the bursts after the storm. */
+  bursts: boolean;
   redis: RedisServer;
   cluster: Cluster;
   load: Load & { clients: [Worker<ClientsApi>] };
 }
 
 /**
- * The connect storm and the targeted burst on one node of each stack at once, and the storm on a
- * third node of ours with PRESENCE=0, so that what counting presence costs is read as steadily as the
- * stacks' ratio (the two-node storms it is otherwise read from move by tens of percent). The nodes
- * are bound to core 0 and everything else — client pools, publishers, each node's own Redis — to
- * core 1, and the nodes take the load in turns, batch by batch. In the two-node scenarios the nodes,
- * the load and Redis share both cores, and the VM's own speed changes between the stacks' turns: a
- * round's ratio there moves by tens of percent. Here the load never runs on a measured node's core,
- * and a change of speed lasting longer than a batch falls on every node alike. Each node has its own
- * Redis, as both stacks use the adapter's channel names. Last, our node takes the same messages from
- * each of our publish paths in turns (publishPaths), for the raw-frame and HTTP targets.
+ * The connect storm and the bursts on a cluster of each stack at once — one node each, or two — taking
+ * the load in turns, batch by batch. In the two-node scenarios run one stack after the other, the VM's
+ * own speed changes between the stacks' turns, and where their full collections fall differs: a
+ * round's ratio there moves by tens of percent. Here a change of speed lasting longer than a batch
+ * falls on every cluster alike. Each cluster has its own Redis, as both stacks use the adapter's
+ * channel names.
+ *
+ * With the pinned layout the nodes are bound to core 0 and everything else — client pools,
+ * publishers, each cluster's own Redis — to core 1, so the load never runs on a measured node's core;
+ * a third node, of ours with PRESENCE=0, takes its turns in the storm, so that what counting presence
+ * costs is read as steadily as the stacks' ratio. With the two-node layout nothing is bound: the nodes
+ * share both cores with the load and Redis, as in the two-node scenarios, and a message for a user
+ * reaches both nodes of its stack, one of which holds the user's socket. Last, our cluster takes the
+ * same messages from each of our publish paths in turns (publishPaths), for the raw-frame and HTTP
+ * targets.
  */
-export async function pinnedPair(runs: StackRun[], sizes: Sizes, progress: Progress, round: number, options: RunOptions): Promise<void> {
+export async function takingTurns(
+  runs: StackRun[],
+  layout: TurnsLayout,
+  sizes: Sizes,
+  progress: Progress,
+  round: number,
+  options: RunOptions,
+): Promise<void> {
   const refuse = (why: string) => {
-    for (const run of runs) run.problems.push(`${run.stack} ${PINNED_STORM}: not measured: ${why}`);
+    for (const run of runs) run.problems.push(`${run.stack} ${layout.storm}: not measured: ${why}`);
   };
-  if (availableParallelism() < 2) return refuse("it needs 2 CPUs");
+  if (layout.pinned && availableParallelism() < 2) return refuse("it needs 2 CPUs");
   const redisServers: RedisServer[] = [];
   const workers: Worker<ClientsApi | PublisherApi>[] = [];
   const sides: Side[] = [];
   try {
-    const plan = runs.map((run) => ({ run, label: run.stack as string, storm: PINNED_STORM, targeted: true, env: {} }));
+    const plan = runs.map((run) => ({ run, label: run.stack as string, storm: layout.storm, bursts: true, env: {} }));
     const ours = runs.find((run) => run.stack === "ours");
-    if (ours)
-      plan.push({ run: ours, label: "ours, PRESENCE=0", storm: PINNED_STORM_WITHOUT_PRESENCE, targeted: false, env: { PRESENCE: "0" } });
-    for (const { run, label, storm, targeted, env } of plan) {
+    if (ours && layout.stormWithoutPresence !== null)
+      plan.push({ run: ours, label: "ours, PRESENCE=0", storm: layout.stormWithoutPresence, bursts: false, env: { PRESENCE: "0" } });
+    for (const { run, label, storm, bursts, env } of plan) {
       const redis = await startRedis();
       redisServers.push(redis);
-      const cluster = await startCluster(run.stack, 1, redis.url, { nodeFlags: options.nodeFlags, env });
+      const cluster = await startCluster(run.stack, layout.nodes, redis.url, { nodeFlags: options.nodeFlags, env });
       const load = {
         clients: [startWorker<ClientsApi>("load/clients")] as [Worker<ClientsApi>],
         publisher: startWorker<PublisherApi>("load/publisher"),
       };
       workers.push(load.clients[0], load.publisher);
-      sides.push({ stack: run.stack, run, label, storm, targeted, redis, cluster, load });
+      sides.push({ stack: run.stack, run, label, storm, bursts, redis, cluster, load });
       await load.publisher.call("open", { stack: run.stack, redisUrl: redis.url, httpUrls: cluster.urls, apiKey: BENCH_API_KEY });
     }
-    for (const side of sides) {
-      const loadPids = [side.redis.pid, side.load.clients[0].child.pid, side.load.publisher.child.pid];
-      const unpinned = side.cluster.pin(NODE_CPU) ?? loadPids.map((pid) => pinToCpus(pid, LOAD_CPU)).find((why) => why !== null) ?? null;
-      if (unpinned !== null) return refuse(`could not bind the processes to cores (${unpinned})`);
-    }
-    // With --profile, each node's profile spans both phases; it is idle while the other node takes its turn.
+    if (layout.pinned)
+      for (const side of sides) {
+        const loadPids = [side.redis.pid, side.load.clients[0].child.pid, side.load.publisher.child.pid];
+        const unpinned = side.cluster.pin(NODE_CPU) ?? loadPids.map((pid) => pinToCpus(pid, LOAD_CPU)).find((why) => why !== null) ?? null;
+        if (unpinned !== null) return refuse(`could not bind the processes to cores (${unpinned})`);
+      }
+    // With --profile, each node's profile spans every phase; it is idle while the others take their turns.
     const directory = options.profileDirectory;
     if (directory !== null) await Promise.all(sides.map((side) => side.cluster.profileStart(options.allocations)));
-    const { ready, users } = await storm(sides, sizes.pinnedSockets, round, progress);
-    await targeted(
-      sides.filter((side) => side.targeted),
-      new Set([...ready].filter((side) => side.targeted)),
-      users,
-      sizes.pinnedMessages,
-      round,
-      progress,
-    );
-    const oursSide = sides.find((side) => side.stack === "ours" && side.targeted);
-    if (oursSide && ready.has(oursSide)) await publishPaths(oursSide, users, sizes.pinnedMessages, round, progress);
+    const { ready, users } = await storm(sides, layout.sockets(sizes), round, progress);
+    const bursting = sides.filter((side) => side.bursts);
+    const readyToBurst = new Set([...ready].filter((side) => side.bursts));
+    const burst = { sides: bursting, ready: readyToBurst, users, round, progress };
+    await bursts(burst, layout.targeted, "user", layout.messages(sizes), 1);
+    // Every socket of a side is in its site: the unmeasured first ones too.
+    if (layout.fanout !== null) await bursts(burst, layout.fanout, "site", layout.broadcasts(sizes), users);
+    const oursSide = bursting.find((side) => side.stack === "ours");
+    if (oursSide && ready.has(oursSide)) await publishPaths(oursSide, layout, users, layout.messages(sizes), round, progress);
     if (directory !== null)
-      await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/pinned-${side.label.replace(/\W+/g, "-")}`)));
+      await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/${layout.name}-${side.label.replace(/\W+/g, "-")}`)));
   } finally {
     await Promise.allSettled(workers.map((worker) => worker.call("close", {}, 30_000)));
     await Promise.all(workers.map((worker) => worker.stop()));
@@ -159,7 +166,7 @@ async function storm(sides: Side[], count: number, round: number, progress: Prog
     const reply = await pool.call("connect", {}, 300_000);
     return { ...reply, spent: spentBetween(before, await side.cluster.usage()) };
   };
-  progress.line(`${names(sides)}: ${PINNED_STORM}, ${count} sockets each in ${BATCHES} batches by turns, after ${warmUp} unmeasured`);
+  progress.line(`${names(sides)}: ${sides[0]?.storm}, ${count} sockets each in ${BATCHES} batches by turns, after ${warmUp} unmeasured`);
   const totals = new Map(sides.map((side) => [side, { connected: 0, failed: 0, spent: NOTHING_SPENT, errors: [] as string[] }]));
   // The first handshakes run while V8 is still compiling the path: not counted, as for each burst.
   for (const side of sides) totals.get(side)!.failed += (await connect(side, 0, warmUp)).failed;
@@ -185,21 +192,28 @@ async function storm(sides: Side[], count: number, round: number, progress: Prog
   return { ready, users: warmUp + count };
 }
 
-/** The targeted burst, `messages` to each side's users by turns; a side whose storm fell short (not in `ready`) measures nothing. */
-async function targeted(
-  sides: Side[],
-  ready: ReadonlySet<Side>,
-  users: number,
-  messages: number,
-  round: number,
-  progress: Progress,
-): Promise<void> {
+/** The sides that take the bursts, those of them whose storm connected every socket, and those sockets' users. */
+interface BurstPlan {
+  sides: Side[];
+  ready: ReadonlySet<Side>;
+  users: number;
+  round: number;
+  progress: Progress;
+}
+
+/**
+ * A burst of `messages` to each side's users (`user`, each to one socket) or to its site (`site`, each
+ * to `perMessage` sockets), by turns, recorded under `${scenario}, burst`; a side whose storm fell
+ * short (not in `ready`) measures nothing.
+ */
+async function bursts(plan: BurstPlan, scenario: string, target: "user" | "site", messages: number, perMessage: number): Promise<void> {
+  const { sides, ready, users, round, progress } = plan;
   const bar = progress.bar(
-    `${names(ready)}: ${PINNED_TARGETED}, ${messages} messages each in ${BATCHES} bursts by turns`,
-    messages * ready.size,
+    `${names(ready)}: ${scenario}, ${messages} messages each (${perMessage} socket${perMessage === 1 ? "" : "s"} each) in ${BATCHES} bursts by turns`,
+    messages * perMessage * ready.size,
   );
   const publish = (side: Side, count: number) =>
-    side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target: "user", count, ratePerSecond: null, users }, count);
+    side.run.publishAndWait(side.cluster, side.load, { mode: "emitter", target, count, ratePerSecond: null, users }, count * perMessage);
   const totals = new Map(sides.map((side): [Side, Delivered] => [side, { delivered: 0, spent: NOTHING_SPENT, complete: ready.has(side) }]));
   for (const side of ready) await publish(side, Math.ceil(messages / WARM_UP_SHARE));
   let done = 0;
@@ -210,15 +224,14 @@ async function targeted(
       round,
     ),
     async (side, _offset, count) => {
-      if (!(await addBatch(totals.get(side)!, count, () => publish(side, count)))) return;
-      done += count;
+      if (!(await addBatch(totals.get(side)!, count, count * perMessage, () => publish(side, count)))) return;
+      done += count * perMessage;
       bar.update(done);
     },
   );
   bar.stop();
   // A side that delivered nothing divides by zero: record() keeps no figure that is not finite.
-  for (const [side, total] of totals)
-    side.run.recordDeliveryCost(`${PINNED_TARGETED}, burst`, total.spent, total.delivered, total.complete);
+  for (const [side, total] of totals) side.run.recordDeliveryCost(`${scenario}, burst`, total.spent, total.delivered, total.complete);
 }
 
 /** What a side, or a path, delivered over its batches, and the CPU it took. */
@@ -229,32 +242,40 @@ interface Delivered {
 }
 
 /**
- * Publishes one batch of `count` and adds it to `total`; false, publishing nothing, once `total` lost
- * messages: it has no figure to give, and sits out the rest.
+ * Publishes one batch of `count` messages, `expected` deliveries, and adds it to `total`; false,
+ * publishing nothing, once `total` lost messages: it has no figure to give, and sits out the rest.
  */
 async function addBatch(
   total: Delivered,
   count: number,
+  expected: number,
   publish: () => Promise<{ delivered: number; published: number; spent: Spent }>,
 ): Promise<boolean> {
   if (!total.complete) return false;
   const run = await publish();
   total.delivered += run.delivered;
   total.spent = addSpent(total.spent, run.spent);
-  total.complete &&= run.delivered === count && run.published === count;
+  total.complete &&= run.delivered === expected && run.published === count;
   return true;
 }
 
 /**
- * Our three ways of publishing, each `messages` to the node's users, taking turns on our pinned node
- * batch by batch. Compared with each other, they share the node, its heap and the minutes they run
- * in; in the two-node run each comes as one burst after the other, where a drift of the VM between
+ * Our three ways of publishing, each `messages` to the cluster's users, taking turns on our cluster
+ * batch by batch. Compared with each other, they share the nodes, their heaps and the minutes they
+ * run in; in the two-node run each comes as one burst after the other, where a drift of the VM between
  * bursts lands on one path alone.
  */
-async function publishPaths(side: Side, users: number, messages: number, round: number, progress: Progress): Promise<void> {
-  const modes = Object.keys(PINNED_PATH_SCENARIOS) as (keyof typeof PINNED_PATH_SCENARIOS)[];
+async function publishPaths(
+  side: Side,
+  { paths, pathsName }: Pick<TurnsLayout, "paths" | "pathsName">,
+  users: number,
+  messages: number,
+  round: number,
+  progress: Progress,
+): Promise<void> {
+  const modes = Object.keys(paths) as (keyof typeof paths)[];
   const bar = progress.bar(
-    `${side.label}: ${PINNED_PATHS}, ${messages} messages each by ${modes.join(", ")} in ${BATCHES} batches by turns`,
+    `${side.label}: ${pathsName}, ${messages} messages each by ${modes.join(", ")} in ${BATCHES} batches by turns`,
     messages * modes.length,
   );
   const publish = (mode: (typeof modes)[number], count: number) =>
@@ -263,11 +284,10 @@ async function publishPaths(side: Side, users: number, messages: number, round: 
   const totals = new Map(modes.map((mode): [typeof mode, Delivered] => [mode, { delivered: 0, spent: NOTHING_SPENT, complete: true }]));
   let done = 0;
   await byTurns(messages, turnsOf(modes, round), async (mode, _offset, count) => {
-    if (!(await addBatch(totals.get(mode)!, count, () => publish(mode, count)))) return;
+    if (!(await addBatch(totals.get(mode)!, count, count, () => publish(mode, count)))) return;
     done += count;
     bar.update(done);
   });
   bar.stop();
-  for (const [mode, total] of totals)
-    side.run.recordDeliveryCost(PINNED_PATH_SCENARIOS[mode], total.spent, total.delivered, total.complete);
+  for (const [mode, total] of totals) side.run.recordDeliveryCost(paths[mode], total.spent, total.delivered, total.complete);
 }
