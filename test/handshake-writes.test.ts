@@ -1,8 +1,10 @@
+import { readFileSync } from "node:fs";
 import { type Socket, connect } from "node:net";
 import jwt from "jsonwebtoken";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mintToken } from "./harness/clients.js";
+import { closeAllClients, connectUser, mintToken } from "./harness/clients.js";
 import { type GatewayProcess, TEST_SECRET, startGateway } from "./harness/gateway.js";
+import { waitFor } from "./harness/ports.js";
 import { upgradeRequest } from "./harness/raw.js";
 
 /** A client's WebSocket text frame: masked, as a client's must be (a zero key leaves the bytes as they are). */
@@ -115,5 +117,49 @@ describe("the writes of a WebSocket handshake", () => {
     } finally {
       for (const socket of sockets) socket.destroy();
     }
+  });
+});
+
+/** The write syscalls (write, writev…) a process has made so far, from Linux's /proc/<pid>/io. */
+function writeSyscalls(pid: number): number {
+  const line = /^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"));
+  if (!line) throw new Error(`no syscw in /proc/${pid}/io`);
+  return Number(line[1]);
+}
+
+describe("the writes of messages queued for a client", () => {
+  const API_KEY = "writes-test-api-key-of-at-least-32-chars";
+  let node: GatewayProcess;
+  beforeAll(async () => {
+    node = await startGateway({ API_KEYS: API_KEY });
+  });
+  afterAll(() => {
+    closeAllClients();
+    return node?.stop();
+  });
+
+  it("leave in one write once the one before is done, in order and complete", async () => {
+    const client = await connectUser(node.url, { sub: "backlog-1" });
+    const pid = node.child.pid!;
+    const count = 60;
+    const before = writeSyscalls(pid);
+    // One batch is published to the user's socket in one go: the first message is written at once,
+    // the rest wait in engine.io's queue until that write is done, then go out together.
+    const response = await fetch(`${node.url}/api/v1/publish/batch`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        messages: Array.from({ length: count }, (_, index) => ({ room: "user(backlog-1)", event: "m", data: index })),
+      }),
+    });
+    expect(response.status).toBe(202);
+    await waitFor("every message", () => (client.count("m") === count ? true : undefined));
+    const writes = writeSyscalls(pid) - before;
+    expect(client.received.filter((entry) => entry.event === "m").map((entry) => entry.args[0])).toEqual(
+      Array.from({ length: count }, (_, index) => index),
+    );
+    // The request's log line, the HTTP response, the first message and the queued rest: a few writes,
+    // not one per message.
+    expect(writes).toBeLessThan(10);
   });
 });

@@ -34,7 +34,7 @@ import type { PresenceTracker } from "./presence.js";
 import type { LifecycleLog } from "./lifecycle.js";
 import type { ServiceCalls } from "./service-calls.js";
 import { compilePatterns, createSubscriptionPolicy } from "./rooms.js";
-import { coalesceAcceptWrites, coalesceUpgradeWrites } from "./write-coalescing.js";
+import { coalesceAcceptWrites, coalesceBacklogWrites, coalesceUpgradeWrites } from "./write-coalescing.js";
 import { TurnQueue } from "./turn-queue.js";
 
 export interface TransportDeps {
@@ -138,6 +138,7 @@ export function createTransport(httpServer: HttpServer, deps: TransportDeps): Tr
   });
   io.engine.on("connection_error", (error: { req: IncomingMessage }) => admission.failed(error.req));
   coalesceUpgradeWrites(io.engine);
+  coalesceBacklogWrites(io.engine);
   // Every open connection, with its client's address and whether admission counted it under that address.
   const open = new Map<EngineConnection, { address: string; counted: boolean }>();
   const watch = createOutboundWatch<EngineConnection>(limits.clientMaxBufferBytes, (connection) => {

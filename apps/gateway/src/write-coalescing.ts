@@ -34,6 +34,12 @@ interface HoldableConnection {
 const held = new TurnQueue<NetSocket, HoldableConnection | null, HoldableTransport | null>(release);
 
 /**
+ * Sockets corked while a backlog of packets is written to them, released once the code that wrote
+ * them has returned: at the next microtask checkpoint, before any I/O.
+ */
+const backlogs = new TurnQueue<NetSocket, null, null>(uncork, queueMicrotask);
+
+/**
  * Holds a TCP socket's writes until the turn's work is done. With a connection, its transport was
  * marked busy: just before the writes go it is marked writable again and the connection's queue
  * flushed, so that what it queued meanwhile leaves with them.
@@ -80,6 +86,35 @@ export function coalesceAcceptWrites(connection: HoldableConnection): void {
   if (transport.name !== "websocket" || !transport.writable || !(socket instanceof NetSocket) || socket.destroyed) return;
   transport.writable = false;
   corkUntilIdle(socket, connection, transport);
+}
+
+function uncork(socket: NetSocket): void {
+  if (!socket.destroyed) socket.uncork();
+}
+
+/**
+ * The packets queued for a client while its previous write was under way, in one write. engine.io
+ * writes to a WebSocket one packet at a time and queues what comes meanwhile; once the write is done,
+ * it hands the whole queue to the transport, which gives ws one frame after another, each written
+ * with its own syscall. A node that takes a burst of broadcasts from Redis — many in one read — thus
+ * makes a syscall per socket and per message: corking the socket while the queue is handed over
+ * makes it one per socket. A packet alone goes out as before, and what is written, and its order, do
+ * not change. The engine's `flush` event comes just before the queue is handed over; one listener
+ * serves every connection.
+ */
+export function coalesceBacklogWrites(engine: {
+  on(event: "flush", listener: (connection: HoldableConnection, packets: readonly unknown[]) => void): unknown;
+}): void {
+  engine.on("flush", (connection, packets) => {
+    if (packets.length < 2) return;
+    const transport = connection.transport;
+    const socket = transport.socket?._socket;
+    if (transport.name !== "websocket" || !(socket instanceof NetSocket) || socket.destroyed) return;
+    // Corked already (a handshake's writes are held): whoever corked it releases the backlog with the rest.
+    if (socket.writableCorked > 0) return;
+    socket.cork();
+    backlogs.add(socket, null, null);
+  });
 }
 
 function flushHeld(connection: HoldableConnection, transport: HoldableTransport): void {
