@@ -37,7 +37,7 @@ const held = new TurnQueue<NetSocket, HoldableConnection | null, HoldableTranspo
  * Sockets corked while a backlog of packets is written to them, released once the code that wrote
  * them has returned: at the next microtask checkpoint, before any I/O.
  */
-const backlogs = new TurnQueue<NetSocket, null, null>(uncork, queueMicrotask);
+const backlogs = new TurnQueue<NetSocket, HoldableConnection | null, HoldableTransport | null>(release, queueMicrotask);
 
 /**
  * Holds a TCP socket's writes until the turn's work is done. With a connection, its transport was
@@ -86,10 +86,6 @@ export function coalesceAcceptWrites(connection: HoldableConnection): void {
   if (transport.name !== "websocket" || !transport.writable || !(socket instanceof NetSocket) || socket.destroyed) return;
   transport.writable = false;
   corkUntilIdle(socket, connection, transport);
-}
-
-function uncork(socket: NetSocket): void {
-  if (!socket.destroyed) socket.uncork();
 }
 
 /**
