@@ -149,7 +149,7 @@ async function byTurns<T>(
 const names = (sides: Iterable<Side>) => [...sides].map((side) => side.label).join(" and ");
 
 /**
- * Connects `count` sockets (after the unmeasured ones) to each side's node by turns. Returns the sides
+ * Connects `count` sockets (after the unmeasured ones) to each side's nodes by turns. Returns the sides
  * that connected them all, and how many users each of those holds: users 0 … users - 1.
  */
 async function storm(sides: Side[], count: number, round: number, progress: Progress): Promise<{ ready: Set<Side>; users: number }> {
