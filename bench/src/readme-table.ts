@@ -82,6 +82,16 @@ export function readmeTable(report: Report): string {
     const scenarios = [paths.emitter, paths.raw, paths["http-batch"]];
     return `| ${label === "" ? "" : `${label} `}| ${metric} | ${several(scenarios, metric, "ours", unit)} | – | raw ${against(paths.raw)}, HTTP ${against(paths["http-batch"])} our emitter path |`;
   };
+  /** A storm's rows: its CPU per connection, then what it allocated per connection, each with the rounds' ratios. */
+  const stormRows = (label: string, scenario: string) => [
+    both(label, "server CPU per connection", scenario, "server CPU per connection", "µs"),
+    both("", ALLOCATED_PER_CONNECTION, scenario, ALLOCATED_PER_CONNECTION, "KB"),
+  ];
+  /** A burst's rows: its CPU per delivery with the rounds' ratios, then what it allocated per delivery. */
+  const burstRows = (label: string, scenario: string) => [
+    both(label, "server CPU per delivery", scenario, "server CPU per delivery", "µs"),
+    both("", ALLOCATED_PER_DELIVERY, scenario, ALLOCATED_PER_DELIVERY, "B", ratioOnly(find(scenario, ALLOCATED_PER_DELIVERY))),
+  ];
   const addedRss = find(storm, ADDED_RSS_METRIC);
   const metricRatios = (scenario: string, metrics: readonly string[]) =>
     metrics.map((metric) => ratioOnly(find(scenario, metric))).join(" / ");
@@ -151,30 +161,9 @@ export function readmeTable(report: Report): string {
       ratioOnly(find(storm, "server CPU at rest, every socket connected")),
     ),
     `| | server CPU with LIFECYCLE_EVENTS=1 / with PRESENCE=0 | ${several([OURS_WITH_LIFECYCLE, OURS_WITHOUT_PRESENCE], "server CPU per connection", "ours", "µs")} | – | |`,
-    both(
-      `pinned nodes taking turns: connect storm, ${thousands(sizes.pinnedSockets)} sockets`,
-      "server CPU per connection",
-      PINNED_STORM,
-      "server CPU per connection",
-      "µs",
-    ),
-    both("", ALLOCATED_PER_CONNECTION, PINNED_STORM, ALLOCATED_PER_CONNECTION, "KB"),
+    ...stormRows(`pinned nodes taking turns: connect storm, ${thousands(sizes.pinnedSockets)} sockets`, PINNED_STORM),
     `| | server CPU per connection with PRESENCE=0 | ${figure(PINNED_STORM_WITHOUT_PRESENCE, "server CPU per connection", "ours", "µs")} | – | |`,
-    both(
-      `pinned nodes taking turns: targeted burst, ${thousands(sizes.pinnedMessages)} messages`,
-      "server CPU per delivery",
-      `${PINNED_TARGETED}, burst`,
-      "server CPU per delivery",
-      "µs",
-    ),
-    both(
-      "",
-      ALLOCATED_PER_DELIVERY,
-      `${PINNED_TARGETED}, burst`,
-      ALLOCATED_PER_DELIVERY,
-      "B",
-      ratioOnly(find(`${PINNED_TARGETED}, burst`, ALLOCATED_PER_DELIVERY)),
-    ),
+    ...burstRows(`pinned nodes taking turns: targeted burst, ${thousands(sizes.pinnedMessages)} messages`, `${PINNED_TARGETED}, burst`),
     pathsRow(
       PINNED_PATH_SCENARIOS,
       `pinned node taking turns: emitter / raw frames / HTTP batches of 100, ${thousands(sizes.pinnedMessages)} messages each`,
@@ -182,43 +171,11 @@ export function readmeTable(report: Report): string {
       "µs",
     ),
     pathsRow(PINNED_PATH_SCENARIOS, "", ALLOCATED_PER_DELIVERY, "B"),
-    both(
-      `two nodes taking turns: connect storm, ${thousands(sizes.turnsSockets)} sockets`,
-      "server CPU per connection",
-      TWO_NODE_STORM,
-      "server CPU per connection",
-      "µs",
-    ),
-    both("", ALLOCATED_PER_CONNECTION, TWO_NODE_STORM, ALLOCATED_PER_CONNECTION, "KB"),
-    both(
-      `two nodes taking turns: targeted burst, ${thousands(sizes.turnsMessages)} messages`,
-      "server CPU per delivery",
-      `${TWO_NODE_TARGETED}, burst`,
-      "server CPU per delivery",
-      "µs",
-    ),
-    both(
-      "",
-      ALLOCATED_PER_DELIVERY,
-      `${TWO_NODE_TARGETED}, burst`,
-      ALLOCATED_PER_DELIVERY,
-      "B",
-      ratioOnly(find(`${TWO_NODE_TARGETED}, burst`, ALLOCATED_PER_DELIVERY)),
-    ),
-    both(
+    ...stormRows(`two nodes taking turns: connect storm, ${thousands(sizes.turnsSockets)} sockets`, TWO_NODE_STORM),
+    ...burstRows(`two nodes taking turns: targeted burst, ${thousands(sizes.turnsMessages)} messages`, `${TWO_NODE_TARGETED}, burst`),
+    ...burstRows(
       `two nodes taking turns: fanout burst, ${thousands(sizes.turnsBroadcasts)} broadcasts to every socket`,
-      "server CPU per delivery",
       `${TWO_NODE_FANOUT}, burst`,
-      "server CPU per delivery",
-      "µs",
-    ),
-    both(
-      "",
-      ALLOCATED_PER_DELIVERY,
-      `${TWO_NODE_FANOUT}, burst`,
-      ALLOCATED_PER_DELIVERY,
-      "B",
-      ratioOnly(find(`${TWO_NODE_FANOUT}, burst`, ALLOCATED_PER_DELIVERY)),
     ),
     pathsRow(
       TWO_NODE_PATH_SCENARIOS,
