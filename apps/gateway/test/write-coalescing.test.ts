@@ -1,6 +1,6 @@
 import { EventEmitter, once } from "node:events";
 import { type AddressInfo, type Server, type Socket, createServer, connect } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { coalesceBacklogWrites } from "../src/write-coalescing.js";
 
 /** A real TCP connection on loopback: the node's end, and what its peer reads, chunk by chunk. */
@@ -50,7 +50,7 @@ describe("a queue of packets handed to a WebSocket at once", () => {
     expect(local.writableLength).toBe("one;two;three;".length);
     await nextMicrotask();
     expect(local.writableCorked).toBe(0);
-    await waitUntil(() => chunks.join("") === "one;two;three;");
+    await vi.waitFor(() => expect(chunks.join("")).toBe("one;two;three;"), { timeout: 2000 });
     expect(chunks).toEqual(["one;two;three;"]);
   });
 
@@ -88,11 +88,3 @@ describe("a queue of packets handed to a WebSocket at once", () => {
     }
   });
 });
-
-async function waitUntil(check: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
