@@ -27,6 +27,7 @@ import {
   TWO_NODE_PATH_SCENARIOS,
   TWO_NODE_STORM,
   TWO_NODE_TARGETED,
+  takesTurns,
 } from "./scenarios.js";
 import { median, round } from "./stats.js";
 
@@ -253,20 +254,14 @@ export function isPublishedRun(run: RunKind): boolean {
 }
 
 /**
- * How a target is read from a row's rounds. `medians`: the ratio of the two stacks' medians, as the
- * row shows it. `rounds`: the median of the rounds' own ratios, for the layouts taking turns (see
- * turns.ts), where each round compares the two sides batch by batch in the same minutes and the
- * VM's speed, which moves between rounds, falls on both alike; two medians taken from different
- * rounds would bring that drift back (both may fall in the one slowest or fastest round).
- */
-type Reading = "medians" | "rounds";
-
-/**
- * A target's figure: `ofMedians` or, read by rounds, the median of `perRound`; the text shows the
- * other with it, and the rounds' spread.
+ * A target's figure, read from the rows it compares. Where they come from a layout taking turns (see
+ * turns.ts), it is the median of the rounds' own figures (`perRound`): each round there compares the
+ * two sides batch by batch in the same minutes, and the VM's speed, which moves between rounds, falls
+ * on both alike, where two medians taken from different rounds would bring that drift back (both may
+ * fall in the one slowest or fastest round); `ofMedians` is shown with it. Elsewhere it is `ofMedians`.
  */
 function reading(
-  how: Reading,
+  scenarios: readonly (ResultRow | undefined)[],
   ofMedians: number | null,
   perRound: number[],
   unit: string,
@@ -274,21 +269,22 @@ function reading(
 ): { value: number | null; measured: string } {
   if (ofMedians === null) return { value: null, measured: "not measured" };
   const range = extremes(perRound);
-  // With one round there is nothing to take the median of.
-  if (how === "medians" || perRound.length < 2) return { value: ofMedians, measured: `${ofMedians}${unit}${label}${spread(range, unit)}` };
+  const byRounds = scenarios.every((row) => row !== undefined && takesTurns(row.scenario));
+  // With one round there is no spread, and nothing to take the median of.
+  if (!byRounds || range === null) return { value: ofMedians, measured: `${ofMedians}${unit}${label}${spread(range, unit)}` };
   const value = round(median(perRound));
   return {
     value,
-    measured: `${value}${unit}${label}, median of the rounds' own (rounds ${range![0]}–${range![1]}${unit}; from the medians ${ofMedians}${unit})`,
+    measured: `${value}${unit}${label}, median of the rounds' own (rounds ${range[0]}–${range[1]}${unit}; from the medians ${ofMedians}${unit})`,
   };
 }
 
 /** The goals the gateway is held to, checked against this run. */
 export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   const checks: TargetCheck[] = [];
-  const ratioAtMost = (target: string, row: ResultRow | undefined, limit: number, how: Reading = "medians") => {
+  const ratioAtMost = (target: string, row: ResultRow | undefined, limit: number) => {
     const ratios = row?.ratio == null ? [] : roundRatios(row.rounds.ours, row.rounds.plain);
-    const { value, measured } = reading(how, row?.ratio ?? null, ratios, "×");
+    const { value, measured } = reading([row], row?.ratio ?? null, ratios, "×");
     checks.push({
       target,
       measured,
@@ -306,13 +302,11 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     "connect storm on pinned nodes taking turns ≤ 1.1× (server CPU per connection)",
     find(rows, (s) => s === PINNED_STORM, "server CPU per connection"),
     1.1,
-    "rounds",
   );
   ratioAtMost(
     "connect storm on two nodes taking turns ≤ 1.1× (server CPU per connection)",
     find(rows, (s) => s === TWO_NODE_STORM, "server CPU per connection"),
     1.1,
-    "rounds",
   );
   ratioAtMost(
     "fanout ≤ 1.0× (server CPU per delivery)",
@@ -323,7 +317,6 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     "fanout on two nodes taking turns ≤ 1.0× (server CPU per delivery)",
     find(rows, (s) => s === `${TWO_NODE_FANOUT}, burst`, "server CPU per delivery"),
     1.0,
-    "rounds",
   );
   ratioAtMost(
     "targeted at 2 nodes ≤ 1.0× (server CPU per delivery)",
@@ -334,7 +327,6 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     "targeted at 2 nodes taking turns ≤ 1.0× (server CPU per delivery)",
     find(rows, (s) => s === `${TWO_NODE_TARGETED}, burst`, "server CPU per delivery"),
     1.0,
-    "rounds",
   );
   ratioAtMost(
     "p99 at a steady 2,000 targeted msgs/s ≤ 1.0×",
@@ -356,17 +348,11 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   );
   // What a setting adds to the storm, in percent of the storm without it. Each round runs both
   // storms, so a round's own share is free of the drift between rounds.
-  const addedShare = (
-    target: string,
-    withIt: ResultRow | undefined,
-    withoutIt: ResultRow | undefined,
-    limitPercent: number | null,
-    how: Reading = "medians",
-  ) => {
+  const addedShare = (target: string, withIt: ResultRow | undefined, withoutIt: ResultRow | undefined, limitPercent: number | null) => {
     const { ratio, ratios } = oursAgainst(withIt, withoutIt);
     const percent = (value: number) => round((value - 1) * 100);
     const shares = ratios.map(percent);
-    const { value: share, measured } = reading(how, ratio === null ? null : percent(ratio), shares, "%");
+    const { value: share, measured } = reading([withIt, withoutIt], ratio === null ? null : percent(ratio), shares, "%");
     checks.push({
       target,
       measured,
@@ -387,7 +373,6 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     find(rows, (s) => s === PINNED_STORM, "server CPU per connection"),
     find(rows, (s) => s === PINNED_STORM_WITHOUT_PRESENCE, "server CPU per connection"),
     10,
-    "rounds",
   );
   // No target: what LIFECYCLE_EVENTS=1 costs is shown so an operator can weigh it.
   addedShare(
@@ -396,19 +381,18 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     storm,
     null,
   );
-  const versusEmitter = (
-    target: string,
-    scenario: string,
-    limit: number,
-    emitterScenario = "targeted, burst",
-    how: Reading = "medians",
-  ) => {
-    const against = oursAgainst(
-      find(rows, (s) => s === scenario, "server CPU per delivery"),
-      find(rows, (s) => s === emitterScenario, "server CPU per delivery"),
-    );
+  const versusEmitter = (target: string, scenario: string, limit: number, emitterScenario = "targeted, burst") => {
+    const path = find(rows, (s) => s === scenario, "server CPU per delivery");
+    const emitter = find(rows, (s) => s === emitterScenario, "server CPU per delivery");
+    const against = oursAgainst(path, emitter);
     const { ratios } = against;
-    const { value: ratio, measured } = reading(how, against.ratio === null ? null : round(against.ratio), ratios, "×", " our emitter path");
+    const { value: ratio, measured } = reading(
+      [path, emitter],
+      against.ratio === null ? null : round(against.ratio),
+      ratios,
+      "×",
+      " our emitter path",
+    );
     checks.push({
       target,
       measured,
@@ -423,14 +407,12 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     PINNED_PATH_SCENARIOS.raw,
     1.0,
     PINNED_PATH_SCENARIOS.emitter,
-    "rounds",
   );
   versusEmitter(
     "raw frames on two nodes, the paths taking turns ≤ the emitter path (server CPU per delivery)",
     TWO_NODE_PATH_SCENARIOS.raw,
     1.0,
     TWO_NODE_PATH_SCENARIOS.emitter,
-    "rounds",
   );
   versusEmitter("HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), batches", "http publish, 100 per request, burst", 1.5);
   versusEmitter(
@@ -438,14 +420,12 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     PINNED_PATH_SCENARIOS["http-batch"],
     1.5,
     PINNED_PATH_SCENARIOS.emitter,
-    "rounds",
   );
   versusEmitter(
     "HTTP publish on two nodes, the paths taking turns ≤ 1.5× the emitter path (server CPU per delivery), batches",
     TWO_NODE_PATH_SCENARIOS["http-batch"],
     1.5,
     TWO_NODE_PATH_SCENARIOS.emitter,
-    "rounds",
   );
   versusEmitter(
     "HTTP publish ≤ 1.5× the emitter path (server CPU per delivery), one message per request",

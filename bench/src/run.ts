@@ -19,14 +19,13 @@ import type { Stack } from "./cluster.js";
 import {
   FULL_SIZES,
   OURS_ONLY,
-  PINNED_LAYOUT,
+  TURNS_LAYOUTS,
   QUICK_SIZES,
   type RunOptions,
   SCENARIO_NAMES,
   type ScenarioName,
   type Sizes,
   StackRun,
-  TWO_NODE_LAYOUT,
 } from "./scenarios.js";
 
 const USAGE = `npm run bench [-- options]
@@ -142,7 +141,7 @@ try {
     // it (a warm or busy machine, memory the kernel has yet to reclaim) falls on each stack alike.
     const order = round % 2 === 1 ? stacks : [...stacks].reverse();
     for (const stack of order) await runs[stack].mainScenarios();
-    for (const layout of [PINNED_LAYOUT, TWO_NODE_LAYOUT])
+    for (const layout of TURNS_LAYOUTS)
       if (only === null || only.has(layout.name))
         await takingTurns(
           stacks.map((stack) => runs[stack]),

@@ -254,6 +254,16 @@ export const TWO_NODE_LAYOUT: TurnsLayout = {
   paths: TWO_NODE_PATH_SCENARIOS,
 };
 
+/** Every layout taking turns, in the order a run takes them. */
+export const TURNS_LAYOUTS: readonly TurnsLayout[] = [PINNED_LAYOUT, TWO_NODE_LAYOUT];
+
+/** Whether a scenario's figures come from a layout taking turns (its storm, bursts or publish paths). */
+export function takesTurns(scenario: string): boolean {
+  return TURNS_LAYOUTS.some((layout) =>
+    [layout.storm, layout.targeted, layout.fanout, layout.pathsName].some((name) => name !== null && scenario.startsWith(name)),
+  );
+}
+
 /** Scenarios that only the gateway has: no plain figure, no ratio. */
 export const OURS_ONLY = [
   OURS_WITHOUT_PRESENCE,
