@@ -33,6 +33,9 @@ const measured = (scenario: string, metric: string, value: number | null, comple
 /** One measurement a round, in the order of the rounds. */
 const byRound = (scenario: string, metric: string, values: number[]): Measurement[] =>
   values.map((value) => measured(scenario, metric, value));
+/** A scenario's CPU per connection, and per delivery, one figure a round. */
+const connections = (scenario: string, values: number[]) => byRound(scenario, "server CPU per connection", values);
+const cpu = (scenario: string, values: number[]) => byRound(scenario, "server CPU per delivery", values);
 
 describe("the report", () => {
   it("is published, with the README's table, only from a full run of both stacks, every scenario and the nodes unchanged", () => {
@@ -104,7 +107,7 @@ describe("the report", () => {
   });
 
   it("pairs each round's figures: the spread of the rounds' own ratios, and in how many rounds a target was met", () => {
-    const storm = (values: number[]) => byRound("connect storm", "server CPU per connection", values);
+    const storm = (values: number[]) => connections("connect storm", values);
     // The machine slows down from round to round; each round's ratio stays close to 1.2.
     const rows = combine(storm([120, 240, 360]), storm([100, 200, 290]));
     expect(rows[0]).toMatchObject({
@@ -212,16 +215,15 @@ describe("the report", () => {
   });
 
   it("gives what presence and lifecycle records add to the storm per round, and judges only presence", () => {
-    const storm = (scenario: string, values: number[]) => byRound(scenario, "server CPU per connection", values);
     const rows = combine(
       [
-        ...storm("connect storm", [110, 120, 100]),
-        ...storm("connect storm, PRESENCE=0", [100, 100, 100]),
-        ...storm("connect storm, LIFECYCLE_EVENTS=1", [121, 120, 105]),
-        ...storm(PINNED_STORM, [104, 103, 112]),
-        ...storm(PINNED_STORM_WITHOUT_PRESENCE, [100, 100, 100]),
+        ...connections("connect storm", [110, 120, 100]),
+        ...connections("connect storm, PRESENCE=0", [100, 100, 100]),
+        ...connections("connect storm, LIFECYCLE_EVENTS=1", [121, 120, 105]),
+        ...connections(PINNED_STORM, [104, 103, 112]),
+        ...connections(PINNED_STORM_WITHOUT_PRESENCE, [100, 100, 100]),
       ],
-      [...storm("connect storm", [100, 100, 100]), ...storm(PINNED_STORM, [90, 90, 90])],
+      [...connections("connect storm", [100, 100, 100]), ...connections(PINNED_STORM, [90, 90, 90])],
     );
     const checks = checkTargets(rows);
     // Each round's storm with presence against the same round's without, on pinned nodes as on two.
@@ -246,7 +248,6 @@ describe("the report", () => {
   });
 
   it("checks raw frames and HTTP batches on the pinned node against the emitter batches that took turns with them there", () => {
-    const cpu = (scenario: string, values: number[]) => byRound(scenario, "server CPU per delivery", values);
     const rows = combine(
       [
         // The two-node emitter burst is far cheaper: the pinned paths must not be judged against it.
@@ -273,8 +274,6 @@ describe("the report", () => {
   });
 
   it("checks the two nodes taking turns against their own rows: storm, targeted, fanout, and our paths against their emitter batches", () => {
-    const cpu = (scenario: string, values: number[]) => byRound(scenario, "server CPU per delivery", values);
-    const connections = (scenario: string, values: number[]) => byRound(scenario, "server CPU per connection", values);
     const rows = combine(
       [
         // The two-node runs one stack after the other: ours far dearer there, to show it is not what is read.
@@ -322,7 +321,6 @@ describe("the report", () => {
   });
 
   it("reads a layout taking turns by the median of its rounds' own ratios, and one stack after the other by the ratio of the medians", () => {
-    const connections = (scenario: string, values: number[]) => byRound(scenario, "server CPU per connection", values);
     // Both stacks' medians fall in the second round, the one whose own ratio is the highest.
     const ours = [100, 116, 140];
     const plain = [95, 100, 135];
