@@ -30,6 +30,7 @@ import {
   takesTurns,
 } from "./scenarios.js";
 import { median, round } from "./stats.js";
+import { VARIANT_BUILD } from "./variant.js";
 
 /** One line of the results: a figure of both stacks and ours/plain. */
 export interface ResultRow {
@@ -67,6 +68,30 @@ export interface Report {
   results: ResultRow[];
   targets: TargetCheck[];
   problems: string[];
+  /** With --variant: ours against the cluster of another checkout's gateway that took turns with it. */
+  variant?: VariantReport;
+}
+
+export interface VariantReport {
+  /** The other checkout, and the commits of both (`git describe --always --dirty`; null outside git). */
+  checkout: string;
+  commit: string | null;
+  oursCommit: string | null;
+  comparison: VariantComparison[];
+}
+
+/** One figure of ours beside the same figure of the variant build, measured in the same rounds by turns. */
+export interface VariantComparison {
+  /** The scenario of ours; the variant's is the same with VARIANT_BUILD. */
+  scenario: string;
+  metric: string;
+  unit: string;
+  ours: number | null;
+  variant: number | null;
+  /** The median of the rounds' own ratios ours / variant; null where no round had both figures. */
+  ratio: number | null;
+  /** The lowest and highest of those ratios; null with fewer than two. */
+  ratioRange: [number, number] | null;
 }
 
 export interface TargetCheck {
@@ -234,6 +259,32 @@ export function missingCompanions(rows: readonly ResultRow[]): string[] {
   return missing;
 }
 
+/**
+ * Ours against the variant build, figure by figure: every row measured on the variant's cluster
+ * beside the same row of ours. The rounds' own ratios are taken, as on every layout taking turns, so
+ * that a drift of the machine between rounds falls on both builds alike.
+ */
+export function againstVariant(rows: readonly ResultRow[]): VariantComparison[] {
+  const comparisons: VariantComparison[] = [];
+  for (const variant of rows) {
+    if (!variant.scenario.includes(VARIANT_BUILD)) continue;
+    const scenario = variant.scenario.replace(VARIANT_BUILD, "");
+    const ours = rows.find((row) => row.scenario === scenario && row.metric === variant.metric);
+    if (ours === undefined) continue;
+    const ratios = roundRatios(ours.rounds.ours, variant.rounds.ours);
+    comparisons.push({
+      scenario,
+      metric: variant.metric,
+      unit: variant.unit,
+      ours: ours.ours,
+      variant: variant.ours,
+      ratio: ratios.length === 0 ? null : round(median(ratios)),
+      ratioRange: ratios.length < 2 ? null : extremes(ratios),
+    });
+  }
+  return comparisons;
+}
+
 /** How a run was asked for, as far as where its results go depends on it. */
 export interface RunKind {
   quick: boolean;
@@ -243,6 +294,8 @@ export interface RunKind {
   profile: boolean;
   /** Flags handed to the server nodes with --node-flags. */
   nodeFlags: readonly string[];
+  /** The checkout given with --variant, or null. */
+  variant: string | null;
 }
 
 /**
@@ -250,7 +303,7 @@ export interface RunKind {
  * replaces the published results and the README's tables; any other goes to results/partial/.
  */
 export function isPublishedRun(run: RunKind): boolean {
-  return !run.quick && run.only === null && run.stacks.length === 2 && !run.profile && run.nodeFlags.length === 0;
+  return !run.quick && run.only === null && run.stacks.length === 2 && !run.profile && run.nodeFlags.length === 0 && run.variant === null;
 }
 
 /**
@@ -497,8 +550,25 @@ export function markdown(report: Report): string {
     "",
     targetsTable(report),
   ];
+  if (report.variant !== undefined) lines.push("", variantSection(report.variant));
   if (report.problems.length > 0) lines.push("", "## Problems in this run", "", ...report.problems.map((problem) => `- ${problem}`));
   return `${lines.join("\n")}\n`;
+}
+
+function variantSection(variant: VariantReport): string {
+  return [
+    "## Against the variant build",
+    "",
+    `Ours (${variant.oursCommit ?? "not in git"}) against the gateway of ${variant.checkout} (${variant.commit ?? "not in git"}), its cluster taking its turns with the others batch by batch.`,
+    "The ratio is ours / variant, the median of the rounds' own ratios; in brackets, the lowest and highest of them. Two builds alike differ by several percent in a round: only the median of several rounds says anything.",
+    "",
+    "| Scenario | Metric | Ours | Variant | Ratio |",
+    "| --- | --- | ---: | ---: | ---: |",
+    ...variant.comparison.map(
+      (row) =>
+        `| ${row.scenario} | ${row.metric} (${row.unit}) | ${cell(row.ours)} | ${cell(row.variant)} | ${cell(row.ratio, "×")}${row.ratioRange === null ? "" : ` (${row.ratioRange[0]}–${row.ratioRange[1]})`} |`,
+    ),
+  ].join("\n");
 }
 
 async function svg(spec: TopLevelSpec): Promise<string> {

@@ -4,9 +4,11 @@ import { parseArgs } from "node:util";
 import { startRedis } from "@switchboard/e2e/harness/redis";
 import { README_PATH, writeReadmeTables } from "./readme-table.js";
 import { takingTurns } from "./turns.js";
+import { describeCheckout, variantCheckout } from "./variant.js";
 import { Progress } from "./progress.js";
 import {
   type Report,
+  againstVariant,
   checkTargets,
   combine,
   isPublishedRun,
@@ -18,7 +20,7 @@ import {
 import type { Stack } from "./cluster.js";
 import {
   FULL_SIZES,
-  OURS_ONLY,
+  isOursOnly,
   TURNS_LAYOUTS,
   QUICK_SIZES,
   type RunOptions,
@@ -48,6 +50,9 @@ const USAGE = `npm run bench [-- options]
                       included) instead of CPU time, as <phase>-<stack>-<node>.heapprofile
   --node-flags <flags> Node/V8 flags for the server nodes of both stacks, space-separated (for
                       example --node-flags=--trace-gc: each node prints its collections)
+  --variant <dir>     another checkout of this repository, installed and built: on the layouts
+                      taking turns (pinned, turns) a cluster of its gateway takes its turns beside
+                      ours, and the report gives ours against it, round by round
   --help`;
 
 const OPTIONS = {
@@ -64,6 +69,7 @@ const OPTIONS = {
   profile: { type: "boolean", default: false },
   allocations: { type: "boolean", default: false },
   "node-flags": { type: "string" },
+  variant: { type: "string" },
   help: { type: "boolean", default: false },
 } as const;
 
@@ -101,6 +107,9 @@ const stacks: Stack[] = options.stack === undefined ? ["plain", "ours"] : [optio
 if (options.allocations && !options.profile) fail("--allocations goes with --profile");
 const nodeFlags = options["node-flags"]?.split(" ").filter((flag) => flag.length > 0) ?? [];
 for (const flag of nodeFlags) if (!flag.startsWith("--")) fail(`--node-flags takes flags that start with --, not ${flag}`);
+if (options.variant !== undefined && !stacks.includes("ours")) fail("--variant goes with our stack");
+const variant = options.variant === undefined ? null : variantCheckout(options.variant, process.env.INIT_CWD ?? process.cwd());
+if (variant !== null && "problem" in variant) fail(variant.problem);
 
 const base = options.quick ? QUICK_SIZES : FULL_SIZES;
 const sizes: Sizes = {
@@ -127,6 +136,7 @@ const runOptions: RunOptions = {
   profileDirectory,
   allocations: options.allocations,
   nodeFlags,
+  variant: variant?.checkout ?? null,
 };
 const runs = {
   plain: new StackRun("plain", sizes, redis.url, progress, runOptions),
@@ -173,7 +183,14 @@ const report: Report = {
   targets: options.quick ? [] : checkTargets(results),
   problems: [...runs.plain.problems, ...runs.ours.problems],
 };
-const published = isPublishedRun({ quick: options.quick, only, stacks, profile: options.profile, nodeFlags });
+if (variant !== null)
+  report.variant = {
+    checkout: variant.checkout,
+    commit: describeCheckout(variant.checkout),
+    oursCommit: describeCheckout(fileURLToPath(new URL("../..", import.meta.url))),
+    comparison: againstVariant(results),
+  };
+const published = isPublishedRun({ quick: options.quick, only, stacks, profile: options.profile, nodeFlags, variant: runOptions.variant });
 const directory = fileURLToPath(new URL(published ? "../results/" : "../results/partial/", import.meta.url));
 const files = await writeReport(directory, report);
 if (published) {
@@ -185,9 +202,7 @@ process.stdout.write(`\n${readFileSync(files[1]!, "utf8")}\nwritten: ${files.joi
 
 if (options.quick) {
   // The quick run exists so that the suite cannot rot: every figure must be there for both stacks.
-  const missing = results.filter(
-    (row) => row.ours === null || (row.plain === null && !OURS_ONLY.some((name) => row.scenario.startsWith(name))),
-  );
+  const missing = results.filter((row) => row.ours === null || (row.plain === null && !isOursOnly(row.scenario)));
   const failures = [
     ...report.problems,
     ...missing.map((row) => `no figure for ${row.scenario} / ${row.metric}`),

@@ -9,6 +9,7 @@ import { now } from "./load/clock.js";
 import { HTTP_BATCH, type PublishArgs, type PublisherApi, type PublishMode } from "./load/publisher.js";
 import type { Progress } from "./progress.js";
 import { leastSquaresSlope, median, percentile, sortedSamples } from "./stats.js";
+import { VARIANT_BUILD } from "./variant.js";
 
 /** The size knobs of every scenario. */
 export interface Sizes {
@@ -265,14 +266,12 @@ export function takesTurns(scenario: string): boolean {
 }
 
 /** Scenarios that only the gateway has: no plain figure, no ratio. */
-export const OURS_ONLY = [
-  OURS_WITHOUT_PRESENCE,
-  OURS_WITH_LIFECYCLE,
-  "services",
-  PINNED_STORM_WITHOUT_PRESENCE,
-  PINNED_PATHS,
-  TWO_NODE_PATHS,
-];
+const OURS_ONLY = [OURS_WITHOUT_PRESENCE, OURS_WITH_LIFECYCLE, "services", PINNED_STORM_WITHOUT_PRESENCE, PINNED_PATHS, TWO_NODE_PATHS];
+
+/** Whether a scenario is measured on the gateway alone: a setting, a path or a build of ours that the plain stack has no counterpart for. */
+export function isOursOnly(scenario: string): boolean {
+  return OURS_ONLY.some((name) => scenario.startsWith(name)) || scenario.includes(VARIANT_BUILD);
+}
 
 export interface RunOptions {
   /** Only these scenarios; null runs all. */
@@ -283,6 +282,8 @@ export interface RunOptions {
   allocations: boolean;
   /** Node and V8 flags for the server nodes of both stacks, never for the load (`--node-flags`). */
   nodeFlags: readonly string[];
+  /** Another checkout whose gateway takes its turns beside ours on the layouts taking turns (`--variant`); null for none. */
+  variant: string | null;
 }
 
 export class StackRun {

@@ -5,6 +5,7 @@ import { type Worker, pinToCpus, startWorker } from "./workers.js";
 import type { ClientsApi } from "./load/clients.js";
 import type { PublisherApi } from "./load/publisher.js";
 import type { Progress } from "./progress.js";
+import { VARIANT_BUILD, VARIANT_CHECKOUT_ENV } from "./variant.js";
 import {
   type Load,
   NOTHING_SPENT,
@@ -38,6 +39,8 @@ interface Side {
   storm: string;
   /** Whether it takes the bursts after the storm. */
   bursts: boolean;
+  /** Added to the scenarios of its bursts: VARIANT_BUILD on the cluster of the variant build, else nothing. */
+  suffix: string;
   redis: RedisServer;
   cluster: Cluster;
   load: Load & { clients: [Worker<ClientsApi>] };
@@ -54,7 +57,9 @@ interface Side {
  * With the pinned layout the nodes are bound to core 0 and everything else — client pools,
  * publishers, each cluster's own Redis — to core 1, so the load never runs on a measured node's core;
  * a third node, of ours with PRESENCE=0, takes its turns in the storm, so that what counting presence
- * costs is read as steadily as the stacks' ratio. With the two-node layout nothing is bound: the nodes
+ * costs is read as steadily as the stacks' ratio. With --variant, on either layout, a cluster of ours
+ * built from another checkout takes its turns in everything but the publish paths, its figures going
+ * under the same scenarios with VARIANT_BUILD. With the two-node layout nothing is bound: the nodes
  * share both cores with the load and Redis, as in the two-node scenarios, and a message for a user
  * reaches both nodes of its stack, one of which holds the user's socket. Last, our cluster takes the
  * same messages from each of our publish paths in turns (publishPaths), for the raw-frame and HTTP
@@ -76,11 +81,27 @@ export async function takingTurns(
   const workers: Worker<ClientsApi | PublisherApi>[] = [];
   const sides: Side[] = [];
   try {
-    const plan = runs.map((run) => ({ run, label: run.stack as string, storm: layout.storm, bursts: true, env: {} }));
+    const plan = runs.map((run) => ({ run, label: run.stack as string, storm: layout.storm, bursts: true, suffix: "", env: {} }));
     const ours = runs.find((run) => run.stack === "ours");
     if (ours && layout.stormWithoutPresence !== null)
-      plan.push({ run: ours, label: "ours, PRESENCE=0", storm: layout.stormWithoutPresence, bursts: false, env: { PRESENCE: "0" } });
-    for (const { run, label, storm, bursts, env } of plan) {
+      plan.push({
+        run: ours,
+        label: "ours, PRESENCE=0",
+        storm: layout.stormWithoutPresence,
+        bursts: false,
+        suffix: "",
+        env: { PRESENCE: "0" },
+      });
+    if (ours && options.variant !== null)
+      plan.push({
+        run: ours,
+        label: "ours, variant build",
+        storm: `${layout.storm}${VARIANT_BUILD}`,
+        bursts: true,
+        suffix: VARIANT_BUILD,
+        env: { [VARIANT_CHECKOUT_ENV]: options.variant },
+      });
+    for (const { run, label, storm, bursts, suffix, env } of plan) {
       const redis = await startRedis();
       redisServers.push(redis);
       const cluster = await startCluster(run.stack, layout.nodes, redis.url, { nodeFlags: options.nodeFlags, env });
@@ -89,7 +110,7 @@ export async function takingTurns(
         publisher: startWorker<PublisherApi>("load/publisher"),
       };
       workers.push(load.clients[0], load.publisher);
-      sides.push({ stack: run.stack, run, label, storm, bursts, redis, cluster, load });
+      sides.push({ stack: run.stack, run, label, storm, bursts, suffix, redis, cluster, load });
       await load.publisher.call("open", { stack: run.stack, redisUrl: redis.url, httpUrls: cluster.urls, apiKey: BENCH_API_KEY });
     }
     if (layout.pinned)
@@ -108,7 +129,7 @@ export async function takingTurns(
     await bursts(burst, layout.targeted, "user", layout.messages(sizes), 1);
     // Every socket of a side is in its site: the unmeasured first ones too.
     if (layout.fanout !== null) await bursts(burst, layout.fanout, "site", layout.broadcasts(sizes), users);
-    const oursSide = bursting.find((side) => side.stack === "ours");
+    const oursSide = bursting.find((side) => side.stack === "ours" && side.suffix === "");
     if (oursSide && ready.has(oursSide)) await publishPaths(oursSide, layout, users, layout.messages(sizes), round, progress);
     if (directory !== null)
       await Promise.all(sides.map((side) => side.cluster.profileStop(`${directory}/${layout.name}-${side.label.replace(/\W+/g, "-")}`)));
@@ -203,7 +224,7 @@ interface BurstPlan {
 
 /**
  * A burst of `messages` to each side's users (`user`, each to one socket) or to its site (`site`, each
- * to `perMessage` sockets), by turns, recorded under `${scenario}, burst`; a side whose storm fell
+ * to `perMessage` sockets), by turns, recorded under `${scenario}${suffix}, burst`; a side whose storm fell
  * short (not in `ready`) measures nothing.
  */
 async function bursts(plan: BurstPlan, scenario: string, target: "user" | "site", messages: number, perMessage: number): Promise<void> {
@@ -231,7 +252,8 @@ async function bursts(plan: BurstPlan, scenario: string, target: "user" | "site"
   );
   bar.stop();
   // A side that delivered nothing divides by zero: record() keeps no figure that is not finite.
-  for (const [side, total] of totals) side.run.recordDeliveryCost(`${scenario}, burst`, total.spent, total.delivered, total.complete);
+  for (const [side, total] of totals)
+    side.run.recordDeliveryCost(`${scenario}${side.suffix}, burst`, total.spent, total.delivered, total.complete);
 }
 
 /** What a side, or a path, delivered over its batches, and the CPU it took. */

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { type Report, checkTargets, combine, costGrowthChart, isPublishedRun, markdown, missingCompanions } from "../src/report.js";
+import {
+  type Report,
+  againstVariant,
+  checkTargets,
+  combine,
+  costGrowthChart,
+  isPublishedRun,
+  markdown,
+  missingCompanions,
+} from "../src/report.js";
 import {
   ADDED_RSS_METRIC,
   ADDED_RSS_YOUNG_ASIDE_METRIC,
@@ -15,12 +24,14 @@ import {
   PINNED_PATH_SCENARIOS,
   PINNED_STORM,
   PINNED_STORM_WITHOUT_PRESENCE,
+  PINNED_TARGETED,
   TWO_NODE_FANOUT,
   TWO_NODE_PATH_SCENARIOS,
   TWO_NODE_STORM,
   TWO_NODE_TARGETED,
 } from "../src/scenarios.js";
 import { leastSquaresSlope, percentile, round } from "../src/stats.js";
+import { VARIANT_BUILD } from "../src/variant.js";
 
 const measured = (scenario: string, metric: string, value: number | null, complete = true): Measurement => ({
   scenario,
@@ -39,13 +50,14 @@ const cpu = (scenario: string, values: number[]) => byRound(scenario, "server CP
 
 describe("the report", () => {
   it("is published, with the README's table, only from a full run of both stacks, every scenario and the nodes unchanged", () => {
-    const full = { quick: false, only: null, stacks: ["plain", "ours"], profile: false, nodeFlags: [] };
+    const full = { quick: false, only: null, stacks: ["plain", "ours"], profile: false, nodeFlags: [], variant: null };
     expect(isPublishedRun(full)).toBe(true);
     expect(isPublishedRun({ ...full, quick: true })).toBe(false);
     expect(isPublishedRun({ ...full, only: new Set(["targeted"]) })).toBe(false);
     expect(isPublishedRun({ ...full, stacks: ["ours"] })).toBe(false);
     expect(isPublishedRun({ ...full, profile: true })).toBe(false);
     expect(isPublishedRun({ ...full, nodeFlags: ["--trace-gc"] })).toBe(false);
+    expect(isPublishedRun({ ...full, variant: "/elsewhere/switchboard" })).toBe(false);
   });
 
   it("names each storm or burst that lacks a figure of its CPU's split, its collections or its allocation", () => {
@@ -344,6 +356,50 @@ describe("the report", () => {
         met: true,
         roundsMet: { met: 2, of: 3 },
       });
+  });
+
+  it("compares ours with the variant build by the median of the rounds' own ratios, in latest.md too", () => {
+    const burst = `${PINNED_TARGETED}, burst`;
+    const variantBurst = `${PINNED_TARGETED}${VARIANT_BUILD}, burst`;
+    // The medians (44 and 40) come from different rounds: their ratio, 1.1, is in none of the rounds.
+    const rows = combine(
+      [...cpu(burst, [40, 50, 44]), ...cpu(variantBurst, [38, 52, 40]), ...connections(`${PINNED_STORM}${VARIANT_BUILD}`, [300])],
+      cpu(burst, [39, 49, 45]),
+    );
+    const comparison = againstVariant(rows);
+    // The variant's storm has no row of ours to stand beside: left out.
+    expect(comparison).toEqual([
+      {
+        scenario: burst,
+        metric: "server CPU per delivery",
+        unit: "µs",
+        ours: 44,
+        variant: 40,
+        ratio: 1.05,
+        ratioRange: [0.962, 1.1],
+      },
+    ]);
+    // Variant rows are ours only, and no target reads them.
+    expect(rows.find((row) => row.scenario === variantBurst)).toMatchObject({ plain: null, ratio: null });
+    expect(checkTargets(rows)).toEqual(checkTargets(rows.filter((row) => !row.scenario.includes(VARIANT_BUILD))));
+    const report: Report = {
+      date: "",
+      mode: "full",
+      machine: { cpu: "", cores: 2, memoryGiB: 24, os: "", node: "", redis: "" },
+      sizes: { sockets: 10_000, growthSockets: 2000, growthNodes: [1, 2, 4] } as Report["sizes"],
+      rounds: 3,
+      results: rows,
+      targets: [],
+      problems: [],
+    };
+    expect(markdown(report)).not.toContain("## Against the variant build");
+    const written = markdown({
+      ...report,
+      variant: { checkout: "/elsewhere/switchboard", commit: "abc1234-dirty", oursCommit: "def5678", comparison },
+    });
+    expect(written).toContain("## Against the variant build");
+    expect(written).toContain("Ours (def5678) against the gateway of /elsewhere/switchboard (abc1234-dirty)");
+    expect(written).toContain(`| ${burst} | server CPU per delivery (µs) | 44 | 40 | 1.05× (0.962–1.1) |`);
   });
 
   it("meets no memory target with a slope of zero or less: memory reused while sockets were added measures nothing", () => {

@@ -3,13 +3,15 @@ import { type IncomingMessage, type ServerResponse, createServer } from "node:ht
 import { Session } from "node:inspector";
 import type { AddressInfo } from "node:net";
 import { createAdapter } from "@socket.io/redis-adapter";
-import { createGateway, loadConfig } from "@switchboard/gateway";
+import type * as Gateway from "@switchboard/gateway";
 import { createClient } from "redis";
 import { dirname } from "node:path";
+import { pathToFileURL } from "node:url";
 import { writeHeapSnapshot } from "node:v8";
 import { Server } from "socket.io";
 import { type NodeUsage, collectGarbage, notify, ownUsage, serveRequests } from "../ipc.js";
 import { watchHeap } from "./allocation.js";
+import { VARIANT_CHECKOUT_ENV, gatewayEntry } from "../variant.js";
 
 /** One server node of either stack, as its own process; the parent reads its CPU time and memory. */
 export type ServerApi = {
@@ -29,7 +31,15 @@ const stack = process.env.STACK;
 const port = Number(process.env.PORT ?? 0);
 const redisUrl = process.env.REDIS_URL ?? "";
 
+/** Our gateway: this checkout's, or with --variant another checkout's build of it. */
+async function loadGateway(): Promise<typeof Gateway> {
+  const checkout = process.env[VARIANT_CHECKOUT_ENV];
+  if (checkout === undefined) return import("@switchboard/gateway");
+  return (await import(pathToFileURL(gatewayEntry(checkout)).href)) as typeof Gateway;
+}
+
 async function startOurs(): Promise<{ url: string; close(): Promise<void> }> {
+  const { createGateway, loadConfig } = await loadGateway();
   const gateway = await createGateway(loadConfig(process.env));
   const url = await gateway.start();
   return { url, close: () => gateway.close() };
