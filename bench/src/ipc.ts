@@ -70,6 +70,12 @@ export interface Usage {
    * threads (compiling, collecting) and libuv's. Null where the system does not give it (Linux does).
    */
   mainThreadCpuUs: number | null;
+  /**
+   * The process's read and write system calls so far (`syscr`, `syscw` of /proc/self/io: a socket's
+   * reads and writes among them). Counts, not times: they barely move with the machine's speed, and
+   * say how many writes a delivery took where its CPU time cannot. Null where the system does not give them.
+   */
+  systemCalls: { reads: number; writes: number } | null;
 }
 
 /** What a server node reports: its process, and what its heap did since it started. */
@@ -88,7 +94,19 @@ export function ownUsage(): Usage {
     externalBytes: memory.external,
     youngGenerationBytes,
     mainThreadCpuUs: ownThreadCpuUs(),
+    systemCalls: ownSystemCalls(),
   };
+}
+
+function ownSystemCalls(): Usage["systemCalls"] {
+  try {
+    const io = readFileSync("/proc/self/io", "latin1");
+    const reads = Number(/^syscr: (\d+)$/m.exec(io)?.[1]);
+    const writes = Number(/^syscw: (\d+)$/m.exec(io)?.[1]);
+    return Number.isFinite(reads) && Number.isFinite(writes) ? { reads, writes } : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The calling thread's time on a CPU, from the first field of its schedstat (nanoseconds). */

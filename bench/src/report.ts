@@ -22,11 +22,15 @@ import {
   PINNED_PATH_SCENARIOS,
   PINNED_STORM,
   PINNED_STORM_WITHOUT_PRESENCE,
+  READ_CALLS_PER_CONNECTION,
+  READ_CALLS_PER_DELIVERY,
   type Sizes,
   TWO_NODE_FANOUT,
   TWO_NODE_PATH_SCENARIOS,
   TWO_NODE_STORM,
   TWO_NODE_TARGETED,
+  WRITE_CALLS_PER_CONNECTION,
+  WRITE_CALLS_PER_DELIVERY,
   takesTurns,
 } from "./scenarios.js";
 import { median, round } from "./stats.js";
@@ -237,11 +241,24 @@ function rssTargets(checks: TargetCheck[], rss: ResultRow | undefined, qualifier
 
 /**
  * The figures that go with a CPU figure, split as the README reads them: the JavaScript thread's
- * share, its collection pauses and what the heap allocated, and for a burst the full collections
- * within it.
+ * share, its collection pauses, what the heap allocated and the system calls made, and for a burst
+ * the full collections within it.
  */
-const CONNECTION_COMPANIONS = [MAIN_THREAD_PER_CONNECTION, GC_PAUSE_PER_CONNECTION, ALLOCATED_PER_CONNECTION];
-const BURST_COMPANIONS = [MAIN_THREAD_PER_DELIVERY, GC_PAUSE_PER_DELIVERY, FULL_COLLECTIONS, ALLOCATED_PER_DELIVERY];
+const CONNECTION_COMPANIONS = [
+  MAIN_THREAD_PER_CONNECTION,
+  GC_PAUSE_PER_CONNECTION,
+  ALLOCATED_PER_CONNECTION,
+  READ_CALLS_PER_CONNECTION,
+  WRITE_CALLS_PER_CONNECTION,
+];
+const BURST_COMPANIONS = [
+  MAIN_THREAD_PER_DELIVERY,
+  GC_PAUSE_PER_DELIVERY,
+  FULL_COLLECTIONS,
+  ALLOCATED_PER_DELIVERY,
+  READ_CALLS_PER_DELIVERY,
+  WRITE_CALLS_PER_DELIVERY,
+];
 
 /** The companion figures (above) that a scenario with a storm's or a burst's CPU figure lacks, as `scenario / metric`. */
 export function missingCompanions(rows: readonly ResultRow[]): string[] {

@@ -109,6 +109,14 @@ export const ADDED_CPU_METRIC = "server CPU per connection added to a loaded nod
 export const ALLOCATED_PER_CONNECTION = "heap allocated per connection";
 export const ALLOCATED_PER_DELIVERY = "heap allocated per delivery";
 export const ALLOCATED_PER_ADDED_CONNECTION = `${ALLOCATED_PER_CONNECTION} added to a loaded node`;
+/**
+ * The nodes' system calls: reads (from Redis and the clients) and writes (to them). Counted, not timed,
+ * so they show where a path makes the kernel work more often, which its CPU time, split by thread, cannot.
+ */
+export const READ_CALLS_PER_CONNECTION = "read system calls per connection";
+export const WRITE_CALLS_PER_CONNECTION = "write system calls per connection";
+export const READ_CALLS_PER_DELIVERY = "read system calls per delivery";
+export const WRITE_CALLS_PER_DELIVERY = "write system calls per delivery";
 
 export const QUICK_SIZES: Sizes = {
   sockets: 200,
@@ -334,6 +342,8 @@ export class StackRun {
     this.record(scenario, "server CPU per connection", "µs", spent.cpuUs / connected, complete);
     this.record(scenario, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(spent.mainThreadUs, connected), complete);
     this.record(scenario, GC_PAUSE_PER_CONNECTION, "µs", spent.gcPauseUs / connected, complete);
+    this.record(scenario, READ_CALLS_PER_CONNECTION, "calls", perUnit(spent.readCalls, connected), complete);
+    this.record(scenario, WRITE_CALLS_PER_CONNECTION, "calls", perUnit(spent.writeCalls, connected), complete);
   }
 
   /** A burst's CPU per delivery, with its JavaScript thread's share, its collections and what it allocated. */
@@ -343,6 +353,8 @@ export class StackRun {
     this.record(scenario, GC_PAUSE_PER_DELIVERY, "µs", spent.gcPauseUs / delivered, complete);
     this.record(scenario, FULL_COLLECTIONS, "collections", spent.fullCollections, complete);
     this.record(scenario, ALLOCATED_PER_DELIVERY, "B", spent.allocatedBytes / delivered, complete);
+    this.record(scenario, READ_CALLS_PER_DELIVERY, "calls", perUnit(spent.readCalls, delivered), complete);
+    this.record(scenario, WRITE_CALLS_PER_DELIVERY, "calls", perUnit(spent.writeCalls, delivered), complete);
   }
 
   /** Connect storm, targeted (steady and burst), fanout, raw publishers and HTTP publish on two nodes. */
@@ -885,18 +897,32 @@ export interface Spent {
   gcPauseUs: number;
   fullCollections: number;
   allocatedBytes: number;
+  /** The nodes' read and write system calls; null where a node cannot tell. */
+  readCalls: number | null;
+  writeCalls: number | null;
 }
 
-export const NOTHING_SPENT: Spent = Object.freeze({ cpuUs: 0, mainThreadUs: 0, gcPauseUs: 0, fullCollections: 0, allocatedBytes: 0 });
+export const NOTHING_SPENT: Spent = Object.freeze({
+  cpuUs: 0,
+  mainThreadUs: 0,
+  gcPauseUs: 0,
+  fullCollections: 0,
+  allocatedBytes: 0,
+  readCalls: 0,
+  writeCalls: 0,
+});
 
 export function spentBetween(before: NodeUsage[], after: NodeUsage[]): Spent {
   const mainThreadKnown = [...before, ...after].every((usage) => usage.mainThreadCpuUs !== null);
+  const callsKnown = [...before, ...after].every((usage) => usage.systemCalls !== null);
   return {
     cpuUs: cpuDelta(before, after),
     mainThreadUs: mainThreadKnown ? grown(before, after, (usage) => usage.mainThreadCpuUs ?? 0) : null,
     gcPauseUs: grown(before, after, (usage) => usage.gcPauseUs),
     fullCollections: grown(before, after, (usage) => usage.fullCollections),
     allocatedBytes: grown(before, after, (usage) => usage.allocatedBytes),
+    readCalls: callsKnown ? grown(before, after, (usage) => usage.systemCalls?.reads ?? 0) : null,
+    writeCalls: callsKnown ? grown(before, after, (usage) => usage.systemCalls?.writes ?? 0) : null,
   };
 }
 
@@ -908,5 +934,7 @@ export function addSpent(a: Spent, b: Spent): Spent {
     gcPauseUs: a.gcPauseUs + b.gcPauseUs,
     fullCollections: a.fullCollections + b.fullCollections,
     allocatedBytes: a.allocatedBytes + b.allocatedBytes,
+    readCalls: a.readCalls === null || b.readCalls === null ? null : a.readCalls + b.readCalls,
+    writeCalls: a.writeCalls === null || b.writeCalls === null ? null : a.writeCalls + b.writeCalls,
   };
 }

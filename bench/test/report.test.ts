@@ -25,10 +25,14 @@ import {
   PINNED_STORM,
   PINNED_STORM_WITHOUT_PRESENCE,
   PINNED_TARGETED,
+  READ_CALLS_PER_CONNECTION,
+  READ_CALLS_PER_DELIVERY,
   TWO_NODE_FANOUT,
   TWO_NODE_PATH_SCENARIOS,
   TWO_NODE_STORM,
   TWO_NODE_TARGETED,
+  WRITE_CALLS_PER_CONNECTION,
+  WRITE_CALLS_PER_DELIVERY,
 } from "../src/scenarios.js";
 import { leastSquaresSlope, percentile, round } from "../src/stats.js";
 import { VARIANT_BUILD } from "../src/variant.js";
@@ -62,8 +66,23 @@ describe("the report", () => {
 
   it("names each storm or burst that lacks a figure of its CPU's split, its collections or its allocation", () => {
     const figures = (scenario: string, metrics: string[]) => metrics.map((metric) => measured(scenario, metric, 1));
-    const storm = ["server CPU per connection", MAIN_THREAD_PER_CONNECTION, GC_PAUSE_PER_CONNECTION, ALLOCATED_PER_CONNECTION];
-    const burst = ["server CPU per delivery", MAIN_THREAD_PER_DELIVERY, GC_PAUSE_PER_DELIVERY, FULL_COLLECTIONS, ALLOCATED_PER_DELIVERY];
+    const storm = [
+      "server CPU per connection",
+      MAIN_THREAD_PER_CONNECTION,
+      GC_PAUSE_PER_CONNECTION,
+      ALLOCATED_PER_CONNECTION,
+      READ_CALLS_PER_CONNECTION,
+      WRITE_CALLS_PER_CONNECTION,
+    ];
+    const burst = [
+      "server CPU per delivery",
+      MAIN_THREAD_PER_DELIVERY,
+      GC_PAUSE_PER_DELIVERY,
+      FULL_COLLECTIONS,
+      ALLOCATED_PER_DELIVERY,
+      READ_CALLS_PER_DELIVERY,
+      WRITE_CALLS_PER_DELIVERY,
+    ];
     const complete = [
       ...figures(PINNED_STORM, storm),
       ...figures("targeted, burst", burst),

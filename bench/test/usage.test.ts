@@ -1,3 +1,6 @@
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { ownUsage } from "../src/ipc.js";
@@ -30,5 +33,26 @@ describe("a node's own usage", () => {
     const usage = ownUsage();
     expect(usage.youngGenerationBytes).toBeGreaterThan(0);
     expect(usage.youngGenerationBytes).toBeLessThan(usage.heapTotalBytes);
+  });
+
+  it.runIf(process.platform === "linux")("counts the process's read and write system calls, a socket's or a file's", () => {
+    const calls = () => ownUsage().systemCalls ?? { reads: Number.NaN, writes: Number.NaN };
+    const file = join(mkdtempSync(join(tmpdir(), "switchboard-usage-")), "calls");
+    const fd = openSync(file, "w+");
+    try {
+      const start = calls();
+      for (let index = 0; index < 100; index++) writeSync(fd, "x");
+      const written = calls();
+      for (let index = 0; index < 50; index++) readSync(fd, Buffer.alloc(1), 0, 1, index);
+      const read = calls();
+      // Reading /proc/self/io is a read of its own, and the test runner's threads may make a few more.
+      expect(written.writes - start.writes).toBeGreaterThanOrEqual(100);
+      expect(written.writes - start.writes).toBeLessThan(110);
+      expect(read.reads - written.reads).toBeGreaterThanOrEqual(50);
+      expect(read.writes - written.writes).toBeLessThan(10);
+    } finally {
+      closeSync(fd);
+      rmSync(dirname(file), { recursive: true, force: true });
+    }
   });
 });
