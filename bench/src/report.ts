@@ -554,11 +554,9 @@ export function markdown(report: Report): string {
     "The plain stack has no services: their rows are ours only, next to their floor (the same requests and replies through Redis, without the gateway).",
     "For HTTP publish, the plain stack answers on an endpoint written by hand on node:http: the key compared as a string, the JSON body parsed, io.to(room).emit() for each message, then 202.",
     "",
-    "| Scenario | Metric | Ours | Plain | Ratio |",
-    "| --- | --- | ---: | ---: | ---: |",
-    ...report.results.map(
-      (row) =>
-        `| ${row.scenario} | ${row.metric} (${row.unit}) | ${cell(row.ours)} | ${cell(row.plain)} | ${cell(row.ratio, "×")}${row.ratioRange === null ? "" : ` (${row.ratioRange[0]}–${row.ratioRange[1]})`} |`,
+    ...figuresTable(
+      "Plain",
+      report.results.map((row) => ({ ...row, other: row.plain })),
     ),
     "",
     "## Targets",
@@ -579,13 +577,26 @@ function variantSection(variant: VariantReport): string {
     `Ours (${variant.oursCommit ?? "not in git"}) against the gateway of ${variant.checkout} (${variant.commit ?? "not in git"}), its cluster taking its turns with the others batch by batch.`,
     "The ratio is ours / variant, the median of the rounds' own ratios; in brackets, the lowest and highest of them. Two builds alike differ by several percent in a round: only the median of several rounds says anything.",
     "",
-    "| Scenario | Metric | Ours | Variant | Ratio |",
-    "| --- | --- | ---: | ---: | ---: |",
-    ...variant.comparison.map(
-      (row) =>
-        `| ${row.scenario} | ${row.metric} (${row.unit}) | ${cell(row.ours)} | ${cell(row.variant)} | ${cell(row.ratio, "×")}${row.ratioRange === null ? "" : ` (${row.ratioRange[0]}–${row.ratioRange[1]})`} |`,
+    ...figuresTable(
+      "Variant",
+      variant.comparison.map((row) => ({ ...row, other: row.variant })),
     ),
   ].join("\n");
+}
+
+/** One line of figuresTable: ours, the other side's figure, and their ratio with its range. */
+type FigurePair = Pick<ResultRow, "scenario" | "metric" | "unit" | "ours" | "ratio" | "ratioRange"> & { other: number | null };
+
+/** A table of ours beside another side's figures (the plain stack's, or a variant build's), with their ratio and its range. */
+function figuresTable(otherName: string, rows: readonly FigurePair[]): string[] {
+  return [
+    `| Scenario | Metric | Ours | ${otherName} | Ratio |`,
+    "| --- | --- | ---: | ---: | ---: |",
+    ...rows.map(
+      (row) =>
+        `| ${row.scenario} | ${row.metric} (${row.unit}) | ${cell(row.ours)} | ${cell(row.other)} | ${cell(row.ratio, "×")}${row.ratioRange === null ? "" : ` (${row.ratioRange[0]}–${row.ratioRange[1]})`} |`,
+    ),
+  ];
 }
 
 async function svg(spec: TopLevelSpec): Promise<string> {
