@@ -342,8 +342,8 @@ export class StackRun {
     this.record(scenario, "server CPU per connection", "µs", spent.cpuUs / connected, complete);
     this.record(scenario, MAIN_THREAD_PER_CONNECTION, "µs", perUnit(spent.mainThreadUs, connected), complete);
     this.record(scenario, GC_PAUSE_PER_CONNECTION, "µs", spent.gcPauseUs / connected, complete);
-    this.record(scenario, READ_CALLS_PER_CONNECTION, "calls", perUnit(spent.readCalls, connected), complete);
-    this.record(scenario, WRITE_CALLS_PER_CONNECTION, "calls", perUnit(spent.writeCalls, connected), complete);
+    this.record(scenario, READ_CALLS_PER_CONNECTION, "calls", perUnit(spent.systemCalls?.reads ?? null, connected), complete);
+    this.record(scenario, WRITE_CALLS_PER_CONNECTION, "calls", perUnit(spent.systemCalls?.writes ?? null, connected), complete);
   }
 
   /** A burst's CPU per delivery, with its JavaScript thread's share, its collections and what it allocated. */
@@ -353,8 +353,8 @@ export class StackRun {
     this.record(scenario, GC_PAUSE_PER_DELIVERY, "µs", spent.gcPauseUs / delivered, complete);
     this.record(scenario, FULL_COLLECTIONS, "collections", spent.fullCollections, complete);
     this.record(scenario, ALLOCATED_PER_DELIVERY, "B", spent.allocatedBytes / delivered, complete);
-    this.record(scenario, READ_CALLS_PER_DELIVERY, "calls", perUnit(spent.readCalls, delivered), complete);
-    this.record(scenario, WRITE_CALLS_PER_DELIVERY, "calls", perUnit(spent.writeCalls, delivered), complete);
+    this.record(scenario, READ_CALLS_PER_DELIVERY, "calls", perUnit(spent.systemCalls?.reads ?? null, delivered), complete);
+    this.record(scenario, WRITE_CALLS_PER_DELIVERY, "calls", perUnit(spent.systemCalls?.writes ?? null, delivered), complete);
   }
 
   /** Connect storm, targeted (steady and burst), fanout, raw publishers and HTTP publish on two nodes. */
@@ -898,8 +898,7 @@ export interface Spent {
   fullCollections: number;
   allocatedBytes: number;
   /** The nodes' read and write system calls; null where a node cannot tell. */
-  readCalls: number | null;
-  writeCalls: number | null;
+  systemCalls: Usage["systemCalls"];
 }
 
 export const NOTHING_SPENT: Spent = Object.freeze({
@@ -908,8 +907,7 @@ export const NOTHING_SPENT: Spent = Object.freeze({
   gcPauseUs: 0,
   fullCollections: 0,
   allocatedBytes: 0,
-  readCalls: 0,
-  writeCalls: 0,
+  systemCalls: { reads: 0, writes: 0 },
 });
 
 export function spentBetween(before: NodeUsage[], after: NodeUsage[]): Spent {
@@ -921,8 +919,12 @@ export function spentBetween(before: NodeUsage[], after: NodeUsage[]): Spent {
     gcPauseUs: grown(before, after, (usage) => usage.gcPauseUs),
     fullCollections: grown(before, after, (usage) => usage.fullCollections),
     allocatedBytes: grown(before, after, (usage) => usage.allocatedBytes),
-    readCalls: callsKnown ? grown(before, after, (usage) => usage.systemCalls?.reads ?? 0) : null,
-    writeCalls: callsKnown ? grown(before, after, (usage) => usage.systemCalls?.writes ?? 0) : null,
+    systemCalls: callsKnown
+      ? {
+          reads: grown(before, after, (usage) => usage.systemCalls?.reads ?? 0),
+          writes: grown(before, after, (usage) => usage.systemCalls?.writes ?? 0),
+        }
+      : null,
   };
 }
 
@@ -934,7 +936,9 @@ export function addSpent(a: Spent, b: Spent): Spent {
     gcPauseUs: a.gcPauseUs + b.gcPauseUs,
     fullCollections: a.fullCollections + b.fullCollections,
     allocatedBytes: a.allocatedBytes + b.allocatedBytes,
-    readCalls: a.readCalls === null || b.readCalls === null ? null : a.readCalls + b.readCalls,
-    writeCalls: a.writeCalls === null || b.writeCalls === null ? null : a.writeCalls + b.writeCalls,
+    systemCalls:
+      a.systemCalls === null || b.systemCalls === null
+        ? null
+        : { reads: a.systemCalls.reads + b.systemCalls.reads, writes: a.systemCalls.writes + b.systemCalls.writes },
   };
 }
