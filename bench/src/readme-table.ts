@@ -21,6 +21,8 @@ import {
   TWO_NODE_PATH_SCENARIOS,
   TWO_NODE_STORM,
   TWO_NODE_TARGETED,
+  WRITE_CALLS_PER_CONNECTION,
+  WRITE_CALLS_PER_DELIVERY,
 } from "./scenarios.js";
 
 /** The project's README, whose table this writes, and the published results it is written from. */
@@ -82,15 +84,17 @@ export function readmeTable(report: Report): string {
     const scenarios = [paths.emitter, paths.raw, paths["http-batch"]];
     return `| ${label === "" ? "" : `${label} `}| ${metric} | ${several(scenarios, metric, "ours", unit)} | – | raw ${against(paths.raw)}, HTTP ${against(paths["http-batch"])} our emitter path |`;
   };
-  /** A storm's rows: its CPU per connection, then what it allocated per connection, each with the rounds' ratios. */
+  /** A storm's rows: its CPU per connection, then what it allocated per connection, each with the rounds' ratios, then its writes. */
   const stormRows = (label: string, scenario: string) => [
     both(label, "server CPU per connection", scenario, "server CPU per connection", "µs"),
     both("", ALLOCATED_PER_CONNECTION, scenario, ALLOCATED_PER_CONNECTION, "KB"),
+    both("", WRITE_CALLS_PER_CONNECTION, scenario, WRITE_CALLS_PER_CONNECTION, "", ratioOnly(find(scenario, WRITE_CALLS_PER_CONNECTION))),
   ];
-  /** A burst's rows: its CPU per delivery with the rounds' ratios, then what it allocated per delivery. */
+  /** A burst's rows: its CPU per delivery with the rounds' ratios, then what it allocated and the writes it made per delivery. */
   const burstRows = (label: string, scenario: string) => [
     both(label, "server CPU per delivery", scenario, "server CPU per delivery", "µs"),
     both("", ALLOCATED_PER_DELIVERY, scenario, ALLOCATED_PER_DELIVERY, "B", ratioOnly(find(scenario, ALLOCATED_PER_DELIVERY))),
+    both("", WRITE_CALLS_PER_DELIVERY, scenario, WRITE_CALLS_PER_DELIVERY, "", ratioOnly(find(scenario, WRITE_CALLS_PER_DELIVERY))),
   ];
   const addedRss = find(storm, ADDED_RSS_METRIC);
   const metricRatios = (scenario: string, metrics: readonly string[]) =>

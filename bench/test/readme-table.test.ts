@@ -35,6 +35,21 @@ describe("the README's table of results", () => {
     expect(blockIn(withBlock(readme, TABLE_MARKERS, table), TABLE_MARKERS)).toBe(table);
   });
 
+  it("gives the writes each storm and burst taking turns made, from their own rows", () => {
+    const writes = (scenario: string, metric: string) => (row: Report["results"][number]) =>
+      row.scenario === scenario && row.metric === metric ? { ...row, ours: 4.56, plain: 7.89 } : row;
+    const changed: Report = {
+      ...published,
+      results: published.results
+        .map(writes("connect storm, pinned nodes taking turns", "write system calls per connection"))
+        .map(writes("fanout, two nodes taking turns, burst", "write system calls per delivery")),
+    };
+    const table = readmeTable(changed);
+    expect(table).toContain("| | write system calls per connection | 4.56 | 7.89 |");
+    expect(table).toContain("| | write system calls per delivery | 4.56 | 7.89 |");
+    expect(readmeTable(published)).not.toContain("| 4.56 | 7.89 |");
+  });
+
   it("is only written between its markers", () => {
     expect(() => withBlock("no markers here", TABLE_MARKERS, "| table |")).toThrow(/markers/);
     const text = `before\n${TABLE_MARKERS.start}\nold\n${TABLE_MARKERS.end}\nafter`;
