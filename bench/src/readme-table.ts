@@ -64,6 +64,9 @@ export function readmeTable(report: Report): string {
   };
   const both = (label: string, what: string, scenario: string, metric: string, unit: string, ratioText = ratio(scenario, metric)) =>
     `| ${label === "" ? "" : `${label} `}| ${what} | ${figure(scenario, metric, "ours", unit)} | ${figure(scenario, metric, "plain", unit)} | ${ratioText} |`;
+  /** A continuation row whose figure is named as its metric, with the ratio alone (no rounds' range). */
+  const ratioRow = (scenario: string, metric: string, unit: string) =>
+    both("", metric, scenario, metric, unit, ratioOnly(find(scenario, metric)));
   const of = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? null : a / b);
   const several = (scenarios: string[], metric: string, side: Side, unit: string) =>
     withUnit(scenarios.map((scenario) => number(value(scenario, metric, side))).join(" / "), unit);
@@ -88,13 +91,13 @@ export function readmeTable(report: Report): string {
   const stormRows = (label: string, scenario: string) => [
     both(label, "server CPU per connection", scenario, "server CPU per connection", "µs"),
     both("", ALLOCATED_PER_CONNECTION, scenario, ALLOCATED_PER_CONNECTION, "KB"),
-    both("", WRITE_CALLS_PER_CONNECTION, scenario, WRITE_CALLS_PER_CONNECTION, "", ratioOnly(find(scenario, WRITE_CALLS_PER_CONNECTION))),
+    ratioRow(scenario, WRITE_CALLS_PER_CONNECTION, ""),
   ];
   /** A burst's rows: its CPU per delivery with the rounds' ratios, then what it allocated and the writes it made per delivery. */
   const burstRows = (label: string, scenario: string) => [
     both(label, "server CPU per delivery", scenario, "server CPU per delivery", "µs"),
-    both("", ALLOCATED_PER_DELIVERY, scenario, ALLOCATED_PER_DELIVERY, "B", ratioOnly(find(scenario, ALLOCATED_PER_DELIVERY))),
-    both("", WRITE_CALLS_PER_DELIVERY, scenario, WRITE_CALLS_PER_DELIVERY, "", ratioOnly(find(scenario, WRITE_CALLS_PER_DELIVERY))),
+    ratioRow(scenario, ALLOCATED_PER_DELIVERY, "B"),
+    ratioRow(scenario, WRITE_CALLS_PER_DELIVERY, ""),
   ];
   const addedRss = find(storm, ADDED_RSS_METRIC);
   const metricRatios = (scenario: string, metrics: readonly string[]) =>
@@ -113,7 +116,7 @@ export function readmeTable(report: Report): string {
     both("", ADDED_CPU_METRIC, storm, ADDED_CPU_METRIC, "µs"),
     both("", `${ALLOCATED_PER_CONNECTION}, garbage included`, storm, ALLOCATED_PER_CONNECTION, "KB"),
     both("", ALLOCATED_PER_ADDED_CONNECTION, storm, ALLOCATED_PER_ADDED_CONNECTION, "KB"),
-    both("", "heap per socket", storm, "heap per socket", "KB", ratioOnly(find(storm, "heap per socket"))),
+    ratioRow(storm, "heap per socket", "KB"),
     both(
       "",
       "RSS per socket, counted from the idle node (median node)",
@@ -148,22 +151,8 @@ export function readmeTable(report: Report): string {
       "KB",
       ratioOnly(find(storm, "heap per socket added to a loaded node")),
     ),
-    both(
-      "",
-      "RSS per node, every socket connected",
-      storm,
-      "RSS per node, every socket connected",
-      "MB",
-      ratioOnly(find(storm, "RSS per node, every socket connected")),
-    ),
-    both(
-      "",
-      "server CPU at rest, every socket connected",
-      storm,
-      "server CPU at rest, every socket connected",
-      "ms/s",
-      ratioOnly(find(storm, "server CPU at rest, every socket connected")),
-    ),
+    ratioRow(storm, "RSS per node, every socket connected", "MB"),
+    ratioRow(storm, "server CPU at rest, every socket connected", "ms/s"),
     `| | server CPU with LIFECYCLE_EVENTS=1 / with PRESENCE=0 | ${several([OURS_WITH_LIFECYCLE, OURS_WITHOUT_PRESENCE], "server CPU per connection", "ours", "µs")} | – | |`,
     ...stormRows(`pinned nodes taking turns: connect storm, ${thousands(sizes.pinnedSockets)} sockets`, PINNED_STORM),
     `| | server CPU per connection with PRESENCE=0 | ${figure(PINNED_STORM_WITHOUT_PRESENCE, "server CPU per connection", "ours", "µs")} | – | |`,
@@ -189,19 +178,12 @@ export function readmeTable(report: Report): string {
     ),
     pathsRow(TWO_NODE_PATH_SCENARIOS, "", ALLOCATED_PER_DELIVERY, "B"),
     `| targeted, steady ${thousands(sizes.steadyRate)}/s | latency p50 / p99 / p99.9 | ${steadyLatency("ours")} | ${steadyLatency("plain")} | ${metricRatios(steady, LATENCIES)} |`,
-    both("", "server CPU per delivery", steady, "server CPU per delivery", "µs", ratioOnly(find(steady, "server CPU per delivery"))),
+    ratioRow(steady, "server CPU per delivery", "µs"),
     both("targeted, burst", "server CPU per delivery", "targeted, burst", "server CPU per delivery", "µs"),
     both("", ALLOCATED_PER_DELIVERY, "targeted, burst", ALLOCATED_PER_DELIVERY, "B"),
     `| fanout to ${thousands(sizes.sockets)} sockets | p50 / last socket | ${fanoutLatency("ours")} | ${fanoutLatency("plain")} | ${metricRatios(fanoutOne, FANOUT_LATENCIES)} |`,
     both("fanout, burst", "server CPU per delivery", "fanout, burst", "server CPU per delivery", "µs"),
-    both(
-      "",
-      ALLOCATED_PER_DELIVERY,
-      "fanout, burst",
-      ALLOCATED_PER_DELIVERY,
-      "B",
-      ratioOnly(find("fanout, burst", ALLOCATED_PER_DELIVERY)),
-    ),
+    ratioRow("fanout, burst", ALLOCATED_PER_DELIVERY, "B"),
     both(
       "raw publishers, burst",
       "server CPU per delivery",
